@@ -1,0 +1,96 @@
+//! Command-line arguments. The only file that knows clap.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "anomalies",
+    version,
+    about = "Replays Alice and John's interleaved transactions on a real database and shows which isolation anomalies happen, and what prevents them"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the built-in scenarios.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Replay a scenario (a built-in id or a .toml file) and judge the outcome.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A built-in scenario id (see `anomalies list`) or a path to a scenario file.
+    pub scenario: String,
+
+    /// Isolation level to request, or `all` for every level.
+    #[arg(long, short, value_enum, default_value_t = LevelArg::ReadCommitted)]
+    pub level: LevelArg,
+
+    /// Which database: a URL means PostgreSQL there; `auto` otherwise starts a throwaway
+    /// PostgreSQL from installed server binaries, or falls back to embedded SQLite.
+    #[arg(long, short, value_enum, default_value_t = EngineArg::Auto)]
+    pub engine: EngineArg,
+
+    /// A PostgreSQL URL or key=value connection string; PG* variables fill in the rest.
+    /// The run works in a schema of its own, dropped afterwards.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub url: Option<String>,
+
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Which of the scenario's interleavings to replay (default: its first).
+    #[arg(long, short)]
+    pub interleaving: Option<String>,
+
+    /// Cancel a step that neither finishes nor waits on a lock within this time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub step_timeout: Duration,
+
+    /// Give up connecting to a PostgreSQL server after this time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub connect_timeout: Duration,
+
+    /// When to color the output (NO_COLOR is honoured under `auto`).
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LevelArg {
+    ReadUncommitted,
+    ReadCommitted,
+    RepeatableRead,
+    Serializable,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    Auto,
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}

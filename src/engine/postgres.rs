@@ -1,0 +1,494 @@
+//! PostgreSQL through tokio-postgres: one connection per session, one control connection that
+//! sets up data and asks the server whether a session waits.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Statement};
+
+use super::cluster::Cluster;
+use super::{EngineError, EngineInfo, Settled};
+use crate::level::Level;
+use crate::scenario::{EngineKind, Scenario};
+use crate::timeline::{DbError, ErrorKind, ResultSet, StepResult};
+
+type Reply = Pin<Box<dyn Future<Output = Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>>>>;
+
+pub struct PgEngine {
+    pub info: EngineInfo,
+    config: Config,
+    admin: Arc<Client>,
+    /// Schemas created and not yet dropped; `close` drops what an interrupted run left.
+    schemas: Live,
+    cluster: Option<Cluster>,
+}
+
+/// The schemas of runs that have not finished, shared by the engine and its runs.
+type Live = Arc<Mutex<Vec<String>>>;
+
+pub struct PgRun {
+    schema: String,
+    live: Live,
+    control: Arc<Client>,
+    probe: Statement,
+    blockers: Statement,
+    sessions: Vec<PgSession>,
+    pids: Vec<i32>,
+}
+
+struct PgSession {
+    client: Arc<Client>,
+    pid: i32,
+    in_flight: Option<Reply>,
+}
+
+static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl PgEngine {
+    /// Connects to the server a URL names, filling gaps from the PG* variables.
+    pub async fn connect_url(url: &str, timeout: Duration) -> Result<PgEngine, EngineError> {
+        let config = config_from_url(url, timeout)?;
+        let target = describe(&config);
+        let admin = connect(&config, &target).await?;
+        PgEngine::new(config, admin, target, None).await
+    }
+
+    /// Starts a throwaway server from installed binaries.
+    pub async fn throwaway(bindir: &Path) -> Result<PgEngine, EngineError> {
+        let cluster = Cluster::start(bindir)?;
+        let config = cluster.config();
+        let admin = connect(&config, "the throwaway cluster").await?;
+        let engine =
+            PgEngine::new(config, admin, "throwaway cluster".into(), Some(cluster)).await?;
+        // The cluster is ours alone: clear what a run killed without a chance to clean up left.
+        let stale = engine
+            .admin
+            .query(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'anomalies\\_%'",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        for row in stale {
+            let name: String = row.get(0);
+            drop_schema(&engine.admin, &name).await?;
+        }
+        Ok(engine)
+    }
+
+    async fn new(
+        config: Config,
+        admin: Client,
+        detail: String,
+        cluster: Option<Cluster>,
+    ) -> Result<PgEngine, EngineError> {
+        let version = first_value(
+            &admin
+                .simple_query("SHOW server_version")
+                .await
+                .map_err(pg_error)?,
+        )
+        .unwrap_or_default();
+        let version = version
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Ok(PgEngine {
+            info: EngineInfo {
+                name: EngineKind::Postgres,
+                version,
+                detail,
+            },
+            config,
+            admin: Arc::new(admin),
+            schemas: Live::default(),
+            cluster,
+        })
+    }
+
+    pub async fn prepare(
+        &mut self,
+        scenario: &Scenario,
+        level: Level,
+    ) -> Result<PgRun, EngineError> {
+        let schema = format!(
+            "anomalies_{}_{}_{}",
+            std::process::id(),
+            RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
+            scenario.id.replace('-', "_")
+        );
+        lock(&self.schemas).push(schema.clone());
+        let control = Arc::new(connect(&self.config, "the server").await?);
+        control
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema}; SET search_path TO {schema}"
+            ))
+            .await
+            .map_err(pg_error)?;
+        control.batch_execute(&scenario.setup).await.map_err(|e| {
+            EngineError::Setup(format!(
+                "the setup SQL of {} failed on PostgreSQL: {}",
+                scenario.origin,
+                error_text(&e)
+            ))
+        })?;
+        let probe = control
+            .prepare("SELECT pg_catalog.pg_isolation_test_session_is_blocked($1, $2)")
+            .await
+            .map_err(pg_error)?;
+        let blockers = control
+            .prepare("SELECT pg_catalog.pg_blocking_pids($1)")
+            .await
+            .map_err(pg_error)?;
+
+        // The level is set for the session, not inside the transaction: the scenario's own first
+        // statement is the one that takes the snapshot.
+        let init = format!(
+            "SET search_path TO {schema}; \
+             SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {}; \
+             SELECT pg_backend_pid()",
+            level.sql()
+        );
+        let base = &self.config;
+        let connects = scenario.sessions.iter().map(|session| {
+            let init = &init;
+            let name = format!("anomalies {}", session.name);
+            async move {
+                let mut config = base.clone();
+                config.application_name(&name);
+                let client = connect(&config, "the server").await?;
+                let pid = first_value(&client.simple_query(init).await.map_err(pg_error)?)
+                    .and_then(|pid| pid.parse().ok())
+                    .ok_or_else(|| EngineError::Postgres("no backend pid".into()))?;
+                Ok::<_, EngineError>(PgSession {
+                    client: Arc::new(client),
+                    pid,
+                    in_flight: None,
+                })
+            }
+        });
+        let sessions = futures_util::future::try_join_all(connects).await?;
+        let pids = sessions.iter().map(|s| s.pid).collect();
+        Ok(PgRun {
+            schema,
+            live: self.schemas.clone(),
+            control,
+            probe,
+            blockers,
+            sessions,
+            pids,
+        })
+    }
+
+    pub async fn close(self) -> Result<(), EngineError> {
+        let mut result = Ok(());
+        let left: Vec<String> = lock(&self.schemas).clone();
+        for schema in &left {
+            if let Err(e) = drop_schema(&self.admin, schema).await {
+                result = Err(e);
+            }
+        }
+        drop(self.admin);
+        if let Some(cluster) = self.cluster {
+            cluster.stop()?;
+        }
+        result
+    }
+}
+
+impl PgRun {
+    pub fn send(&mut self, session: usize, sql: &str) {
+        let client = self.sessions[session].client.clone();
+        let sql = sql.to_string();
+        self.sessions[session].in_flight =
+            Some(Box::pin(async move { client.simple_query(&sql).await }));
+    }
+
+    /// Polls the step's reply and, from the first moment, asks the server whether the session
+    /// waits for a lock; whichever answers first decides.
+    pub async fn settle(
+        &mut self,
+        session: usize,
+        deadline: Instant,
+    ) -> Result<Settled, EngineError> {
+        let pid = self.sessions[session].pid;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&pid, &self.pids];
+        let Some(reply) = self.sessions[session].in_flight.as_mut() else {
+            return Err(EngineError::Postgres("no step in flight".into()));
+        };
+        loop {
+            tokio::select! {
+                biased;
+                answer = reply.as_mut() => {
+                    self.sessions[session].in_flight = None;
+                    return step_result(answer);
+                }
+                blocked = self.control.query_one(&self.probe, &params) => {
+                    let blocked: bool = blocked.map_err(pg_error)?.get(0);
+                    if blocked {
+                        let row = self.control.query_one(&self.blockers, &[&pid]).await.map_err(pg_error)?;
+                        let blocker_pids: Vec<i32> = row.get(0);
+                        let mut blocked_by: Vec<usize> = blocker_pids
+                            .iter()
+                            .filter_map(|p| self.pids.iter().position(|x| x == p))
+                            .collect();
+                        blocked_by.sort_unstable();
+                        blocked_by.dedup();
+                        return Ok(Settled::Waiting(blocked_by));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Ok(Settled::TimedOut),
+            }
+        }
+    }
+
+    pub async fn wait_any(
+        &mut self,
+        waiting: &[usize],
+        deadline: Instant,
+    ) -> Result<Option<(usize, Settled)>, EngineError> {
+        let replies: Vec<(usize, &mut Reply)> = self
+            .sessions
+            .iter_mut()
+            .enumerate()
+            .filter(|(index, _)| waiting.contains(index))
+            .filter_map(|(index, session)| session.in_flight.as_mut().map(|r| (index, r)))
+            .collect();
+        if replies.is_empty() {
+            return Ok(None);
+        }
+        let (indices, futures): (Vec<usize>, Vec<&mut Reply>) = replies.into_iter().unzip();
+        let any = futures_util::future::select_all(futures.into_iter().map(|r| r.as_mut()));
+        let (answer, position, _) = match tokio::time::timeout_at(deadline, any).await {
+            Ok(done) => done,
+            Err(_) => return Ok(None),
+        };
+        let session = indices[position];
+        self.sessions[session].in_flight = None;
+        Ok(Some((session, step_result(answer)?)))
+    }
+
+    pub async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
+        let token = self.sessions[session].client.cancel_token();
+        token.cancel_query(NoTls).await.map_err(pg_error)?;
+        if let Some(reply) = self.sessions[session].in_flight.take() {
+            // The cancelled statement answers with an error (57014); it is not a step result.
+            let _ = reply.await;
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
+        self.sessions[session]
+            .client
+            .simple_query("ROLLBACK")
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
+        match step_result(self.control.simple_query(sql).await)? {
+            Settled::Done(StepResult::Rows(rows)) => Ok(rows),
+            Settled::Done(StepResult::Failed(e)) => Err(EngineError::Setup(format!(
+                "the final check query failed: {}",
+                e.message
+            ))),
+            _ => Err(EngineError::Setup(
+                "the final check query returned no rows".into(),
+            )),
+        }
+    }
+
+    pub async fn finish(self) -> Result<(), EngineError> {
+        for session in &self.sessions {
+            // Ends a transaction a cancelled or stuck step may have left open.
+            let _ = session.client.simple_query("ROLLBACK").await;
+        }
+        drop(self.sessions);
+        drop_schema(&self.control, &self.schema).await?;
+        lock(&self.live).retain(|s| *s != self.schema);
+        Ok(())
+    }
+}
+
+fn lock(live: &Live) -> std::sync::MutexGuard<'_, Vec<String>> {
+    live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn drop_schema(client: &Client, schema: &str) -> Result<(), EngineError> {
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .map_err(pg_error)
+}
+
+fn step_result(
+    answer: Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>,
+) -> Result<Settled, EngineError> {
+    let messages = match answer {
+        Ok(messages) => messages,
+        Err(error) => {
+            let Some(db) = error.as_db_error() else {
+                return Err(pg_error(error));
+            };
+            let code = db.code();
+            let kind = if *code == SqlState::T_R_SERIALIZATION_FAILURE {
+                ErrorKind::SerializationFailure
+            } else if *code == SqlState::T_R_DEADLOCK_DETECTED {
+                ErrorKind::Deadlock
+            } else if *code == SqlState::LOCK_NOT_AVAILABLE {
+                ErrorKind::LockNotAvailable
+            } else if *code == SqlState::QUERY_CANCELED {
+                ErrorKind::Cancelled
+            } else if code.code().starts_with("23") {
+                ErrorKind::Constraint
+            } else {
+                ErrorKind::Other
+            };
+            return Ok(Settled::Done(StepResult::Failed(DbError {
+                kind,
+                code: code.code().to_string(),
+                message: db.message().to_string(),
+            })));
+        }
+    };
+    // A step may hold several statements; the last one that returned rows speaks for it.
+    let mut result = StepResult::Command { rows_affected: 0 };
+    let mut current: Option<ResultSet> = None;
+    for message in messages {
+        match message {
+            SimpleQueryMessage::RowDescription(columns) => {
+                current = Some(ResultSet {
+                    columns: columns.iter().map(|c| c.name().to_string()).collect(),
+                    rows: Vec::new(),
+                });
+            }
+            SimpleQueryMessage::Row(row) => {
+                let set = current.get_or_insert_with(|| ResultSet {
+                    columns: row.columns().iter().map(|c| c.name().to_string()).collect(),
+                    rows: Vec::new(),
+                });
+                set.rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                );
+            }
+            SimpleQueryMessage::CommandComplete(count) => {
+                result = match current.take() {
+                    Some(set) => StepResult::Rows(set),
+                    None if matches!(result, StepResult::Rows(_)) => continue,
+                    None => StepResult::Command {
+                        rows_affected: count,
+                    },
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(Settled::Done(result))
+}
+
+fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    })
+}
+
+async fn connect(config: &Config, target: &str) -> Result<Client, EngineError> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| EngineError::Connect {
+            target: target.to_string(),
+            reason: error_text(&e),
+        })?;
+    tokio::spawn(async move {
+        // The connection ends when its client is dropped; errors surface through the client.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Builds a configuration from a URL (or key=value string) and the PG* variables, as libpq does.
+pub fn config_from_url(url: &str, timeout: Duration) -> Result<Config, EngineError> {
+    let mut config = Config::from_str(url).map_err(|e| {
+        EngineError::Setup(format!("--url is not a PostgreSQL connection string: {e}"))
+    })?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if config.get_hosts().is_empty() {
+        match env("PGHOST") {
+            Some(host) => {
+                config.host(&host);
+            }
+            None => {
+                config.host("localhost");
+            }
+        }
+    }
+    if config.get_ports().is_empty() {
+        if let Some(port) = env("PGPORT").and_then(|p| p.parse().ok()) {
+            config.port(port);
+        }
+    }
+    if config.get_user().is_none() {
+        if let Some(user) = env("PGUSER").or_else(|| env("USER")) {
+            config.user(&user);
+        }
+    }
+    if config.get_password().is_none() {
+        if let Some(password) = env("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    if config.get_dbname().is_none() {
+        if let Some(dbname) = env("PGDATABASE") {
+            config.dbname(&dbname);
+        }
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeout);
+    }
+    Ok(config)
+}
+
+/// `host:port/dbname`, never the password.
+pub fn describe(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(host)) => host.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let dbname = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("{host}:{port}/{dbname}")
+}
+
+fn pg_error(error: tokio_postgres::Error) -> EngineError {
+    EngineError::Postgres(error_text(&error))
+}
+
+/// The error with its cause: tokio-postgres's own text stops at "error connecting to server".
+fn error_text(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(error) {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
+    }
+}

@@ -1,0 +1,432 @@
+//! Embedded SQLite through rusqlite: one thread per session, commands over channels.
+//!
+//! SQLite waits inside its busy handler. Ours tells the runner the moment a step starts to wait,
+//! then blocks until the runner says another step finished (retry) or gives up. No timing.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, InterruptHandle, OpenFlags, TransactionState};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{EngineError, EngineInfo, Settled};
+use crate::level::Level;
+use crate::scenario::{EngineKind, Scenario};
+use crate::timeline::{DbError, ErrorKind, ResultSet, StepResult};
+
+pub struct SqliteEngine {
+    pub info: EngineInfo,
+    dir: tempfile::TempDir,
+    runs: u32,
+}
+
+pub struct SqliteRun {
+    path: PathBuf,
+    sessions: Vec<SqliteSession>,
+    /// Each session's transaction state after its last finished step.
+    states: Vec<TxnState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnState {
+    None,
+    Read,
+    Write,
+}
+
+struct SqliteSession {
+    commands: Option<std_mpsc::Sender<String>>,
+    events: mpsc::UnboundedReceiver<SessionEvent>,
+    pokes: std_mpsc::Sender<Poke>,
+    interrupt: InterruptHandle,
+    /// The busy handler is blocked waiting for a poke.
+    in_busy_handler: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+enum SessionEvent {
+    Waiting,
+    Done(StepResult, TxnState),
+}
+
+enum Poke {
+    Retry,
+    GiveUp,
+}
+
+struct BusyLink {
+    events: mpsc::UnboundedSender<SessionEvent>,
+    pokes: std_mpsc::Receiver<Poke>,
+}
+
+thread_local! {
+    /// The busy handler is a plain `fn`; it finds its session's channels here.
+    static BUSY_LINK: RefCell<Option<BusyLink>> = const { RefCell::new(None) };
+}
+
+/// Called by SQLite when a lock is taken: report waiting, then wait for the runner's word.
+fn busy_handler(_attempt: i32) -> bool {
+    BUSY_LINK.with(|link| {
+        let link = link.borrow();
+        let Some(link) = link.as_ref() else {
+            return false;
+        };
+        if link.events.send(SessionEvent::Waiting).is_err() {
+            return false;
+        }
+        matches!(link.pokes.recv(), Ok(Poke::Retry))
+    })
+}
+
+impl SqliteEngine {
+    pub fn new() -> Result<SqliteEngine, EngineError> {
+        let dir = tempfile::Builder::new()
+            .prefix("anomalies-sqlite-")
+            .tempdir()
+            .map_err(|e| {
+                EngineError::Sqlite(format!("cannot create a temporary directory: {e}"))
+            })?;
+        Ok(SqliteEngine {
+            info: EngineInfo {
+                name: EngineKind::Sqlite,
+                version: rusqlite::version().to_string(),
+                detail: "journal wal".to_string(),
+            },
+            dir,
+            runs: 0,
+        })
+    }
+
+    pub fn prepare(&mut self, scenario: &Scenario, level: Level) -> Result<SqliteRun, EngineError> {
+        self.runs += 1;
+        let path = self.dir.path().join(format!("run-{}.db", self.runs));
+        let setup = Connection::open(&path).map_err(sqlite_error)?;
+        setup
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get::<_, String>(0))
+            .map_err(sqlite_error)?;
+        setup.execute_batch(&scenario.setup).map_err(|e| {
+            EngineError::Setup(format!(
+                "the setup SQL of {} failed on SQLite: {e}",
+                scenario.origin
+            ))
+        })?;
+        drop(setup);
+
+        // Dirty reads are real only between connections sharing a cache, with the pragma.
+        let read_uncommitted = level == Level::ReadUncommitted;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if read_uncommitted {
+            flags |= OpenFlags::SQLITE_OPEN_SHARED_CACHE;
+        }
+        let mut sessions = Vec::new();
+        for session in &scenario.sessions {
+            let connection = Connection::open_with_flags(&path, flags).map_err(sqlite_error)?;
+            if read_uncommitted {
+                connection
+                    .pragma_update(None, "read_uncommitted", 1)
+                    .map_err(sqlite_error)?;
+            }
+            connection
+                .busy_handler(Some(busy_handler))
+                .map_err(sqlite_error)?;
+            sessions.push(spawn_session(connection, &session.name)?);
+        }
+        let states = vec![TxnState::None; sessions.len()];
+        Ok(SqliteRun {
+            path,
+            sessions,
+            states,
+        })
+    }
+
+    pub fn close(self) -> Result<(), EngineError> {
+        self.dir
+            .close()
+            .map_err(|e| EngineError::Sqlite(format!("cannot remove the temporary directory: {e}")))
+    }
+}
+
+fn spawn_session(connection: Connection, name: &str) -> Result<SqliteSession, EngineError> {
+    let (command_tx, command_rx) = std_mpsc::channel::<String>();
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let (poke_tx, poke_rx) = std_mpsc::channel();
+    let interrupt = connection.get_interrupt_handle();
+    let thread = std::thread::Builder::new()
+        .name(format!("sqlite-{name}"))
+        .spawn(move || {
+            BUSY_LINK.with(|link| {
+                *link.borrow_mut() = Some(BusyLink {
+                    events: event_tx.clone(),
+                    pokes: poke_rx,
+                })
+            });
+            for sql in command_rx {
+                let result = execute(&connection, &sql);
+                let state = match connection.transaction_state(None) {
+                    Ok(TransactionState::Write) => TxnState::Write,
+                    Ok(TransactionState::Read) => TxnState::Read,
+                    _ => TxnState::None,
+                };
+                if event_tx.send(SessionEvent::Done(result, state)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| EngineError::Sqlite(format!("cannot start a session thread: {e}")))?;
+    Ok(SqliteSession {
+        commands: Some(command_tx),
+        events: event_rx,
+        pokes: poke_tx,
+        interrupt,
+        in_busy_handler: false,
+        thread: Some(thread),
+    })
+}
+
+/// Runs one statement; a failure is a result, as on PostgreSQL.
+fn execute(connection: &Connection, sql: &str) -> StepResult {
+    let run = || -> rusqlite::Result<StepResult> {
+        let mut statement = connection.prepare(sql)?;
+        if statement.column_count() == 0 {
+            let rows_affected = statement.execute([])?;
+            return Ok(StepResult::Command {
+                rows_affected: rows_affected as u64,
+            });
+        }
+        let columns: Vec<String> = statement
+            .column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let n_columns = columns.len();
+        let mut rows = statement.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let values = (0..n_columns)
+                .map(|i| row.get_ref(i).map(text))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            out.push(values);
+        }
+        Ok(StepResult::Rows(ResultSet { columns, rows: out }))
+    };
+    match run() {
+        Ok(result) => result,
+        Err(error) => StepResult::Failed(db_error(&error)),
+    }
+}
+
+fn text(value: ValueRef<'_>) -> Option<String> {
+    match value {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(r) => Some(r.to_string()),
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Some(b.iter().map(|byte| format!("{byte:02x}")).collect()),
+    }
+}
+
+fn db_error(error: &rusqlite::Error) -> DbError {
+    match error {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            let kind = match failure.code {
+                ErrorCode::DatabaseBusy => ErrorKind::Busy,
+                ErrorCode::DatabaseLocked => ErrorKind::Locked,
+                ErrorCode::ConstraintViolation => ErrorKind::Constraint,
+                ErrorCode::OperationInterrupted => ErrorKind::Cancelled,
+                _ => ErrorKind::Other,
+            };
+            DbError {
+                kind,
+                code: code_name(failure.extended_code),
+                message: message.clone().unwrap_or_else(|| failure.to_string()),
+            }
+        }
+        other => DbError {
+            kind: ErrorKind::Other,
+            code: "error".to_string(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The name of an extended result code, as SQLite's documentation spells it.
+fn code_name(code: i32) -> String {
+    use rusqlite::ffi;
+    let name = match code {
+        ffi::SQLITE_BUSY => "SQLITE_BUSY",
+        ffi::SQLITE_BUSY_RECOVERY => "SQLITE_BUSY_RECOVERY",
+        ffi::SQLITE_BUSY_SNAPSHOT => "SQLITE_BUSY_SNAPSHOT",
+        ffi::SQLITE_BUSY_TIMEOUT => "SQLITE_BUSY_TIMEOUT",
+        ffi::SQLITE_LOCKED => "SQLITE_LOCKED",
+        ffi::SQLITE_LOCKED_SHAREDCACHE => "SQLITE_LOCKED_SHAREDCACHE",
+        ffi::SQLITE_LOCKED_VTAB => "SQLITE_LOCKED_VTAB",
+        ffi::SQLITE_INTERRUPT => "SQLITE_INTERRUPT",
+        ffi::SQLITE_CONSTRAINT => "SQLITE_CONSTRAINT",
+        ffi::SQLITE_CONSTRAINT_CHECK => "SQLITE_CONSTRAINT_CHECK",
+        ffi::SQLITE_CONSTRAINT_PRIMARYKEY => "SQLITE_CONSTRAINT_PRIMARYKEY",
+        ffi::SQLITE_CONSTRAINT_UNIQUE => "SQLITE_CONSTRAINT_UNIQUE",
+        ffi::SQLITE_CONSTRAINT_NOTNULL => "SQLITE_CONSTRAINT_NOTNULL",
+        ffi::SQLITE_ERROR => "SQLITE_ERROR",
+        other => return format!("SQLITE_{other}"),
+    };
+    name.to_string()
+}
+
+fn sqlite_error(error: rusqlite::Error) -> EngineError {
+    EngineError::Sqlite(error.to_string())
+}
+
+impl SqliteRun {
+    pub fn send(&mut self, session: usize, sql: &str) {
+        if let Some(commands) = &self.sessions[session].commands {
+            // A closed channel means the thread ended; settle reports it.
+            let _ = commands.send(sql.to_string());
+        }
+    }
+
+    pub async fn settle(
+        &mut self,
+        session: usize,
+        deadline: Instant,
+    ) -> Result<Settled, EngineError> {
+        let event = tokio::time::timeout_at(deadline, self.sessions[session].events.recv()).await;
+        match event {
+            Err(_) => Ok(Settled::TimedOut),
+            Ok(None) => Err(EngineError::Sqlite(
+                "a session thread ended unexpectedly".to_string(),
+            )),
+            Ok(Some(SessionEvent::Waiting)) => {
+                self.sessions[session].in_busy_handler = true;
+                Ok(Settled::Waiting(self.holders(session)))
+            }
+            Ok(Some(SessionEvent::Done(result, state))) => {
+                self.sessions[session].in_busy_handler = false;
+                self.states[session] = state;
+                Ok(Settled::Done(result))
+            }
+        }
+    }
+
+    /// Lets a waiting session's busy handler retry, then reports where it stands.
+    pub async fn recheck(
+        &mut self,
+        session: usize,
+        deadline: Instant,
+    ) -> Result<Settled, EngineError> {
+        if self.sessions[session].in_busy_handler {
+            self.sessions[session].in_busy_handler = false;
+            let _ = self.sessions[session].pokes.send(Poke::Retry);
+        }
+        self.settle(session, deadline).await
+    }
+
+    /// Who holds what `session` waits for: SQLite has one writer at a time, so the sessions in a
+    /// write transaction; failing that, those holding a read lock.
+    fn holders(&self, session: usize) -> Vec<usize> {
+        let with = |wanted: TxnState| -> Vec<usize> {
+            (0..self.states.len())
+                .filter(|s| *s != session && self.states[*s] == wanted)
+                .collect()
+        };
+        let writers = with(TxnState::Write);
+        if writers.is_empty() {
+            with(TxnState::Read)
+        } else {
+            writers
+        }
+    }
+
+    pub async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
+        let s = &mut self.sessions[session];
+        s.interrupt.interrupt();
+        if s.in_busy_handler {
+            s.in_busy_handler = false;
+            let _ = s.pokes.send(Poke::GiveUp);
+        }
+        // Collect the interrupted statement's answer; it is not a step result.
+        loop {
+            match self.sessions[session].events.recv().await {
+                Some(SessionEvent::Done(_, state)) => {
+                    self.states[session] = state;
+                    return Ok(());
+                }
+                Some(SessionEvent::Waiting) => {
+                    let _ = self.sessions[session].pokes.send(Poke::GiveUp);
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    pub async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
+        if self.states[session] == TxnState::None {
+            return Ok(());
+        }
+        self.send(session, "ROLLBACK");
+        loop {
+            match self.sessions[session].events.recv().await {
+                Some(SessionEvent::Done(_, state)) => {
+                    self.states[session] = state;
+                    return Ok(());
+                }
+                Some(SessionEvent::Waiting) => {
+                    let _ = self.sessions[session].pokes.send(Poke::GiveUp);
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
+        let path = self.path.clone();
+        let sql = sql.to_string();
+        let result = tokio::task::spawn_blocking(move || {
+            let connection = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            Ok::<_, rusqlite::Error>(execute(&connection, &sql))
+        })
+        .await
+        .map_err(|e| EngineError::Sqlite(format!("the final check query panicked: {e}")))?
+        .map_err(sqlite_error)?;
+        match result {
+            StepResult::Rows(rows) => Ok(rows),
+            StepResult::Failed(e) => Err(EngineError::Setup(format!(
+                "the final check query failed: {}",
+                e.message
+            ))),
+            StepResult::Command { .. } => Err(EngineError::Setup(
+                "the final check query returned no rows".into(),
+            )),
+        }
+    }
+
+    pub async fn finish(mut self) -> Result<(), EngineError> {
+        for session in 0..self.sessions.len() {
+            self.rollback(session).await?;
+        }
+        let threads: Vec<JoinHandle<()>> = self
+            .sessions
+            .iter_mut()
+            .filter_map(|s| {
+                s.commands = None;
+                s.thread.take()
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await
+        .map_err(|e| EngineError::Sqlite(format!("a session thread panicked: {e}")))?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = self.path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,22 @@
+//! `anomalies`: replays scripted interleavings of transactions against real databases and shows
+//! which isolation anomalies happen and what prevents them. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod engine;
+pub mod level;
+pub mod outcome;
+pub mod render;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod timeline;
+
+/// Exit codes, in one place.
+pub mod exit {
+    /// The command completed (whatever the verdicts).
+    pub const OK: i32 = 0;
+    /// A usage, scenario, setup or connection error.
+    pub const ERROR: i32 = 2;
+    /// Stopped by Ctrl-C or SIGTERM, after cleaning up.
+    pub const INTERRUPTED: i32 = 130;
+}

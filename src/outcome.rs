@@ -1,0 +1,279 @@
+//! Judging a run: (Scenario, Timeline) -> Verdict. Pure.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::scenario::expr::{Facts, Ref, Value};
+use crate::scenario::{display_name, Scenario, StepId};
+use crate::timeline::{verb, DbError, EventKind, StepResult, Timeline};
+
+/// What prevented an anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mechanism {
+    /// A step waited for another session's lock, then saw a serial outcome.
+    Blocking,
+    /// A step failed (serialization failure, deadlock, busy) and its transaction was rolled back.
+    Abort,
+    /// Nothing waited or failed: reads returned committed or snapshot values.
+    ConsistentRead,
+}
+
+/// What a scenario expects of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    Anomaly,
+    Prevented(Mechanism),
+}
+
+/// The judgement of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub anomaly: bool,
+    /// Set when the anomaly was prevented.
+    pub mechanism: Option<Mechanism>,
+    /// The step that waited or failed, when that is what prevented the anomaly.
+    pub cause: Option<Cause>,
+    /// The values read and the rule, in words.
+    pub witness: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Cause {
+    Failed {
+        #[serde(skip)]
+        step: StepId,
+        error: DbError,
+    },
+    TimedOut {
+        #[serde(skip)]
+        step: StepId,
+    },
+    Waited {
+        #[serde(skip)]
+        step: StepId,
+        #[serde(skip)]
+        blocked_by: Vec<usize>,
+    },
+}
+
+impl Mechanism {
+    pub fn id(self) -> &'static str {
+        match self {
+            Mechanism::Blocking => "blocking",
+            Mechanism::Abort => "abort",
+            Mechanism::ConsistentRead => "consistent-read",
+        }
+    }
+}
+
+impl Expected {
+    /// `anomaly`, or `prevented by blocking|abort|consistent-read`.
+    pub fn parse(text: &str) -> Result<Expected, String> {
+        let text = text.trim();
+        if text == "anomaly" {
+            return Ok(Expected::Anomaly);
+        }
+        let mechanisms = [
+            Mechanism::Blocking,
+            Mechanism::Abort,
+            Mechanism::ConsistentRead,
+        ];
+        text.strip_prefix("prevented by ")
+            .and_then(|m| mechanisms.into_iter().find(|x| x.id() == m.trim()))
+            .map(Expected::Prevented)
+            .ok_or_else(|| {
+                format!(
+                    "expected `anomaly`, `prevented by blocking`, `prevented by abort` or \
+                     `prevented by consistent-read`, found `{text}`"
+                )
+            })
+    }
+
+    pub fn matches(&self, verdict: &Verdict) -> bool {
+        match self {
+            Expected::Anomaly => verdict.anomaly,
+            Expected::Prevented(m) => !verdict.anomaly && verdict.mechanism == Some(*m),
+        }
+    }
+}
+
+impl fmt::Display for Expected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expected::Anomaly => f.write_str("anomaly"),
+            Expected::Prevented(m) => write!(f, "prevented by {}", m.id()),
+        }
+    }
+}
+
+impl Verdict {
+    /// `anomaly` or `prevented`.
+    pub fn word(&self) -> &'static str {
+        if self.anomaly {
+            "anomaly"
+        } else {
+            "prevented"
+        }
+    }
+
+    /// One sentence: *prevented — John's COMMIT failed with 40001 (could not serialize ...)*.
+    pub fn summary(&self, scenario: &Scenario) -> String {
+        if self.anomaly {
+            return format!("anomaly — {}", self.witness);
+        }
+        let how = match &self.cause {
+            Some(Cause::Failed { step, error }) => format!(
+                "{} failed with {} ({})",
+                step_phrase(scenario, *step),
+                error.code,
+                error.message
+            ),
+            Some(Cause::TimedOut { step }) => format!(
+                "{} did not finish within the step timeout and was cancelled",
+                step_phrase(scenario, *step)
+            ),
+            Some(Cause::Waited { step, blocked_by }) => format!(
+                "{} waited for {}, then saw a serial outcome",
+                step_phrase(scenario, *step),
+                session_list(scenario, blocked_by)
+            ),
+            None => "no step waited or failed: every read returned a committed or snapshot value"
+                .to_string(),
+        };
+        format!("prevented — {how}; {}", self.witness)
+    }
+}
+
+/// `John's COMMIT`
+pub fn step_phrase(scenario: &Scenario, step: StepId) -> String {
+    let verb = verb(&scenario.step(step).sql.render(|_| String::new()));
+    format!(
+        "{}'s {verb}",
+        display_name(&scenario.sessions[step.session].name)
+    )
+}
+
+/// `Alice`, `Alice and John`, `Alice, John and Maria`
+pub fn session_list(scenario: &Scenario, sessions: &[usize]) -> String {
+    let names: Vec<String> = sessions
+        .iter()
+        .map(|s| display_name(&scenario.sessions[*s].name))
+        .collect();
+    match names.as_slice() {
+        [] => "another session".to_string(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Judges a finished run.
+pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
+    let facts = RunFacts { scenario, timeline };
+    let decision = &scenario.decision;
+    let anomaly = decision.anomaly_if.holds(&facts) == Some(true);
+    let template = if anomaly {
+        &decision.anomaly_witness
+    } else {
+        &decision.prevented_witness
+    };
+    let witness = template.render(|r| facts.value(r).unwrap_or(Value::Unknown).to_string());
+    if anomaly {
+        return Verdict {
+            anomaly,
+            mechanism: None,
+            cause: None,
+            witness,
+        };
+    }
+    let failure = timeline.events.iter().find_map(|event| match &event.kind {
+        EventKind::TimedOut { .. } | EventKind::Stuck { .. } => {
+            Some(Cause::TimedOut { step: event.step })
+        }
+        kind => match kind.result() {
+            Some(StepResult::Failed(error)) => Some(Cause::Failed {
+                step: event.step,
+                error: error.clone(),
+            }),
+            _ => None,
+        },
+    });
+    let wait = || {
+        timeline.events.iter().find_map(|event| match &event.kind {
+            EventKind::Waiting { blocked_by } => Some(Cause::Waited {
+                step: event.step,
+                blocked_by: blocked_by.clone(),
+            }),
+            _ => None,
+        })
+    };
+    let cause = failure.or_else(wait);
+    let mechanism = match cause {
+        Some(Cause::Failed { .. } | Cause::TimedOut { .. }) => Mechanism::Abort,
+        Some(Cause::Waited { .. }) => Mechanism::Blocking,
+        None => Mechanism::ConsistentRead,
+    };
+    Verdict {
+        anomaly,
+        mechanism: Some(mechanism),
+        cause,
+        witness,
+    }
+}
+
+struct RunFacts<'a> {
+    scenario: &'a Scenario,
+    timeline: &'a Timeline,
+}
+
+impl Facts for RunFacts<'_> {
+    fn value(&self, reference: &Ref) -> Option<Value> {
+        let (result_set, column) = match reference {
+            Ref::Final { column } => (self.timeline.final_state.as_ref()?, column),
+            Ref::Read {
+                session,
+                step,
+                column,
+            } => {
+                let session_index = self.scenario.session_index(session)?;
+                let step_index = self.scenario.sessions[session_index]
+                    .steps
+                    .iter()
+                    .position(|s| &s.name == step)?;
+                let id = StepId {
+                    session: session_index,
+                    step: step_index,
+                };
+                match self.timeline.result_of(id)? {
+                    StepResult::Rows(rows) => (rows, column),
+                    _ => return None,
+                }
+            }
+        };
+        result_set.first(column).map(Value::from_db)
+    }
+
+    fn committed(&self, session: &str) -> bool {
+        let Some(index) = self.scenario.session_index(session) else {
+            return false;
+        };
+        let last = StepId {
+            session: index,
+            step: self.scenario.sessions[index].steps.len() - 1,
+        };
+        let is_commit = matches!(
+            verb(&self.scenario.step(last).sql.render(|_| String::new())).as_str(),
+            "COMMIT" | "END"
+        );
+        is_commit
+            && matches!(
+                self.timeline.result_of(last),
+                Some(StepResult::Command { .. })
+            )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+use super::*;
+use crate::scenario::StepId;
+use crate::timeline::{ErrorKind, Event, ResultSet};
+
+fn write_skew() -> Scenario {
+    Scenario::load("write-skew").unwrap()
+}
+
+fn rows(column: &str, value: &str) -> StepResult {
+    StepResult::Rows(ResultSet {
+        columns: vec![column.into()],
+        rows: vec![vec![Some(value.into())]],
+    })
+}
+
+fn done(session: usize, step: usize, result: StepResult) -> Event {
+    Event {
+        step: StepId { session, step },
+        sql: String::new(),
+        kind: EventKind::Done { result },
+        deferred: false,
+    }
+}
+
+fn final_total(total: &str) -> Option<crate::timeline::ResultSet> {
+    match rows("total", total) {
+        StepResult::Rows(set) => Some(set),
+        _ => None,
+    }
+}
+
+fn ok() -> StepResult {
+    StepResult::Command { rows_affected: 0 }
+}
+
+#[test]
+fn an_anomaly_has_its_witness() {
+    let timeline = Timeline {
+        events: vec![
+            done(0, 1, rows("total", "300")),
+            done(1, 1, rows("total", "300")),
+        ],
+        final_state: final_total("100"),
+    };
+    let verdict = judge(&write_skew(), &timeline);
+    assert!(verdict.anomaly);
+    assert_eq!(verdict.mechanism, None);
+    assert_eq!(
+        verdict.summary(&write_skew()),
+        "anomaly — together the balances are 100, below the 200 floor both checked"
+    );
+}
+
+#[test]
+fn a_failure_is_an_abort_even_after_a_wait() {
+    let failure = StepResult::Failed(DbError {
+        kind: ErrorKind::SerializationFailure,
+        code: "40001".into(),
+        message: "could not serialize access".into(),
+    });
+    let timeline = Timeline {
+        events: vec![
+            Event {
+                step: StepId {
+                    session: 1,
+                    step: 2,
+                },
+                sql: String::new(),
+                kind: EventKind::Waiting {
+                    blocked_by: vec![0],
+                },
+                deferred: false,
+            },
+            done(0, 3, ok()),
+            done(1, 3, failure),
+        ],
+        final_state: final_total("200"),
+    };
+    let verdict = judge(&write_skew(), &timeline);
+    assert_eq!(verdict.mechanism, Some(Mechanism::Abort));
+    assert_eq!(
+        verdict.summary(&write_skew()),
+        "prevented — John's COMMIT failed with 40001 (could not serialize access); \
+         together the balances are 200: the 200 floor holds"
+    );
+}
+
+#[test]
+fn a_wait_without_failure_is_blocking() {
+    let timeline = Timeline {
+        events: vec![Event {
+            step: StepId {
+                session: 1,
+                step: 2,
+            },
+            sql: String::new(),
+            kind: EventKind::Waiting {
+                blocked_by: vec![0],
+            },
+            deferred: false,
+        }],
+        final_state: final_total("200"),
+    };
+    let verdict = judge(&write_skew(), &timeline);
+    assert_eq!(verdict.mechanism, Some(Mechanism::Blocking));
+    assert!(verdict
+        .summary(&write_skew())
+        .starts_with("prevented — John's UPDATE waited for Alice, then saw a serial outcome"));
+}
+
+#[test]
+fn nothing_waited_or_failed_is_a_consistent_read() {
+    let timeline = Timeline {
+        events: vec![done(0, 1, rows("total", "300"))],
+        final_state: final_total("200"),
+    };
+    assert_eq!(
+        judge(&write_skew(), &timeline).mechanism,
+        Some(Mechanism::ConsistentRead)
+    );
+}
+
+#[test]
+fn committed_needs_a_successful_commit() {
+    let lost_update = Scenario::load("lost-update").unwrap();
+    let mut timeline = Timeline {
+        events: vec![done(0, 3, ok()), done(1, 3, ok())],
+        final_state: match rows("balance", "80") {
+            StepResult::Rows(set) => Some(set),
+            _ => None,
+        },
+    };
+    assert!(judge(&lost_update, &timeline).anomaly);
+    timeline.events[1].kind = EventKind::Skipped;
+    assert!(!judge(&lost_update, &timeline).anomaly);
+}
+
+#[test]
+fn expectations_parse_and_match() {
+    assert_eq!(Expected::parse("anomaly"), Ok(Expected::Anomaly));
+    assert_eq!(
+        Expected::parse("prevented by consistent-read"),
+        Ok(Expected::Prevented(Mechanism::ConsistentRead))
+    );
+    assert!(Expected::parse("prevented").is_err());
+    let verdict = Verdict {
+        anomaly: false,
+        mechanism: Some(Mechanism::Abort),
+        cause: None,
+        witness: String::new(),
+    };
+    assert!(Expected::Prevented(Mechanism::Abort).matches(&verdict));
+    assert!(!Expected::Prevented(Mechanism::Blocking).matches(&verdict));
+    assert!(!Expected::Anomaly.matches(&verdict));
+}

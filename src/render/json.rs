@@ -1,0 +1,134 @@
+//! `--format json`: one object per run, or an array of them for `--level all`.
+
+use serde_json::{json as value, Value};
+
+use crate::report::Report;
+use crate::scenario::Scenario;
+use crate::timeline::{EventKind, ResultSet, StepResult};
+
+/// One run as a pretty-printed JSON object.
+pub fn json(report: &Report) -> String {
+    pretty(&object(report))
+}
+
+/// Several runs as a JSON array.
+pub fn json_all(reports: &[Report]) -> String {
+    pretty(&Value::Array(reports.iter().map(object).collect()))
+}
+
+fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn object(report: &Report) -> Value {
+    let scenario = &report.scenario;
+    let verdict = &report.verdict;
+    value!({
+        "scenario": scenario.id,
+        "title": scenario.title,
+        "anomaly": { "name": scenario.anomaly, "code": scenario.code },
+        "engine": report.engine,
+        "level": { "requested": report.requested, "effective": report.effective },
+        "interleaving": report.interleaving,
+        "verdict": verdict.word(),
+        "prevented_by": verdict.mechanism.filter(|_| !verdict.anomaly),
+        "summary": verdict.summary(scenario),
+        "witness": verdict.witness,
+        "expected": report.expected.map(|e| e.to_string()),
+        "matches_expectation": report.matches_expectation(),
+        "timeline": report.timeline.events.iter().enumerate().map(|(index, event)| {
+            let mut out = value!({
+                "position": index + 1,
+                "session": scenario.sessions[event.step.session].name,
+                "step": scenario.step(event.step).name,
+                "sql": event.sql,
+            });
+            let fields = event_fields(scenario, &event.kind);
+            if let (Value::Object(out), Value::Object(fields)) = (&mut out, fields) {
+                out.extend(fields);
+                if event.deferred {
+                    out.insert("deferred".into(), Value::Bool(true));
+                }
+            }
+            out
+        }).collect::<Vec<_>>(),
+        "final_state": report.timeline.final_state.as_ref().map(rows),
+    })
+}
+
+fn names(scenario: &Scenario, sessions: &[usize]) -> Vec<String> {
+    sessions
+        .iter()
+        .map(|s| scenario.sessions[*s].name.clone())
+        .collect()
+}
+
+fn event_fields(scenario: &Scenario, kind: &EventKind) -> Value {
+    match kind {
+        EventKind::Done { result } => value!({ "event": "done", "result": result_value(result) }),
+        EventKind::Waiting { blocked_by } => {
+            value!({ "event": "waiting", "blocked_by": names(scenario, blocked_by) })
+        }
+        EventKind::Resumed { result, after } => value!({
+            "event": "resumed",
+            "result": result_value(result),
+            "released_by_position": after.map(|a| a + 1),
+        }),
+        EventKind::Skipped => value!({ "event": "skipped" }),
+        EventKind::TimedOut { after_ms } => value!({ "event": "timed-out", "after_ms": after_ms }),
+        EventKind::Stuck { blocked_by } => {
+            value!({ "event": "stuck", "blocked_by": names(scenario, blocked_by) })
+        }
+    }
+}
+
+fn result_value(result: &StepResult) -> Value {
+    match result {
+        StepResult::Rows(set) => value!({ "type": "rows", "rows": rows(set) }),
+        StepResult::Command { rows_affected } => {
+            value!({ "type": "command", "rows_affected": rows_affected })
+        }
+        StepResult::Failed(error) => value!({
+            "type": "error",
+            "kind": error.kind,
+            "code": error.code,
+            "message": error.message,
+        }),
+    }
+}
+
+/// Rows as objects keyed by column name.
+fn rows(set: &ResultSet) -> Value {
+    Value::Array(
+        set.rows
+            .iter()
+            .map(|row| {
+                Value::Object(
+                    set.columns
+                        .iter()
+                        .zip(row)
+                        .map(|(column, value)| {
+                            (
+                                column.clone(),
+                                value.clone().map_or(Value::Null, json_scalar),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Numbers stay numbers; everything else is text.
+fn json_scalar(text: String) -> Value {
+    if let Ok(int) = text.parse::<i64>() {
+        return Value::from(int);
+    }
+    match text.parse::<f64>() {
+        Ok(float) if float.is_finite() => Value::from(float),
+        _ => Value::String(text),
+    }
+}

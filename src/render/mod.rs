@@ -1,0 +1,24 @@
+//! Reports to text. Pure: renderers return strings; only the CLI writes them.
+
+mod json;
+mod table;
+
+pub use json::{json, json_all};
+pub use table::{summary, table};
+
+/// How the terminal output should look; the CLI decides.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+    /// Width of the timeline table in columns.
+    pub width: u16,
+}
+
+impl Default for Style {
+    fn default() -> Style {
+        Style {
+            color: false,
+            width: 100,
+        }
+    }
+}

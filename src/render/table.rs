@@ -1,0 +1,317 @@
+//! The timeline as a table: one column per session, one row per event, then the verdict.
+
+use colored::Colorize;
+use comfy_table::{
+    presets, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width,
+};
+
+use super::Style;
+use crate::outcome::{session_list, step_phrase};
+use crate::report::Report;
+use crate::scenario::display_name;
+use crate::timeline::{verb, DbError, EventKind, ResultSet, StepResult};
+
+/// A run as the terminal shows it: header, timeline, verdict.
+pub fn table(report: &Report, style: Style) -> String {
+    let paint = Paint(style.color);
+    let scenario = &report.scenario;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{} — {}\n",
+        paint.bold(&scenario.id),
+        scenario.title
+    ));
+    let engine = &report.engine;
+    let rows = [
+        (
+            "anomaly",
+            format!("{} ({})", scenario.anomaly, scenario.code),
+        ),
+        (
+            "engine",
+            format!("{} {} ({})", engine.name, engine.version, engine.detail),
+        ),
+        ("level", report.level_text()),
+        ("order", report.interleaving.clone()),
+    ];
+    for (key, value) in rows {
+        out.push_str(&format!("{}  {value}\n", paint.dim(&format!("{key:<8}"))));
+    }
+    out.push('\n');
+    for line in wrap(&scenario.story, style.width as usize) {
+        out.push_str(&paint.dim(&line));
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(&timeline_table(report, style, paint));
+    out.push_str("\n\n");
+    out.push_str(&verdict_lines(report, paint));
+    out
+}
+
+/// `--level all` ends with one line per level.
+pub fn summary(reports: &[Report], style: Style) -> String {
+    let paint = Paint(style.color);
+    let mut out = String::from("summary\n");
+    let width = reports
+        .iter()
+        .map(|r| r.level_text().chars().count())
+        .max()
+        .unwrap_or(0);
+    for report in reports {
+        let level = report.level_text();
+        let pad = " ".repeat(width - level.chars().count());
+        let outcome = report.outcome_text();
+        let painted = if report.verdict.anomaly {
+            paint.red(&outcome)
+        } else {
+            paint.green(&outcome)
+        };
+        let mark = match report.matches_expectation() {
+            Some(true) => format!("  {}", paint.dim("(as expected)")),
+            Some(false) => format!(
+                "  {}",
+                paint.red(&format!(
+                    "(expected {})",
+                    report.expected.map(|e| e.to_string()).unwrap_or_default()
+                ))
+            ),
+            None => String::new(),
+        };
+        out.push_str(&format!("  {level}{pad}  {painted}{mark}\n"));
+    }
+    out
+}
+
+fn verdict_lines(report: &Report, paint: Paint) -> String {
+    let verdict = &report.verdict;
+    let summary = verdict.summary(&report.scenario);
+    let (word, rest) = summary
+        .split_once(" — ")
+        .unwrap_or((verdict.word(), &summary));
+    let word = if verdict.anomaly {
+        paint.red_bold(word)
+    } else {
+        paint.green_bold(word)
+    };
+    let mut out = format!("{}  {word} — {rest}\n", paint.dim("verdict "));
+    if let Some(expected) = report.expected {
+        let mark = if expected.matches(verdict) {
+            paint.green("✓ as expected")
+        } else {
+            paint.red(&format!("✗ got {}", report.outcome_text()))
+        };
+        out.push_str(&format!("{}  {expected} {mark}\n", paint.dim("expected")));
+    }
+    out
+}
+
+fn timeline_table(report: &Report, style: Style, paint: Paint) -> String {
+    let scenario = &report.scenario;
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(style.width);
+    let mut header = vec![Cell::new("#")];
+    header.extend(
+        scenario
+            .sessions
+            .iter()
+            .map(|s| Cell::new(paint.bold(&display_name(&s.name)))),
+    );
+    table.set_header(header);
+    for (index, event) in report.timeline.events.iter().enumerate() {
+        let mut row = vec![Cell::new(index + 1).set_alignment(CellAlignment::Right)];
+        for session in 0..scenario.sessions.len() {
+            if session == event.step.session {
+                row.push(Cell::new(event_cell(report, index, paint)));
+            } else {
+                row.push(Cell::new(""));
+            }
+        }
+        table.add_row(row);
+    }
+    let n_sessions = scenario.sessions.len() as u16;
+    let share = (style.width.saturating_sub(6 + 3 * n_sessions)) / n_sessions.max(1);
+    if let Some(column) = table.column_mut(0) {
+        column.set_constraint(ColumnConstraint::Absolute(Width::Fixed(4)));
+    }
+    for session in 0..scenario.sessions.len() {
+        if let Some(column) = table.column_mut(session + 1) {
+            column.set_constraint(ColumnConstraint::Absolute(Width::Fixed(share)));
+        }
+    }
+    table.to_string()
+}
+
+fn event_cell(report: &Report, index: usize, paint: Paint) -> String {
+    let scenario = &report.scenario;
+    let event = &report.timeline.events[index];
+    let step = scenario.step(event.step);
+    let sql = shorten(&event.sql, 160);
+    let mut lines = Vec::new();
+    match &event.kind {
+        EventKind::Resumed { .. } => {}
+        _ => {
+            lines.push(sql);
+            lines.push(paint.italic_dim(&step.say));
+        }
+    }
+    if event.deferred {
+        lines.push(paint.yellow("↪ deferred: sent once its earlier wait ended"));
+    }
+    match &event.kind {
+        EventKind::Done { result } => lines.push(result_line(&event.sql, result, paint)),
+        EventKind::Waiting { blocked_by } => lines.push(paint.yellow(&format!(
+            "⏳ waits for {}",
+            session_list(scenario, blocked_by)
+        ))),
+        EventKind::Resumed { result, after } => {
+            let resumed = match after {
+                Some(after) => format!(
+                    "▶ {} resumes after #{} ({})",
+                    verb(&event.sql),
+                    after + 1,
+                    step_phrase(scenario, report.timeline.events[*after].step)
+                ),
+                None => format!("▶ {} ends on its own (deadlock broken)", verb(&event.sql)),
+            };
+            lines.push(paint.cyan(&resumed));
+            lines.push(result_line(&event.sql, result, paint));
+        }
+        EventKind::Skipped => lines.push(paint.dim("– skipped: the transaction was rolled back")),
+        EventKind::TimedOut { after_ms } => lines.push(paint.red(&format!(
+            "✗ no answer and no lock wait after {after_ms} ms: cancelled, rolled back"
+        ))),
+        EventKind::Stuck { blocked_by } => lines.push(paint.red(&format!(
+            "✗ still waiting for {}, which has nothing left to run: cancelled, rolled back",
+            session_list(scenario, blocked_by)
+        ))),
+    }
+    lines.join("\n")
+}
+
+fn result_line(sql: &str, result: &StepResult, paint: Paint) -> String {
+    match result {
+        StepResult::Rows(set) => paint.green(&format!("→ {}", rows_text(set))),
+        StepResult::Command { rows_affected } => {
+            let text = match verb(sql).as_str() {
+                "UPDATE" => format!("→ {} updated", count(*rows_affected)),
+                "INSERT" => format!("→ {} inserted", count(*rows_affected)),
+                "DELETE" => format!("→ {} deleted", count(*rows_affected)),
+                "COMMIT" | "END" => "→ committed".to_string(),
+                "ROLLBACK" | "ABORT" => "→ rolled back".to_string(),
+                _ => "→ ok".to_string(),
+            };
+            paint.green(&text)
+        }
+        StepResult::Failed(error) => paint.red_bold(&failure_text(error)),
+    }
+}
+
+fn failure_text(error: &DbError) -> String {
+    format!("✗ {} {} — rolled back", error.code, error.message)
+}
+
+fn count(n: u64) -> String {
+    if n == 1 {
+        "1 row".to_string()
+    } else {
+        format!("{n} rows")
+    }
+}
+
+/// `total = 300`, `no rows`, or the first rows of several.
+fn rows_text(set: &ResultSet) -> String {
+    let row_text = |row: &Vec<Option<String>>| -> String {
+        set.columns
+            .iter()
+            .zip(row)
+            .map(|(c, v)| format!("{c} = {}", v.as_deref().unwrap_or("NULL")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match set.rows.as_slice() {
+        [] => "no rows".to_string(),
+        [row] => row_text(row),
+        rows => {
+            let shown: Vec<String> = rows
+                .iter()
+                .take(3)
+                .map(|r| format!("({})", row_text(r)))
+                .collect();
+            let more = if rows.len() > 3 { ", …" } else { "" };
+            format!("{} rows: {}{more}", rows.len(), shown.join(", "))
+        }
+    }
+}
+
+/// Collapses white space and cuts long SQL with an ellipsis.
+fn shorten(sql: &str, max: usize) -> String {
+    let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let cut: String = flat.chars().take(max - 1).collect();
+    format!("{cut}…")
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// Colors only when the CLI asked for them.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn apply(self, text: &str, f: impl Fn(&str) -> colored::ColoredString) -> String {
+        if self.0 {
+            f(text).to_string()
+        } else {
+            text.to_string()
+        }
+    }
+    fn bold(self, t: &str) -> String {
+        self.apply(t, |t| t.bold())
+    }
+    fn dim(self, t: &str) -> String {
+        self.apply(t, |t| t.dimmed())
+    }
+    fn italic_dim(self, t: &str) -> String {
+        self.apply(t, |t| t.italic().dimmed())
+    }
+    fn red(self, t: &str) -> String {
+        self.apply(t, |t| t.red())
+    }
+    fn red_bold(self, t: &str) -> String {
+        self.apply(t, |t| t.red().bold())
+    }
+    fn green(self, t: &str) -> String {
+        self.apply(t, |t| t.green())
+    }
+    fn green_bold(self, t: &str) -> String {
+        self.apply(t, |t| t.green().bold())
+    }
+    fn yellow(self, t: &str) -> String {
+        self.apply(t, |t| t.yellow())
+    }
+    fn cyan(self, t: &str) -> String {
+        self.apply(t, |t| t.cyan())
+    }
+}

@@ -1,0 +1,43 @@
+//! The result of one run: everything a renderer needs, as plain data.
+
+use crate::engine::EngineInfo;
+use crate::level::Level;
+use crate::outcome::{Expected, Verdict};
+use crate::scenario::Scenario;
+use crate::timeline::Timeline;
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub scenario: Scenario,
+    pub engine: EngineInfo,
+    pub requested: Level,
+    pub effective: Level,
+    pub interleaving: String,
+    pub timeline: Timeline,
+    pub verdict: Verdict,
+    /// What the scenario file expects of this engine at this level, if it says.
+    pub expected: Option<Expected>,
+}
+
+impl Report {
+    /// `read uncommitted → read committed`, or just `serializable` when they agree.
+    pub fn level_text(&self) -> String {
+        if self.requested == self.effective {
+            self.requested.to_string()
+        } else {
+            format!("{} → {}", self.requested, self.effective)
+        }
+    }
+
+    pub fn matches_expectation(&self) -> Option<bool> {
+        self.expected.map(|e| e.matches(&self.verdict))
+    }
+
+    /// `prevented by abort`, `anomaly`: the verdict in the words expectations use.
+    pub fn outcome_text(&self) -> String {
+        match self.verdict.mechanism {
+            Some(m) if !self.verdict.anomaly => format!("prevented by {}", m.id()),
+            _ => "anomaly".to_string(),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Replays an interleaving over a prepared [`Run`] and records what happened as a [`Timeline`].
+//!
+//! Steps are sent in the interleaving's order. After each send the engine is asked whether the
+//! step finished or waits for a lock; a waiting session's later steps are deferred until its
+//! wait ends. Whenever a step finishes, every waiting session is checked again, so a resumed
+//! step is recorded right after the step that released it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::engine::{EngineError, Run, Settled};
+use crate::scenario::{Interleaving, Scenario, StepId};
+use crate::timeline::{Event, EventKind, StepResult, Timeline};
+
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// How long a step may run without finishing or being seen waiting before it is cancelled.
+    pub step_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Idle,
+    Waiting { blocked_by: Vec<usize> },
+    Failed,
+}
+
+struct Replay<'a> {
+    run: &'a mut Run,
+    scenario: &'a Scenario,
+    options: RunOptions,
+    timeline: Timeline,
+    states: Vec<State>,
+    /// Per session: the step in flight while it waits.
+    in_flight: Vec<Option<StepId>>,
+    deferred: Vec<VecDeque<StepId>>,
+    /// The last event at which a step finished: what a step resumed now was released by.
+    last_finish: Option<usize>,
+}
+
+/// Runs `interleaving` and returns its timeline, with the final check query's answer.
+pub async fn replay(
+    run: &mut Run,
+    scenario: &Scenario,
+    interleaving: &Interleaving,
+    options: RunOptions,
+) -> Result<Timeline, EngineError> {
+    let n_sessions = scenario.sessions.len();
+    let mut replay = Replay {
+        run,
+        scenario,
+        options,
+        timeline: Timeline::default(),
+        states: vec![State::Idle; n_sessions],
+        in_flight: vec![None; n_sessions],
+        deferred: vec![VecDeque::new(); n_sessions],
+        last_finish: None,
+    };
+    for &id in &interleaving.steps {
+        match replay.states[id.session] {
+            State::Failed => replay.skip(id),
+            State::Waiting { .. } => replay.deferred[id.session].push_back(id),
+            State::Idle => {
+                if replay.send(id, false).await? {
+                    replay.progress().await?;
+                }
+            }
+        }
+    }
+    replay.drain().await?;
+    if let Some(sql) = &scenario.decision.final_query {
+        replay.timeline.final_state = Some(replay.run.final_query(sql).await?);
+    }
+    Ok(replay.timeline)
+}
+
+impl Replay<'_> {
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.options.step_timeout
+    }
+
+    fn push(&mut self, step: StepId, sql: String, kind: EventKind, deferred: bool) -> usize {
+        self.timeline.events.push(Event {
+            step,
+            sql,
+            kind,
+            deferred,
+        });
+        self.timeline.events.len() - 1
+    }
+
+    /// The step's SQL with `${step.column}` filled from what its session read earlier.
+    fn sql(&self, id: StepId) -> String {
+        self.scenario.step(id).sql.render(|hole| {
+            let earlier = StepId {
+                session: id.session,
+                step: hole.step,
+            };
+            match self.timeline.result_of(earlier) {
+                Some(StepResult::Rows(rows)) => match rows.first(&hole.column) {
+                    Some(Some(value)) => sql_literal(value),
+                    Some(None) => "NULL".to_string(),
+                    None => format!("${{{}.{}}}", hole.step_name, hole.column),
+                },
+                _ => format!("${{{}.{}}}", hole.step_name, hole.column),
+            }
+        })
+    }
+
+    fn skip(&mut self, id: StepId) {
+        let sql = self.sql(id);
+        self.push(id, sql, EventKind::Skipped, false);
+    }
+
+    /// Sends a step and records where it stands. Returns whether it finished (or was cancelled),
+    /// which may let waiting sessions go on.
+    async fn send(&mut self, id: StepId, deferred: bool) -> Result<bool, EngineError> {
+        let sql = self.sql(id);
+        let started = Instant::now();
+        self.run.send(id.session, &sql);
+        match self.run.settle(id.session, self.deadline()).await? {
+            Settled::Done(result) => {
+                let failed = matches!(result, StepResult::Failed(_));
+                let index = self.push(id, sql, EventKind::Done { result }, deferred);
+                self.last_finish = Some(index);
+                if failed {
+                    self.fail(id.session).await?;
+                }
+                Ok(true)
+            }
+            Settled::Waiting(blocked_by) => {
+                self.push(
+                    id,
+                    sql,
+                    EventKind::Waiting {
+                        blocked_by: blocked_by.clone(),
+                    },
+                    deferred,
+                );
+                self.states[id.session] = State::Waiting { blocked_by };
+                self.in_flight[id.session] = Some(id);
+                Ok(false)
+            }
+            Settled::TimedOut => {
+                self.run.cancel(id.session).await?;
+                let after_ms = started.elapsed().as_millis() as u64;
+                let index = self.push(id, sql, EventKind::TimedOut { after_ms }, deferred);
+                self.last_finish = Some(index);
+                self.fail(id.session).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Rolls a session back after a failure and skips the steps it still had.
+    async fn fail(&mut self, session: usize) -> Result<(), EngineError> {
+        self.run.rollback(session).await?;
+        self.states[session] = State::Failed;
+        self.in_flight[session] = None;
+        while let Some(id) = self.deferred[session].pop_front() {
+            self.skip(id);
+        }
+        Ok(())
+    }
+
+    /// A waiting step ended: record it and, if it failed, roll its session back.
+    async fn resumed(
+        &mut self,
+        session: usize,
+        result: StepResult,
+        after: Option<usize>,
+    ) -> Result<(), EngineError> {
+        let Some(id) = self.in_flight[session].take() else {
+            return Err(EngineError::Setup(
+                "a step resumed that was not waiting".into(),
+            ));
+        };
+        let failed = matches!(result, StepResult::Failed(_));
+        let sql = self
+            .timeline
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.step == id)
+            .map(|e| e.sql.clone());
+        let kind = EventKind::Resumed { result, after };
+        let index = self.push(id, sql.unwrap_or_default(), kind, false);
+        self.last_finish = Some(index);
+        self.states[session] = State::Idle;
+        if failed {
+            self.fail(session).await?;
+        }
+        Ok(())
+    }
+
+    /// After a step finished: check every waiting session again and send the steps deferred
+    /// behind a wait that ended, until nothing changes.
+    async fn progress(&mut self) -> Result<(), EngineError> {
+        loop {
+            let mut changed = false;
+            let released_by = self.last_finish;
+            for session in 0..self.states.len() {
+                if !matches!(self.states[session], State::Waiting { .. }) {
+                    continue;
+                }
+                match self.run.recheck(session, self.deadline()).await? {
+                    Settled::Done(result) => {
+                        self.resumed(session, result, released_by).await?;
+                        changed = true;
+                    }
+                    Settled::Waiting(blocked_by) => {
+                        self.states[session] = State::Waiting { blocked_by };
+                    }
+                    Settled::TimedOut => {
+                        self.cancel_waiting(session, false).await?;
+                        changed = true;
+                    }
+                }
+            }
+            for session in 0..self.states.len() {
+                while self.states[session] == State::Idle {
+                    let Some(id) = self.deferred[session].pop_front() else {
+                        break;
+                    };
+                    changed |= self.send(id, true).await?;
+                }
+            }
+            if !changed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Cancels a waiting step that will not end by itself.
+    async fn cancel_waiting(&mut self, session: usize, stuck: bool) -> Result<(), EngineError> {
+        let Some(id) = self.in_flight[session] else {
+            return Ok(());
+        };
+        self.run.cancel(session).await?;
+        let sql = self.sql(id);
+        let kind = match &self.states[session] {
+            State::Waiting { blocked_by } if stuck => EventKind::Stuck {
+                blocked_by: blocked_by.clone(),
+            },
+            _ => EventKind::TimedOut {
+                after_ms: self.options.step_timeout.as_millis() as u64,
+            },
+        };
+        let index = self.push(id, sql, kind, false);
+        self.last_finish = Some(index);
+        self.fail(session).await
+    }
+
+    /// The interleaving is over. Waits that form a cycle end by themselves (the database picks a
+    /// deadlock victim); waits on a session that has nothing left to run never end.
+    async fn drain(&mut self) -> Result<(), EngineError> {
+        loop {
+            let waiting: Vec<usize> = (0..self.states.len())
+                .filter(|s| matches!(self.states[*s], State::Waiting { .. }))
+                .collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            let cycle = waiting.iter().any(|s| match &self.states[*s] {
+                State::Waiting { blocked_by } => blocked_by.iter().any(|b| waiting.contains(b)),
+                _ => false,
+            });
+            if cycle {
+                if let Some((session, Settled::Done(result))) =
+                    self.run.wait_any(&waiting, self.deadline()).await?
+                {
+                    self.resumed(session, result, None).await?;
+                    self.progress().await?;
+                    continue;
+                }
+            }
+            for session in waiting {
+                self.cancel_waiting(session, true).await?;
+            }
+            self.progress().await?;
+        }
+    }
+}
+
+/// A value read by the database, written back into SQL: numbers as they are, text quoted.
+fn sql_literal(value: &str) -> String {
+    if value.parse::<f64>().is_ok() {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', "''"))
+    }
+}

@@ -1,0 +1,251 @@
+//! Scenario files: TOML text in, a validated [`Scenario`] out. No I/O but reading a file.
+
+pub mod expr;
+mod raw;
+pub mod template;
+
+use std::fmt;
+use std::path::Path;
+
+use crate::level::Level;
+use crate::outcome::Expected;
+use expr::{Expr, Ref};
+use template::{SqlTemplate, Template};
+
+/// A validated scenario: every name resolves, every interleaving keeps each session's order.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub id: String,
+    pub title: String,
+    pub anomaly: String,
+    pub code: String,
+    pub story: String,
+    pub setup: String,
+    pub sessions: Vec<Session>,
+    pub interleavings: Vec<Interleaving>,
+    pub decision: Decision,
+    pub expectations: Vec<Expectation>,
+    /// Where it came from: `builtin:write-skew` or a path.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub name: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub sql: SqlTemplate,
+    pub say: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Interleaving {
+    pub name: String,
+    pub steps: Vec<StepId>,
+}
+
+/// A step by position: `sessions[session].steps[step]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StepId {
+    pub session: usize,
+    pub step: usize,
+}
+
+/// How a run is judged.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Run on the end state after every session has finished; its first row is `final.*`.
+    pub final_query: Option<String>,
+    pub anomaly_if: Expr,
+    pub anomaly_witness: Template,
+    pub prevented_witness: Template,
+}
+
+/// What a scenario file says a run on an engine at a level must show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    pub engine: EngineKind,
+    pub level: Level,
+    pub expected: Expected,
+}
+
+/// The engines a scenario can expect outcomes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Postgres,
+    Sqlite,
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineKind::Postgres => "postgres",
+            EngineKind::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// A scenario that can't be used, with the place in the file that says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Any failure to find or read a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Invalid(#[from] ScenarioError),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no scenario named `{name}`{hint}; `anomalies list` shows them all")]
+    Unknown { name: String, hint: String },
+}
+
+/// The built-in scenarios, embedded in the binary.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "dirty-read",
+        include_str!("../../scenarios/dirty-read.toml"),
+    ),
+    (
+        "non-repeatable-read",
+        include_str!("../../scenarios/non-repeatable-read.toml"),
+    ),
+    ("read-skew", include_str!("../../scenarios/read-skew.toml")),
+    (
+        "lost-update",
+        include_str!("../../scenarios/lost-update.toml"),
+    ),
+    (
+        "write-skew",
+        include_str!("../../scenarios/write-skew.toml"),
+    ),
+];
+
+impl Scenario {
+    /// Parses and validates scenario text; `file` names it in error messages.
+    pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+        raw::parse(text, file)
+    }
+
+    /// Every built-in scenario, in catalogue order.
+    pub fn builtins() -> Vec<Scenario> {
+        BUILTIN
+            .iter()
+            .map(|(id, text)| {
+                Scenario::parse(text, &format!("builtin:{id}"))
+                    .unwrap_or_else(|e| panic!("built-in scenario {id} is invalid: {e}"))
+            })
+            .collect()
+    }
+
+    /// A built-in id, or a path to a `.toml` file.
+    pub fn load(name: &str) -> Result<Scenario, LoadError> {
+        let path = Path::new(name);
+        if name.ends_with(".toml") || name.contains('/') || path.is_file() {
+            let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+                path: name.to_string(),
+                source,
+            })?;
+            return Ok(Scenario::parse(&text, name)?);
+        }
+        if let Some((id, text)) = BUILTIN.iter().find(|(id, _)| *id == name) {
+            return Ok(Scenario::parse(text, &format!("builtin:{id}"))?);
+        }
+        let ids: Vec<&str> = BUILTIN.iter().map(|(id, _)| *id).collect();
+        Err(LoadError::Unknown {
+            name: name.to_string(),
+            hint: did_you_mean(name, &ids)
+                .map(|closest| format!("; did you mean `{closest}`?"))
+                .unwrap_or_default(),
+        })
+    }
+
+    pub fn step(&self, id: StepId) -> &Step {
+        &self.sessions[id.session].steps[id.step]
+    }
+
+    /// `alice.read`
+    pub fn step_label(&self, id: StepId) -> String {
+        format!("{}.{}", self.sessions[id.session].name, self.step(id).name)
+    }
+
+    pub fn session_index(&self, name: &str) -> Option<usize> {
+        self.sessions.iter().position(|s| s.name == name)
+    }
+
+    pub fn interleaving(&self, name: Option<&str>) -> Result<&Interleaving, String> {
+        match name {
+            None => Ok(&self.interleavings[0]),
+            Some(name) => self
+                .interleavings
+                .iter()
+                .find(|i| i.name == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> =
+                        self.interleavings.iter().map(|i| i.name.as_str()).collect();
+                    format!(
+                        "scenario {} has no interleaving `{name}`{}; it has: {}",
+                        self.id,
+                        did_you_mean(name, &names)
+                            .map(|c| format!(" (did you mean `{c}`?)"))
+                            .unwrap_or_default(),
+                        names.join(", ")
+                    )
+                }),
+        }
+    }
+
+    pub fn expected(&self, engine: EngineKind, level: Level) -> Option<&Expected> {
+        self.expectations
+            .iter()
+            .find(|e| e.engine == engine && e.level == level)
+            .map(|e| &e.expected)
+    }
+
+    /// Every reference the decision and the witnesses use.
+    pub fn decision_refs(&self) -> Vec<&Ref> {
+        let d = &self.decision;
+        d.anomaly_if
+            .refs()
+            .into_iter()
+            .chain(d.anomaly_witness.refs())
+            .chain(d.prevented_witness.refs())
+            .collect()
+    }
+}
+
+/// A display name for a session: `alice` → `Alice`.
+pub fn display_name(session: &str) -> String {
+    let mut chars = session.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The candidate closest to `name`, if any is close enough to be a likely typo.
+pub fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(name, c), *c))
+        .filter(|(score, _)| *score > 0.75)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests;

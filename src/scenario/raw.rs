@@ -1,0 +1,466 @@
+//! The file as serde sees it, and its validation into a [`Scenario`].
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::expr::{self, Ref};
+use super::template::{SqlTemplate, Template};
+use super::{
+    did_you_mean, Decision, EngineKind, Expectation, Interleaving, Scenario, ScenarioError,
+    Session, Step, StepId,
+};
+use crate::level::Level;
+use crate::outcome::Expected;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    id: Spanned<String>,
+    title: String,
+    anomaly: String,
+    code: String,
+    story: String,
+    setup: String,
+    session: Vec<RawSession>,
+    interleaving: Vec<RawInterleaving>,
+    outcome: RawOutcome,
+    #[serde(default)]
+    expect: IndexMap<Spanned<String>, IndexMap<Spanned<String>, Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    name: Spanned<String>,
+    step: Vec<RawStep>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: Spanned<String>,
+    sql: Spanned<String>,
+    say: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterleaving {
+    name: Spanned<String>,
+    steps: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutcome {
+    #[serde(rename = "final")]
+    final_query: Option<String>,
+    anomaly_if: Spanned<String>,
+    anomaly: Spanned<String>,
+    prevented: Spanned<String>,
+}
+
+pub(super) fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+    let at = Locator { text, file };
+    let raw: File = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        at.error(span, e.message().trim_end())
+    })?;
+    validate(raw, &at)
+}
+
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+        self.error_at(span.start, message)
+    }
+
+    fn error_at(&self, offset: usize, message: impl Into<String>) -> ScenarioError {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+            .chars()
+            .count()
+            + 1;
+        ScenarioError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// An error at `offset` bytes into the string value whose literal spans `span`.
+    fn error_in_string(
+        &self,
+        span: Range<usize>,
+        offset: usize,
+        message: impl Into<String>,
+    ) -> ScenarioError {
+        let literal = &self.text[span.clone()];
+        let mut start = span.start;
+        if literal.starts_with("\"\"\"") || literal.starts_with("'''") {
+            start += 3;
+            if self.text[start..].starts_with('\n') {
+                start += 1;
+            } else if self.text[start..].starts_with("\r\n") {
+                start += 2;
+            }
+        } else {
+            start += 1;
+        }
+        self.error_at(start + offset, message)
+    }
+}
+
+fn suggestion(name: &str, candidates: &[&str]) -> String {
+    match did_you_mean(name, candidates) {
+        Some(closest) => format!("; did you mean `{closest}`?"),
+        None => format!("; known: {}", candidates.join(", ")),
+    }
+}
+
+fn check_name(name: &Spanned<String>, what: &str, at: &Locator) -> Result<(), ScenarioError> {
+    let ok = !name.get_ref().is_empty()
+        && name
+            .get_ref()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(at.error(
+            name.span(),
+            format!(
+                "{what} name `{}` must be letters, digits, `-` or `_`",
+                name.get_ref()
+            ),
+        ))
+    }
+}
+
+fn validate(raw: File, at: &Locator) -> Result<Scenario, ScenarioError> {
+    check_name(&raw.id, "scenario", at)?;
+    if raw.session.is_empty() {
+        return Err(at.error_at(0, "a scenario needs at least one [[session]]"));
+    }
+
+    let mut sessions = Vec::new();
+    for raw_session in &raw.session {
+        let name = raw_session.name.get_ref();
+        check_name(&raw_session.name, "session", at)?;
+        if name == "final" {
+            return Err(at.error(
+                raw_session.name.span(),
+                "`final` names the final check query; choose another session name",
+            ));
+        }
+        if sessions.iter().any(|s: &Session| &s.name == name) {
+            return Err(at.error(
+                raw_session.name.span(),
+                format!("session `{name}` is defined twice"),
+            ));
+        }
+        if raw_session.step.is_empty() {
+            return Err(at.error(
+                raw_session.name.span(),
+                format!("session `{name}` has no steps"),
+            ));
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        for raw_step in &raw_session.step {
+            let step_name = raw_step.name.get_ref();
+            check_name(&raw_step.name, "step", at)?;
+            if steps.iter().any(|s| &s.name == step_name) {
+                return Err(at.error(
+                    raw_step.name.span(),
+                    format!("session `{name}` has two steps named `{step_name}`"),
+                ));
+            }
+            let earlier: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+            let later: Vec<&str> = raw_session
+                .step
+                .iter()
+                .map(|s| s.name.get_ref().as_str())
+                .collect();
+            let sql = SqlTemplate::parse(raw_step.sql.get_ref(), |hole| {
+                if let Some(index) = earlier.iter().position(|s| *s == hole) {
+                    Ok(index)
+                } else if later.contains(&hole) {
+                    Err(format!(
+                        "`{hole}` comes later in session `{name}`; a step can use only values read before it"
+                    ))
+                } else {
+                    Err(format!(
+                        "session `{name}` has no step `{hole}`{}",
+                        suggestion(hole, &earlier)
+                    ))
+                }
+            })
+            .map_err(|e| at.error_in_string(raw_step.sql.span(), e.offset, e.message))?;
+            steps.push(Step {
+                name: step_name.clone(),
+                sql,
+                say: raw_step.say.clone(),
+            });
+        }
+        sessions.push(Session {
+            name: name.clone(),
+            steps,
+        });
+    }
+
+    let mut interleavings: Vec<Interleaving> = Vec::new();
+    if raw.interleaving.is_empty() {
+        return Err(at.error_at(0, "a scenario needs at least one [[interleaving]]"));
+    }
+    for raw_interleaving in &raw.interleaving {
+        check_name(&raw_interleaving.name, "interleaving", at)?;
+        if interleavings
+            .iter()
+            .any(|i| &i.name == raw_interleaving.name.get_ref())
+        {
+            return Err(at.error(
+                raw_interleaving.name.span(),
+                format!(
+                    "interleaving `{}` is defined twice",
+                    raw_interleaving.name.get_ref()
+                ),
+            ));
+        }
+        let steps = validate_interleaving(raw_interleaving, &sessions, at)?;
+        interleavings.push(Interleaving {
+            name: raw_interleaving.name.get_ref().clone(),
+            steps,
+        });
+    }
+
+    let decision = validate_outcome(&raw.outcome, &sessions, at)?;
+    let expectations = validate_expectations(&raw.expect, at)?;
+
+    Ok(Scenario {
+        id: raw.id.into_inner(),
+        title: raw.title,
+        anomaly: raw.anomaly,
+        code: raw.code,
+        story: raw.story.trim().to_string(),
+        setup: raw.setup,
+        sessions,
+        interleavings,
+        decision,
+        expectations,
+        origin: at.file.to_string(),
+    })
+}
+
+fn resolve_step(
+    reference: &Spanned<String>,
+    sessions: &[Session],
+    at: &Locator,
+) -> Result<StepId, ScenarioError> {
+    let text = reference.get_ref();
+    let Some((session_name, step_name)) = text.split_once('.') else {
+        return Err(at.error(
+            reference.span(),
+            format!("`{text}` must name a session and a step, like alice.read"),
+        ));
+    };
+    let session_names: Vec<&str> = sessions.iter().map(|s| s.name.as_str()).collect();
+    let Some(session) = sessions.iter().position(|s| s.name == session_name) else {
+        return Err(at.error(
+            reference.span(),
+            format!(
+                "no session `{session_name}`{}",
+                suggestion(session_name, &session_names)
+            ),
+        ));
+    };
+    let step_names: Vec<&str> = sessions[session]
+        .steps
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    let Some(step) = step_names.iter().position(|s| *s == step_name) else {
+        return Err(at.error(
+            reference.span(),
+            format!(
+                "session `{session_name}` has no step `{step_name}`{}",
+                suggestion(step_name, &step_names)
+            ),
+        ));
+    };
+    Ok(StepId { session, step })
+}
+
+fn validate_interleaving(
+    raw: &RawInterleaving,
+    sessions: &[Session],
+    at: &Locator,
+) -> Result<Vec<StepId>, ScenarioError> {
+    let mut next_step = vec![0; sessions.len()];
+    let mut steps = Vec::new();
+    for reference in &raw.steps {
+        let id = resolve_step(reference, sessions, at)?;
+        let session = &sessions[id.session];
+        let expected = next_step[id.session];
+        if id.step != expected {
+            let message = if id.step < expected {
+                format!(
+                    "`{}` appears twice in this interleaving",
+                    reference.get_ref()
+                )
+            } else {
+                format!(
+                    "`{}` comes before `{}.{}`: steps must keep their session's order",
+                    reference.get_ref(),
+                    session.name,
+                    session.steps[expected].name
+                )
+            };
+            return Err(at.error(reference.span(), message));
+        }
+        next_step[id.session] += 1;
+        steps.push(id);
+    }
+    for (index, session) in sessions.iter().enumerate() {
+        if let Some(missing) = session.steps.get(next_step[index]) {
+            return Err(at.error(
+                raw.name.span(),
+                format!(
+                    "interleaving `{}` leaves out `{}.{}`: it must run every step once",
+                    raw.name.get_ref(),
+                    session.name,
+                    missing.name
+                ),
+            ));
+        }
+    }
+    Ok(steps)
+}
+
+fn validate_outcome(
+    raw: &RawOutcome,
+    sessions: &[Session],
+    at: &Locator,
+) -> Result<Decision, ScenarioError> {
+    let anomaly_if = expr::parse(raw.anomaly_if.get_ref())
+        .map_err(|e| at.error_in_string(raw.anomaly_if.span(), e.offset, e.message))?;
+    let anomaly_witness = Template::parse(raw.anomaly.get_ref())
+        .map_err(|e| at.error_in_string(raw.anomaly.span(), e.offset, e.message))?;
+    let prevented_witness = Template::parse(raw.prevented.get_ref())
+        .map_err(|e| at.error_in_string(raw.prevented.span(), e.offset, e.message))?;
+
+    let check_refs = |field: &Spanned<String>, refs: Vec<&Ref>| -> Result<(), ScenarioError> {
+        for reference in refs {
+            check_ref(reference, raw.final_query.is_some(), sessions)
+                .map_err(|message| at.error(field.span(), message))?;
+        }
+        Ok(())
+    };
+    check_refs(&raw.anomaly_if, anomaly_if.refs())?;
+    check_refs(&raw.anomaly, anomaly_witness.refs().collect())?;
+    check_refs(&raw.prevented, prevented_witness.refs().collect())?;
+    let session_names: Vec<&str> = sessions.iter().map(|s| s.name.as_str()).collect();
+    for name in anomaly_if.committed_sessions() {
+        if !session_names.contains(&name) {
+            return Err(at.error(
+                raw.anomaly_if.span(),
+                format!(
+                    "committed({name}): no session `{name}`{}",
+                    suggestion(name, &session_names)
+                ),
+            ));
+        }
+    }
+    Ok(Decision {
+        final_query: raw.final_query.clone(),
+        anomaly_if,
+        anomaly_witness,
+        prevented_witness,
+    })
+}
+
+fn check_ref(reference: &Ref, has_final: bool, sessions: &[Session]) -> Result<(), String> {
+    match reference {
+        Ref::Final { .. } if has_final => Ok(()),
+        Ref::Final { .. } => Err(format!(
+            "`{reference}` needs a final check query: add `final = \"SELECT ...\"` to [outcome]"
+        )),
+        Ref::Read { session, step, .. } => {
+            let names: Vec<&str> = sessions.iter().map(|s| s.name.as_str()).collect();
+            let Some(found) = sessions.iter().find(|s| &s.name == session) else {
+                return Err(format!(
+                    "`{reference}`: no session `{session}`{}",
+                    suggestion(session, &names)
+                ));
+            };
+            let steps: Vec<&str> = found.steps.iter().map(|s| s.name.as_str()).collect();
+            if steps.contains(&step.as_str()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{reference}`: session `{session}` has no step `{step}`{}",
+                    suggestion(step, &steps)
+                ))
+            }
+        }
+    }
+}
+
+type RawExpect = IndexMap<Spanned<String>, IndexMap<Spanned<String>, Spanned<String>>>;
+
+fn validate_expectations(raw: &RawExpect, at: &Locator) -> Result<Vec<Expectation>, ScenarioError> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (engine_name, levels) in raw {
+        let engine = match engine_name.get_ref().as_str() {
+            "postgres" => EngineKind::Postgres,
+            "sqlite" => EngineKind::Sqlite,
+            other => {
+                return Err(at.error(
+                    engine_name.span(),
+                    format!(
+                        "unknown engine `{other}` in [expect]{}",
+                        suggestion(other, &["postgres", "sqlite"])
+                    ),
+                ))
+            }
+        };
+        for (level_name, value) in levels {
+            let level_ids: Vec<&str> = Level::ALL.iter().map(|l| l.id()).collect();
+            let Some(level) = Level::from_id(level_name.get_ref()) else {
+                return Err(at.error(
+                    level_name.span(),
+                    format!(
+                        "unknown level `{}`{}",
+                        level_name.get_ref(),
+                        suggestion(level_name.get_ref(), &level_ids)
+                    ),
+                ));
+            };
+            if !seen.insert((engine, level)) {
+                return Err(at.error(
+                    level_name.span(),
+                    format!("{engine} {level} is expected twice"),
+                ));
+            }
+            let expected = Expected::parse(value.get_ref())
+                .map_err(|message| at.error(value.span(), message))?;
+            out.push(Expectation {
+                engine,
+                level,
+                expected,
+            });
+        }
+    }
+    Ok(out)
+}

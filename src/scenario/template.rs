@@ -1,0 +1,179 @@
+//! Text with holes: witness sentences (`{final.total}`) and step SQL (`${read.balance}`).
+
+use super::expr::Ref;
+
+/// A witness sentence: text with `{session.step.column}` or `{final.column}` holes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub parts: Vec<Part<Ref>>,
+}
+
+/// Step SQL with `${step.column}` holes, filled from values the same session read earlier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlTemplate {
+    pub parts: Vec<Part<SqlHole>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part<H> {
+    Text(String),
+    Hole(H),
+}
+
+/// `${read.balance}`: the `balance` column of what step `read` (index in its session) returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlHole {
+    pub step: usize,
+    pub step_name: String,
+    pub column: String,
+}
+
+/// A hole that does not parse, at a byte offset of the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoleError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Template, HoleError> {
+        let parts = split(text, "{", |offset, inner| {
+            let expr = super::expr::parse(inner).map_err(|e| HoleError {
+                offset: offset + e.offset,
+                message: e.message,
+            })?;
+            match expr {
+                super::expr::Expr::Ref(r) => Ok(r),
+                _ => Err(HoleError {
+                    offset,
+                    message: format!("`{{{inner}}}` must name one value, like {{final.total}}"),
+                }),
+            }
+        })?;
+        Ok(Template { parts })
+    }
+
+    pub fn refs(&self) -> impl Iterator<Item = &Ref> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Hole(r) => Some(r),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// Fills the holes; `value` renders a reference.
+    pub fn render(&self, value: impl Fn(&Ref) -> String) -> String {
+        fill(&self.parts, value)
+    }
+}
+
+impl SqlTemplate {
+    /// Parses step SQL; `resolve` turns a step name into its index, or explains why it can't.
+    pub fn parse(
+        text: &str,
+        resolve: impl Fn(&str) -> Result<usize, String>,
+    ) -> Result<SqlTemplate, HoleError> {
+        let parts = split(text, "${", |offset, inner| {
+            let Some((step_name, column)) = inner.trim().split_once('.') else {
+                return Err(HoleError {
+                    offset,
+                    message: format!(
+                        "`${{{inner}}}` must name a step and a column, like ${{read.balance}}"
+                    ),
+                });
+            };
+            let step = resolve(step_name).map_err(|message| HoleError { offset, message })?;
+            Ok(SqlHole {
+                step,
+                step_name: step_name.to_string(),
+                column: column.to_string(),
+            })
+        })?;
+        Ok(SqlTemplate { parts })
+    }
+
+    pub fn holes(&self) -> impl Iterator<Item = &SqlHole> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Hole(hole) => Some(hole),
+            Part::Text(_) => None,
+        })
+    }
+
+    pub fn render(&self, value: impl Fn(&SqlHole) -> String) -> String {
+        fill(&self.parts, value)
+    }
+}
+
+fn fill<H>(parts: &[Part<H>], value: impl Fn(&H) -> String) -> String {
+    parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => text.clone(),
+            Part::Hole(hole) => value(hole),
+        })
+        .collect()
+}
+
+fn split<H>(
+    text: &str,
+    open: &str,
+    mut hole: impl FnMut(usize, &str) -> Result<H, HoleError>,
+) -> Result<Vec<Part<H>>, HoleError> {
+    let mut parts = Vec::new();
+    let mut rest = 0;
+    while let Some(found) = text[rest..].find(open) {
+        let start = rest + found;
+        let inner_start = start + open.len();
+        let Some(len) = text[inner_start..].find('}') else {
+            return Err(HoleError {
+                offset: start,
+                message: format!("`{open}` is not closed with `}}`"),
+            });
+        };
+        if start > rest {
+            parts.push(Part::Text(text[rest..start].to_string()));
+        }
+        parts.push(Part::Hole(hole(
+            inner_start,
+            &text[inner_start..inner_start + len],
+        )?));
+        rest = inner_start + len + 1;
+    }
+    if rest < text.len() {
+        parts.push(Part::Text(text[rest..].to_string()));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn witness_fills_holes() {
+        let template =
+            Template::parse("together {final.total}, below {alice.check.floor}").unwrap();
+        assert_eq!(
+            template.render(|r| format!("<{r}>")),
+            "together <final.total>, below <alice.check.floor>"
+        );
+    }
+
+    #[test]
+    fn sql_fills_holes_from_the_same_session() {
+        let sql = SqlTemplate::parse("UPDATE a SET b = ${read.balance} - 50", |name| {
+            (name == "read").then_some(1).ok_or("no".into())
+        })
+        .unwrap();
+        assert_eq!(sql.holes().next().unwrap().step, 1);
+        assert_eq!(sql.render(|_| "200".into()), "UPDATE a SET b = 200 - 50");
+    }
+
+    #[test]
+    fn bad_holes_have_offsets() {
+        let error = Template::parse("x {final.total").unwrap_err();
+        assert_eq!(error.offset, 2);
+        let error = SqlTemplate::parse("SET b = ${oops}", |_| Ok(0)).unwrap_err();
+        assert_eq!(error.offset, 10);
+        assert!(error.message.contains("like ${read.balance}"));
+    }
+}

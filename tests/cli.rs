@@ -1,0 +1,184 @@
+//! The command-line contract: exit codes, error messages, formats, and nothing left behind.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{anomalies, open_tempdir, processes_mentioning, stderr, stdout};
+
+#[test]
+fn list_names_every_builtin() {
+    let output = anomalies().arg("list").output().unwrap();
+    assert!(output.status.success());
+    let text = stdout(&output);
+    for id in [
+        "dirty-read",
+        "non-repeatable-read",
+        "read-skew",
+        "lost-update",
+        "write-skew",
+    ] {
+        assert!(text.contains(id), "{id} missing from:\n{text}");
+    }
+    assert!(text.contains("G2-item"), "{text}");
+}
+
+#[test]
+fn unknown_scenario_suggests_the_closest_id() {
+    let output = anomalies().args(["run", "writeskew"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "error: no scenario named `writeskew`; did you mean `write-skew`?; `anomalies list` shows them all\n"
+    );
+}
+
+#[test]
+fn malformed_file_names_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    let text = std::fs::read_to_string("scenarios/write-skew.toml")
+        .unwrap()
+        .replacen(
+            "\"alice.check\", \"john.check\"",
+            "\"alice.check\", \"jon.check\"",
+            1,
+        );
+    std::fs::write(&path, text).unwrap();
+    let output = anomalies()
+        .args(["run", path.to_str().unwrap(), "--engine", "sqlite"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    let expected = format!(
+        "error: {}:66:18: no session `jon`; did you mean `john`?\n",
+        path.display()
+    );
+    assert_eq!(message, expected);
+}
+
+#[test]
+fn unreachable_server_fails_fast_without_printing_the_password() {
+    let started = Instant::now();
+    let output = anomalies()
+        .args(["run", "write-skew", "--url"])
+        .arg("postgresql://alice:s3cret-pw@127.0.0.1:1/bank")
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        message.starts_with("error: cannot connect to PostgreSQL at 127.0.0.1:1/bank: "),
+        "{message}"
+    );
+    assert!(!message.contains("s3cret"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+}
+
+#[test]
+fn bad_level_is_a_usage_error() {
+    let output = anomalies()
+        .args(["run", "write-skew", "--level", "snapshot"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("invalid value 'snapshot'"));
+}
+
+#[test]
+fn sqlite_write_skew_table() {
+    let output = anomalies()
+        .args([
+            "run",
+            "write-skew",
+            "--engine",
+            "sqlite",
+            "--level",
+            "serializable",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let version = rusqlite_version(&text);
+    insta::assert_snapshot!(text.replace(&version, "<version>"));
+}
+
+/// The SQLite version in the header, so snapshots survive an upgrade.
+fn rusqlite_version(text: &str) -> String {
+    text.lines()
+        .find_map(|line| line.strip_prefix("engine    sqlite "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("no version")
+        .to_string()
+}
+
+#[test]
+fn postgres_write_skew_at_serializable_names_the_abort() {
+    let output = anomalies()
+        .args([
+            "run",
+            "write-skew",
+            "--engine",
+            "postgres",
+            "--level",
+            "serializable",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("verdict   prevented — John's COMMIT failed with 40001 (could not serialize access due to read/write dependencies among transactions)"),
+        "{text}"
+    );
+    assert!(text.contains("level     serializable\n"), "{text}");
+}
+
+#[test]
+fn postgres_read_uncommitted_shows_the_mapping() {
+    let output = anomalies()
+        .args([
+            "run",
+            "dirty-read",
+            "--engine",
+            "postgres",
+            "--level",
+            "read-uncommitted",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("level     read uncommitted → read committed\n"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn a_throwaway_run_leaves_no_server_and_no_temporary_files() {
+    let cache = open_tempdir();
+    let tmp = open_tempdir();
+    for engine in ["postgres", "sqlite"] {
+        let output = anomalies()
+            .args(["run", "lost-update", "--level", "all", "--engine", engine])
+            .env("ANOMALIES_CACHE_DIR", cache.path())
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{engine}: {}", stderr(&output));
+    }
+    assert_eq!(processes_mentioning(cache.path()), Vec::<String>::new());
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -1,0 +1,50 @@
+//! Helpers shared by the integration tests.
+
+use std::path::Path;
+use std::process::Output;
+
+use assert_cmd::Command;
+
+/// The binary, with color off and no DATABASE_URL from the environment.
+pub fn anomalies() -> Command {
+    let mut command = Command::cargo_bin("anomalies").expect("the binary builds");
+    command.env_remove("DATABASE_URL").env("NO_COLOR", "1");
+    command
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A temporary directory that an unprivileged server user can traverse (the cluster runs as
+/// `postgres` when the tests run as root).
+pub fn open_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the temporary directory");
+    dir
+}
+
+/// Processes whose command line mentions `path`.
+pub fn processes_mentioning(path: &Path) -> Vec<String> {
+    let needle = path.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}

@@ -1,0 +1,6 @@
+//! One integration test binary (matklad): the CLI contract, end-to-end runs on real databases,
+//! and snapshots of what a person sees.
+
+mod cli;
+mod e2e;
+mod support;
