@@ -51,6 +51,13 @@ pub enum Cause {
         #[serde(skip)]
         step: StepId,
     },
+    /// Waited for a session that had nothing left to run, so the runner cancelled it.
+    Stuck {
+        #[serde(skip)]
+        step: StepId,
+        #[serde(skip)]
+        blocked_by: Vec<usize>,
+    },
     Waited {
         #[serde(skip)]
         step: StepId,
@@ -135,6 +142,11 @@ impl Verdict {
                 "{} did not finish within the step timeout and was cancelled",
                 step_phrase(scenario, *step)
             ),
+            Some(Cause::Stuck { step, blocked_by }) => format!(
+                "{} waited for {}, which had nothing left to run, and was cancelled",
+                step_phrase(scenario, *step),
+                session_list(scenario, blocked_by)
+            ),
             Some(Cause::Waited { step, blocked_by }) => format!(
                 "{} waited for {}, then saw a serial outcome",
                 step_phrase(scenario, *step),
@@ -189,9 +201,11 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
         };
     }
     let failure = timeline.events.iter().find_map(|event| match &event.kind {
-        EventKind::TimedOut { .. } | EventKind::Stuck { .. } => {
-            Some(Cause::TimedOut { step: event.step })
-        }
+        EventKind::TimedOut { .. } => Some(Cause::TimedOut { step: event.step }),
+        EventKind::Stuck { blocked_by } => Some(Cause::Stuck {
+            step: event.step,
+            blocked_by: blocked_by.clone(),
+        }),
         kind => match kind.result() {
             Some(StepResult::Failed(error)) => Some(Cause::Failed {
                 step: event.step,
@@ -211,7 +225,9 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
     };
     let cause = failure.or_else(wait);
     let mechanism = match cause {
-        Some(Cause::Failed { .. } | Cause::TimedOut { .. }) => Mechanism::Abort,
+        Some(Cause::Failed { .. } | Cause::TimedOut { .. } | Cause::Stuck { .. }) => {
+            Mechanism::Abort
+        }
         Some(Cause::Waited { .. }) => Mechanism::Blocking,
         None => Mechanism::ConsistentRead,
     };

@@ -62,7 +62,7 @@ pub enum EngineError {
 
 /// A connected database.
 pub enum Engine {
-    Postgres(postgres::PgEngine),
+    Postgres(Box<postgres::PgEngine>),
     Sqlite(sqlite::SqliteEngine),
 }
 
@@ -90,14 +90,14 @@ impl Engine {
         match (options.choice, &options.url) {
             (Choice::Sqlite, _) => Ok((Engine::Sqlite(sqlite::SqliteEngine::new()?), None)),
             (Choice::Postgres | Choice::Auto, Some(url)) => Ok((
-                Engine::Postgres(
+                Engine::Postgres(Box::new(
                     postgres::PgEngine::connect_url(url, options.connect_timeout).await?,
-                ),
+                )),
                 None,
             )),
             (choice, None) => match cluster::find_bindir() {
                 Some(bindir) => Ok((
-                    Engine::Postgres(postgres::PgEngine::throwaway(&bindir).await?),
+                    Engine::Postgres(Box::new(postgres::PgEngine::throwaway(&bindir).await?)),
                     None,
                 )),
                 None if choice == Choice::Auto => Ok((
@@ -161,7 +161,7 @@ impl Engine {
     /// server. Safe to call after an interrupted or panicked run.
     pub async fn close(self) -> Result<(), EngineError> {
         match self {
-            Engine::Postgres(engine) => engine.close().await,
+            Engine::Postgres(engine) => (*engine).close().await,
             Engine::Sqlite(engine) => engine.close(),
         }
     }

@@ -26,13 +26,20 @@ pub struct PgEngine {
     pub info: EngineInfo,
     config: Config,
     admin: Arc<Client>,
-    /// Schemas created and not yet dropped; `close` drops what an interrupted run left.
-    schemas: Live,
+    /// Runs not yet finished; `close` cleans up what an interrupted run left.
+    live: Live,
     cluster: Option<Cluster>,
 }
 
-/// The schemas of runs that have not finished, shared by the engine and its runs.
-type Live = Arc<Mutex<Vec<String>>>;
+/// The runs that have not finished (schema and session backends), shared by the engine and its
+/// runs, so that `close` can clean up after an interrupted or panicked run.
+type Live = Arc<Mutex<Vec<LiveRun>>>;
+
+#[derive(Debug, Clone)]
+struct LiveRun {
+    schema: String,
+    pids: Vec<i32>,
+}
 
 pub struct PgRun {
     schema: String,
@@ -110,7 +117,7 @@ impl PgEngine {
             },
             config,
             admin: Arc::new(admin),
-            schemas: Live::default(),
+            live: Live::default(),
             cluster,
         })
     }
@@ -126,7 +133,10 @@ impl PgEngine {
             RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
             scenario.id.replace('-', "_")
         );
-        lock(&self.schemas).push(schema.clone());
+        lock(&self.live).push(LiveRun {
+            schema: schema.clone(),
+            pids: Vec::new(),
+        });
         let control = Arc::new(connect(&self.config, "the server").await?);
         control
             .batch_execute(&format!(
@@ -177,10 +187,13 @@ impl PgEngine {
             }
         });
         let sessions = futures_util::future::try_join_all(connects).await?;
-        let pids = sessions.iter().map(|s| s.pid).collect();
+        let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
+        if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {
+            run.pids = pids.clone();
+        }
         Ok(PgRun {
             schema,
-            live: self.schemas.clone(),
+            live: self.live.clone(),
             control,
             probe,
             blockers,
@@ -191,9 +204,23 @@ impl PgEngine {
 
     pub async fn close(self) -> Result<(), EngineError> {
         let mut result = Ok(());
-        let left: Vec<String> = lock(&self.schemas).clone();
-        for schema in &left {
-            if let Err(e) = drop_schema(&self.admin, schema).await {
+        let left: Vec<LiveRun> = lock(&self.live).clone();
+        for run in &left {
+            // A session may be inside a long statement or a lock wait; the server would not
+            // notice its closed connection until then, and its locks would hold up the drop.
+            if !run.pids.is_empty() {
+                let terminated = self
+                    .admin
+                    .query(
+                        "SELECT pg_catalog.pg_terminate_backend(pid) FROM unnest($1::int4[]) AS pid",
+                        &[&run.pids],
+                    )
+                    .await;
+                if let Err(e) = terminated {
+                    result = Err(pg_error(e));
+                }
+            }
+            if let Err(e) = drop_schema(&self.admin, &run.schema).await {
                 result = Err(e);
             }
         }
@@ -316,12 +343,12 @@ impl PgRun {
         }
         drop(self.sessions);
         drop_schema(&self.control, &self.schema).await?;
-        lock(&self.live).retain(|s| *s != self.schema);
+        lock(&self.live).retain(|run| run.schema != self.schema);
         Ok(())
     }
 }
 
-fn lock(live: &Live) -> std::sync::MutexGuard<'_, Vec<String>> {
+fn lock(live: &Live) -> std::sync::MutexGuard<'_, Vec<LiveRun>> {
     live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

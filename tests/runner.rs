@@ -1,0 +1,296 @@
+//! The runner's harder paths on real databases: deadlocks, deferred steps, stuck waits,
+//! timeouts, and a user's own server (its schema left untouched, nothing left behind, Ctrl-C).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anomalies::engine::cluster::{find_bindir, Cluster};
+use serde_json::Value;
+use tokio_postgres::config::Host;
+use tokio_postgres::NoTls;
+
+use crate::support::{anomalies, stderr, stdout};
+
+fn run_json(fixture: &str, engine: &str, level: &str, extra: &[&str]) -> Value {
+    let output = anomalies()
+        .args([
+            "run",
+            &format!("tests/fixtures/{fixture}.toml"),
+            "--format",
+            "json",
+        ])
+        .args(["--engine", engine, "--level", level])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).unwrap()
+}
+
+/// `event` of each timeline entry, as `session.step:event`, with `+deferred` when deferred.
+fn events(run: &Value) -> Vec<String> {
+    run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let deferred = if e["deferred"] == Value::Bool(true) {
+                "+deferred"
+            } else {
+                ""
+            };
+            format!(
+                "{}.{}:{}{deferred}",
+                e["session"].as_str().unwrap(),
+                e["step"].as_str().unwrap(),
+                e["event"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn postgres_breaks_a_deadlock_and_the_survivor_goes_on() {
+    let run = run_json("deadlock", "postgres", "read-committed", &[]);
+    assert_eq!(run["prevented_by"], "abort");
+    let timeline = run["timeline"].as_array().unwrap();
+    let victims: Vec<&Value> = timeline
+        .iter()
+        .filter(|e| e["result"]["code"] == "40P01")
+        .collect();
+    assert_eq!(victims.len(), 1, "{:#?}", events(&run));
+    assert_eq!(victims[0]["event"], "resumed");
+    assert_eq!(victims[0]["result"]["kind"], "deadlock");
+    let victim = victims[0]["session"].as_str().unwrap();
+    let survivor = if victim == "alice" { "john" } else { "alice" };
+    let tail: Vec<String> = events(&run).into_iter().skip(4).collect();
+    assert_eq!(
+        tail,
+        [
+            "alice.credit:waiting".to_string(),
+            "john.credit:waiting".to_string(),
+            format!("{victim}.credit:resumed"),
+            format!("{victim}.commit:skipped"),
+            format!("{survivor}.credit:resumed"),
+            format!("{survivor}.commit:done+deferred"),
+        ]
+    );
+    assert_eq!(run["final_state"][0]["total"], 200);
+}
+
+#[test]
+fn sqlite_waits_in_its_busy_handler_and_sends_deferred_steps_after() {
+    let run = run_json("deadlock", "sqlite", "serializable", &[]);
+    assert_eq!(run["prevented_by"], "blocking", "{}", run["summary"]);
+    assert_eq!(
+        events(&run),
+        [
+            "alice.begin:done",
+            "john.begin:done",
+            "alice.debit:done",
+            "john.debit:waiting",
+            "alice.credit:done",
+            "alice.commit:done",
+            "john.debit:resumed",
+            "john.credit:done+deferred",
+            // John's wait ended before his COMMIT's turn came: sent in order, not deferred.
+            "john.commit:done",
+        ]
+    );
+    let timeline = run["timeline"].as_array().unwrap();
+    assert_eq!(timeline[3]["blocked_by"], serde_json::json!(["alice"]));
+    assert_eq!(timeline[6]["released_by_position"], 6);
+    assert_eq!(run["final_state"][0]["total"], 200);
+}
+
+#[test]
+fn a_wait_on_a_session_with_nothing_left_is_cancelled_at_once() {
+    for (engine, level) in [("postgres", "read-committed"), ("sqlite", "serializable")] {
+        let started = Instant::now();
+        let run = run_json("stuck", engine, level, &["--step-timeout", "60s"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{engine} waited out the timeout"
+        );
+        assert_eq!(
+            events(&run),
+            [
+                "alice.begin:done",
+                "alice.write:done",
+                "john.begin:done",
+                "john.write:waiting",
+                "john.write:stuck",
+                "john.commit:skipped",
+            ],
+            "{engine}"
+        );
+        assert_eq!(
+            run["summary"],
+            "prevented — John's UPDATE waited for Alice, which had nothing left to run, and was \
+             cancelled; the balance is 100",
+            "{engine}"
+        );
+    }
+}
+
+#[test]
+fn a_step_that_neither_finishes_nor_waits_is_cancelled_after_the_step_timeout() {
+    let started = Instant::now();
+    let run = run_json(
+        "slow",
+        "postgres",
+        "read-committed",
+        &["--step-timeout", "300ms"],
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(
+        events(&run),
+        [
+            "alice.begin:done",
+            "alice.slow:timed-out",
+            "alice.commit:skipped"
+        ]
+    );
+}
+
+/// A server of the test's own, standing in for a user's: reached only through --url.
+struct UserServer {
+    cluster: Option<Cluster>,
+    url: String,
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl UserServer {
+    fn start() -> UserServer {
+        let bindir = find_bindir().expect("PostgreSQL server binaries are not installed");
+        let cluster = Cluster::start(&bindir).expect("a server starts");
+        let config = cluster.config();
+        let Some(Host::Unix(socket)) = config.get_hosts().first() else {
+            panic!("the cluster listens on a unix socket");
+        };
+        let url = format!(
+            "host={} port={} user=anomalies dbname=postgres",
+            socket.display(),
+            config.get_ports()[0]
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = runtime.block_on(async {
+            let (client, connection) = config.connect(NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+        });
+        UserServer {
+            cluster: Some(cluster),
+            url,
+            runtime,
+            client,
+        }
+    }
+
+    fn query(&self, sql: &str) -> Vec<String> {
+        self.runtime
+            .block_on(self.client.query(sql, &[]))
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect()
+    }
+
+    /// Asks the server until `sql` returns no rows; the backends of a closed client take a
+    /// moment to exit.
+    fn until_empty(&self, sql: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = self.query(sql);
+            if rows.is_empty() || Instant::now() > deadline {
+                return rows;
+            }
+        }
+    }
+}
+
+impl Drop for UserServer {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.cluster.take() {
+            let _ = cluster.stop();
+        }
+    }
+}
+
+const OUR_SCHEMAS: &str = "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'anomalies%'";
+const OUR_BACKENDS: &str =
+    "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'anomalies %'";
+
+#[test]
+fn a_users_server_keeps_its_data_and_gets_nothing_left_behind() {
+    let server = UserServer::start();
+    server.query("CREATE TABLE public.accounts (id int, balance int)");
+    server.query("INSERT INTO public.accounts VALUES (1, 7)");
+    let output = anomalies()
+        .args([
+            "run",
+            "write-skew",
+            "--level",
+            "all",
+            "--format",
+            "json",
+            "--url",
+            &server.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let runs: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(runs[3]["prevented_by"], "abort");
+    assert!(runs[0]["engine"]["detail"]
+        .as_str()
+        .unwrap()
+        .ends_with("/postgres"));
+    assert_eq!(
+        server.query("SELECT balance::text FROM public.accounts"),
+        ["7"]
+    );
+    assert_eq!(server.query(OUR_SCHEMAS), Vec::<String>::new());
+    assert_eq!(server.until_empty(OUR_BACKENDS), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_during_a_step_cleans_up_and_exits_130() {
+    let server = UserServer::start();
+    let binary = assert_cmd::cargo::cargo_bin("anomalies");
+    let mut child = std::process::Command::new(binary)
+        .args([
+            "run",
+            "tests/fixtures/slow.toml",
+            "--step-timeout",
+            "60s",
+            "--url",
+            &server.url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the server says Alice's slow statement is running.
+    let running = "SELECT application_name FROM pg_stat_activity \
+                   WHERE application_name = 'anomalies alice' AND query LIKE '%pg_sleep%' AND state = 'active'";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.query(running).is_empty() {
+        assert!(Instant::now() < deadline, "the slow step never started");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "error: interrupted; cleaned up\n");
+    assert_eq!(server.query(OUR_SCHEMAS), Vec::<String>::new());
+    assert_eq!(server.until_empty(OUR_BACKENDS), Vec::<String>::new());
+}
