@@ -1,0 +1,166 @@
+//! `cargo bench`: what a run costs. Prints medians and spreads; asserts nothing.
+//!
+//! - replay: one interleaving on open connections (the runner and the engine, no setup);
+//! - prepare + finish: a private schema or file, the setup SQL, one connection per session;
+//! - wait detection: from sending a step that blocks on a row lock to knowing it waits;
+//! - the whole command, server start and stop included, as a user types it.
+//!
+//! PostgreSQL is a throwaway cluster started from the installed server binaries.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anomalies::engine::{Choice, ConnectOptions, Engine, Settled};
+use anomalies::level::Level;
+use anomalies::runner::{replay, RunOptions};
+use anomalies::scenario::Scenario;
+
+const ROUNDS: usize = 200;
+const COMMAND_ROUNDS: usize = 20;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for choice in [Choice::Postgres, Choice::Sqlite] {
+        runtime.block_on(engine_figures(choice));
+    }
+    command_figures();
+}
+
+async fn engine_figures(choice: Choice) {
+    let options = ConnectOptions {
+        choice,
+        url: None,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let (mut engine, _) = Engine::connect(&options).await.expect("engine");
+    let info = engine.info().clone();
+    println!("\n{} {} ({})", info.name, info.version, info.detail);
+    let run_options = RunOptions {
+        step_timeout: Duration::from_secs(10),
+    };
+    for (id, level) in [
+        ("write-skew", Level::Serializable),
+        ("lost-update", Level::ReadCommitted),
+        ("read-skew", Level::RepeatableRead),
+    ] {
+        let scenario = Scenario::load(id).expect("built-in");
+        let interleaving = &scenario.interleavings[0];
+        let mut prepares = Vec::new();
+        let mut replays = Vec::new();
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            let mut run = engine.prepare(&scenario, level).await.expect("prepare");
+            let prepared = started.elapsed();
+            let started = Instant::now();
+            replay(&mut run, &scenario, interleaving, run_options)
+                .await
+                .expect("replay");
+            replays.push(started.elapsed());
+            let started = Instant::now();
+            run.finish().await.expect("finish");
+            prepares.push(prepared + started.elapsed());
+        }
+        let steps = interleaving.steps.len();
+        println!(
+            "  {id} at {level} ({steps} steps): replay {}; prepare + finish {}",
+            stats(&mut replays),
+            stats(&mut prepares)
+        );
+    }
+    if choice == Choice::Postgres {
+        wait_detection(&mut engine).await;
+    }
+    engine.close().await.expect("close");
+}
+
+/// Alice holds a row lock; John's UPDATE of the same row is sent and settled: how long until
+/// the runner knows John waits?
+async fn wait_detection(engine: &mut Engine) {
+    let scenario = Scenario::load("lost-update").expect("built-in");
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut waits = Vec::new();
+    for _ in 0..ROUNDS {
+        let mut run = engine
+            .prepare(&scenario, Level::ReadCommitted)
+            .await
+            .expect("prepare");
+        for (session, sql) in [
+            (0, "BEGIN"),
+            (1, "BEGIN"),
+            (0, "UPDATE accounts SET balance = 1 WHERE id = 1"),
+        ] {
+            run.send(session, sql);
+            run.settle(session, deadline()).await.expect("settle");
+        }
+        let started = Instant::now();
+        run.send(1, "UPDATE accounts SET balance = 2 WHERE id = 1");
+        let settled = run.settle(1, deadline()).await.expect("settle");
+        waits.push(started.elapsed());
+        assert_eq!(
+            settled,
+            Settled::Waiting(vec![0]),
+            "John should wait for Alice"
+        );
+        run.rollback(0).await.expect("rollback");
+        run.recheck(1, deadline()).await.expect("recheck");
+        run.rollback(1).await.expect("rollback");
+        run.finish().await.expect("finish");
+    }
+    println!(
+        "  wait detection (send → known waiting): {}",
+        stats(&mut waits)
+    );
+}
+
+/// The command as a user runs it, twice warm per engine.
+fn command_figures() {
+    let binary = env!("CARGO_BIN_EXE_anomalies");
+    println!("\nwhole command, {COMMAND_ROUNDS} runs each (warm cache)");
+    for engine in ["postgres", "sqlite"] {
+        let mut times = Vec::new();
+        for _ in 0..COMMAND_ROUNDS {
+            let started = Instant::now();
+            let output = Command::new(binary)
+                .args([
+                    "run",
+                    "write-skew",
+                    "--level",
+                    "serializable",
+                    "--engine",
+                    engine,
+                ])
+                .args(["--format", "json"])
+                .output()
+                .expect("the binary runs");
+            times.push(started.elapsed());
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        println!(
+            "  anomalies run write-skew --level serializable --engine {engine}: {}",
+            stats(&mut times)
+        );
+    }
+}
+
+fn stats(samples: &mut [Duration]) -> String {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "median {}, p90 {}, min {} (n = {})",
+        ms(at(0.5)),
+        ms(at(0.9)),
+        ms(samples[0]),
+        samples.len()
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
