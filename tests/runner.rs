@@ -228,8 +228,14 @@ const OUR_BACKENDS: &str =
 #[test]
 fn a_users_server_keeps_its_data_and_gets_nothing_left_behind() {
     let server = UserServer::start();
-    server.query("CREATE TABLE public.accounts (id int, balance int)");
-    server.query("INSERT INTO public.accounts VALUES (1, 7)");
+    // The user's own data, named like the scenario's table. Cached data directories are reused,
+    // so it lives in a schema of this run's own, dropped at the end.
+    let schema = format!("bank_{}", std::process::id());
+    server.query(&format!("CREATE SCHEMA {schema}"));
+    server.query(&format!(
+        "CREATE TABLE {schema}.accounts (id int, balance int)"
+    ));
+    server.query(&format!("INSERT INTO {schema}.accounts VALUES (1, 7)"));
     let output = anomalies()
         .args([
             "run",
@@ -250,10 +256,9 @@ fn a_users_server_keeps_its_data_and_gets_nothing_left_behind() {
         .as_str()
         .unwrap()
         .ends_with("/postgres"));
-    assert_eq!(
-        server.query("SELECT balance::text FROM public.accounts"),
-        ["7"]
-    );
+    let balances = server.query(&format!("SELECT balance::text FROM {schema}.accounts"));
+    server.query(&format!("DROP SCHEMA {schema} CASCADE"));
+    assert_eq!(balances, ["7"]);
     assert_eq!(server.query(OUR_SCHEMAS), Vec::<String>::new());
     assert_eq!(server.until_empty(OUR_BACKENDS), Vec::<String>::new());
 }

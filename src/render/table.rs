@@ -45,7 +45,7 @@ pub fn table(report: &Report, style: Style) -> String {
     out.push('\n');
     out.push_str(&timeline_table(report, style, paint));
     out.push_str("\n\n");
-    out.push_str(&verdict_lines(report, paint));
+    out.push_str(&verdict_lines(report, style, paint));
     out
 }
 
@@ -83,18 +83,28 @@ pub fn summary(reports: &[Report], style: Style) -> String {
     out
 }
 
-fn verdict_lines(report: &Report, paint: Paint) -> String {
+fn verdict_lines(report: &Report, style: Style, paint: Paint) -> String {
     let verdict = &report.verdict;
     let summary = verdict.summary(&report.scenario);
-    let (word, rest) = summary
-        .split_once(" — ")
-        .unwrap_or((verdict.word(), &summary));
-    let word = if verdict.anomaly {
+    let word = verdict.word();
+    let painted = if verdict.anomaly {
         paint.red_bold(word)
     } else {
         paint.green_bold(word)
     };
-    let mut out = format!("{}  {word} — {rest}\n", paint.dim("verdict "));
+    let indent = " ".repeat(10);
+    let mut out = String::new();
+    for (index, line) in wrap(&summary, style.width as usize - indent.len())
+        .iter()
+        .enumerate()
+    {
+        if index == 0 {
+            let rest = line.strip_prefix(word).unwrap_or(line);
+            out.push_str(&format!("{}  {painted}{rest}\n", paint.dim("verdict ")));
+        } else {
+            out.push_str(&format!("{indent}{line}\n"));
+        }
+    }
     if let Some(expected) = report.expected {
         let mark = if expected.matches(verdict) {
             paint.green("✓ as expected")

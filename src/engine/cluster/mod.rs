@@ -1,0 +1,323 @@
+//! A throwaway PostgreSQL server started from the installed server binaries.
+//!
+//! Data directories are made once by `initdb` and kept in a cache, in one of a few slots so that
+//! runs at the same time each have their own: `<cache>/pg-<major>/slot-<N>/`, which holds
+//!
+//! - `lock`: held with an exclusive `flock` for as long as a [`Cluster`] uses the slot;
+//! - `data/`: the data directory (made in `data.tmp/` and renamed, so it is whole or absent);
+//! - `sock/`: the private directory of the server's Unix socket (the server listens on no TCP
+//!   port);
+//! - `initdb.log`: what the last `initdb` of the slot printed.
+//!
+//! The server is a child of this process in its own process group, so a Ctrl-C at the terminal
+//! reaches only us and we stop it ourselves; if we are killed outright, the kernel sends it
+//! SIGQUIT (the parent-death signal) and it stops at once. A server that outlived a run anyway is
+//! found through `postmaster.pid` and stopped by the next run that takes its slot.
+//!
+//! PostgreSQL refuses to run as root: as root, the server and `initdb` run as the `postgres`
+//! user, or else `nobody`, and own their slot.
+
+mod binaries;
+mod server;
+mod slot;
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::Flock;
+use nix::sys::signal::Signal;
+
+pub use binaries::find_bindir;
+
+use binaries::major_version_of;
+use server::{stop_orphan, Server, ORPHAN_TIMEOUT, START_TIMEOUT};
+use slot::{
+    cache_root, check_socket_path, check_traversable, initdb_once, make_dirs, private_dir,
+    server_user, take_slot, SLOTS, SOCKET_PATH_MAX,
+};
+
+/// A failure to start or stop a throwaway server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "cannot find a cache directory for the throwaway PostgreSQL cluster: set \
+         ANOMALIES_CACHE_DIR or HOME"
+    )]
+    NoCacheDir,
+    #[error(
+        "running as root, and there is neither a `postgres` nor a `nobody` user to run the \
+         PostgreSQL server as (it refuses to run as root)"
+    )]
+    NoServerUser,
+    #[error("{what}: {err}")]
+    Io { what: String, err: io::Error },
+    #[error("cannot tell the version of {}: {detail}", .program.display())]
+    Version { program: PathBuf, detail: String },
+    #[error(
+        "the PostgreSQL socket path {} would be {len} bytes, over the {SOCKET_PATH_MAX} bytes \
+         Unix sockets allow: set ANOMALIES_CACHE_DIR to a shorter directory",
+        .path.display()
+    )]
+    SocketPathTooLong { path: PathBuf, len: usize },
+    #[error(
+        "the PostgreSQL server runs as user {user}, who cannot enter {}: make it traversable \
+         (chmod o+x) or set ANOMALIES_CACHE_DIR to a directory that is",
+        .dir.display()
+    )]
+    NotTraversable { user: String, dir: PathBuf },
+    #[error("all {SLOTS} throwaway PostgreSQL cluster slots under {} are in use by other runs", .dir.display())]
+    NoFreeSlot { dir: PathBuf },
+    #[error("initdb failed for {} ({status}){output}", .dir.display())]
+    Initdb {
+        dir: PathBuf,
+        status: String,
+        output: String,
+    },
+    #[error(
+        "a PostgreSQL server left running by an earlier run (pid {pid}) did not exit within {} s \
+         of SIGQUIT",
+        ORPHAN_TIMEOUT.as_secs()
+    )]
+    Orphan { pid: i32 },
+    #[error("the PostgreSQL server exited before accepting connections ({status}){log}")]
+    StartFailed { status: String, log: String },
+    #[error(
+        "the PostgreSQL server did not accept connections within {} s{log}",
+        START_TIMEOUT.as_secs()
+    )]
+    StartTimeout { log: String },
+    #[error("cannot send {signal} to the PostgreSQL server (pid {pid}): {errno}")]
+    Signal {
+        signal: Signal,
+        pid: i32,
+        errno: Errno,
+    },
+    #[error("the PostgreSQL server {what}{log}")]
+    Stop { what: String, log: String },
+}
+
+/// A running throwaway server and the slot it holds.
+pub struct Cluster {
+    /// `None` once stopped.
+    server: Option<Server>,
+    slot: usize,
+    slot_dir: PathBuf,
+    socket_dir: PathBuf,
+    major: u32,
+    /// Held until the Cluster is dropped, after the server has stopped.
+    _lock: Flock<File>,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("slot", &self.slot)
+            .field("slot_dir", &self.slot_dir)
+            .field("major", &self.major)
+            .field("pid", &self.server.as_ref().map(|server| server.child.id()))
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Starts a server; blocks until it accepts connections.
+    pub fn start(bindir: &Path) -> Result<Cluster, ClusterError> {
+        let postgres = bindir.join("postgres");
+        let major = major_version_of(&postgres)?;
+        let owner = server_user()?;
+        let pg_dir = cache_root()?.join(format!("pg-{major}"));
+        check_socket_path(&pg_dir.join("slot-0").join("sock"))?;
+        make_dirs(&pg_dir)?;
+        if let Some(owner) = &owner {
+            check_traversable(&pg_dir, owner)?;
+        }
+        let (slot, slot_dir, lock) = take_slot(&pg_dir, owner.as_ref())?;
+        let data_dir = slot_dir.join("data");
+        let socket_dir = slot_dir.join("sock");
+        initdb_once(bindir, &slot_dir, owner.as_ref())?;
+        private_dir(&socket_dir, owner.as_ref())?;
+        stop_orphan(&data_dir, &socket_dir)?;
+        let server = Server::launch(&postgres, &slot_dir, &socket_dir, owner.as_ref())?;
+        Ok(Cluster {
+            server: Some(server),
+            slot,
+            slot_dir,
+            socket_dir,
+            major,
+            _lock: lock,
+        })
+    }
+
+    /// Connection settings: host = the private socket directory, port, user = "anomalies",
+    /// dbname = "postgres".
+    pub fn config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&self.socket_dir)
+            .port(PORT)
+            .user(DB_USER)
+            .dbname(DB_NAME);
+        config
+    }
+
+    /// Major version from the binaries, e.g. 15.
+    pub fn major_version(&self) -> u32 {
+        self.major
+    }
+
+    /// Stops the server (fast shutdown: SIGINT to the postmaster, then wait for it to exit) and
+    /// releases the slot.
+    pub fn stop(mut self) -> Result<(), ClusterError> {
+        match self.server.take() {
+            Some(mut server) => server.stop(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.stop();
+        }
+    }
+}
+
+/// The superuser that `initdb` makes; all connections log in as it.
+const DB_USER: &str = "anomalies";
+const DB_NAME: &str = "postgres";
+const PORT: u16 = 5432;
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> ClusterError {
+    let what = what.into();
+    move |err| ClusterError::Io { what, err }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+
+    use super::*;
+
+    fn bindir() -> PathBuf {
+        find_bindir().expect(
+            "PostgreSQL server binaries are not installed (no postgres with initdb on PATH, \
+             through pg_config or under /usr/lib/postgresql/*/bin): install them \
+             (apt-get install postgresql) to run these tests",
+        )
+    }
+
+    fn select_one(cluster: &Cluster) -> i32 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = cluster
+                .config()
+                .connect(tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let connection = tokio::spawn(connection);
+            let row = client.query_one("SELECT 1", &[]).await.unwrap();
+            drop(client);
+            connection.await.unwrap().unwrap();
+            row.get::<_, i32>(0)
+        })
+    }
+
+    fn pid(cluster: &Cluster) -> Pid {
+        Pid::from_raw(cluster.server.as_ref().unwrap().child.id() as i32)
+    }
+
+    #[test]
+    fn starts_answers_and_stops() {
+        let cluster = Cluster::start(&bindir()).unwrap();
+        assert!(cluster.major_version() >= 10);
+        let pid = pid(&cluster);
+        assert_eq!(select_one(&cluster), 1);
+        cluster.stop().unwrap();
+        assert_eq!(
+            kill(pid, None),
+            Err(Errno::ESRCH),
+            "the postmaster still runs"
+        );
+    }
+
+    #[test]
+    fn dropping_a_cluster_stops_its_server() {
+        let cluster = Cluster::start(&bindir()).unwrap();
+        let pid = pid(&cluster);
+        drop(cluster);
+        assert_eq!(
+            kill(pid, None),
+            Err(Errno::ESRCH),
+            "the postmaster still runs"
+        );
+    }
+
+    #[test]
+    fn clusters_at_once_get_their_own_slots() {
+        let bindir = bindir();
+        let first = Cluster::start(&bindir).unwrap();
+        let second = Cluster::start(&bindir).unwrap();
+        assert_ne!(first.slot, second.slot);
+        assert_ne!(first.socket_dir, second.socket_dir);
+        assert_eq!(select_one(&first), 1);
+        assert_eq!(select_one(&second), 1);
+        let pids = [pid(&first), pid(&second)];
+        first.stop().unwrap();
+        second.stop().unwrap();
+        for pid in pids {
+            assert_eq!(
+                kill(pid, None),
+                Err(Errno::ESRCH),
+                "a postmaster still runs"
+            );
+        }
+    }
+
+    #[test]
+    fn outlives_the_thread_that_started_it() {
+        let bindir = bindir();
+        let cluster = thread::spawn(move || Cluster::start(&bindir).unwrap())
+            .join()
+            .unwrap();
+        // Time for a parent-death signal to arrive, were it tied to that thread.
+        thread::sleep(Duration::from_millis(300));
+        assert_eq!(select_one(&cluster), 1);
+        cluster.stop().unwrap();
+    }
+
+    #[test]
+    fn a_server_left_running_is_stopped_by_the_next_run() {
+        let bindir = bindir();
+        let mut left = Cluster::start(&bindir).unwrap();
+        let mut orphan = left.server.take().unwrap();
+        // Releases the slot and leaves the server running, as a killed run would.
+        drop(left);
+        let next = Cluster::start(&bindir).unwrap();
+        // Whichever run took the slot has stopped the orphan.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while orphan.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the orphaned server still runs");
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(select_one(&next), 1);
+        next.stop().unwrap();
+        orphan.join_drain();
+    }
+
+    #[test]
+    fn cluster_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Cluster>();
+    }
+}
