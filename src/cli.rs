@@ -1,5 +1,6 @@
 //! Command-line arguments. The only file that knows clap.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,6 +45,11 @@ pub struct RunArgs {
     /// The run works in a schema of its own, dropped afterwards.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub url: Option<String>,
+
+    /// Start the throwaway PostgreSQL from the server binaries in this directory (with
+    /// `postgres` and `initdb`) instead of searching PATH, pg_config and /usr/lib/postgresql.
+    #[arg(long, env = "ANOMALIES_PG_BINDIR", value_name = "DIR")]
+    pub pg_bindir: Option<PathBuf>,
 
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Format::Table)]

@@ -92,6 +92,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             },
             url: args.url,
             connect_timeout: args.connect_timeout,
+            pg_bindir: args.pg_bindir,
         },
         options: RunOptions {
             step_timeout: args.step_timeout,

@@ -183,3 +183,119 @@ fn a_throwaway_run_leaves_no_server_and_no_temporary_files() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn without_server_binaries_auto_falls_back_to_sqlite_with_a_notice() {
+    let output = anomalies()
+        .args(["run", "write-skew", "--level", "serializable"])
+        .args(["--pg-bindir", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        "notice: no PostgreSQL server binaries in /nonexistent and no --url given, so this runs \
+         on embedded SQLite; install the PostgreSQL server (apt-get install postgresql) or pass \
+         --url to see PostgreSQL\n"
+    );
+    assert!(
+        stdout(&output).contains("\nengine    sqlite "),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn postgres_asked_for_without_server_binaries_is_an_error() {
+    let output = anomalies()
+        .args([
+            "run",
+            "write-skew",
+            "--engine",
+            "postgres",
+            "--pg-bindir",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "error: no PostgreSQL server binaries in /nonexistent: install the PostgreSQL server \
+         (apt-get install postgresql), point --pg-bindir at its binaries, or pass --url\n"
+    );
+}
+
+#[test]
+fn color_only_when_asked_or_on_a_terminal() {
+    let run = |color: &str, no_color: bool| {
+        let mut command = anomalies();
+        if !no_color {
+            command.env_remove("NO_COLOR");
+        }
+        let output = command
+            .args(["run", "lost-update", "--engine", "sqlite", "--color", color])
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        stdout(&output).contains('\u{1b}')
+    };
+    assert!(run("always", true), "--color always wins over NO_COLOR");
+    assert!(!run("never", false));
+    assert!(!run("auto", false), "stdout is a pipe here, not a terminal");
+}
+
+#[test]
+fn unknown_interleaving_lists_the_ones_there_are() {
+    let output = anomalies()
+        .args([
+            "run",
+            "write-skew",
+            "--engine",
+            "sqlite",
+            "--interleaving",
+            "both-check",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "error: scenario write-skew has no interleaving `both-check` (did you mean \
+         `both-check-first`?); it has: both-check-first\n"
+    );
+}
+
+#[test]
+fn missing_file_is_a_plain_error() {
+    let output = anomalies()
+        .args(["run", "nowhere/mine.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).starts_with("error: cannot read nowhere/mine.toml: No such file"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn sqlite_lost_update_json() {
+    let output = anomalies()
+        .args([
+            "run",
+            "lost-update",
+            "--engine",
+            "sqlite",
+            "--level",
+            "serializable",
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    json["engine"]["version"] = "<version>".into();
+    insta::assert_json_snapshot!(json);
+}

@@ -8,6 +8,7 @@ pub mod cluster;
 mod postgres;
 mod sqlite;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -33,6 +34,8 @@ pub struct ConnectOptions {
     /// A libpq-style URL or key=value string; PG* variables fill in what it leaves out.
     pub url: Option<String>,
     pub connect_timeout: Duration,
+    /// Server binaries to start a throwaway PostgreSQL from, instead of searching for them.
+    pub pg_bindir: Option<PathBuf>,
 }
 
 /// What the header says about the database.
@@ -95,27 +98,36 @@ impl Engine {
                 )),
                 None,
             )),
-            (choice, None) => match cluster::find_bindir() {
-                Some(bindir) => Ok((
-                    Engine::Postgres(Box::new(postgres::PgEngine::throwaway(&bindir).await?)),
-                    None,
-                )),
-                None if choice == Choice::Auto => Ok((
-                    Engine::Sqlite(sqlite::SqliteEngine::new()?),
-                    Some(
-                        "notice: no PostgreSQL server binaries found and no --url given, so this \
-                         runs on embedded SQLite; install the server (apt-get install postgresql) \
-                         or pass --url to see PostgreSQL"
-                            .to_string(),
-                    ),
-                )),
-                None => Err(EngineError::Setup(
-                    "no PostgreSQL server binaries found (looked on PATH, through pg_config and \
-                     under /usr/lib/postgresql/*/bin): install the server (apt-get install \
-                     postgresql) or pass --url"
+            (choice, None) => {
+                let bindir = match &options.pg_bindir {
+                    Some(dir) => cluster::has_server(dir).then(|| dir.clone()),
+                    None => cluster::find_bindir(),
+                };
+                let looked = match &options.pg_bindir {
+                    Some(dir) => format!("no PostgreSQL server binaries in {}", dir.display()),
+                    None => "no PostgreSQL server binaries found (looked on PATH, through \
+                             pg_config and under /usr/lib/postgresql/*/bin)"
                         .to_string(),
-                )),
-            },
+                };
+                match bindir {
+                    Some(bindir) => Ok((
+                        Engine::Postgres(Box::new(postgres::PgEngine::throwaway(&bindir).await?)),
+                        None,
+                    )),
+                    None if choice == Choice::Auto => Ok((
+                        Engine::Sqlite(sqlite::SqliteEngine::new()?),
+                        Some(format!(
+                            "notice: {looked} and no --url given, so this runs on embedded \
+                             SQLite; install the PostgreSQL server (apt-get install postgresql) \
+                             or pass --url to see PostgreSQL"
+                        )),
+                    )),
+                    None => Err(EngineError::Setup(format!(
+                        "{looked}: install the PostgreSQL server (apt-get install postgresql), \
+                         point --pg-bindir at its binaries, or pass --url"
+                    ))),
+                }
+            }
         }
     }
 

@@ -70,7 +70,10 @@ impl PgEngine {
 
     /// Starts a throwaway server from installed binaries.
     pub async fn throwaway(bindir: &Path) -> Result<PgEngine, EngineError> {
-        let cluster = Cluster::start(bindir)?;
+        let bindir = bindir.to_path_buf();
+        let cluster = tokio::task::spawn_blocking(move || Cluster::start(&bindir))
+            .await
+            .map_err(|e| EngineError::Setup(format!("starting the server panicked: {e}")))??;
         let config = cluster.config();
         let admin = connect(&config, "the throwaway cluster").await?;
         let engine =
@@ -226,7 +229,9 @@ impl PgEngine {
         }
         drop(self.admin);
         if let Some(cluster) = self.cluster {
-            cluster.stop()?;
+            tokio::task::spawn_blocking(move || cluster.stop())
+                .await
+                .map_err(|e| EngineError::Setup(format!("stopping the server panicked: {e}")))??;
         }
         result
     }

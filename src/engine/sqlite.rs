@@ -347,17 +347,24 @@ impl SqliteRun {
             s.in_busy_handler = false;
             let _ = s.pokes.send(Poke::GiveUp);
         }
-        // Collect the interrupted statement's answer; it is not a step result.
+        // The interrupted statement's answer is not a step result.
+        self.discard_answer(session).await;
+        Ok(())
+    }
+
+    /// Waits for the answer to what `session` was last sent, giving up any lock wait, and
+    /// keeps only the transaction state it reports.
+    async fn discard_answer(&mut self, session: usize) {
         loop {
             match self.sessions[session].events.recv().await {
                 Some(SessionEvent::Done(_, state)) => {
                     self.states[session] = state;
-                    return Ok(());
+                    return;
                 }
                 Some(SessionEvent::Waiting) => {
                     let _ = self.sessions[session].pokes.send(Poke::GiveUp);
                 }
-                None => return Ok(()),
+                None => return,
             }
         }
     }
@@ -367,18 +374,8 @@ impl SqliteRun {
             return Ok(());
         }
         self.send(session, "ROLLBACK");
-        loop {
-            match self.sessions[session].events.recv().await {
-                Some(SessionEvent::Done(_, state)) => {
-                    self.states[session] = state;
-                    return Ok(());
-                }
-                Some(SessionEvent::Waiting) => {
-                    let _ = self.sessions[session].pokes.send(Poke::GiveUp);
-                }
-                None => return Ok(()),
-            }
-        }
+        self.discard_answer(session).await;
+        Ok(())
     }
 
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {

@@ -54,10 +54,7 @@ impl Template {
     }
 
     pub fn refs(&self) -> impl Iterator<Item = &Ref> {
-        self.parts.iter().filter_map(|part| match part {
-            Part::Hole(r) => Some(r),
-            Part::Text(_) => None,
-        })
+        holes(&self.parts)
     }
 
     /// Fills the holes; `value` renders a reference.
@@ -92,15 +89,19 @@ impl SqlTemplate {
     }
 
     pub fn holes(&self) -> impl Iterator<Item = &SqlHole> {
-        self.parts.iter().filter_map(|part| match part {
-            Part::Hole(hole) => Some(hole),
-            Part::Text(_) => None,
-        })
+        holes(&self.parts)
     }
 
     pub fn render(&self, value: impl Fn(&SqlHole) -> String) -> String {
         fill(&self.parts, value)
     }
+}
+
+fn holes<H>(parts: &[Part<H>]) -> impl Iterator<Item = &H> {
+    parts.iter().filter_map(|part| match part {
+        Part::Hole(hole) => Some(hole),
+        Part::Text(_) => None,
+    })
 }
 
 fn fill<H>(parts: &[Part<H>], value: impl Fn(&H) -> String) -> String {

@@ -67,7 +67,8 @@ fn highest_bindir_under(root: &Path) -> Option<PathBuf> {
         .map(|(_, bin)| bin)
 }
 
-fn has_server(dir: &Path) -> bool {
+/// Whether `dir` holds the server binaries a cluster needs (`postgres` and `initdb`).
+pub fn has_server(dir: &Path) -> bool {
     is_executable(&dir.join("postgres")) && is_executable(&dir.join("initdb"))
 }
 

@@ -30,7 +30,7 @@ use nix::errno::Errno;
 use nix::fcntl::Flock;
 use nix::sys::signal::Signal;
 
-pub use binaries::find_bindir;
+pub use binaries::{find_bindir, has_server};
 
 use binaries::major_version_of;
 use server::{stop_orphan, Server, ORPHAN_TIMEOUT, START_TIMEOUT};
