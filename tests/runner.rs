@@ -299,3 +299,58 @@ fn ctrl_c_during_a_step_cleans_up_and_exits_130() {
     assert_eq!(server.query(OUR_SCHEMAS), Vec::<String>::new());
     assert_eq!(server.until_empty(OUR_BACKENDS), Vec::<String>::new());
 }
+
+#[test]
+fn three_sessions_queue_on_one_row_and_resume_one_at_a_time() {
+    let head = [
+        "alice.begin:done",
+        "bob.begin:done",
+        "carol.begin:done",
+        "alice.deposit:done",
+        "bob.deposit:waiting",
+        "carol.deposit:waiting",
+        "alice.commit:done",
+    ];
+    let bob_first = [
+        "bob.deposit:resumed",
+        "bob.commit:done",
+        "carol.deposit:resumed",
+        "carol.commit:done",
+    ];
+    // PostgreSQL at read committed has no FIFO queue here: when Alice commits, Bob and Carol
+    // both re-check the new row version and race for its lock. Carol wins about one run in
+    // twenty on this machine; Bob's COMMIT then waits behind his deposit and goes deferred.
+    let carol_first = [
+        "carol.deposit:resumed",
+        "carol.commit:done",
+        "bob.deposit:resumed",
+        "bob.commit:done+deferred",
+    ];
+    for (engine, level) in [("postgres", "read-committed"), ("sqlite", "serializable")] {
+        let run = run_json("queue", engine, level, &[]);
+        assert_eq!(
+            run["matches_expectation"], true,
+            "{engine}: {}",
+            run["summary"]
+        );
+        assert_eq!(run["final_state"][0]["balance"], 103, "{engine}");
+        let events = events(&run);
+        assert_eq!(events[..7], head, "{engine}");
+        let tail: Vec<&str> = events[7..].iter().map(String::as_str).collect();
+        let allowed: &[&[&str]] = if engine == "postgres" {
+            &[&bob_first, &carol_first]
+        } else {
+            // SQLite's busy handlers retry in session order, so Bob takes the free lock first.
+            &[&bob_first]
+        };
+        assert!(allowed.contains(&tail.as_slice()), "{engine}: {events:?}");
+        let timeline = run["timeline"].as_array().unwrap();
+        assert_eq!(
+            timeline[4]["blocked_by"],
+            serde_json::json!(["alice"]),
+            "{engine}"
+        );
+        assert_eq!(timeline[7]["released_by_position"], 7, "{engine}");
+        assert_eq!(timeline[9]["released_by_position"], 9, "{engine}");
+    }
+}
