@@ -4,18 +4,21 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Statement};
 
-use super::cluster::Cluster;
-use super::{EngineError, EngineInfo, Settled};
+mod connect;
+
+use connect::{config_from_url, describe};
+use connect::{connect, error_text, pg_error};
+
+use crate::engine::cluster::Cluster;
+use crate::engine::{EngineError, EngineInfo, Settled};
 use crate::level::Level;
 use crate::scenario::{EngineKind, Scenario};
 use crate::timeline::{DbError, ErrorKind, ResultSet, StepResult};
@@ -436,91 +439,4 @@ fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
         SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
         _ => None,
     })
-}
-
-async fn connect(config: &Config, target: &str) -> Result<Client, EngineError> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| EngineError::Connect {
-            target: target.to_string(),
-            reason: error_text(&e),
-        })?;
-    tokio::spawn(async move {
-        // The connection ends when its client is dropped; errors surface through the client.
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
-/// Builds a configuration from a URL (or key=value string) and the PG* variables, as libpq does.
-pub fn config_from_url(url: &str, timeout: Duration) -> Result<Config, EngineError> {
-    let mut config = Config::from_str(url).map_err(|e| {
-        EngineError::Setup(format!("--url is not a PostgreSQL connection string: {e}"))
-    })?;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if config.get_hosts().is_empty() {
-        match env("PGHOST") {
-            Some(host) => {
-                config.host(&host);
-            }
-            None => {
-                config.host("localhost");
-            }
-        }
-    }
-    if config.get_ports().is_empty() {
-        if let Some(port) = env("PGPORT").and_then(|p| p.parse().ok()) {
-            config.port(port);
-        }
-    }
-    if config.get_user().is_none() {
-        if let Some(user) = env("PGUSER").or_else(|| env("USER")) {
-            config.user(&user);
-        }
-    }
-    if config.get_password().is_none() {
-        if let Some(password) = env("PGPASSWORD") {
-            config.password(password);
-        }
-    }
-    if config.get_dbname().is_none() {
-        if let Some(dbname) = env("PGDATABASE") {
-            config.dbname(&dbname);
-        }
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(timeout);
-    }
-    Ok(config)
-}
-
-/// `host:port/dbname`, never the password.
-pub fn describe(config: &Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(host)) => host.clone(),
-        Some(Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let dbname = config
-        .get_dbname()
-        .or(config.get_user())
-        .unwrap_or("postgres");
-    format!("{host}:{port}/{dbname}")
-}
-
-fn pg_error(error: tokio_postgres::Error) -> EngineError {
-    EngineError::Postgres(error_text(&error))
-}
-
-/// The error with its cause: tokio-postgres's own text stops at "error connecting to server".
-fn error_text(error: &tokio_postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        return format!("{} ({})", db.message(), db.code().code());
-    }
-    match std::error::Error::source(error) {
-        Some(source) => format!("{error}: {source}"),
-        None => error.to_string(),
-    }
 }
