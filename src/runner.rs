@@ -271,7 +271,7 @@ impl Replay<'_> {
                 if let Some((session, Settled::Done(result))) =
                     self.run.wait_any(&waiting, self.deadline()).await?
                 {
-                    self.resumed(session, result, None).await?;
+                    self.cycle_broken(session, result, &waiting).await?;
                     self.progress().await?;
                     continue;
                 }
@@ -281,6 +281,28 @@ impl Replay<'_> {
             }
             self.progress().await?;
         }
+    }
+
+    /// A wait in a cycle ended by itself. If it ended well, only another waiting session ending
+    /// (the database's deadlock victim) can have released it, since the idle sessions do
+    /// nothing: that one is recorded first, even when its answer reached us second.
+    async fn cycle_broken(
+        &mut self,
+        session: usize,
+        result: StepResult,
+        waiting: &[usize],
+    ) -> Result<(), EngineError> {
+        if !matches!(result, StepResult::Failed(_)) {
+            let others: Vec<usize> = waiting.iter().copied().filter(|s| *s != session).collect();
+            if let Some((victim, Settled::Done(victim_result))) =
+                self.run.wait_any(&others, self.deadline()).await?
+            {
+                self.resumed(victim, victim_result, None).await?;
+                let released_by = self.last_finish;
+                return self.resumed(session, result, released_by).await;
+            }
+        }
+        self.resumed(session, result, None).await
     }
 }
 

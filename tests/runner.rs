@@ -75,6 +75,9 @@ fn postgres_breaks_a_deadlock_and_the_survivor_goes_on() {
             format!("{survivor}.commit:done+deferred"),
         ]
     );
+    // The survivor was released by the victim's abort, whichever answer reached us first.
+    assert_eq!(timeline[6]["released_by_position"], Value::Null);
+    assert_eq!(timeline[8]["released_by_position"], 7);
     assert_eq!(run["final_state"][0]["total"], 200);
 }
 
