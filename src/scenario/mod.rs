@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::level::Level;
 use crate::outcome::Expected;
-use expr::{Expr, Ref};
+use expr::Expr;
 use template::{SqlTemplate, Template};
 
 /// A validated scenario: every name resolves, every interleaving keeps each session's order.
@@ -178,11 +178,6 @@ impl Scenario {
         &self.sessions[id.session].steps[id.step]
     }
 
-    /// `alice.read`
-    pub fn step_label(&self, id: StepId) -> String {
-        format!("{}.{}", self.sessions[id.session].name, self.step(id).name)
-    }
-
     pub fn session_index(&self, name: &str) -> Option<usize> {
         self.sessions.iter().position(|s| s.name == name)
     }
@@ -214,17 +209,6 @@ impl Scenario {
             .iter()
             .find(|e| e.engine == engine && e.level == level)
             .map(|e| &e.expected)
-    }
-
-    /// Every reference the decision and the witnesses use.
-    pub fn decision_refs(&self) -> Vec<&Ref> {
-        let d = &self.decision;
-        d.anomaly_if
-            .refs()
-            .into_iter()
-            .chain(d.anomaly_witness.refs())
-            .chain(d.prevented_witness.refs())
-            .collect()
     }
 }
 
