@@ -9,14 +9,14 @@ use crate::level::Level;
 use crate::outcome::judge;
 use crate::report::Report;
 use crate::runner::{replay, RunOptions};
-use crate::scenario::Scenario;
+use crate::scenario::{Interleaving, Scenario};
 
-/// What `anomalies run` was asked to do.
+/// Scenarios to run at levels on one engine (`anomalies run`, `matrix`, `check`).
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub scenario: Scenario,
+    pub scenarios: Vec<Scenario>,
     pub levels: Vec<Level>,
-    /// The interleaving to replay; the scenario's first when `None`.
+    /// The interleaving to replay; each scenario's first when `None`.
     pub interleaving: Option<String>,
     pub connect: ConnectOptions,
     pub options: RunOptions,
@@ -32,14 +32,22 @@ pub enum AppError {
     Interrupted,
 }
 
-/// Runs every requested level. Whatever happens (an error, Ctrl-C, SIGTERM, a panic), the
-/// schemas, files and throwaway server the run made are removed before this returns.
-pub async fn run(request: &Request, notice: &mut dyn FnMut(&str)) -> Result<Vec<Report>, AppError> {
-    let interleaving = request
-        .scenario
-        .interleaving(request.interleaving.as_deref())
-        .map_err(AppError::Usage)?
-        .clone();
+/// Runs every scenario at every requested level, in that order, on one connection to the
+/// engine; `progress` hears of each run as it ends. Whatever happens (an error, Ctrl-C, SIGTERM,
+/// a panic), the schemas, files and throwaway server the runs made are removed before this
+/// returns.
+pub async fn run(
+    request: &Request,
+    notice: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&Report),
+) -> Result<Vec<Report>, AppError> {
+    let mut interleavings = Vec::new();
+    for scenario in &request.scenarios {
+        let interleaving = scenario
+            .interleaving(request.interleaving.as_deref())
+            .map_err(AppError::Usage)?;
+        interleavings.push(interleaving.clone());
+    }
     let (mut engine, note) = tokio::select! {
         connected = Engine::connect(&request.connect) => connected?,
         _ = interrupted() => return Err(AppError::Interrupted),
@@ -47,7 +55,8 @@ pub async fn run(request: &Request, notice: &mut dyn FnMut(&str)) -> Result<Vec<
     if let Some(note) = note {
         notice(&note);
     }
-    let work = AssertUnwindSafe(run_levels(&mut engine, request, &interleaving)).catch_unwind();
+    let work =
+        AssertUnwindSafe(run_all(&mut engine, request, &interleavings, progress)).catch_unwind();
     let outcome = tokio::select! {
         outcome = work => Some(outcome),
         _ = interrupted() => None,
@@ -64,29 +73,36 @@ pub async fn run(request: &Request, notice: &mut dyn FnMut(&str)) -> Result<Vec<
     }
 }
 
-async fn run_levels(
+async fn run_all(
     engine: &mut Engine,
     request: &Request,
-    interleaving: &crate::scenario::Interleaving,
+    interleavings: &[Interleaving],
+    progress: &mut dyn FnMut(&Report),
 ) -> Result<Vec<Report>, AppError> {
-    let scenario = &request.scenario;
     let mut reports = Vec::new();
-    for &level in &request.levels {
-        let mut run = engine.prepare(scenario, level).await?;
-        let timeline = replay(&mut run, scenario, interleaving, request.options).await?;
-        run.finish().await?;
-        let verdict = judge(scenario, &timeline);
-        let effective = engine.effective_level(level);
-        reports.push(Report {
-            scenario: scenario.clone(),
-            engine: engine.info_at(effective),
-            requested: level,
-            effective,
-            interleaving: interleaving.name.clone(),
-            timeline,
-            verdict,
-            expected: scenario.expected(engine.info().name, level).copied(),
-        });
+    for (scenario, interleaving) in request.scenarios.iter().zip(interleavings) {
+        for &level in &request.levels {
+            let mut run = engine.prepare(scenario, level).await?;
+            let timeline = replay(&mut run, scenario, interleaving, request.options).await?;
+            run.finish().await?;
+            let verdict = judge(scenario, &timeline);
+            let effective = engine.effective_level(level);
+            let info = engine.info_at(effective);
+            let expectation = scenario.expectation(info.name, &info.version, level);
+            let report = Report {
+                scenario: scenario.clone(),
+                requested: level,
+                effective,
+                interleaving: interleaving.name.clone(),
+                timeline,
+                verdict,
+                expected: expectation.map(|e| e.expected),
+                expected_in: expectation.map(|e| e.table.clone()),
+                engine: info,
+            };
+            progress(&report);
+            reports.push(report);
+        }
     }
     Ok(reports)
 }

@@ -25,6 +25,93 @@ pub enum Command {
     },
     /// Replay a scenario (a built-in id or a .toml file) and judge the outcome.
     Run(RunArgs),
+    /// Run scenarios at every level and print the level × anomaly grid.
+    Matrix(MatrixArgs),
+    /// Run scenarios and compare each outcome with the expectation its file declares.
+    Check(CheckArgs),
+}
+
+/// Which scenarios and which databases, for `matrix` and `check`.
+#[derive(Debug, clap::Args)]
+pub struct Selection {
+    /// Scenario files or directories of them (default: the built-in scenarios).
+    pub paths: Vec<String>,
+
+    /// Engines to run on: auto, postgres, sqlite, all, or a list such as postgres,sqlite.
+    #[arg(long, short, value_delimiter = ',', default_value = "auto")]
+    pub engine: Vec<EnginesArg>,
+
+    /// A PostgreSQL URL or key=value connection string; PG* variables fill in the rest.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub url: Option<String>,
+
+    /// Start the throwaway PostgreSQL from the server binaries in this directory.
+    #[arg(long, env = "ANOMALIES_PG_BINDIR", value_name = "DIR")]
+    pub pg_bindir: Option<PathBuf>,
+
+    /// Cancel a step that neither finishes nor waits on a lock within this time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub step_timeout: Duration,
+
+    /// Give up connecting to a PostgreSQL server after this time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub connect_timeout: Duration,
+
+    /// When to color the output (NO_COLOR is honoured under `auto`).
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MatrixArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = MatrixFormat::Table)]
+    pub format: MatrixFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Isolation level to check, or `all`.
+    #[arg(long, short, value_enum, default_value_t = LevelArg::All)]
+    pub level: LevelArg,
+
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+
+    /// Rewrite the expectations in the given files to what was observed, leaving the rest of
+    /// each file as it is.
+    #[arg(long)]
+    pub update: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnginesArg {
+    Auto,
+    Postgres,
+    Sqlite,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MatrixFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Junit,
+    Json,
+    Markdown,
 }
 
 #[derive(Debug, clap::Args)]

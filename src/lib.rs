@@ -2,6 +2,7 @@
 //! which isolation anomalies happen and what prevents them. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod check;
 pub mod engine;
 pub mod level;
 pub mod outcome;
@@ -15,6 +16,8 @@ pub mod timeline;
 pub mod exit {
     /// The command completed (whatever the verdicts).
     pub const OK: i32 = 0;
+    /// `check`: a run did not show what its scenario expects.
+    pub const EXPECTATION_FAILED: i32 = 1;
     /// A usage, scenario, setup or connection error.
     pub const ERROR: i32 = 2;
     /// Stopped by Ctrl-C or SIGTERM, after cleaning up.

@@ -13,14 +13,19 @@ use anomalies::engine::{Choice, ConnectOptions};
 use anomalies::exit;
 use anomalies::level::Level;
 use anomalies::render::{self, Style};
+use anomalies::report::Report;
 use anomalies::runner::RunOptions;
 use anomalies::scenario::Scenario;
-use cli::{Cli, ColorArg, Command, EngineArg, Format, LevelArg, RunArgs};
+use cli::{
+    CheckArgs, CheckFormat, Cli, ColorArg, Command, EngineArg, EnginesArg, Format, LevelArg,
+    MatrixArgs, MatrixFormat, RunArgs, Selection,
+};
+use indicatif::{ProgressBar, ProgressStyle};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match execute(cli) {
-        Ok(()) => exit::OK,
+        Ok(code) => code,
         Err(error) => {
             let code = match error.downcast_ref::<AppError>() {
                 Some(AppError::Interrupted) => exit::INTERRUPTED,
@@ -33,10 +38,12 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn execute(cli: Cli) -> anyhow::Result<()> {
+fn execute(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::List { format } => list(format),
-        Command::Run(args) => run(args),
+        Command::List { format } => list(format).map(|()| exit::OK),
+        Command::Run(args) => run(args).map(|()| exit::OK),
+        Command::Matrix(args) => matrix(args).map(|()| exit::OK),
+        Command::Check(args) => check(args),
     }
 }
 
@@ -73,15 +80,9 @@ fn list(format: Format) -> anyhow::Result<()> {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
-    let levels = match args.level {
-        LevelArg::ReadUncommitted => vec![Level::ReadUncommitted],
-        LevelArg::ReadCommitted => vec![Level::ReadCommitted],
-        LevelArg::RepeatableRead => vec![Level::RepeatableRead],
-        LevelArg::Serializable => vec![Level::Serializable],
-        LevelArg::All => Level::ALL.to_vec(),
-    };
+    let levels = levels(args.level);
     let request = Request {
-        scenario,
+        scenarios: vec![scenario],
         levels,
         interleaving: args.interleaving,
         connect: ConnectOptions {
@@ -98,25 +99,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             step_timeout: args.step_timeout,
         },
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let reports = runtime.block_on(app::run(&request, &mut |notice| eprintln!("{notice}")))?;
-
-    let color = match args.color {
-        ColorArg::Always => true,
-        ColorArg::Never => false,
-        ColorArg::Auto => {
-            std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
-    };
-    colored::control::set_override(color);
-    let style = Style {
-        color,
-        ..Style::default()
-    };
+    let reports = execute_request(&request, &ProgressBar::hidden())?;
+    let style = style(args.color);
     let text = match args.format {
         Format::Json if reports.len() == 1 => render::json(&reports[0]),
         Format::Json => render::json_all(&reports),
@@ -134,6 +118,132 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     print(&text)
+}
+
+fn matrix(args: MatrixArgs) -> anyhow::Result<()> {
+    let reports = run_selection(&args.selection, Level::ALL.to_vec())?;
+    let text = match args.format {
+        MatrixFormat::Table => render::matrix::table(&reports, style(args.selection.color)),
+        MatrixFormat::Markdown => render::matrix::markdown(&reports),
+        MatrixFormat::Json => render::matrix::json(&reports),
+    };
+    print(&text)
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<i32> {
+    let reports = run_selection(&args.selection, levels(args.level))?;
+    if args.update {
+        for file in anomalies::check::update(&reports)? {
+            eprintln!("updated {}", file.display());
+        }
+        return Ok(exit::OK);
+    }
+    let text = match args.format {
+        CheckFormat::Text => render::check::text(&reports, style(args.selection.color)),
+        CheckFormat::Junit => render::check::junit(&reports),
+        CheckFormat::Json => render::check::json(&reports),
+        CheckFormat::Markdown => render::check::markdown(&reports),
+    };
+    print(&text)?;
+    let failed = reports
+        .iter()
+        .any(|r| anomalies::check::status(r) == anomalies::check::Status::Mismatch);
+    Ok(if failed {
+        exit::EXPECTATION_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+/// Runs the selected scenarios on each selected engine, with a progress bar on a terminal.
+fn run_selection(selection: &Selection, levels: Vec<Level>) -> anyhow::Result<Vec<Report>> {
+    let scenarios = Scenario::load_paths(&selection.paths)?;
+    let mut choices = Vec::new();
+    for engine in &selection.engine {
+        let expanded: &[Choice] = match engine {
+            EnginesArg::Auto => &[Choice::Auto],
+            EnginesArg::Postgres => &[Choice::Postgres],
+            EnginesArg::Sqlite => &[Choice::Sqlite],
+            EnginesArg::All => &[Choice::Postgres, Choice::Sqlite],
+        };
+        for choice in expanded {
+            if !choices.contains(choice) {
+                choices.push(*choice);
+            }
+        }
+    }
+    let total = (scenarios.len() * levels.len() * choices.len()) as u64;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut reports = Vec::new();
+    for choice in choices {
+        let request = Request {
+            scenarios: scenarios.clone(),
+            levels: levels.clone(),
+            interleaving: None,
+            connect: ConnectOptions {
+                choice,
+                url: selection.url.clone(),
+                connect_timeout: selection.connect_timeout,
+                pg_bindir: selection.pg_bindir.clone(),
+            },
+            options: RunOptions {
+                step_timeout: selection.step_timeout,
+            },
+        };
+        reports.extend(execute_request(&request, &bar)?);
+    }
+    bar.finish_and_clear();
+    Ok(reports)
+}
+
+fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let reports = runtime.block_on(app::run(
+        request,
+        &mut |notice| bar.suspend(|| eprintln!("{notice}")),
+        &mut |report| {
+            bar.set_message(format!("{} {}", report.scenario.id, report.requested));
+            bar.inc(1);
+        },
+    ))?;
+    Ok(reports)
+}
+
+fn levels(level: LevelArg) -> Vec<Level> {
+    match level {
+        LevelArg::ReadUncommitted => vec![Level::ReadUncommitted],
+        LevelArg::ReadCommitted => vec![Level::ReadCommitted],
+        LevelArg::RepeatableRead => vec![Level::RepeatableRead],
+        LevelArg::Serializable => vec![Level::Serializable],
+        LevelArg::All => Level::ALL.to_vec(),
+    }
+}
+
+/// Color on when asked, or under `auto` on a terminal without NO_COLOR.
+fn style(color: ColorArg) -> Style {
+    let color = match color {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => {
+            std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    colored::control::set_override(color);
+    Style {
+        color,
+        ..Style::default()
+    }
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

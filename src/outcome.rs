@@ -107,6 +107,16 @@ impl Expected {
     }
 }
 
+impl Expected {
+    /// What a run showed, in the words expectations use.
+    pub fn observed(verdict: &Verdict) -> Expected {
+        match verdict.mechanism {
+            Some(m) if !verdict.anomaly => Expected::Prevented(m),
+            _ => Expected::Anomaly,
+        }
+    }
+}
+
 impl fmt::Display for Expected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -17,6 +17,8 @@ pub struct Report {
     pub verdict: Verdict,
     /// What the scenario file expects of this engine at this level, if it says.
     pub expected: Option<Expected>,
+    /// The `[expect.…]` table that says it: `postgres`, `postgres >= 16`.
+    pub expected_in: Option<String>,
 }
 
 impl Report {
@@ -35,9 +37,6 @@ impl Report {
 
     /// `prevented by abort`, `anomaly`: the verdict in the words expectations use.
     pub fn outcome_text(&self) -> String {
-        match self.verdict.mechanism {
-            Some(m) if !self.verdict.anomaly => format!("prevented by {}", m.id()),
-            _ => "anomaly".to_string(),
-        }
+        Expected::observed(&self.verdict).to_string()
     }
 }

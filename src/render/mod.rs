@@ -1,6 +1,8 @@
 //! Reports to text. Pure: renderers return strings; only the CLI writes them.
 
+pub mod check;
 mod json;
+pub mod matrix;
 mod table;
 
 pub use json::{json, json_all};

@@ -267,7 +267,7 @@ fn shorten(sql: &str, max: usize) -> String {
     format!("{cut}…")
 }
 
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -287,7 +287,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// Colors only when the CLI asked for them.
 #[derive(Clone, Copy)]
-struct Paint(bool);
+pub(super) struct Paint(pub(super) bool);
 
 impl Paint {
     fn apply(self, text: &str, f: impl Fn(&str) -> colored::ColoredString) -> String {
@@ -297,31 +297,31 @@ impl Paint {
             text.to_string()
         }
     }
-    fn bold(self, t: &str) -> String {
+    pub(super) fn bold(self, t: &str) -> String {
         self.apply(t, |t| t.bold())
     }
-    fn dim(self, t: &str) -> String {
+    pub(super) fn dim(self, t: &str) -> String {
         self.apply(t, |t| t.dimmed())
     }
-    fn italic_dim(self, t: &str) -> String {
+    pub(super) fn italic_dim(self, t: &str) -> String {
         self.apply(t, |t| t.italic().dimmed())
     }
-    fn red(self, t: &str) -> String {
+    pub(super) fn red(self, t: &str) -> String {
         self.apply(t, |t| t.red())
     }
-    fn red_bold(self, t: &str) -> String {
+    pub(super) fn red_bold(self, t: &str) -> String {
         self.apply(t, |t| t.red().bold())
     }
-    fn green(self, t: &str) -> String {
+    pub(super) fn green(self, t: &str) -> String {
         self.apply(t, |t| t.green())
     }
-    fn green_bold(self, t: &str) -> String {
+    pub(super) fn green_bold(self, t: &str) -> String {
         self.apply(t, |t| t.green().bold())
     }
-    fn yellow(self, t: &str) -> String {
+    pub(super) fn yellow(self, t: &str) -> String {
         self.apply(t, |t| t.yellow())
     }
-    fn cyan(self, t: &str) -> String {
+    pub(super) fn cyan(self, t: &str) -> String {
         self.apply(t, |t| t.cyan())
     }
 }

@@ -3,6 +3,7 @@
 pub mod expr;
 mod raw;
 pub mod template;
+pub mod version;
 
 use std::fmt;
 use std::path::Path;
@@ -11,6 +12,7 @@ use crate::level::Level;
 use crate::outcome::Expected;
 use expr::Expr;
 use template::{SqlTemplate, Template};
+use version::VersionReq;
 
 /// A validated scenario: every name resolves, every interleaving keeps each session's order.
 #[derive(Debug, Clone)]
@@ -69,8 +71,12 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expectation {
     pub engine: EngineKind,
+    /// Set for a table like `[expect."postgres >= 16"]`: only these versions.
+    pub versions: Option<VersionReq>,
     pub level: Level,
     pub expected: Expected,
+    /// The table it stands in, as written: `postgres`, `postgres >= 16`.
+    pub table: String,
 }
 
 /// The engines a scenario can expect outcomes for.
@@ -174,6 +180,41 @@ impl Scenario {
         })
     }
 
+    /// Scenario files, and the `.toml` files in directories (sorted by name); the built-ins
+    /// when `paths` is empty.
+    pub fn load_paths(paths: &[String]) -> Result<Vec<Scenario>, LoadError> {
+        if paths.is_empty() {
+            return Ok(Scenario::builtins());
+        }
+        let mut scenarios = Vec::new();
+        for name in paths {
+            let path = Path::new(name);
+            if !path.is_dir() {
+                scenarios.push(Scenario::load(name)?);
+                continue;
+            }
+            let entries = std::fs::read_dir(path).map_err(|source| LoadError::Io {
+                path: name.clone(),
+                source,
+            })?;
+            let mut files: Vec<_> = entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|file| file.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            files.sort();
+            for file in files {
+                scenarios.push(Scenario::load(&file.to_string_lossy())?);
+            }
+        }
+        Ok(scenarios)
+    }
+
+    /// The file a scenario came from; `None` for a built-in.
+    pub fn file(&self) -> Option<&Path> {
+        (!self.origin.starts_with("builtin:")).then(|| Path::new(&self.origin))
+    }
+
     pub fn step(&self, id: StepId) -> &Step {
         &self.sessions[id.session].steps[id.step]
     }
@@ -204,10 +245,29 @@ impl Scenario {
         }
     }
 
+    /// The expectation for a run on `engine` at `version` and `level`: the last table narrowed
+    /// to versions that include `version`, else the engine's plain table.
+    pub fn expectation(
+        &self,
+        engine: EngineKind,
+        version: &str,
+        level: Level,
+    ) -> Option<&Expectation> {
+        let candidates = self
+            .expectations
+            .iter()
+            .filter(|e| e.engine == engine && e.level == level);
+        let narrowed = candidates
+            .clone()
+            .rfind(|e| e.versions.as_ref().is_some_and(|v| v.matches(version)));
+        narrowed.or_else(|| candidates.clone().find(|e| e.versions.is_none()))
+    }
+
+    /// The plain (not version-narrowed) expectation for `engine` at `level`.
     pub fn expected(&self, engine: EngineKind, level: Level) -> Option<&Expected> {
         self.expectations
             .iter()
-            .find(|e| e.engine == engine && e.level == level)
+            .find(|e| e.engine == engine && e.level == level && e.versions.is_none())
             .map(|e| &e.expected)
     }
 }

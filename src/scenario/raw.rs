@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use super::expr::{self, Ref};
 use super::template::{SqlTemplate, Template};
+use super::version::VersionReq;
 use super::{
     did_you_mean, Decision, EngineKind, Expectation, Interleaving, Scenario, ScenarioError,
     Session, Step, StepId,
@@ -422,7 +423,20 @@ fn validate_expectations(raw: &RawExpect, at: &Locator) -> Result<Vec<Expectatio
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for (engine_name, levels) in raw {
-        let engine = match engine_name.get_ref().as_str() {
+        let table = engine_name.get_ref().trim();
+        // `postgres`, or `postgres >= 16`: the engine, then an optional version constraint.
+        let split = table
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(table.len());
+        let (name, constraint) = table.split_at(split);
+        let versions = match constraint.trim() {
+            "" => None,
+            constraint => Some(
+                VersionReq::parse(constraint)
+                    .map_err(|message| at.error(engine_name.span(), message))?,
+            ),
+        };
+        let engine = match name {
             "postgres" => EngineKind::Postgres,
             "sqlite" => EngineKind::Sqlite,
             other => {
@@ -447,18 +461,20 @@ fn validate_expectations(raw: &RawExpect, at: &Locator) -> Result<Vec<Expectatio
                     ),
                 ));
             };
-            if !seen.insert((engine, level)) {
+            if !seen.insert((engine, versions.clone(), level)) {
                 return Err(at.error(
                     level_name.span(),
-                    format!("{engine} {level} is expected twice"),
+                    format!("[expect.\"{table}\"] {level} is expected twice"),
                 ));
             }
             let expected = Expected::parse(value.get_ref())
                 .map_err(|message| at.error(value.span(), message))?;
             out.push(Expectation {
                 engine,
+                versions: versions.clone(),
                 level,
                 expected,
+                table: table.to_string(),
             });
         }
     }

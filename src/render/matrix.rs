@@ -1,0 +1,182 @@
+//! `anomalies matrix`: scenarios as rows, levels as columns, one grid per engine.
+
+use comfy_table::{presets, Cell, ContentArrangement, Table};
+use serde_json::{json as value, Value};
+
+use super::table::{wrap, Paint};
+use super::Style;
+use crate::outcome::{Expected, Mechanism};
+use crate::report::Report;
+
+/// What the marks in a grid mean; `anomaly` is how the grid writes an anomaly.
+fn legend(anomaly: &str) -> String {
+    format!(
+        "{anomaly}: the anomaly happened · blocking: prevented, a step waited for a lock, then \
+         saw a serial outcome · abort: prevented, a step failed and was rolled back · consistent \
+         read: prevented, reads saw committed or snapshot values · ✗: not what the scenario \
+         expects"
+    )
+}
+
+/// The grids as terminal tables, one per engine, and the legend.
+pub fn table(reports: &[Report], style: Style) -> String {
+    let paint = Paint(style.color);
+    let mut out = String::new();
+    for grid in grids(reports) {
+        let engine = header_engine(&grid);
+        out.push_str(&paint.bold(&format!(
+            "{} {} ({})",
+            engine.name, engine.version, engine.detail
+        )));
+        out.push('\n');
+        let mut table = Table::new();
+        table
+            .load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(style.width);
+        let mut header = vec![Cell::new("scenario")];
+        header.extend(grid[0].iter().map(|r| Cell::new(level_header(r))));
+        table.set_header(header);
+        for row in &grid {
+            let mut cells = vec![Cell::new(format!(
+                "{}\n{}",
+                row[0].scenario.id, row[0].scenario.code
+            ))];
+            cells.extend(row.iter().map(|report| Cell::new(cell(report, paint))));
+            table.add_row(cells);
+        }
+        out.push_str(&table.to_string());
+        out.push_str("\n\n");
+    }
+    for line in wrap(&legend("ANOMALY"), style.width as usize) {
+        out.push_str(&paint.dim(&line));
+        out.push('\n');
+    }
+    out
+}
+
+/// The grids as Markdown tables.
+pub fn markdown(reports: &[Report]) -> String {
+    let mut out = String::new();
+    for grid in grids(reports) {
+        let engine = header_engine(&grid);
+        out.push_str(&format!(
+            "### {} {} ({})\n\n| scenario | code |",
+            engine.name, engine.version, engine.detail
+        ));
+        for report in &grid[0] {
+            out.push_str(&format!(" {} |", level_header(report).replace('\n', " ")));
+        }
+        out.push_str("\n|---|---|");
+        out.push_str(&"---|".repeat(grid[0].len()));
+        out.push('\n');
+        for row in &grid {
+            out.push_str(&format!(
+                "| {} | {} |",
+                row[0].scenario.id, row[0].scenario.code
+            ));
+            for report in row {
+                let word = match outcome(report) {
+                    Expected::Anomaly => "**anomaly**".to_string(),
+                    Expected::Prevented(m) => mechanism_words(m).to_string(),
+                };
+                let mark = match (report.matches_expectation(), report.expected) {
+                    (Some(false), Some(expected)) => format!(" ✗ (expected {expected})"),
+                    _ => String::new(),
+                };
+                out.push_str(&format!(" {word}{mark} |"));
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("{}\n", legend("**anomaly**")));
+    out
+}
+
+/// Every cell as a JSON object, in an array.
+pub fn json(reports: &[Report]) -> String {
+    let cells: Vec<Value> = reports
+        .iter()
+        .map(|report| {
+            value!({
+                "engine": report.engine,
+                "scenario": report.scenario.id,
+                "code": report.scenario.code,
+                "level": { "requested": report.requested, "effective": report.effective },
+                "verdict": report.verdict.word(),
+                "prevented_by": report.verdict.mechanism.filter(|_| !report.verdict.anomaly),
+                "expected": report.expected.map(|e| e.to_string()),
+                "matches_expectation": report.matches_expectation(),
+            })
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&cells).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Reports grouped by engine, then by scenario, in the order they ran.
+fn grids(reports: &[Report]) -> Vec<Vec<Vec<&Report>>> {
+    let mut grids: Vec<Vec<Vec<&Report>>> = Vec::new();
+    for report in reports {
+        // The detail differs by level (SQLite's read uncommitted shares a cache): one engine
+        // is one name and version.
+        let same_engine = grids.last().is_some_and(|g: &Vec<Vec<&Report>>| {
+            let first = &g[0][0].engine;
+            (first.name, &first.version) == (report.engine.name, &report.engine.version)
+        });
+        if !same_engine {
+            grids.push(Vec::new());
+        }
+        let grid = grids.last_mut().expect("pushed above");
+        match grid.last_mut() {
+            Some(row) if row[0].scenario.id == report.scenario.id => row.push(report),
+            _ => grid.push(vec![report]),
+        }
+    }
+    grids
+}
+
+/// The engine as the grid's title shows it: as at the row's last (strictest) level, whose
+/// detail carries no level-specific setting.
+fn header_engine<'a>(grid: &[Vec<&'a Report>]) -> &'a crate::engine::EngineInfo {
+    let row = &grid[0];
+    &row[row.len() - 1].engine
+}
+
+/// `read uncommitted\n→ read committed`, or the level alone.
+fn level_header(report: &Report) -> String {
+    if report.requested == report.effective {
+        report.requested.to_string()
+    } else {
+        format!("{}\n→ {}", report.requested, report.effective)
+    }
+}
+
+fn outcome(report: &Report) -> Expected {
+    Expected::observed(&report.verdict)
+}
+
+fn mechanism_words(mechanism: Mechanism) -> &'static str {
+    match mechanism {
+        Mechanism::Blocking => "blocking",
+        Mechanism::Abort => "abort",
+        Mechanism::ConsistentRead => "consistent read",
+    }
+}
+
+fn cell(report: &Report, paint: Paint) -> String {
+    let word = match outcome(report) {
+        Expected::Anomaly => paint.red_bold("ANOMALY"),
+        Expected::Prevented(Mechanism::Blocking) => paint.yellow("blocking"),
+        Expected::Prevented(Mechanism::Abort) => paint.cyan("abort"),
+        Expected::Prevented(Mechanism::ConsistentRead) => paint.green("consistent read"),
+    };
+    match (report.matches_expectation(), report.expected) {
+        (Some(false), Some(expected)) => {
+            format!("{word} {}", paint.red(&format!("✗\nexpected {expected}")))
+        }
+        _ => word,
+    }
+}

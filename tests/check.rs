@@ -1,0 +1,327 @@
+//! `anomalies check` and `anomalies matrix`: expectations as a CI gate, and the grid.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{anomalies, stderr, stdout};
+
+/// A copy of the built-in scenario files in a temporary directory.
+fn copy_builtins() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    std::fs::create_dir(&scenarios).unwrap();
+    for entry in std::fs::read_dir("scenarios").unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, scenarios.join(path.file_name().unwrap())).unwrap();
+    }
+    (dir, scenarios)
+}
+
+/// Replaces the first `from` in a file.
+fn edit(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{} has no `{from}`", file.display());
+    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
+}
+
+fn read(file: &Path) -> String {
+    std::fs::read_to_string(file).unwrap()
+}
+
+#[test]
+fn check_passes_on_every_builtin_on_both_engines() {
+    let output = anomalies()
+        .args(["check", "--engine", "all"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert_eq!(
+        stdout(&output),
+        "40 runs: 40 as expected, 0 mismatches, 0 without an expectation\n"
+    );
+}
+
+#[test]
+fn an_edited_expectation_fails_with_a_line_that_says_what_happened() {
+    let (_dir, scenarios) = copy_builtins();
+    let file = scenarios.join("lost-update.toml");
+    edit(
+        &file,
+        "repeatable-read = \"prevented by abort\"",
+        "repeatable-read = \"anomaly\"",
+    );
+    let output = anomalies()
+        .args(["check", file.to_str().unwrap(), "--engine", "postgres"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("postgres 15."), "{text}");
+    assert!(
+        lines[0].ends_with(
+            " · lost-update · repeatable read: expected anomaly, got prevented by abort — John's \
+             UPDATE failed with 40001 (could not serialize access due to concurrent update); the \
+             balance is 150: every committed debit is in it"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        lines[1],
+        "4 runs: 3 as expected, 1 mismatch, 0 without an expectation"
+    );
+}
+
+#[test]
+fn junit_output_is_xml_with_one_failure() {
+    use quick_xml::events::Event;
+    let (_dir, scenarios) = copy_builtins();
+    let file = scenarios.join("write-skew.toml");
+    edit(
+        &file,
+        "serializable = \"prevented by abort\"",
+        "serializable = \"anomaly\"",
+    );
+    let output = anomalies()
+        .args(["check", scenarios.to_str().unwrap(), "--engine", "postgres"])
+        .args(["--format", "junit"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let xml = stdout(&output);
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut suites, mut cases, mut failures) = (0, 0, Vec::new());
+    let mut root = None;
+    loop {
+        match reader
+            .read_event()
+            .unwrap_or_else(|e| panic!("not XML: {e}\n{xml}"))
+        {
+            Event::Start(e) | Event::Empty(e) => {
+                let name = e.name().as_ref().to_string();
+                let attribute = |key: &str| {
+                    e.try_get_attribute(key).unwrap().map(|a| {
+                        a.normalized_value(quick_xml::XmlVersion::Explicit1_0)
+                            .unwrap()
+                            .into_owned()
+                    })
+                };
+                match name.as_str() {
+                    "testsuites" => {
+                        root = Some((attribute("tests"), attribute("failures")));
+                    }
+                    "testsuite" => suites += 1,
+                    "testcase" => cases += 1,
+                    "failure" => failures.push(attribute("message").unwrap()),
+                    other => panic!("unexpected element {other}"),
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert_eq!(root, Some((Some("20".into()), Some("1".into()))));
+    assert_eq!((suites, cases), (1, 20));
+    assert_eq!(failures, ["expected anomaly, got prevented by abort"]);
+}
+
+#[test]
+fn update_rewrites_only_what_changed_and_round_trips() {
+    let (_dir, scenarios) = copy_builtins();
+    let originals: Vec<(PathBuf, String)> = std::fs::read_dir(&scenarios)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|path| {
+            let text = read(&path);
+            (path, text)
+        })
+        .collect();
+    let update = || {
+        anomalies()
+            .args([
+                "check",
+                scenarios.to_str().unwrap(),
+                "--engine",
+                "all",
+                "--update",
+            ])
+            .output()
+            .unwrap()
+    };
+    // Correct files: nothing is written.
+    let output = update();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+    for (path, text) in &originals {
+        assert_eq!(&read(path), text, "{} changed", path.display());
+    }
+    // One wrong value: only it is rewritten, and the file is as it was before the edit.
+    let file = scenarios.join("read-skew.toml");
+    edit(
+        &file,
+        "read-committed = \"anomaly\"",
+        "read-committed   = \"prevented by blocking\"",
+    );
+    let output = update();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), format!("updated {}\n", file.display()));
+    let expected = originals
+        .iter()
+        .find(|(p, _)| *p == file)
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(
+        read(&file),
+        expected.replacen(
+            "read-committed = \"anomaly\"",
+            "read-committed   = \"anomaly\"",
+            1
+        )
+    );
+}
+
+#[test]
+fn version_narrowed_expectations_apply_only_to_matching_versions() {
+    let (_dir, scenarios) = copy_builtins();
+    let file = scenarios.join("write-skew.toml");
+    let narrowed = |constraint: &str| {
+        let text = read(&file);
+        let extra = format!("\n[expect.\"postgres {constraint}\"]\nserializable = \"anomaly\"\n");
+        let copy = scenarios.join(format!("narrowed-{}.toml", constraint.len()));
+        std::fs::write(&copy, format!("{text}{extra}")).unwrap();
+        let output = anomalies()
+            .args(["check", copy.to_str().unwrap(), "--engine", "postgres"])
+            .args(["--level", "serializable"])
+            .output()
+            .unwrap();
+        (output.status.code(), stdout(&output))
+    };
+    // A table for versions this server has overrides the plain one ...
+    let (code, text) = narrowed(">= 10");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("expected anomaly, got prevented by abort"),
+        "{text}"
+    );
+    // ... and one for versions it has not is ignored.
+    let (code, text) = narrowed(">= 9999");
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn update_writes_into_the_narrowed_table_that_applied() {
+    let (_dir, scenarios) = copy_builtins();
+    let file = scenarios.join("write-skew.toml");
+    let text = read(&file);
+    std::fs::write(
+        &file,
+        format!("{text}\n[expect.\"postgres >= 10\"]\nserializable = \"anomaly\"\n"),
+    )
+    .unwrap();
+    let output = anomalies()
+        .args([
+            "check",
+            file.to_str().unwrap(),
+            "--engine",
+            "postgres",
+            "--update",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        read(&file),
+        format!("{text}\n[expect.\"postgres >= 10\"]\nserializable = \"prevented by abort\"\n")
+    );
+}
+
+#[test]
+fn matrix_marks_what_the_scenario_does_not_expect() {
+    let (_dir, scenarios) = copy_builtins();
+    let file = scenarios.join("lost-update.toml");
+    edit(
+        &file,
+        "read-committed = \"anomaly\"",
+        "read-committed = \"prevented by blocking\"",
+    );
+    let output = anomalies()
+        .args([
+            "matrix",
+            file.to_str().unwrap(),
+            "--engine",
+            "postgres",
+            "--format",
+            "markdown",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(
+            "| lost-update | P4 | **anomaly** | **anomaly** ✗ (expected prevented by blocking) | abort | abort |"
+        ),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn matrix_on_sqlite() {
+    let output = anomalies()
+        .args(["matrix", "--engine", "sqlite"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let version = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .to_string();
+    insta::assert_snapshot!(text.replace(&version, "<version>"));
+}
+
+#[test]
+fn check_json_and_markdown() {
+    let output = anomalies()
+        .args([
+            "check",
+            "--engine",
+            "sqlite",
+            "--level",
+            "serializable",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(runs.len(), 5);
+    assert!(runs.iter().all(|r| r["status"] == "as-expected"));
+    assert_eq!(runs[3]["observed"], "prevented by abort");
+
+    let output = anomalies()
+        .args([
+            "check",
+            "--engine",
+            "sqlite",
+            "--level",
+            "serializable",
+            "--format",
+            "markdown",
+        ])
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    assert!(text.starts_with("## anomalies check\n\n**5 runs: 5 as expected, 0 mismatches, 0 without an expectation**\n"), "{text}");
+    assert!(text.contains("| ✅ | sqlite "), "{text}");
+}
