@@ -41,11 +41,24 @@ pub struct Selection {
     #[arg(long, short, value_delimiter = ',', default_value = "auto")]
     pub engine: Vec<EnginesArg>,
 
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// When to color the output (NO_COLOR is honoured under `auto`).
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+/// Where PostgreSQL is, and how long to wait for it.
+#[derive(Debug, clap::Args)]
+pub struct ConnectionArgs {
     /// A PostgreSQL URL or key=value connection string; PG* variables fill in the rest.
+    /// Runs work in schemas of their own, dropped afterwards.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub url: Option<String>,
 
-    /// Start the throwaway PostgreSQL from the server binaries in this directory.
+    /// Start the throwaway PostgreSQL from the server binaries in this directory (with
+    /// `postgres` and `initdb`) instead of searching PATH, pg_config and /usr/lib/postgresql.
     #[arg(long, env = "ANOMALIES_PG_BINDIR", value_name = "DIR")]
     pub pg_bindir: Option<PathBuf>,
 
@@ -56,10 +69,6 @@ pub struct Selection {
     /// Give up connecting to a PostgreSQL server after this time.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub connect_timeout: Duration,
-
-    /// When to color the output (NO_COLOR is honoured under `auto`).
-    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
-    pub color: ColorArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,15 +137,8 @@ pub struct RunArgs {
     #[arg(long, short, value_enum, default_value_t = EngineArg::Auto)]
     pub engine: EngineArg,
 
-    /// A PostgreSQL URL or key=value connection string; PG* variables fill in the rest.
-    /// The run works in a schema of its own, dropped afterwards.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub url: Option<String>,
-
-    /// Start the throwaway PostgreSQL from the server binaries in this directory (with
-    /// `postgres` and `initdb`) instead of searching PATH, pg_config and /usr/lib/postgresql.
-    #[arg(long, env = "ANOMALIES_PG_BINDIR", value_name = "DIR")]
-    pub pg_bindir: Option<PathBuf>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Format::Table)]
@@ -145,14 +147,6 @@ pub struct RunArgs {
     /// Which of the scenario's interleavings to replay (default: its first).
     #[arg(long, short)]
     pub interleaving: Option<String>,
-
-    /// Cancel a step that neither finishes nor waits on a lock within this time.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
-    pub step_timeout: Duration,
-
-    /// Give up connecting to a PostgreSQL server after this time.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
-    pub connect_timeout: Duration,
 
     /// When to color the output (NO_COLOR is honoured under `auto`).
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]

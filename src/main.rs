@@ -17,8 +17,8 @@ use anomalies::report::Report;
 use anomalies::runner::RunOptions;
 use anomalies::scenario::Scenario;
 use cli::{
-    CheckArgs, CheckFormat, Cli, ColorArg, Command, EngineArg, EnginesArg, Format, LevelArg,
-    MatrixArgs, MatrixFormat, RunArgs, Selection,
+    CheckArgs, CheckFormat, Cli, ColorArg, Command, ConnectionArgs, EngineArg, EnginesArg, Format,
+    LevelArg, MatrixArgs, MatrixFormat, RunArgs, Selection,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -85,19 +85,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         scenarios: vec![scenario],
         levels,
         interleaving: args.interleaving,
-        connect: ConnectOptions {
-            choice: match args.engine {
+        connect: connect_options(
+            &args.connection,
+            match args.engine {
                 EngineArg::Auto => Choice::Auto,
                 EngineArg::Postgres => Choice::Postgres,
                 EngineArg::Sqlite => Choice::Sqlite,
             },
-            url: args.url,
-            connect_timeout: args.connect_timeout,
-            pg_bindir: args.pg_bindir,
-        },
-        options: RunOptions {
-            step_timeout: args.step_timeout,
-        },
+        ),
+        options: run_options(&args.connection),
     };
     let reports = execute_request(&request, &ProgressBar::hidden())?;
     let style = style(args.color);
@@ -187,15 +183,8 @@ fn run_selection(selection: &Selection, levels: Vec<Level>) -> anyhow::Result<Ve
             scenarios: scenarios.clone(),
             levels: levels.clone(),
             interleaving: None,
-            connect: ConnectOptions {
-                choice,
-                url: selection.url.clone(),
-                connect_timeout: selection.connect_timeout,
-                pg_bindir: selection.pg_bindir.clone(),
-            },
-            options: RunOptions {
-                step_timeout: selection.step_timeout,
-            },
+            connect: connect_options(&selection.connection, choice),
+            options: run_options(&selection.connection),
         };
         reports.extend(execute_request(&request, &bar)?);
     }
@@ -217,6 +206,21 @@ fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Vec<R
         },
     ))?;
     Ok(reports)
+}
+
+fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOptions {
+    ConnectOptions {
+        choice,
+        url: connection.url.clone(),
+        connect_timeout: connection.connect_timeout,
+        pg_bindir: connection.pg_bindir.clone(),
+    }
+}
+
+fn run_options(connection: &ConnectionArgs) -> RunOptions {
+    RunOptions {
+        step_timeout: connection.step_timeout,
+    }
 }
 
 fn levels(level: LevelArg) -> Vec<Level> {
