@@ -9,7 +9,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, InterruptHandle, OpenFlags, TransactionState};
+use rusqlite::{Batch, Connection, ErrorCode, InterruptHandle, OpenFlags, TransactionState};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -187,31 +187,41 @@ fn spawn_session(connection: Connection, name: &str) -> Result<SqliteSession, En
     })
 }
 
-/// Runs one statement; a failure is a result, as on PostgreSQL.
+/// Runs a step's statements; like PostgreSQL's simple protocol, the last one that returned rows
+/// speaks for the step, and a failure is a result.
 fn execute(connection: &Connection, sql: &str) -> StepResult {
     let run = || -> rusqlite::Result<StepResult> {
-        let mut statement = connection.prepare(sql)?;
-        if statement.column_count() == 0 {
-            let rows_affected = statement.execute([])?;
-            return Ok(StepResult::Command {
-                rows_affected: rows_affected as u64,
-            });
+        let mut batch = Batch::new(connection, sql);
+        let mut rows_result = None;
+        let mut command = StepResult::Command { rows_affected: 0 };
+        while let Some(mut statement) = batch.next()? {
+            if statement.column_count() == 0 {
+                // SQLite's change count is sticky: BEGIN and COMMIT (read-only statements to
+                // SQLite) would repeat the last UPDATE's count.
+                let read_only = statement.readonly();
+                let changes = statement.execute([])?;
+                command = StepResult::Command {
+                    rows_affected: if read_only { 0 } else { changes as u64 },
+                };
+                continue;
+            }
+            let columns: Vec<String> = statement
+                .column_names()
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            let n_columns = columns.len();
+            let mut rows = statement.query([])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let values = (0..n_columns)
+                    .map(|i| row.get_ref(i).map(text))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                out.push(values);
+            }
+            rows_result = Some(StepResult::Rows(ResultSet { columns, rows: out }));
         }
-        let columns: Vec<String> = statement
-            .column_names()
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
-        let n_columns = columns.len();
-        let mut rows = statement.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let values = (0..n_columns)
-                .map(|i| row.get_ref(i).map(text))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            out.push(values);
-        }
-        Ok(StepResult::Rows(ResultSet { columns, rows: out }))
+        Ok(rows_result.unwrap_or(command))
     };
     match run() {
         Ok(result) => result,
