@@ -41,6 +41,7 @@ async fn engine_figures(choice: Choice) {
     println!("\n{} {} ({})", info.name, info.version, info.detail);
     let run_options = RunOptions {
         step_timeout: Duration::from_secs(10),
+        stop_when_impossible: false,
     };
     for (id, level) in [
         ("write-skew", Level::Serializable),

@@ -5,6 +5,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 
 use crate::engine::{ConnectOptions, Engine, EngineError};
+use crate::explore::{self, Explored, Orders, Outcome as ExploreOutcome};
 use crate::level::Level;
 use crate::outcome::judge;
 use crate::report::Report;
@@ -48,28 +49,140 @@ pub async fn run(
             .map_err(AppError::Usage)?;
         interleavings.push(interleaving.clone());
     }
-    let (mut engine, note) = tokio::select! {
-        connected = Engine::connect(&request.connect) => connected?,
+    let mut engine = connect(&request.connect, notice).await?;
+    let outcome = guarded(run_all(&mut engine, request, &interleavings, progress)).await;
+    conclude(outcome, engine.close().await)
+}
+
+/// What `anomalies explore` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ExploreRequest {
+    pub scenario: Scenario,
+    pub levels: Vec<Level>,
+    /// Run a sample of this many orders when there are more.
+    pub limit: Option<usize>,
+    pub connect: ConnectOptions,
+    pub step_timeout: std::time::Duration,
+}
+
+/// What `explore` found at one level.
+#[derive(Debug, Clone)]
+pub struct Exploration {
+    pub level: Level,
+    pub explored: Vec<Explored>,
+}
+
+/// Runs every order of the scenario (or a sample) at each level, on connections kept open
+/// across orders; the data is put back between orders without DDL.
+pub async fn explore(
+    request: &ExploreRequest,
+    notice: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&Explored),
+) -> Result<(Orders, Vec<Exploration>), AppError> {
+    let orders = explore::orders(&request.scenario, request.limit).map_err(AppError::Usage)?;
+    let mut engine = connect(&request.connect, notice).await?;
+    let outcome = guarded(explore_all(&mut engine, request, &orders, progress)).await;
+    conclude(outcome, engine.close().await).map(|explorations| (orders, explorations))
+}
+
+async fn explore_all(
+    engine: &mut Engine,
+    request: &ExploreRequest,
+    orders: &Orders,
+    progress: &mut dyn FnMut(&Explored),
+) -> Result<Vec<Exploration>, AppError> {
+    let scenario = &request.scenario;
+    let options = RunOptions {
+        step_timeout: request.step_timeout,
+        stop_when_impossible: true,
+    };
+    let mut explorations = Vec::new();
+    for &level in &request.levels {
+        let mut run = engine.prepare(scenario, level).await?;
+        run.save_initial_state().await?;
+        let mut explored = Vec::new();
+        for order in &orders.orders {
+            let timeline = replay(&mut run, scenario, order, options).await?;
+            run.reset().await?;
+            let report = report(engine, scenario, level, order, timeline);
+            let result = Explored {
+                order: order.clone(),
+                outcome: ExploreOutcome::of(&report),
+                report,
+            };
+            progress(&result);
+            explored.push(result);
+        }
+        run.finish().await?;
+        explorations.push(Exploration { level, explored });
+    }
+    Ok(explorations)
+}
+
+/// Connects as asked, passing on the engine's notice (the SQLite fallback).
+async fn connect(
+    options: &ConnectOptions,
+    notice: &mut dyn FnMut(&str),
+) -> Result<Engine, AppError> {
+    let (engine, note) = tokio::select! {
+        connected = Engine::connect(options) => connected?,
         _ = interrupted() => return Err(AppError::Interrupted),
     };
     if let Some(note) = note {
         notice(&note);
     }
-    let work =
-        AssertUnwindSafe(run_all(&mut engine, request, &interleavings, progress)).catch_unwind();
-    let outcome = tokio::select! {
+    Ok(engine)
+}
+
+/// Runs work on an engine until it ends, panics, or the user interrupts it.
+async fn guarded<T>(
+    work: impl std::future::Future<Output = Result<T, AppError>>,
+) -> Option<std::thread::Result<Result<T, AppError>>> {
+    let work = AssertUnwindSafe(work).catch_unwind();
+    tokio::select! {
         outcome = work => Some(outcome),
         _ = interrupted() => None,
-    };
-    let closed = engine.close().await;
+    }
+}
+
+/// The result of guarded work once the engine is closed: a panic goes on unwinding, an
+/// interruption is an error, and a failure to clean up is reported after the work's own error.
+fn conclude<T>(
+    outcome: Option<std::thread::Result<Result<T, AppError>>>,
+    closed: Result<(), EngineError>,
+) -> Result<T, AppError> {
     match outcome {
         None => Err(AppError::Interrupted),
         Some(Err(panic)) => std::panic::resume_unwind(panic),
         Some(Ok(result)) => {
-            let reports = result?;
+            let value = result?;
             closed?;
-            Ok(reports)
+            Ok(value)
         }
+    }
+}
+
+fn report(
+    engine: &Engine,
+    scenario: &Scenario,
+    level: Level,
+    interleaving: &Interleaving,
+    timeline: crate::timeline::Timeline,
+) -> Report {
+    let verdict = judge(scenario, &timeline);
+    let effective = engine.effective_level(level);
+    let info = engine.info_at(effective);
+    let expectation = scenario.expectation(info.name, &info.version, level);
+    Report {
+        scenario: scenario.clone(),
+        requested: level,
+        effective,
+        interleaving: interleaving.name.clone(),
+        timeline,
+        verdict,
+        expected: expectation.map(|e| e.expected),
+        expected_in: expectation.map(|e| e.table.clone()),
+        engine: info,
     }
 }
 
@@ -85,21 +198,7 @@ async fn run_all(
             let mut run = engine.prepare(scenario, level).await?;
             let timeline = replay(&mut run, scenario, interleaving, request.options).await?;
             run.finish().await?;
-            let verdict = judge(scenario, &timeline);
-            let effective = engine.effective_level(level);
-            let info = engine.info_at(effective);
-            let expectation = scenario.expectation(info.name, &info.version, level);
-            let report = Report {
-                scenario: scenario.clone(),
-                requested: level,
-                effective,
-                interleaving: interleaving.name.clone(),
-                timeline,
-                verdict,
-                expected: expectation.map(|e| e.expected),
-                expected_in: expectation.map(|e| e.table.clone()),
-                engine: info,
-            };
+            let report = report(engine, scenario, level, interleaving, timeline);
             progress(&report);
             reports.push(report);
         }

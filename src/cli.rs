@@ -29,6 +29,37 @@ pub enum Command {
     Matrix(MatrixArgs),
     /// Run scenarios and compare each outcome with the expectation its file declares.
     Check(CheckArgs),
+    /// Run every order of a scenario's steps and count how each ends.
+    Explore(ExploreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExploreArgs {
+    /// A built-in scenario id (see `anomalies list`) or a path to a scenario file.
+    pub scenario: String,
+
+    /// Isolation level to explore, or `all`.
+    #[arg(long, short, value_enum, default_value_t = LevelArg::All)]
+    pub level: LevelArg,
+
+    /// Which database, as for `run`.
+    #[arg(long, short, value_enum, default_value_t = EngineArg::Auto)]
+    pub engine: EngineArg,
+
+    /// Run a sample of this many orders when there are more (drawn with a fixed seed).
+    #[arg(long)]
+    pub limit: Option<usize>,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// When to color the output (NO_COLOR is honoured under `auto`).
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
 }
 
 /// Which scenarios and which databases, for `matrix` and `check`.

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod check;
 pub mod engine;
+pub mod explore;
 pub mod level;
 pub mod outcome;
 pub mod render;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use anomalies::app::{self, AppError, Request};
+use anomalies::app::{self, AppError, ExploreRequest, Request};
 use anomalies::engine::{Choice, ConnectOptions};
 use anomalies::exit;
 use anomalies::level::Level;
@@ -17,8 +17,8 @@ use anomalies::report::Report;
 use anomalies::runner::RunOptions;
 use anomalies::scenario::Scenario;
 use cli::{
-    CheckArgs, CheckFormat, Cli, ColorArg, Command, ConnectionArgs, EngineArg, EnginesArg, Format,
-    LevelArg, MatrixArgs, MatrixFormat, RunArgs, Selection,
+    CheckArgs, CheckFormat, Cli, ColorArg, Command, ConnectionArgs, EngineArg, EnginesArg,
+    ExploreArgs, Format, LevelArg, MatrixArgs, MatrixFormat, RunArgs, Selection,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -44,6 +44,7 @@ fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run(args).map(|()| exit::OK),
         Command::Matrix(args) => matrix(args).map(|()| exit::OK),
         Command::Check(args) => check(args),
+        Command::Explore(args) => explore(args).map(|()| exit::OK),
     }
 }
 
@@ -85,14 +86,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         scenarios: vec![scenario],
         levels,
         interleaving: args.interleaving,
-        connect: connect_options(
-            &args.connection,
-            match args.engine {
-                EngineArg::Auto => Choice::Auto,
-                EngineArg::Postgres => Choice::Postgres,
-                EngineArg::Sqlite => Choice::Sqlite,
-            },
-        ),
+        connect: connect_options(&args.connection, engine_choice(args.engine)),
         options: run_options(&args.connection),
     };
     let reports = execute_request(&request, &ProgressBar::hidden())?;
@@ -151,6 +145,37 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
     })
 }
 
+fn explore(args: ExploreArgs) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let request = ExploreRequest {
+        scenario,
+        levels: levels(args.level),
+        limit: args.limit,
+        connect: connect_options(&args.connection, engine_choice(args.engine)),
+        step_timeout: args.connection.step_timeout,
+    };
+    let n_orders = anomalies::explore::orders(&request.scenario, request.limit)
+        .map(|o| o.orders.len())
+        .unwrap_or(0);
+    let bar = progress_bar((n_orders * request.levels.len()) as u64);
+    let (orders, explorations) = runtime()?.block_on(app::explore(
+        &request,
+        &mut |notice| bar.suspend(|| eprintln!("{notice}")),
+        &mut |explored| {
+            bar.set_message(explored.report.requested.to_string());
+            bar.inc(1);
+        },
+    ))?;
+    bar.finish_and_clear();
+    let text = match args.format {
+        Format::Table => {
+            render::explore::table(&request.scenario, &orders, &explorations, style(args.color))
+        }
+        Format::Json => render::explore::json(&request.scenario, &orders, &explorations),
+    };
+    print(&text)
+}
+
 /// Runs the selected scenarios on each selected engine, with a progress bar on a terminal.
 fn run_selection(selection: &Selection, levels: Vec<Level>) -> anyhow::Result<Vec<Report>> {
     let scenarios = Scenario::load_paths(&selection.paths)?;
@@ -168,15 +193,7 @@ fn run_selection(selection: &Selection, levels: Vec<Level>) -> anyhow::Result<Ve
             }
         }
     }
-    let total = (scenarios.len() * levels.len() * choices.len()) as u64;
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(total).with_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress_bar((scenarios.len() * levels.len() * choices.len()) as u64);
     let mut reports = Vec::new();
     for choice in choices {
         let request = Request {
@@ -192,12 +209,34 @@ fn run_selection(selection: &Selection, levels: Vec<Level>) -> anyhow::Result<Ve
     Ok(reports)
 }
 
-fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A progress bar on stderr when it is a terminal; otherwise one that draws nothing.
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    let reports = runtime.block_on(app::run(
+        .context("cannot start the async runtime")
+}
+
+fn engine_choice(engine: EngineArg) -> Choice {
+    match engine {
+        EngineArg::Auto => Choice::Auto,
+        EngineArg::Postgres => Choice::Postgres,
+        EngineArg::Sqlite => Choice::Sqlite,
+    }
+}
+
+fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> {
+    let reports = runtime()?.block_on(app::run(
         request,
         &mut |notice| bar.suspend(|| eprintln!("{notice}")),
         &mut |report| {
@@ -220,6 +259,7 @@ fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOption
 fn run_options(connection: &ConnectionArgs) -> RunOptions {
     RunOptions {
         step_timeout: connection.step_timeout,
+        stop_when_impossible: false,
     }
 }
 

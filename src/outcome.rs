@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::scenario::expr::{Facts, Ref, Value};
 use crate::scenario::{display_name, Scenario, StepId};
-use crate::timeline::{verb, DbError, EventKind, StepResult, Timeline};
+use crate::timeline::{last_verb, verb, DbError, EventKind, StepResult, Timeline};
 
 /// What prevented an anomaly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -290,7 +290,7 @@ impl Facts for RunFacts<'_> {
             step: self.scenario.sessions[index].steps.len() - 1,
         };
         let is_commit = matches!(
-            verb(&self.scenario.step(last).sql.render(|_| String::new())).as_str(),
+            last_verb(&self.scenario.step(last).sql.render(|_| String::new())).as_str(),
             "COMMIT" | "END"
         );
         is_commit

@@ -12,12 +12,15 @@ use tokio::time::Instant;
 
 use crate::engine::{EngineError, Run, Settled};
 use crate::scenario::{Interleaving, Scenario, StepId};
-use crate::timeline::{Event, EventKind, StepResult, Timeline};
+use crate::timeline::{Event, EventKind, Impossible, StepResult, Timeline};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
     /// How long a step may run without finishing or being seen waiting before it is cancelled.
     pub step_timeout: Duration,
+    /// A step due on a session that still waits: stop and call the order impossible (explore),
+    /// instead of sending the step once the wait ends (run).
+    pub stop_when_impossible: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,8 +62,16 @@ pub async fn replay(
         last_finish: None,
     };
     for &id in &interleaving.steps {
-        match replay.states[id.session] {
+        match &replay.states[id.session] {
             State::Failed => replay.skip(id),
+            State::Waiting { blocked_by } if options.stop_when_impossible => {
+                replay.timeline.impossible = Some(Impossible {
+                    step: id,
+                    waiting_for: blocked_by.clone(),
+                });
+                replay.abandon().await?;
+                return Ok(replay.timeline);
+            }
             State::Waiting { .. } => replay.deferred[id.session].push_back(id),
             State::Idle => {
                 if replay.send(id, false).await? {
@@ -251,6 +262,18 @@ impl Replay<'_> {
         let index = self.push(id, sql, kind, false);
         self.last_finish = Some(index);
         self.fail(session).await
+    }
+
+    /// Ends every wait without recording it: the order was impossible.
+    async fn abandon(&mut self) -> Result<(), EngineError> {
+        for session in 0..self.states.len() {
+            if self.in_flight[session].take().is_some() {
+                self.run.cancel(session).await?;
+                self.run.rollback(session).await?;
+                self.states[session] = State::Failed;
+            }
+        }
+        Ok(())
     }
 
     /// The interleaving is over. Waits that form a cycle end by themselves (the database picks a

@@ -9,6 +9,17 @@ use crate::scenario::StepId;
 pub struct Timeline {
     pub events: Vec<Event>,
     pub final_state: Option<ResultSet>,
+    /// Set when the order cannot happen: a step was due on a session still waiting for a lock.
+    /// The run stopped there.
+    #[serde(skip)]
+    pub impossible: Option<Impossible>,
+}
+
+/// `step` was due while its session still waited for `waiting_for`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Impossible {
+    pub step: StepId,
+    pub waiting_for: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -113,11 +124,46 @@ impl Timeline {
     }
 }
 
-/// `UPDATE`, `SELECT`...: the first word of a statement, upper-cased.
+/// `UPDATE`, `SELECT`...: what a step does, upper-cased: the first word of its first statement
+/// after a leading BEGIN (`BEGIN; UPDATE ...` is an UPDATE).
 pub fn verb(sql: &str) -> String {
-    sql.split_whitespace()
+    let verbs: Vec<String> = statements(sql).map(first_word).collect();
+    verbs
+        .iter()
+        .find(|v| !matches!(v.as_str(), "BEGIN" | "START"))
+        .or(verbs.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The first word of a step's last statement: `COMMIT` for `UPDATE ...; COMMIT`.
+pub fn last_verb(sql: &str) -> String {
+    statements(sql).last().map(first_word).unwrap_or_default()
+}
+
+fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(';').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn first_word(statement: &str) -> String {
+    statement
+        .split_whitespace()
         .next()
         .unwrap_or_default()
-        .trim_end_matches(';')
         .to_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_of_steps() {
+        assert_eq!(verb("UPDATE t SET v = 1"), "UPDATE");
+        assert_eq!(verb("BEGIN; UPDATE t SET v = 1"), "UPDATE");
+        assert_eq!(verb("begin"), "BEGIN");
+        assert_eq!(verb("COMMIT;"), "COMMIT");
+        assert_eq!(last_verb("UPDATE t SET v = 1; COMMIT"), "COMMIT");
+        assert_eq!(last_verb("BEGIN; SELECT 1"), "SELECT");
+    }
 }

@@ -4,5 +4,6 @@
 mod check;
 mod cli;
 mod e2e;
+mod explore;
 mod runner;
 mod support;

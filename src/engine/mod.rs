@@ -243,6 +243,23 @@ impl Run {
         }
     }
 
+    /// Keeps a copy of the data as the setup left it, for [`Run::reset`]. Once per run.
+    pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
+        match self {
+            Run::Postgres(run) => run.save_initial_state().await,
+            Run::Sqlite(run) => run.save_initial_state().await,
+        }
+    }
+
+    /// Rolls back every session and puts the data back as the setup left it (DELETE and
+    /// INSERT from the saved copy: no DDL), so the same connections can replay another order.
+    pub async fn reset(&mut self) -> Result<(), EngineError> {
+        match self {
+            Run::Postgres(run) => run.reset().await,
+            Run::Sqlite(run) => run.reset().await,
+        }
+    }
+
     /// Runs the scenario's final check query on the end state, from outside the sessions.
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
         match self {

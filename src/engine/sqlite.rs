@@ -26,6 +26,8 @@ pub struct SqliteEngine {
 
 pub struct SqliteRun {
     path: PathBuf,
+    /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
+    restore: Option<String>,
     sessions: Vec<SqliteSession>,
     /// Each session's transaction state after its last finished step.
     states: Vec<TxnState>,
@@ -33,7 +35,10 @@ pub struct SqliteRun {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TxnState {
+    /// Autocommit: no transaction.
     None,
+    /// BEGIN ran, but the transaction holds no lock yet (SQLite's own state says NONE).
+    Open,
     Read,
     Write,
 }
@@ -138,6 +143,7 @@ impl SqliteEngine {
         let states = vec![TxnState::None; sessions.len()];
         Ok(SqliteRun {
             path,
+            restore: None,
             sessions,
             states,
         })
@@ -169,6 +175,7 @@ fn spawn_session(connection: Connection, name: &str) -> Result<SqliteSession, En
                 let state = match connection.transaction_state(None) {
                     Ok(TransactionState::Write) => TxnState::Write,
                     Ok(TransactionState::Read) => TxnState::Read,
+                    _ if !connection.is_autocommit() => TxnState::Open,
                     _ => TxnState::None,
                 };
                 if event_tx.send(SessionEvent::Done(result, state)).is_err() {
@@ -386,6 +393,66 @@ impl SqliteRun {
         self.send(session, "ROLLBACK");
         self.discard_answer(session).await;
         Ok(())
+    }
+
+    /// Runs SQL of the tool's own on session 0's connection, which must be idle.
+    async fn tool_sql(&mut self, sql: &str) -> Result<StepResult, EngineError> {
+        self.send(0, sql);
+        loop {
+            match self.sessions[0].events.recv().await {
+                Some(SessionEvent::Done(StepResult::Failed(e), _)) => {
+                    return Err(EngineError::Sqlite(format!("{}: {}", e.code, e.message)))
+                }
+                Some(SessionEvent::Done(result, state)) => {
+                    self.states[0] = state;
+                    return Ok(result);
+                }
+                Some(SessionEvent::Waiting) => {
+                    let _ = self.sessions[0].pokes.send(Poke::GiveUp);
+                }
+                None => {
+                    return Err(EngineError::Sqlite(
+                        "a session thread ended unexpectedly".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
+        let listed = self
+            .tool_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
+            )
+            .await?;
+        let StepResult::Rows(set) = listed else {
+            return Err(EngineError::Sqlite("no table list".into()));
+        };
+        let tables: Vec<String> = set.rows.iter().filter_map(|row| row[0].clone()).collect();
+        let save: String = tables
+            .iter()
+            .map(|t| format!("CREATE TABLE \"anomalies_saved_{t}\" AS SELECT * FROM \"{t}\";"))
+            .collect();
+        self.tool_sql(&save).await?;
+        let deletes = tables.iter().rev().map(|t| format!("DELETE FROM \"{t}\";"));
+        let inserts = tables
+            .iter()
+            .map(|t| format!("INSERT INTO \"{t}\" SELECT * FROM \"anomalies_saved_{t}\";"));
+        self.restore = Some(deletes.chain(inserts).collect());
+        Ok(())
+    }
+
+    pub async fn reset(&mut self) -> Result<(), EngineError> {
+        for session in 0..self.sessions.len() {
+            self.rollback(session).await?;
+        }
+        let Some(restore) = self.restore.clone() else {
+            return Err(EngineError::Setup(
+                "reset before the initial state was saved".into(),
+            ));
+        };
+        self.tool_sql(&restore).await.map(|_| ())
     }
 
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {

@@ -41,6 +41,7 @@ fn an_anomaly_has_its_witness() {
             done(1, 1, rows("total", "300")),
         ],
         final_state: final_total("100"),
+        ..Default::default()
     };
     let verdict = judge(&write_skew(), &timeline);
     assert!(verdict.anomaly);
@@ -75,6 +76,7 @@ fn a_failure_is_an_abort_even_after_a_wait() {
             done(1, 3, failure),
         ],
         final_state: final_total("200"),
+        ..Default::default()
     };
     let verdict = judge(&write_skew(), &timeline);
     assert_eq!(verdict.mechanism, Some(Mechanism::Abort));
@@ -100,6 +102,7 @@ fn a_wait_without_failure_is_blocking() {
             deferred: false,
         }],
         final_state: final_total("200"),
+        ..Default::default()
     };
     let verdict = judge(&write_skew(), &timeline);
     assert_eq!(verdict.mechanism, Some(Mechanism::Blocking));
@@ -113,6 +116,7 @@ fn nothing_waited_or_failed_is_a_consistent_read() {
     let timeline = Timeline {
         events: vec![done(0, 1, rows("total", "300"))],
         final_state: final_total("200"),
+        ..Default::default()
     };
     assert_eq!(
         judge(&write_skew(), &timeline).mechanism,
@@ -129,6 +133,7 @@ fn committed_needs_a_successful_commit() {
             StepResult::Rows(set) => Some(set),
             _ => None,
         },
+        ..Default::default()
     };
     assert!(judge(&lost_update, &timeline).anomaly);
     timeline.events[1].kind = EventKind::Skipped;

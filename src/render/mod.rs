@@ -1,6 +1,7 @@
 //! Reports to text. Pure: renderers return strings; only the CLI writes them.
 
 pub mod check;
+pub mod explore;
 mod json;
 pub mod matrix;
 mod table;

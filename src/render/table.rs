@@ -9,7 +9,7 @@ use super::Style;
 use crate::outcome::{session_list, step_phrase};
 use crate::report::Report;
 use crate::scenario::display_name;
-use crate::timeline::{verb, DbError, EventKind, ResultSet, StepResult};
+use crate::timeline::{last_verb, verb, DbError, EventKind, ResultSet, StepResult};
 
 /// A run as the terminal shows it: header, timeline, verdict.
 pub fn table(report: &Report, style: Style) -> String {
@@ -206,7 +206,7 @@ fn result_line(sql: &str, result: &StepResult, paint: Paint) -> String {
     match result {
         StepResult::Rows(set) => paint.green(&format!("→ {}", rows_text(set))),
         StepResult::Command { rows_affected } => {
-            let text = match verb(sql).as_str() {
+            let mut text = match verb(sql).as_str() {
                 "UPDATE" => format!("→ {} updated", count(*rows_affected)),
                 "INSERT" => format!("→ {} inserted", count(*rows_affected)),
                 "DELETE" => format!("→ {} deleted", count(*rows_affected)),
@@ -214,6 +214,9 @@ fn result_line(sql: &str, result: &StepResult, paint: Paint) -> String {
                 "ROLLBACK" | "ABORT" => "→ rolled back".to_string(),
                 _ => "→ ok".to_string(),
             };
+            if verb(sql) != last_verb(sql) && matches!(last_verb(sql).as_str(), "COMMIT" | "END") {
+                text.push_str(", committed");
+            }
             paint.green(&text)
         }
         StepResult::Failed(error) => paint.red_bold(&failure_text(error)),

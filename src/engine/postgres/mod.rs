@@ -46,6 +46,8 @@ struct LiveRun {
 
 pub struct PgRun {
     schema: String,
+    /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
+    restore: Option<String>,
     live: Live,
     control: Arc<Client>,
     probe: Statement,
@@ -199,6 +201,7 @@ impl PgEngine {
         }
         Ok(PgRun {
             schema,
+            restore: None,
             live: self.live.clone(),
             control,
             probe,
@@ -329,6 +332,54 @@ impl PgRun {
             .await
             .map_err(pg_error)?;
         Ok(())
+    }
+
+    pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
+        let tables: Vec<String> = self
+            .control
+            .query(
+                "SELECT c.relname::text FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY c.oid",
+                &[&self.schema],
+            )
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let save: String = tables
+            .iter()
+            .map(|t| format!("CREATE TABLE \"anomalies_saved_{t}\" AS TABLE \"{t}\";"))
+            .collect();
+        self.control.batch_execute(&save).await.map_err(pg_error)?;
+        let deletes = tables.iter().rev().map(|t| format!("DELETE FROM \"{t}\";"));
+        let inserts = tables
+            .iter()
+            .map(|t| format!("INSERT INTO \"{t}\" SELECT * FROM \"anomalies_saved_{t}\";"));
+        self.restore = Some(deletes.chain(inserts).collect());
+        Ok(())
+    }
+
+    pub async fn reset(&mut self) -> Result<(), EngineError> {
+        let Some(restore) = &self.restore else {
+            return Err(EngineError::Setup(
+                "reset before the initial state was saved".into(),
+            ));
+        };
+        // Every session's ROLLBACK and the restore go out at once: one round trip of waiting.
+        let rollbacks = self
+            .sessions
+            .iter()
+            .map(|session| session.client.simple_query("ROLLBACK"));
+        let (rolled_back, restored) = tokio::join!(
+            futures_util::future::join_all(rollbacks),
+            self.control.batch_execute(restore)
+        );
+        for result in rolled_back {
+            result.map_err(pg_error)?;
+        }
+        restored.map_err(pg_error)
     }
 
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
