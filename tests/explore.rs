@@ -88,6 +88,37 @@ fn lost_update_in_two_steps_matches_the_hand_count() {
     );
 }
 
+// explore-write-skew: step 1 = BEGIN; read the total of both accounts (300); step 2 = pay 100
+// from one's own account if the total read minus 100 stays at 200 or more, and COMMIT.
+// Orders 1 and 6 are serial: the second reads 200 and does not pay (total 200).
+// In orders 2-5 both read 300 and both pay, from different rows, so nothing waits:
+// - read committed and repeatable read (snapshot isolation): both commit, total 100: anomaly;
+// - serializable (PostgreSQL SSI): the second payment fails with 40001: abort;
+// - SQLite serializable (WAL): the second writer's read snapshot is stale: SQLITE_BUSY, abort;
+// - SQLite read uncommitted (shared cache): both pay: anomaly.
+#[test]
+fn write_skew_in_two_steps_matches_the_hand_count() {
+    let target = "tests/fixtures/explore-write-skew.toml";
+    expect(
+        &explore(target, "postgres", &[]),
+        [
+            ("read-uncommitted", "caaaac"),
+            ("read-committed", "caaaac"),
+            ("repeatable-read", "caaaac"),
+            ("serializable", "cxxxxc"),
+        ],
+    );
+    expect(
+        &explore(target, "sqlite", &[]),
+        [
+            ("read-uncommitted", "caaaac"),
+            ("read-committed", "cxxxxc"),
+            ("repeatable-read", "cxxxxc"),
+            ("serializable", "cxxxxc"),
+        ],
+    );
+}
+
 // explore-row-lock: step 1 = BEGIN; UPDATE the row (balance + 1), holding its lock; step 2 =
 // COMMIT. Orders 1 and 6 are serial. In orders 2 and 5 the second UPDATE waits for the first
 // session, whose COMMIT comes next and releases it:
