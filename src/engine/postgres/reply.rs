@@ -1,0 +1,83 @@
+//! A server's reply to a step, as the timeline records it: rows, a command, or a database error
+//! with its portable kind.
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::SimpleQueryMessage;
+
+use super::connect::pg_error;
+use crate::engine::{EngineError, Settled};
+use crate::timeline::{DbError, ErrorKind, ResultSet, StepResult};
+
+pub(super) fn step_result(
+    answer: Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>,
+) -> Result<Settled, EngineError> {
+    let messages = match answer {
+        Ok(messages) => messages,
+        Err(error) => {
+            let Some(db) = error.as_db_error() else {
+                return Err(pg_error(error));
+            };
+            let code = db.code();
+            let kind = if *code == SqlState::T_R_SERIALIZATION_FAILURE {
+                ErrorKind::SerializationFailure
+            } else if *code == SqlState::T_R_DEADLOCK_DETECTED {
+                ErrorKind::Deadlock
+            } else if *code == SqlState::LOCK_NOT_AVAILABLE {
+                ErrorKind::LockNotAvailable
+            } else if *code == SqlState::QUERY_CANCELED {
+                ErrorKind::Cancelled
+            } else if code.code().starts_with("23") {
+                ErrorKind::Constraint
+            } else {
+                ErrorKind::Other
+            };
+            return Ok(Settled::Done(StepResult::Failed(DbError {
+                kind,
+                code: code.code().to_string(),
+                message: db.message().to_string(),
+            })));
+        }
+    };
+    // A step may hold several statements; the last one that returned rows speaks for it.
+    let mut result = StepResult::Command { rows_affected: 0 };
+    let mut current: Option<ResultSet> = None;
+    for message in messages {
+        match message {
+            SimpleQueryMessage::RowDescription(columns) => {
+                current = Some(ResultSet {
+                    columns: columns.iter().map(|c| c.name().to_string()).collect(),
+                    rows: Vec::new(),
+                });
+            }
+            SimpleQueryMessage::Row(row) => {
+                let set = current.get_or_insert_with(|| ResultSet {
+                    columns: row.columns().iter().map(|c| c.name().to_string()).collect(),
+                    rows: Vec::new(),
+                });
+                set.rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                );
+            }
+            SimpleQueryMessage::CommandComplete(count) => {
+                result = match current.take() {
+                    Some(set) => StepResult::Rows(set),
+                    None if matches!(result, StepResult::Rows(_)) => continue,
+                    None => StepResult::Command {
+                        rows_affected: count,
+                    },
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(Settled::Done(result))
+}
+
+pub(super) fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    })
+}
