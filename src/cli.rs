@@ -140,6 +140,15 @@ pub enum EnginesArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    Table,
+    Json,
+    Markdown,
+    Mermaid,
+    Svg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MatrixFormat {
     Table,
     Json,
@@ -171,9 +180,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
-    /// Output format.
-    #[arg(long, short, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format: the terminal table, JSON, or a picture (Markdown, Mermaid, SVG).
+    #[arg(long, short, value_enum, default_value_t = RunFormat::Table)]
+    pub format: RunFormat,
 
     /// Which of the scenario's interleavings to replay (default: its first).
     #[arg(long, short)]

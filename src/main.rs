@@ -18,7 +18,7 @@ use anomalies::runner::RunOptions;
 use anomalies::scenario::Scenario;
 use cli::{
     CheckArgs, CheckFormat, Cli, ColorArg, Command, ConnectionArgs, EngineArg, EnginesArg,
-    ExploreArgs, Format, LevelArg, MatrixArgs, MatrixFormat, RunArgs, Selection,
+    ExploreArgs, Format, LevelArg, MatrixArgs, MatrixFormat, RunArgs, RunFormat, Selection,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -91,10 +91,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let reports = execute_request(&request, &ProgressBar::hidden())?;
     let style = style(args.color);
+    let pictures =
+        |draw: fn(&Report) -> String| reports.iter().map(draw).collect::<Vec<_>>().join("\n");
     let text = match args.format {
-        Format::Json if reports.len() == 1 => render::json(&reports[0]),
-        Format::Json => render::json_all(&reports),
-        Format::Table => {
+        RunFormat::Json if reports.len() == 1 => render::json(&reports[0]),
+        RunFormat::Json => render::json_all(&reports),
+        RunFormat::Markdown => pictures(render::markdown),
+        RunFormat::Mermaid => pictures(render::mermaid),
+        RunFormat::Svg if reports.len() > 1 => {
+            anyhow::bail!("--format svg draws one run: choose one --level")
+        }
+        RunFormat::Svg => pictures(render::svg),
+        RunFormat::Table => {
             let mut text = reports
                 .iter()
                 .map(|r| render::table(r, style))

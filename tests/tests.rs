@@ -5,5 +5,6 @@ mod check;
 mod cli;
 mod e2e;
 mod explore;
+mod pictures;
 mod runner;
 mod support;

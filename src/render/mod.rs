@@ -1,12 +1,19 @@
 //! Reports to text. Pure: renderers return strings; only the CLI writes them.
 
 pub mod check;
+mod event;
 pub mod explore;
 mod json;
+mod markdown;
 pub mod matrix;
+mod mermaid;
+mod svg;
 mod table;
 
 pub use json::{json, json_all};
+pub use markdown::markdown;
+pub use mermaid::mermaid;
+pub use svg::svg;
 pub use table::{summary, table};
 
 /// How the terminal output should look; the CLI decides.

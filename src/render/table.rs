@@ -5,11 +5,10 @@ use comfy_table::{
     presets, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width,
 };
 
+use super::event::{describe, Tone};
 use super::Style;
-use crate::outcome::{session_list, step_phrase};
 use crate::report::Report;
 use crate::scenario::display_name;
-use crate::timeline::{last_verb, verb, DbError, EventKind, ResultSet, StepResult};
 
 /// A run as the terminal shows it: header, timeline, verdict.
 pub fn table(report: &Report, style: Style) -> String {
@@ -156,118 +155,20 @@ fn timeline_table(report: &Report, style: Style, paint: Paint) -> String {
 }
 
 fn event_cell(report: &Report, index: usize, paint: Paint) -> String {
-    let scenario = &report.scenario;
-    let event = &report.timeline.events[index];
-    let step = scenario.step(event.step);
-    let sql = shorten(&event.sql, 160);
-    let mut lines = Vec::new();
-    match &event.kind {
-        EventKind::Resumed { .. } => {}
-        _ => {
-            lines.push(sql);
-            lines.push(paint.italic_dim(&step.say));
-        }
-    }
-    if event.deferred {
-        lines.push(paint.yellow("↪ deferred: sent once its earlier wait ended"));
-    }
-    match &event.kind {
-        EventKind::Done { result } => lines.push(result_line(&event.sql, result, paint)),
-        EventKind::Waiting { blocked_by } => lines.push(paint.yellow(&format!(
-            "⏳ waits for {}",
-            session_list(scenario, blocked_by)
-        ))),
-        EventKind::Resumed { result, after } => {
-            let resumed = match after {
-                Some(after) => format!(
-                    "▶ {} resumes after #{} ({})",
-                    verb(&event.sql),
-                    after + 1,
-                    step_phrase(scenario, report.timeline.events[*after].step)
-                ),
-                None => format!("▶ {} ends on its own (deadlock broken)", verb(&event.sql)),
-            };
-            lines.push(paint.cyan(&resumed));
-            lines.push(result_line(&event.sql, result, paint));
-        }
-        EventKind::Skipped => lines.push(paint.dim("– skipped: the transaction was rolled back")),
-        EventKind::TimedOut { after_ms } => lines.push(paint.red(&format!(
-            "✗ no answer and no lock wait after {after_ms} ms: cancelled, rolled back"
-        ))),
-        EventKind::Stuck { blocked_by } => lines.push(paint.red(&format!(
-            "✗ still waiting for {}, which has nothing left to run: cancelled, rolled back",
-            session_list(scenario, blocked_by)
-        ))),
-    }
-    lines.join("\n")
-}
-
-fn result_line(sql: &str, result: &StepResult, paint: Paint) -> String {
-    match result {
-        StepResult::Rows(set) => paint.green(&format!("→ {}", rows_text(set))),
-        StepResult::Command { rows_affected } => {
-            let mut text = match verb(sql).as_str() {
-                "UPDATE" => format!("→ {} updated", count(*rows_affected)),
-                "INSERT" => format!("→ {} inserted", count(*rows_affected)),
-                "DELETE" => format!("→ {} deleted", count(*rows_affected)),
-                "COMMIT" | "END" => "→ committed".to_string(),
-                "ROLLBACK" | "ABORT" => "→ rolled back".to_string(),
-                _ => "→ ok".to_string(),
-            };
-            if verb(sql) != last_verb(sql) && matches!(last_verb(sql).as_str(), "COMMIT" | "END") {
-                text.push_str(", committed");
-            }
-            paint.green(&text)
-        }
-        StepResult::Failed(error) => paint.red_bold(&failure_text(error)),
-    }
-}
-
-fn failure_text(error: &DbError) -> String {
-    format!("✗ {} {} — rolled back", error.code, error.message)
-}
-
-fn count(n: u64) -> String {
-    if n == 1 {
-        "1 row".to_string()
-    } else {
-        format!("{n} rows")
-    }
-}
-
-/// `total = 300`, `no rows`, or the first rows of several.
-fn rows_text(set: &ResultSet) -> String {
-    let row_text = |row: &Vec<Option<String>>| -> String {
-        set.columns
-            .iter()
-            .zip(row)
-            .map(|(c, v)| format!("{c} = {}", v.as_deref().unwrap_or("NULL")))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match set.rows.as_slice() {
-        [] => "no rows".to_string(),
-        [row] => row_text(row),
-        rows => {
-            let shown: Vec<String> = rows
-                .iter()
-                .take(3)
-                .map(|r| format!("({})", row_text(r)))
-                .collect();
-            let more = if rows.len() > 3 { ", …" } else { "" };
-            format!("{} rows: {}{more}", rows.len(), shown.join(", "))
-        }
-    }
-}
-
-/// Collapses white space and cuts long SQL with an ellipsis.
-fn shorten(sql: &str, max: usize) -> String {
-    let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let cut: String = flat.chars().take(max - 1).collect();
-    format!("{cut}…")
+    describe(report, index)
+        .lines
+        .iter()
+        .map(|(tone, text)| match tone {
+            Tone::Plain => text.clone(),
+            Tone::Narration => paint.italic_dim(text),
+            Tone::Result => paint.green(text),
+            Tone::Waiting => paint.yellow(text),
+            Tone::Resumed => paint.cyan(text),
+            Tone::Failed => paint.red_bold(text),
+            Tone::Skipped => paint.dim(text),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {

@@ -1,0 +1,161 @@
+//! An event in words, with the tone each line should be shown in: the one description of an
+//! event that the table, Markdown, Mermaid and SVG renderers all draw.
+
+use crate::outcome::{session_list, step_phrase};
+use crate::report::Report;
+use crate::timeline::{last_verb, verb, DbError, EventKind, ResultSet, StepResult};
+
+/// How a line should look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// The SQL.
+    Plain,
+    /// The narration.
+    Narration,
+    /// What a finished step returned.
+    Result,
+    Waiting,
+    Resumed,
+    Failed,
+    Skipped,
+}
+
+/// Event `index` of a report: its session, and its lines with their tones.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub session: usize,
+    pub lines: Vec<(Tone, String)>,
+}
+
+impl Described {
+    /// The first line in `tone`, if any.
+    pub fn line(&self, tone: Tone) -> Option<&str> {
+        self.lines
+            .iter()
+            .find(|(t, _)| *t == tone)
+            .map(|(_, text)| text.as_str())
+    }
+}
+
+pub fn describe(report: &Report, index: usize) -> Described {
+    let scenario = &report.scenario;
+    let event = &report.timeline.events[index];
+    let mut lines = Vec::new();
+    if !matches!(event.kind, EventKind::Resumed { .. }) {
+        lines.push((Tone::Plain, shorten(&event.sql, 160)));
+        lines.push((Tone::Narration, scenario.step(event.step).say.clone()));
+    }
+    if event.deferred {
+        lines.push((
+            Tone::Waiting,
+            "↪ deferred: sent once its earlier wait ended".to_string(),
+        ));
+    }
+    match &event.kind {
+        EventKind::Done { result } => lines.push(result_line(&event.sql, result)),
+        EventKind::Waiting { blocked_by } => lines.push((
+            Tone::Waiting,
+            format!("⏳ waits for {}", session_list(scenario, blocked_by)),
+        )),
+        EventKind::Resumed { result, after } => {
+            let resumed = match after {
+                Some(after) => format!(
+                    "▶ {} resumes after #{} ({})",
+                    verb(&event.sql),
+                    after + 1,
+                    step_phrase(scenario, report.timeline.events[*after].step)
+                ),
+                None => format!("▶ {} ends on its own (deadlock broken)", verb(&event.sql)),
+            };
+            lines.push((Tone::Resumed, resumed));
+            lines.push(result_line(&event.sql, result));
+        }
+        EventKind::Skipped => lines.push((
+            Tone::Skipped,
+            "– skipped: the transaction was rolled back".to_string(),
+        )),
+        EventKind::TimedOut { after_ms } => lines.push((
+            Tone::Failed,
+            format!("✗ no answer and no lock wait after {after_ms} ms: cancelled, rolled back"),
+        )),
+        EventKind::Stuck { blocked_by } => lines.push((
+            Tone::Failed,
+            format!(
+                "✗ still waiting for {}, which has nothing left to run: cancelled, rolled back",
+                session_list(scenario, blocked_by)
+            ),
+        )),
+    }
+    Described {
+        session: event.step.session,
+        lines,
+    }
+}
+
+fn result_line(sql: &str, result: &StepResult) -> (Tone, String) {
+    match result {
+        StepResult::Rows(set) => (Tone::Result, format!("→ {}", rows_text(set))),
+        StepResult::Command { rows_affected } => {
+            let mut text = match verb(sql).as_str() {
+                "UPDATE" => format!("→ {} updated", count(*rows_affected)),
+                "INSERT" => format!("→ {} inserted", count(*rows_affected)),
+                "DELETE" => format!("→ {} deleted", count(*rows_affected)),
+                "COMMIT" | "END" => "→ committed".to_string(),
+                "ROLLBACK" | "ABORT" => "→ rolled back".to_string(),
+                _ => "→ ok".to_string(),
+            };
+            if verb(sql) != last_verb(sql) && matches!(last_verb(sql).as_str(), "COMMIT" | "END") {
+                text.push_str(", committed");
+            }
+            (Tone::Result, text)
+        }
+        StepResult::Failed(error) => (Tone::Failed, failure_text(error)),
+    }
+}
+
+fn failure_text(error: &DbError) -> String {
+    format!("✗ {} {} — rolled back", error.code, error.message)
+}
+
+fn count(n: u64) -> String {
+    if n == 1 {
+        "1 row".to_string()
+    } else {
+        format!("{n} rows")
+    }
+}
+
+/// `total = 300`, `no rows`, or the first rows of several.
+fn rows_text(set: &ResultSet) -> String {
+    let row_text = |row: &Vec<Option<String>>| -> String {
+        set.columns
+            .iter()
+            .zip(row)
+            .map(|(c, v)| format!("{c} = {}", v.as_deref().unwrap_or("NULL")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match set.rows.as_slice() {
+        [] => "no rows".to_string(),
+        [row] => row_text(row),
+        rows => {
+            let shown: Vec<String> = rows
+                .iter()
+                .take(3)
+                .map(|r| format!("({})", row_text(r)))
+                .collect();
+            let more = if rows.len() > 3 { ", …" } else { "" };
+            format!("{} rows: {}{more}", rows.len(), shown.join(", "))
+        }
+    }
+}
+
+/// Collapses white space and cuts long SQL with an ellipsis.
+pub fn shorten(sql: &str, max: usize) -> String {
+    let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let cut: String = flat.chars().take(max - 1).collect();
+    format!("{cut}…")
+}
