@@ -107,7 +107,7 @@ async fn explore_orders(
     for (index, order) in passes {
         let first_pass = index < orders.len();
         let started = Instant::now();
-        let timeline = replay(&mut run, scenario, order, run_options)
+        let timeline = replay(&mut run, scenario, order, run_options, None)
             .await
             .expect("replay");
         let reset_started = Instant::now();

@@ -57,7 +57,7 @@ async fn engine_figures(choice: Choice) {
             let mut run = engine.prepare(&scenario, level).await.expect("prepare");
             let prepared = started.elapsed();
             let started = Instant::now();
-            replay(&mut run, &scenario, interleaving, run_options)
+            replay(&mut run, &scenario, interleaving, run_options, None)
                 .await
                 .expect("replay");
             replays.push(started.elapsed());

@@ -9,7 +9,7 @@ use crate::explore::{self, Explored, Orders, Outcome as ExploreOutcome};
 use crate::level::Level;
 use crate::outcome::judge;
 use crate::report::Report;
-use crate::runner::{replay, RunOptions};
+use crate::runner::{replay, Pause, RunOptions};
 use crate::scenario::{Interleaving, Scenario};
 
 /// Scenarios to run at levels on one engine (`anomalies run`, `matrix`, `check`).
@@ -31,6 +31,9 @@ pub enum AppError {
     Engine(#[from] EngineError),
     #[error("interrupted; cleaned up")]
     Interrupted,
+    /// Step mode: the user quit before the end.
+    #[error("quit before the end; cleaned up")]
+    Quit,
 }
 
 /// Runs every scenario at every requested level, in that order, on one connection to the
@@ -41,6 +44,7 @@ pub async fn run(
     request: &Request,
     notice: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&Report),
+    pause: Option<Pause<'_>>,
 ) -> Result<Vec<Report>, AppError> {
     let mut interleavings = Vec::new();
     for scenario in &request.scenarios {
@@ -50,7 +54,14 @@ pub async fn run(
         interleavings.push(interleaving.clone());
     }
     let mut engine = connect(&request.connect, notice).await?;
-    let outcome = guarded(run_all(&mut engine, request, &interleavings, progress)).await;
+    let outcome = guarded(run_all(
+        &mut engine,
+        request,
+        &interleavings,
+        progress,
+        pause,
+    ))
+    .await;
     conclude(outcome, engine.close().await)
 }
 
@@ -102,7 +113,7 @@ async fn explore_all(
         run.save_initial_state().await?;
         let mut explored = Vec::new();
         for order in &orders.orders {
-            let timeline = replay(&mut run, scenario, order, options).await?;
+            let timeline = replay(&mut run, scenario, order, options, None).await?;
             run.reset().await?;
             let report = report(engine, scenario, level, order, timeline);
             let result = Explored {
@@ -191,13 +202,24 @@ async fn run_all(
     request: &Request,
     interleavings: &[Interleaving],
     progress: &mut dyn FnMut(&Report),
+    mut pause: Option<Pause<'_>>,
 ) -> Result<Vec<Report>, AppError> {
     let mut reports = Vec::new();
     for (scenario, interleaving) in request.scenarios.iter().zip(interleavings) {
         for &level in &request.levels {
             let mut run = engine.prepare(scenario, level).await?;
-            let timeline = replay(&mut run, scenario, interleaving, request.options).await?;
+            let timeline = replay(
+                &mut run,
+                scenario,
+                interleaving,
+                request.options,
+                pause.as_mut().map(|p| &mut **p as Pause<'_>),
+            )
+            .await?;
             run.finish().await?;
+            if timeline.stopped {
+                return Err(AppError::Quit);
+            }
             let report = report(engine, scenario, level, interleaving, timeline);
             progress(&report);
             reports.push(report);

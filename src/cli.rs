@@ -188,6 +188,15 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub interleaving: Option<String>,
 
+    /// Classroom mode: before each step, show who is about to do what and wait for Enter
+    /// (q and Enter quits, cleaning up).
+    #[arg(long)]
+    pub step: bool,
+
+    /// Classroom mode that advances by itself, one step per this much time (e.g. 800ms).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub pace: Option<Duration>,
+
     /// When to color the output (NO_COLOR is honoured under `auto`).
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,

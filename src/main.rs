@@ -16,10 +16,13 @@ use anomalies::render::{self, Style};
 use anomalies::report::Report;
 use anomalies::runner::RunOptions;
 use anomalies::scenario::Scenario;
+use anomalies::scenario::StepId;
+use anomalies::timeline::Timeline;
 use cli::{
     CheckArgs, CheckFormat, Cli, ColorArg, Command, ConnectionArgs, EngineArg, EnginesArg,
     ExploreArgs, Format, LevelArg, MatrixArgs, MatrixFormat, RunArgs, RunFormat, Selection,
 };
+use futures_util::future::LocalBoxFuture;
 use indicatif::{ProgressBar, ProgressStyle};
 
 fn main() -> ExitCode {
@@ -85,12 +88,20 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let request = Request {
         scenarios: vec![scenario],
         levels,
-        interleaving: args.interleaving,
+        interleaving: args.interleaving.clone(),
         connect: connect_options(&args.connection, engine_choice(args.engine)),
         options: run_options(&args.connection),
     };
-    let reports = execute_request(&request, &ProgressBar::hidden())?;
     let style = style(args.color);
+    let stepping = args.step || args.pace.is_some();
+    let reports = if stepping {
+        step_through(&request, &args, style)?
+    } else {
+        execute_request(&request, &ProgressBar::hidden())?
+    };
+    if reports.is_empty() {
+        return Ok(());
+    }
     let pictures =
         |draw: fn(&Report) -> String| reports.iter().map(draw).collect::<Vec<_>>().join("\n");
     let text = match args.format {
@@ -184,6 +195,70 @@ fn explore(args: ExploreArgs) -> anyhow::Result<()> {
     print(&text)
 }
 
+/// Classroom mode: the timeline so far and the next step before each step, advancing on Enter
+/// or by itself every `--pace`. Returns no reports when the user quit.
+fn step_through(request: &Request, args: &RunArgs, style: Style) -> anyhow::Result<Vec<Report>> {
+    if !matches!(args.format, RunFormat::Table) {
+        anyhow::bail!("--step and --pace draw the table: leave out --format");
+    }
+    if args.pace.is_none() && !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "--step waits for Enter, but standard input is not a terminal; \
+             pass --pace 800ms to advance by itself"
+        );
+    }
+    let scenario = request.scenarios[0].clone();
+    let pace = args.pace;
+    let level = match args.level {
+        LevelArg::All => "every level in turn".to_string(),
+        level => levels(level)[0].to_string(),
+    };
+    let prompt = match pace {
+        Some(pace) => format!("next step in {}", humantime::format_duration(pace)),
+        None => "Enter: next step · q then Enter: quit".to_string(),
+    };
+    let mut pause = move |timeline: &Timeline, next: StepId| -> LocalBoxFuture<'static, bool> {
+        let screen = render::step_screen(&scenario, &level, timeline, next, &prompt, style);
+        // Clear the screen and draw from the top, as a slide would.
+        let _ = print(&format!("\x1b[2J\x1b[H{screen}"));
+        match pace {
+            Some(pace) => Box::pin(async move {
+                tokio::time::sleep(pace).await;
+                true
+            }),
+            None => Box::pin(async {
+                let line = tokio::task::spawn_blocking(|| {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).map(|_| line)
+                })
+                .await;
+                // Go on unless the user typed q, or stdin ended.
+                matches!(line, Ok(Ok(line)) if !line.is_empty() && !line.trim().eq_ignore_ascii_case("q"))
+            }),
+        }
+    };
+    let runtime = runtime()?;
+    let result = runtime.block_on(app::run(
+        request,
+        &mut |notice| eprintln!("{notice}"),
+        &mut |_| {},
+        Some(&mut pause),
+    ));
+    // A read of stdin may still wait for a line: do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Err(AppError::Quit) => {
+            eprintln!("quit before the end; cleaned up");
+            Ok(Vec::new())
+        }
+        other => {
+            let reports = other?;
+            let _ = print("\x1b[2J\x1b[H");
+            Ok(reports)
+        }
+    }
+}
+
 /// Runs the selected scenarios on each selected engine, with a progress bar on a terminal.
 fn run_selection(selection: &Selection, levels: Vec<Level>) -> anyhow::Result<Vec<Report>> {
     let scenarios = Scenario::load_paths(&selection.paths)?;
@@ -251,6 +326,7 @@ fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Vec<R
             bar.set_message(format!("{} {}", report.scenario.id, report.requested));
             bar.inc(1);
         },
+        None,
     ))?;
     Ok(reports)
 }

@@ -23,6 +23,11 @@ pub struct RunOptions {
     pub stop_when_impossible: bool,
 }
 
+/// Step mode: awaited before each step of the interleaving is sent, with the timeline so far
+/// and the step about to go; resolves to `false` to stop the run there.
+pub type Pause<'a> =
+    &'a mut dyn FnMut(&Timeline, StepId) -> futures_util::future::LocalBoxFuture<'static, bool>;
+
 #[derive(Debug, Clone, PartialEq)]
 enum State {
     Idle,
@@ -49,6 +54,7 @@ pub async fn replay(
     scenario: &Scenario,
     interleaving: &Interleaving,
     options: RunOptions,
+    mut pause: Option<Pause<'_>>,
 ) -> Result<Timeline, EngineError> {
     let n_sessions = scenario.sessions.len();
     let mut replay = Replay {
@@ -62,6 +68,13 @@ pub async fn replay(
         last_finish: None,
     };
     for &id in &interleaving.steps {
+        if let Some(pause) = pause.as_mut() {
+            if !pause(&replay.timeline, id).await {
+                replay.timeline.stopped = true;
+                replay.abandon().await?;
+                return Ok(replay.timeline);
+            }
+        }
         match &replay.states[id.session] {
             State::Failed => replay.skip(id),
             State::Waiting { blocked_by } if options.stop_when_impossible => {

@@ -13,6 +13,9 @@ pub struct Timeline {
     /// The run stopped there.
     #[serde(skip)]
     pub impossible: Option<Impossible>,
+    /// Step mode: the user stopped the run before its end.
+    #[serde(skip)]
+    pub stopped: bool,
 }
 
 /// `step` was due while its session still waited for `waiting_for`.

@@ -299,3 +299,18 @@ fn sqlite_lost_update_json() {
     json["engine"]["version"] = "<version>".into();
     insta::assert_json_snapshot!(json);
 }
+
+#[test]
+fn step_mode_without_a_terminal_says_so_instead_of_hanging() {
+    let output = anomalies()
+        .args(["run", "write-skew", "--engine", "sqlite", "--step"])
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "error: --step waits for Enter, but standard input is not a terminal; pass --pace 800ms \
+         to advance by itself\n"
+    );
+}

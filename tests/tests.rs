@@ -7,4 +7,5 @@ mod e2e;
 mod explore;
 mod pictures;
 mod runner;
+mod step;
 mod support;

@@ -3,7 +3,8 @@
 
 use crate::outcome::{session_list, step_phrase};
 use crate::report::Report;
-use crate::timeline::{last_verb, verb, DbError, EventKind, ResultSet, StepResult};
+use crate::scenario::Scenario;
+use crate::timeline::{last_verb, verb, DbError, EventKind, ResultSet, StepResult, Timeline};
 
 /// How a line should look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +39,12 @@ impl Described {
 }
 
 pub fn describe(report: &Report, index: usize) -> Described {
-    let scenario = &report.scenario;
-    let event = &report.timeline.events[index];
+    describe_in(&report.scenario, &report.timeline, index)
+}
+
+/// Event `index` of a timeline that may still be growing (step mode).
+pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> Described {
+    let event = &timeline.events[index];
     let mut lines = Vec::new();
     if !matches!(event.kind, EventKind::Resumed { .. }) {
         lines.push((Tone::Plain, shorten(&event.sql, 160)));
@@ -63,7 +68,7 @@ pub fn describe(report: &Report, index: usize) -> Described {
                     "▶ {} resumes after #{} ({})",
                     verb(&event.sql),
                     after + 1,
-                    step_phrase(scenario, report.timeline.events[*after].step)
+                    step_phrase(scenario, timeline.events[*after].step)
                 ),
                 None => format!("▶ {} ends on its own (deadlock broken)", verb(&event.sql)),
             };

@@ -14,7 +14,7 @@ pub use json::{json, json_all};
 pub use markdown::markdown;
 pub use mermaid::mermaid;
 pub use svg::svg;
-pub use table::{summary, table};
+pub use table::{step_screen, summary, table};
 
 /// How the terminal output should look; the CLI decides.
 #[derive(Debug, Clone, Copy)]

@@ -5,10 +5,11 @@ use comfy_table::{
     presets, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width,
 };
 
-use super::event::{describe, Tone};
+use super::event::{describe_in, Tone};
 use super::Style;
 use crate::report::Report;
-use crate::scenario::display_name;
+use crate::scenario::{display_name, Scenario, StepId};
+use crate::timeline::Timeline;
 
 /// A run as the terminal shows it: header, timeline, verdict.
 pub fn table(report: &Report, style: Style) -> String {
@@ -42,9 +43,50 @@ pub fn table(report: &Report, style: Style) -> String {
         out.push('\n');
     }
     out.push('\n');
-    out.push_str(&timeline_table(report, style, paint));
+    out.push_str(&timeline_table(
+        &report.scenario,
+        &report.timeline,
+        style,
+        paint,
+    ));
     out.push_str("\n\n");
     out.push_str(&verdict_lines(report, style, paint));
+    out
+}
+
+/// Step mode's screen: the timeline so far, then who is about to do what.
+pub fn step_screen(
+    scenario: &Scenario,
+    level: &str,
+    timeline: &Timeline,
+    next: StepId,
+    prompt: &str,
+    style: Style,
+) -> String {
+    let paint = Paint(style.color);
+    let mut out = format!(
+        "{} — {}\n{}  {level}\n\n",
+        paint.bold(&scenario.id),
+        scenario.title,
+        paint.dim("level   ")
+    );
+    if !timeline.events.is_empty() {
+        out.push_str(&timeline_table(scenario, timeline, style, paint));
+        out.push_str("\n\n");
+    }
+    let step = scenario.step(next);
+    out.push_str(&format!(
+        "{} {}: {}\n    {}\n\n{}\n",
+        paint.bold("Next:"),
+        paint.bold(&display_name(&scenario.sessions[next.session].name)),
+        step.say,
+        paint.dim(
+            &step
+                .sql
+                .render(|hole| format!("${{{}.{}}}", hole.step_name, hole.column))
+        ),
+        paint.dim(prompt)
+    ));
     out
 }
 
@@ -115,8 +157,7 @@ fn verdict_lines(report: &Report, style: Style, paint: Paint) -> String {
     out
 }
 
-fn timeline_table(report: &Report, style: Style, paint: Paint) -> String {
-    let scenario = &report.scenario;
+fn timeline_table(scenario: &Scenario, timeline: &Timeline, style: Style, paint: Paint) -> String {
     let mut table = Table::new();
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
@@ -130,11 +171,11 @@ fn timeline_table(report: &Report, style: Style, paint: Paint) -> String {
             .map(|s| Cell::new(paint.bold(&display_name(&s.name)))),
     );
     table.set_header(header);
-    for (index, event) in report.timeline.events.iter().enumerate() {
+    for (index, event) in timeline.events.iter().enumerate() {
         let mut row = vec![Cell::new(index + 1).set_alignment(CellAlignment::Right)];
         for session in 0..scenario.sessions.len() {
             if session == event.step.session {
-                row.push(Cell::new(event_cell(report, index, paint)));
+                row.push(Cell::new(event_cell(scenario, timeline, index, paint)));
             } else {
                 row.push(Cell::new(""));
             }
@@ -154,8 +195,8 @@ fn timeline_table(report: &Report, style: Style, paint: Paint) -> String {
     table.to_string()
 }
 
-fn event_cell(report: &Report, index: usize, paint: Paint) -> String {
-    describe(report, index)
+fn event_cell(scenario: &Scenario, timeline: &Timeline, index: usize, paint: Paint) -> String {
+    describe_in(scenario, timeline, index)
         .lines
         .iter()
         .map(|(tone, text)| match tone {
