@@ -153,6 +153,7 @@ pub enum MatrixFormat {
     Table,
     Json,
     Markdown,
+    Svg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -135,6 +135,7 @@ fn matrix(args: MatrixArgs) -> anyhow::Result<()> {
         MatrixFormat::Table => render::matrix::table(&reports, style(args.selection.color)),
         MatrixFormat::Markdown => render::matrix::markdown(&reports),
         MatrixFormat::Json => render::matrix::json(&reports),
+        MatrixFormat::Svg => render::matrix::svg(&reports),
     };
     print(&text)
 }

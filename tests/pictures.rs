@@ -152,3 +152,36 @@ fn write_skew_pictures() {
         insta::assert_snapshot!(format!("write_skew_{format}"), text);
     }
 }
+
+#[test]
+fn the_matrix_as_a_picture_has_a_cell_per_run_and_marks_a_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lost-update.toml");
+    let text = std::fs::read_to_string("scenarios/lost-update.toml").unwrap();
+    let edited = text.replacen(
+        "serializable = \"prevented by abort\"",
+        "serializable = \"anomaly\"",
+        1,
+    );
+    std::fs::write(&file, edited).unwrap();
+    let output = anomalies()
+        .args([
+            "matrix",
+            file.to_str().unwrap(),
+            "--engine",
+            "all",
+            "--format",
+            "svg",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let svg = stdout(&output);
+    check_svg(&svg, 8);
+    assert_eq!(svg.matches("✗ expected anomaly").count(), 1, "{svg}");
+    assert_eq!(
+        svg.matches(r##"stroke="#c62828" stroke-width="3""##)
+            .count(),
+        1
+    );
+}

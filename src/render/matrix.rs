@@ -94,6 +94,139 @@ pub fn markdown(reports: &[Report]) -> String {
     out
 }
 
+/// The grids as one self-contained SVG, in the terminal's colors: red anomaly, amber blocking,
+/// cyan abort, green consistent read; a cell that is not what its scenario expects has a red
+/// border and says what was expected.
+pub fn svg(reports: &[Report]) -> String {
+    use std::fmt::Write;
+    const WIDTH: f64 = 1000.0;
+    const MARGIN: f64 = 24.0;
+    const NAME: f64 = 200.0;
+    const ROW: f64 = 46.0;
+    let grids = grids(reports);
+    let legend_lines = super::table::wrap(&legend("ANOMALY"), 130);
+    // Per grid: its title (40), the level header and a row per scenario, then half a row of air.
+    let grid_heights: f64 = grids
+        .iter()
+        .map(|g| 40.0 + ROW * (g.len() as f64 + 1.5))
+        .sum();
+    let height = MARGIN + grid_heights + legend_lines.len() as f64 * 16.0 + MARGIN;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="Helvetica, Arial, sans-serif">"#
+    );
+    let _ = writeln!(
+        out,
+        r#"<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="white"/>"#
+    );
+    let mut y = MARGIN;
+    for grid in &grids {
+        let engine = header_engine(grid);
+        y += 26.0;
+        super::svg::text(
+            &mut out,
+            MARGIN,
+            y,
+            18.0,
+            "#1f2933",
+            "bold",
+            &format!("{} {} ({})", engine.name, engine.version, engine.detail),
+        );
+        y += 14.0;
+        let columns = grid[0].len() as f64;
+        let cell = (WIDTH - 2.0 * MARGIN - NAME) / columns;
+        for (i, report) in grid[0].iter().enumerate() {
+            let x = MARGIN + NAME + i as f64 * cell + 8.0;
+            for (j, line) in level_header(report).lines().enumerate() {
+                let weight = if j == 0 { "bold" } else { "normal" };
+                super::svg::text(
+                    &mut out,
+                    x,
+                    y + 18.0 + j as f64 * 15.0,
+                    13.0,
+                    "#616e7c",
+                    weight,
+                    line,
+                );
+            }
+        }
+        y += ROW;
+        for row in grid {
+            super::svg::text(
+                &mut out,
+                MARGIN,
+                y + 19.0,
+                14.0,
+                "#1f2933",
+                "bold",
+                &row[0].scenario.id,
+            );
+            super::svg::text(
+                &mut out,
+                MARGIN,
+                y + 35.0,
+                12.0,
+                "#616e7c",
+                "normal",
+                &row[0].scenario.code,
+            );
+            for (i, report) in row.iter().enumerate() {
+                let x = MARGIN + NAME + i as f64 * cell;
+                let (fill, word) = match outcome(report) {
+                    Expected::Anomaly => ("#c62828", "ANOMALY".to_string()),
+                    Expected::Prevented(Mechanism::Blocking) => ("#e09b00", "blocking".to_string()),
+                    Expected::Prevented(Mechanism::Abort) => ("#00838f", "abort".to_string()),
+                    Expected::Prevented(Mechanism::ConsistentRead) => {
+                        ("#2e7d32", "consistent read".to_string())
+                    }
+                };
+                let mismatch = report.matches_expectation() == Some(false);
+                let (stroke, width) = if mismatch {
+                    ("#c62828", 3.0)
+                } else {
+                    ("white", 2.0)
+                };
+                let _ = writeln!(
+                    out,
+                    r#"<rect x="{}" y="{}" width="{}" height="{}" rx="6" fill="{fill}" stroke="{stroke}" stroke-width="{width}"/>"#,
+                    x + 2.0,
+                    y + 2.0,
+                    cell - 4.0,
+                    ROW - 4.0
+                );
+                super::svg::text(&mut out, x + 12.0, y + 21.0, 14.0, "white", "bold", &word);
+                if let (true, Some(expected)) = (mismatch, report.expected) {
+                    super::svg::text(
+                        &mut out,
+                        x + 12.0,
+                        y + 37.0,
+                        11.0,
+                        "white",
+                        "normal",
+                        &format!("✗ expected {expected}"),
+                    );
+                }
+            }
+            y += ROW;
+        }
+        y += ROW / 2.0;
+    }
+    for (i, line) in legend_lines.iter().enumerate() {
+        super::svg::text(
+            &mut out,
+            MARGIN,
+            y + i as f64 * 16.0,
+            12.0,
+            "#616e7c",
+            "normal",
+            line,
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 /// Every cell as a JSON object, in an array.
 pub fn json(reports: &[Report]) -> String {
     let cells: Vec<Value> = reports

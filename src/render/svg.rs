@@ -217,7 +217,15 @@ pub fn svg(report: &Report) -> String {
     out
 }
 
-fn text(out: &mut String, x: f64, y: f64, size: f64, fill: &str, weight: &str, content: &str) {
+pub(super) fn text(
+    out: &mut String,
+    x: f64,
+    y: f64,
+    size: f64,
+    fill: &str,
+    weight: &str,
+    content: &str,
+) {
     let _ = writeln!(
         out,
         r#"<text x="{x}" y="{y}" font-size="{size}" fill="{fill}" font-weight="{weight}">{}</text>"#,
@@ -241,7 +249,7 @@ fn italic(out: &mut String, x: f64, y: f64, content: &str) {
     );
 }
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
