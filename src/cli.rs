@@ -190,7 +190,7 @@ pub struct RunArgs {
     pub interleaving: Option<String>,
 
     /// Classroom mode: before each step, show who is about to do what and wait for Enter
-    /// (q and Enter quits, cleaning up).
+    /// (q quits, cleaning up).
     #[arg(long)]
     pub step: bool,
 

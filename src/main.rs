@@ -216,7 +216,7 @@ fn step_through(request: &Request, args: &RunArgs, style: Style) -> anyhow::Resu
     };
     let prompt = match pace {
         Some(pace) => format!("next step in {}", humantime::format_duration(pace)),
-        None => "Enter: next step · q then Enter: quit".to_string(),
+        None => "Enter: next step · q: quit".to_string(),
     };
     let mut pause = move |timeline: &Timeline, next: StepId| -> LocalBoxFuture<'static, bool> {
         let screen = render::step_screen(&scenario, &level, timeline, next, &prompt, style);
@@ -228,13 +228,7 @@ fn step_through(request: &Request, args: &RunArgs, style: Style) -> anyhow::Resu
                 true
             }),
             None => Box::pin(async {
-                let line = tokio::task::spawn_blocking(|| {
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line).map(|_| line)
-                })
-                .await;
-                // Go on unless the user typed q, or stdin ended.
-                matches!(line, Ok(Ok(line)) if !line.is_empty() && !line.trim().eq_ignore_ascii_case("q"))
+                matches!(tokio::task::spawn_blocking(read_key).await, Ok(Ok(true)))
             }),
         }
     };
@@ -258,6 +252,29 @@ fn step_through(request: &Request, args: &RunArgs, style: Style) -> anyhow::Resu
             Ok(reports)
         }
     }
+}
+
+/// Waits for one key: Enter, Space or → go on (true); q, Esc or Ctrl-C quit (false). The
+/// terminal is raw only while waiting, so everything drawn between keys is drawn normally.
+fn read_key() -> std::io::Result<bool> {
+    use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+    crossterm::terminal::enable_raw_mode()?;
+    let key = loop {
+        match event::read() {
+            Ok(Event::Key(key)) if key.kind == KeyEventKind::Press => match key.code {
+                KeyCode::Enter | KeyCode::Char(' ') | KeyCode::Right => break Ok(true),
+                KeyCode::Char('q') | KeyCode::Esc => break Ok(false),
+                KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                    break Ok(false)
+                }
+                _ => {}
+            },
+            Ok(_) => {}
+            Err(error) => break Err(error),
+        }
+    };
+    crossterm::terminal::disable_raw_mode()?;
+    key
 }
 
 /// Runs the selected scenarios on each selected engine, with a progress bar on a terminal.

@@ -1,5 +1,5 @@
 //! Classroom mode, driven the way a person uses it: the real binary in a pseudo-terminal,
-//! Enter to go on, q to quit. (rexpect reads the terminal byte by byte as Latin-1, so the
+//! Enter to go on, q to quit, as keys (a terminal sends Enter as a carriage return). (rexpect reads the terminal byte by byte as Latin-1, so the
 //! expected texts are the ASCII parts of what the screen shows.)
 
 use std::process::Command;
@@ -18,6 +18,11 @@ fn spawn(args: &[&str], envs: &[(&str, &std::path::Path)]) -> PtySession {
         command.env(key, value);
     }
     spawn_command(command, Some(30_000)).expect("the binary starts in a pty")
+}
+
+fn enter(session: &mut PtySession) {
+    session.send("\r").unwrap();
+    session.flush().unwrap();
 }
 
 #[test]
@@ -49,7 +54,7 @@ fn stepping_through_write_skew_reaches_the_verdict() {
             .exp_string(step)
             .unwrap_or_else(|e| panic!("step {i}: {e}"));
         session.exp_string("Enter: next step").unwrap();
-        session.send_line("").unwrap();
+        enter(&mut session);
     }
     session.exp_string("verdict   prevented").unwrap();
     session
@@ -82,13 +87,14 @@ fn quitting_midway_rolls_back_and_leaves_nothing_behind() {
     // Up to John's UPDATE, which waits for Alice's row lock; quit while it waits.
     for _ in 0..6 {
         session.exp_string("Enter: next step").unwrap();
-        session.send_line("").unwrap();
+        enter(&mut session);
     }
     session.exp_string("waits for Alice").unwrap();
     session
         .exp_string("Next: Alice: Alice's purchase is done")
         .unwrap();
-    session.send_line("q").unwrap();
+    session.send("q").unwrap();
+    session.flush().unwrap();
     session
         .exp_string("quit before the end; cleaned up")
         .unwrap();
