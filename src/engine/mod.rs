@@ -276,3 +276,17 @@ impl Run {
         }
     }
 }
+
+/// SQL of the tool's own that keeps a copy of `tables` as the setup left them, and SQL that puts
+/// them back (DELETE and INSERT, no DDL), for replaying many orders on one set of connections.
+fn snapshot_sql(tables: &[String]) -> (String, String) {
+    let save = tables
+        .iter()
+        .map(|t| format!("CREATE TABLE \"anomalies_saved_{t}\" AS SELECT * FROM \"{t}\";"))
+        .collect();
+    let deletes = tables.iter().rev().map(|t| format!("DELETE FROM \"{t}\";"));
+    let inserts = tables
+        .iter()
+        .map(|t| format!("INSERT INTO \"{t}\" SELECT * FROM \"anomalies_saved_{t}\";"));
+    (save, deletes.chain(inserts).collect())
+}

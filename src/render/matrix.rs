@@ -111,15 +111,7 @@ pub fn svg(reports: &[Report]) -> String {
         .map(|g| 40.0 + ROW * (g.len() as f64 + 1.5))
         .sum();
     let height = MARGIN + grid_heights + legend_lines.len() as f64 * 16.0 + MARGIN;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="Helvetica, Arial, sans-serif">"#
-    );
-    let _ = writeln!(
-        out,
-        r#"<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="white"/>"#
-    );
+    let mut out = super::svg::open(WIDTH, height);
     let mut y = MARGIN;
     for grid in &grids {
         let engine = header_engine(grid);

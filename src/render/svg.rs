@@ -30,15 +30,7 @@ pub fn svg(report: &Report) -> String {
     let lane = (WIDTH - 2.0 * MARGIN) / n_sessions as f64;
     let top = HEADER + LANE_HEADER;
     let height = top + n_events as f64 * ROW + MARGIN;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="Helvetica, Arial, sans-serif">"#
-    );
-    let _ = writeln!(
-        out,
-        r#"<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="white"/>"#
-    );
+    let mut out = open(WIDTH, height);
 
     // Title, what ran where, and the verdict banner.
     let engine = &report.engine;
@@ -215,6 +207,15 @@ pub fn svg(report: &Report) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// The `<svg>` element, opened, on a white background.
+pub(super) fn open(width: f64, height: f64) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         viewBox=\"0 0 {width} {height}\" font-family=\"Helvetica, Arial, sans-serif\">\n\
+         <rect x=\"0\" y=\"0\" width=\"{width}\" height=\"{height}\" fill=\"white\"/>\n"
+    )
 }
 
 pub(super) fn text(

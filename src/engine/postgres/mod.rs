@@ -19,7 +19,7 @@ use connect::{connect, error_text, pg_error};
 use reply::{first_value, step_result};
 
 use crate::engine::cluster::Cluster;
-use crate::engine::{EngineError, EngineInfo, Settled};
+use crate::engine::{snapshot_sql, EngineError, EngineInfo, Settled};
 use crate::level::Level;
 use crate::scenario::{EngineKind, Scenario};
 use crate::timeline::{ResultSet, StepResult};
@@ -357,16 +357,9 @@ impl PgRun {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        let save: String = tables
-            .iter()
-            .map(|t| format!("CREATE TABLE \"anomalies_saved_{t}\" AS TABLE \"{t}\";"))
-            .collect();
+        let (save, restore) = snapshot_sql(&tables);
         self.control.batch_execute(&save).await.map_err(pg_error)?;
-        let deletes = tables.iter().rev().map(|t| format!("DELETE FROM \"{t}\";"));
-        let inserts = tables
-            .iter()
-            .map(|t| format!("INSERT INTO \"{t}\" SELECT * FROM \"anomalies_saved_{t}\";"));
-        self.restore = Some(deletes.chain(inserts).collect());
+        self.restore = Some(restore);
         Ok(())
     }
 

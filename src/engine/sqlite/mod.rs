@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use session::{busy_handler, execute, spawn_session, Poke, SessionEvent, SqliteSession, TxnState};
 
-use crate::engine::{EngineError, EngineInfo, Settled};
+use crate::engine::{snapshot_sql, EngineError, EngineInfo, Settled};
 use crate::level::Level;
 use crate::scenario::{EngineKind, Scenario};
 use crate::timeline::{ResultSet, StepResult};
@@ -239,16 +239,9 @@ impl SqliteRun {
             return Err(EngineError::Sqlite("no table list".into()));
         };
         let tables: Vec<String> = set.rows.iter().filter_map(|row| row[0].clone()).collect();
-        let save: String = tables
-            .iter()
-            .map(|t| format!("CREATE TABLE \"anomalies_saved_{t}\" AS SELECT * FROM \"{t}\";"))
-            .collect();
+        let (save, restore) = snapshot_sql(&tables);
         self.tool_sql(&save).await?;
-        let deletes = tables.iter().rev().map(|t| format!("DELETE FROM \"{t}\";"));
-        let inserts = tables
-            .iter()
-            .map(|t| format!("INSERT INTO \"{t}\" SELECT * FROM \"anomalies_saved_{t}\";"));
-        self.restore = Some(deletes.chain(inserts).collect());
+        self.restore = Some(restore);
         Ok(())
     }
 
