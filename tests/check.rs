@@ -42,7 +42,7 @@ fn check_passes_on_every_builtin_on_both_engines() {
     );
     assert_eq!(
         stdout(&output),
-        "40 runs: 40 as expected, 0 mismatches, 0 without an expectation\n"
+        "72 runs: 72 as expected, 0 mismatches, 0 without an expectation\n"
     );
 }
 
@@ -126,8 +126,9 @@ fn junit_output_is_xml_with_one_failure() {
             _ => {}
         }
     }
-    assert_eq!(root, Some((Some("20".into()), Some("1".into()))));
-    assert_eq!((suites, cases), (1, 20));
+    let runs = anomalies::scenario::Scenario::builtins().len() * 4;
+    assert_eq!(root, Some((Some(runs.to_string()), Some("1".into()))));
+    assert_eq!((suites, cases), (1, runs));
     assert_eq!(failures, ["expected anomaly, got prevented by abort"]);
 }
 
@@ -305,7 +306,8 @@ fn check_json_and_markdown() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let runs: Vec<serde_json::Value> = serde_json::from_str(&stdout(&output)).unwrap();
-    assert_eq!(runs.len(), 5);
+    let n = anomalies::scenario::Scenario::builtins().len();
+    assert_eq!(runs.len(), n);
     assert!(runs.iter().all(|r| r["status"] == "as-expected"));
     assert_eq!(runs[3]["observed"], "prevented by abort");
 
@@ -322,6 +324,10 @@ fn check_json_and_markdown() {
         .output()
         .unwrap();
     let text = stdout(&output);
-    assert!(text.starts_with("## anomalies check\n\n**5 runs: 5 as expected, 0 mismatches, 0 without an expectation**\n"), "{text}");
+    let count = format!("**{n} runs: {n} as expected, 0 mismatches, 0 without an expectation**");
+    assert!(
+        text.starts_with(&format!("## anomalies check\n\n{count}\n")),
+        "{text}"
+    );
     assert!(text.contains("| ✅ | sqlite "), "{text}");
 }

@@ -66,6 +66,10 @@ engine_tests! {
     read_skew: "read-skew",
     lost_update: "lost-update",
     write_skew: "write-skew",
+    dirty_write: "dirty-write",
+    phantom: "phantom",
+    predicate_write_skew: "predicate-write-skew",
+    read_only_anomaly: "read-only-anomaly",
 }
 
 #[test]
@@ -76,6 +80,10 @@ fn every_builtin_has_an_end_to_end_test() {
         "read-skew",
         "lost-update",
         "write-skew",
+        "dirty-write",
+        "phantom",
+        "predicate-write-skew",
+        "read-only-anomaly",
     ];
     for scenario in Scenario::builtins() {
         assert!(

@@ -139,6 +139,19 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "write-skew",
         include_str!("../../scenarios/write-skew.toml"),
     ),
+    (
+        "dirty-write",
+        include_str!("../../scenarios/dirty-write.toml"),
+    ),
+    ("phantom", include_str!("../../scenarios/phantom.toml")),
+    (
+        "predicate-write-skew",
+        include_str!("../../scenarios/predicate-write-skew.toml"),
+    ),
+    (
+        "read-only-anomaly",
+        include_str!("../../scenarios/read-only-anomaly.toml"),
+    ),
 ];
 
 impl Scenario {
