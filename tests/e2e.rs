@@ -70,6 +70,8 @@ engine_tests! {
     phantom: "phantom",
     predicate_write_skew: "predicate-write-skew",
     read_only_anomaly: "read-only-anomaly",
+    intermediate_read: "intermediate-read",
+    circular_information_flow: "circular-information-flow",
 }
 
 #[test]
@@ -81,6 +83,8 @@ fn every_builtin_has_an_end_to_end_test() {
         "lost-update",
         "write-skew",
         "dirty-write",
+        "intermediate-read",
+        "circular-information-flow",
         "phantom",
         "predicate-write-skew",
         "read-only-anomaly",

@@ -143,6 +143,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "dirty-write",
         include_str!("../../scenarios/dirty-write.toml"),
     ),
+    (
+        "intermediate-read",
+        include_str!("../../scenarios/intermediate-read.toml"),
+    ),
+    (
+        "circular-information-flow",
+        include_str!("../../scenarios/circular-information-flow.toml"),
+    ),
     ("phantom", include_str!("../../scenarios/phantom.toml")),
     (
         "predicate-write-skew",
