@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 
 use crate::engine::{ConnectOptions, Engine, EngineError};
-use crate::explore::{self, Explored, Orders, Outcome as ExploreOutcome};
+use crate::explore::{Explored, Orders, Outcome as ExploreOutcome};
 use crate::level::Level;
 use crate::outcome::judge;
 use crate::report::Report;
@@ -70,8 +70,8 @@ pub async fn run(
 pub struct ExploreRequest {
     pub scenario: Scenario,
     pub levels: Vec<Level>,
-    /// Run a sample of this many orders when there are more.
-    pub limit: Option<usize>,
+    /// The orders to run: all of them or a sample ([`explore::orders`]).
+    pub orders: Orders,
     pub connect: ConnectOptions,
     pub step_timeout: std::time::Duration,
 }
@@ -83,23 +83,21 @@ pub struct Exploration {
     pub explored: Vec<Explored>,
 }
 
-/// Runs every order of the scenario (or a sample) at each level, on connections kept open
-/// across orders; the data is put back between orders without DDL.
+/// Runs the request's orders at each level, on connections kept open across orders; the data
+/// is put back between orders without DDL.
 pub async fn explore(
     request: &ExploreRequest,
     notice: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&Explored),
-) -> Result<(Orders, Vec<Exploration>), AppError> {
-    let orders = explore::orders(&request.scenario, request.limit).map_err(AppError::Usage)?;
+) -> Result<Vec<Exploration>, AppError> {
     let mut engine = connect(&request.connect, notice).await?;
-    let outcome = guarded(explore_all(&mut engine, request, &orders, progress)).await;
-    conclude(outcome, engine.close().await).map(|explorations| (orders, explorations))
+    let outcome = guarded(explore_all(&mut engine, request, progress)).await;
+    conclude(outcome, engine.close().await)
 }
 
 async fn explore_all(
     engine: &mut Engine,
     request: &ExploreRequest,
-    orders: &Orders,
     progress: &mut dyn FnMut(&Explored),
 ) -> Result<Vec<Exploration>, AppError> {
     let scenario = &request.scenario;
@@ -112,7 +110,7 @@ async fn explore_all(
         let mut run = engine.prepare(scenario, level).await?;
         run.save_initial_state().await?;
         let mut explored = Vec::new();
-        for order in &orders.orders {
+        for order in &request.orders.orders {
             let timeline = replay(&mut run, scenario, order, options, None).await?;
             run.reset().await?;
             let report = report(engine, scenario, level, order, timeline);

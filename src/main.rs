@@ -167,18 +167,16 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
 
 fn explore(args: ExploreArgs) -> anyhow::Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
+    let orders = anomalies::explore::orders(&scenario, args.limit).map_err(anyhow::Error::msg)?;
     let request = ExploreRequest {
         scenario,
         levels: levels(args.level),
-        limit: args.limit,
+        orders,
         connect: connect_options(&args.connection, engine_choice(args.engine)),
         step_timeout: args.connection.step_timeout,
     };
-    let n_orders = anomalies::explore::orders(&request.scenario, request.limit)
-        .map(|o| o.orders.len())
-        .unwrap_or(0);
-    let bar = progress_bar((n_orders * request.levels.len()) as u64);
-    let (orders, explorations) = runtime()?.block_on(app::explore(
+    let bar = progress_bar((request.orders.orders.len() * request.levels.len()) as u64);
+    let explorations = runtime()?.block_on(app::explore(
         &request,
         &mut |notice| bar.suspend(|| eprintln!("{notice}")),
         &mut |explored| {
@@ -188,10 +186,13 @@ fn explore(args: ExploreArgs) -> anyhow::Result<()> {
     ))?;
     bar.finish_and_clear();
     let text = match args.format {
-        Format::Table => {
-            render::explore::table(&request.scenario, &orders, &explorations, style(args.color))
-        }
-        Format::Json => render::explore::json(&request.scenario, &orders, &explorations),
+        Format::Table => render::explore::table(
+            &request.scenario,
+            &request.orders,
+            &explorations,
+            style(args.color),
+        ),
+        Format::Json => render::explore::json(&request.scenario, &request.orders, &explorations),
     };
     print(&text)
 }

@@ -31,7 +31,11 @@ pub type Pause<'a> =
 #[derive(Debug, Clone, PartialEq)]
 enum State {
     Idle,
-    Waiting { blocked_by: Vec<usize> },
+    /// `step` was sent and waits for a lock held by `blocked_by`.
+    Waiting {
+        step: StepId,
+        blocked_by: Vec<usize>,
+    },
     Failed,
 }
 
@@ -41,8 +45,6 @@ struct Replay<'a> {
     options: RunOptions,
     timeline: Timeline,
     states: Vec<State>,
-    /// Per session: the step in flight while it waits.
-    in_flight: Vec<Option<StepId>>,
     deferred: Vec<VecDeque<StepId>>,
     /// The last event at which a step finished: what a step resumed now was released by.
     last_finish: Option<usize>,
@@ -63,7 +65,6 @@ pub async fn replay(
         options,
         timeline: Timeline::default(),
         states: vec![State::Idle; n_sessions],
-        in_flight: vec![None; n_sessions],
         deferred: vec![VecDeque::new(); n_sessions],
         last_finish: None,
     };
@@ -77,7 +78,7 @@ pub async fn replay(
         }
         match &replay.states[id.session] {
             State::Failed => replay.skip(id),
-            State::Waiting { blocked_by } if options.stop_when_impossible => {
+            State::Waiting { blocked_by, .. } if options.stop_when_impossible => {
                 replay.timeline.impossible = Some(Impossible {
                     step: id,
                     waiting_for: blocked_by.clone(),
@@ -163,8 +164,10 @@ impl Replay<'_> {
                     },
                     deferred,
                 );
-                self.states[id.session] = State::Waiting { blocked_by };
-                self.in_flight[id.session] = Some(id);
+                self.states[id.session] = State::Waiting {
+                    step: id,
+                    blocked_by,
+                };
                 Ok(false)
             }
             Settled::TimedOut => {
@@ -182,7 +185,6 @@ impl Replay<'_> {
     async fn fail(&mut self, session: usize) -> Result<(), EngineError> {
         self.run.rollback(session).await?;
         self.states[session] = State::Failed;
-        self.in_flight[session] = None;
         while let Some(id) = self.deferred[session].pop_front() {
             self.skip(id);
         }
@@ -196,21 +198,15 @@ impl Replay<'_> {
         result: StepResult,
         after: Option<usize>,
     ) -> Result<(), EngineError> {
-        let Some(id) = self.in_flight[session].take() else {
+        let State::Waiting { step: id, .. } = self.states[session] else {
             return Err(EngineError::Setup(
                 "a step resumed that was not waiting".into(),
             ));
         };
         let failed = matches!(result, StepResult::Failed(_));
-        let sql = self
-            .timeline
-            .events
-            .iter()
-            .rev()
-            .find(|e| e.step == id)
-            .map(|e| e.sql.clone());
+        let sql = self.sql(id);
         let kind = EventKind::Resumed { result, after };
-        let index = self.push(id, sql.unwrap_or_default(), kind, false);
+        let index = self.push(id, sql, kind, false);
         self.last_finish = Some(index);
         self.states[session] = State::Idle;
         if failed {
@@ -234,8 +230,10 @@ impl Replay<'_> {
                         self.resumed(session, result, released_by).await?;
                         changed = true;
                     }
-                    Settled::Waiting(blocked_by) => {
-                        self.states[session] = State::Waiting { blocked_by };
+                    Settled::Waiting(now_blocked_by) => {
+                        if let State::Waiting { blocked_by, .. } = &mut self.states[session] {
+                            *blocked_by = now_blocked_by;
+                        }
                     }
                     Settled::TimedOut => {
                         self.cancel_waiting(session, false).await?;
@@ -259,18 +257,22 @@ impl Replay<'_> {
 
     /// Cancels a waiting step that will not end by itself.
     async fn cancel_waiting(&mut self, session: usize, stuck: bool) -> Result<(), EngineError> {
-        let Some(id) = self.in_flight[session] else {
+        let State::Waiting {
+            step: id,
+            blocked_by,
+        } = &self.states[session]
+        else {
             return Ok(());
         };
+        let (id, blocked_by) = (*id, blocked_by.clone());
         self.run.cancel(session).await?;
         let sql = self.sql(id);
-        let kind = match &self.states[session] {
-            State::Waiting { blocked_by } if stuck => EventKind::Stuck {
-                blocked_by: blocked_by.clone(),
-            },
-            _ => EventKind::TimedOut {
+        let kind = if stuck {
+            EventKind::Stuck { blocked_by }
+        } else {
+            EventKind::TimedOut {
                 after_ms: self.options.step_timeout.as_millis() as u64,
-            },
+            }
         };
         let index = self.push(id, sql, kind, false);
         self.last_finish = Some(index);
@@ -280,7 +282,7 @@ impl Replay<'_> {
     /// Ends every wait without recording it: the order was impossible.
     async fn abandon(&mut self) -> Result<(), EngineError> {
         for session in 0..self.states.len() {
-            if self.in_flight[session].take().is_some() {
+            if matches!(self.states[session], State::Waiting { .. }) {
                 self.run.cancel(session).await?;
                 self.run.rollback(session).await?;
                 self.states[session] = State::Failed;
@@ -300,7 +302,7 @@ impl Replay<'_> {
                 return Ok(());
             }
             let cycle = waiting.iter().any(|s| match &self.states[*s] {
-                State::Waiting { blocked_by } => blocked_by.iter().any(|b| waiting.contains(b)),
+                State::Waiting { blocked_by, .. } => blocked_by.iter().any(|b| waiting.contains(b)),
                 _ => false,
             });
             if cycle {

@@ -178,21 +178,25 @@ impl SqliteRun {
         Ok(())
     }
 
-    /// Waits for the answer to what `session` was last sent, giving up any lock wait, and
-    /// keeps only the transaction state it reports.
-    async fn discard_answer(&mut self, session: usize) {
+    /// Waits for the answer to what `session` was last sent, giving up any lock wait, and keeps
+    /// the transaction state it reports. `None` when the session's thread has ended.
+    async fn answer(&mut self, session: usize) -> Option<StepResult> {
         loop {
-            match self.sessions[session].events.recv().await {
-                Some(SessionEvent::Done(_, state)) => {
+            match self.sessions[session].events.recv().await? {
+                SessionEvent::Done(result, state) => {
                     self.states[session] = state;
-                    return;
+                    return Some(result);
                 }
-                Some(SessionEvent::Waiting) => {
+                SessionEvent::Waiting => {
                     let _ = self.sessions[session].pokes.send(Poke::GiveUp);
                 }
-                None => return,
             }
         }
+    }
+
+    /// The answer to what `session` was last sent is not a step result: wait for it, drop it.
+    async fn discard_answer(&mut self, session: usize) {
+        let _ = self.answer(session).await;
     }
 
     pub async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
@@ -207,24 +211,14 @@ impl SqliteRun {
     /// Runs SQL of the tool's own on session 0's connection, which must be idle.
     async fn tool_sql(&mut self, sql: &str) -> Result<StepResult, EngineError> {
         self.send(0, sql);
-        loop {
-            match self.sessions[0].events.recv().await {
-                Some(SessionEvent::Done(StepResult::Failed(e), _)) => {
-                    return Err(EngineError::Sqlite(format!("{}: {}", e.code, e.message)))
-                }
-                Some(SessionEvent::Done(result, state)) => {
-                    self.states[0] = state;
-                    return Ok(result);
-                }
-                Some(SessionEvent::Waiting) => {
-                    let _ = self.sessions[0].pokes.send(Poke::GiveUp);
-                }
-                None => {
-                    return Err(EngineError::Sqlite(
-                        "a session thread ended unexpectedly".into(),
-                    ))
-                }
+        match self.answer(0).await {
+            Some(StepResult::Failed(e)) => {
+                Err(EngineError::Sqlite(format!("{}: {}", e.code, e.message)))
             }
+            Some(result) => Ok(result),
+            None => Err(EngineError::Sqlite(
+                "a session thread ended unexpectedly".into(),
+            )),
         }
     }
 
