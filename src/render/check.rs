@@ -2,6 +2,7 @@
 
 use serde_json::{json as value, Value};
 
+use super::svg::escape;
 use super::table::Paint;
 use super::Style;
 use crate::check::{line, status, subject, Status};
@@ -154,12 +155,4 @@ pub fn markdown(reports: &[Report]) -> String {
         ));
     }
     out
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }

@@ -15,7 +15,10 @@ pub enum Tone {
     Narration,
     /// What a finished step returned.
     Result,
+    /// A wait; renderers that can show it add an hourglass.
     Waiting,
+    /// Sent late, behind an earlier wait of its session.
+    Deferred,
     Resumed,
     Failed,
     Skipped,
@@ -52,7 +55,7 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
     }
     if event.deferred {
         lines.push((
-            Tone::Waiting,
+            Tone::Deferred,
             "↪ deferred: sent once its earlier wait ended".to_string(),
         ));
     }
@@ -60,7 +63,7 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
         EventKind::Done { result } => lines.push(result_line(&event.sql, result)),
         EventKind::Waiting { blocked_by } => lines.push((
             Tone::Waiting,
-            format!("⏳ waits for {}", session_list(scenario, blocked_by)),
+            format!("waits for {}", session_list(scenario, blocked_by)),
         )),
         EventKind::Resumed { result, after } => {
             let resumed = match after {

@@ -50,10 +50,11 @@ pub fn mermaid(report: &Report) -> String {
                 if let Some(sql) = &sql {
                     out.push_str(&format!("    {who}->>DB: {sql}\n"));
                 }
-                // No emoji, as in the SVG: projectors often lack an emoji font.
+                // No hourglass, as in the SVG: projectors often lack an emoji font.
                 let waits = described
-                    .line(Tone::Waiting)
-                    .map(|w| text(w.trim_start_matches("⏳ ")))
+                    .line(Tone::Deferred)
+                    .or(described.line(Tone::Waiting))
+                    .map(text)
                     .unwrap_or_default();
                 out.push_str(&format!("    Note over {who},DB: {waits}\n"));
             }

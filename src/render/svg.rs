@@ -185,6 +185,7 @@ pub fn svg(report: &Report) -> String {
         italic(&mut out, x + 10.0, y + 35.0, &shorten(second, chars + 8));
         let (color, status) = [
             (Tone::Failed, RED),
+            (Tone::Deferred, AMBER),
             (Tone::Waiting, AMBER),
             (Tone::Skipped, MUTED),
             (Tone::Result, GREEN),
@@ -193,8 +194,7 @@ pub fn svg(report: &Report) -> String {
         .find_map(|(tone, color)| described.line(*tone).map(|line| (*color, line)))
         .unwrap_or((MUTED, ""));
         let weight = if failed { "bold" } else { "normal" };
-        // No emoji: slides are shown on machines without an emoji font; the color says waiting.
-        let status = status.trim_start_matches("⏳ ");
+        // No hourglass: slides are shown on machines without an emoji font; amber says waiting.
         text(
             &mut out,
             x + 10.0,
@@ -250,6 +250,7 @@ fn italic(out: &mut String, x: f64, y: f64, content: &str) {
     );
 }
 
+/// Text or a double-quoted attribute value, as XML (SVG, JUnit) reads it.
 pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
