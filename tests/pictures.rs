@@ -181,3 +181,42 @@ fn the_matrix_as_a_picture_has_a_cell_per_run_and_marks_a_mismatch() {
         1
     );
 }
+
+#[test]
+fn a_deferred_step_shows_how_it_ended() {
+    // Bob's second step is scheduled while his first waits for Alice; once sent, it waits for
+    // Carol. The note says so, and that it was deferred.
+    let mermaid = picture(
+        "tests/fixtures/deferred-wait.toml",
+        "postgres",
+        "read-committed",
+        "mermaid",
+    );
+    let notes: Vec<&str> = mermaid
+        .lines()
+        .filter(|l| l.contains("Note over Bob,DB:"))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "    Note over Bob,DB: waits for Alice",
+            "    Note over Bob,DB: ▶ UPDATE resumes after #35;4 (Alice's COMMIT)",
+            "    Note over Bob,DB: waits for Carol (deferred: sent once its earlier wait ended)",
+            "    Note over Bob,DB: ▶ UPDATE resumes after #35;7 (Carol's COMMIT)",
+        ]
+    );
+    // On SQLite, John's credit is deferred behind his wait for Alice and then succeeds: its box
+    // shows the result, with the deferral after it.
+    let svg = picture(
+        "tests/fixtures/deadlock.toml",
+        "sqlite",
+        "serializable",
+        "svg",
+    );
+    assert_eq!(svg.matches(">→ 1 row updated<").count(), 3, "{svg}");
+    assert_eq!(
+        svg.matches(">→ 1 row updated (deferred)<").count(),
+        1,
+        "{svg}"
+    );
+}

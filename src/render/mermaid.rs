@@ -51,11 +51,10 @@ pub fn mermaid(report: &Report) -> String {
                     out.push_str(&format!("    {who}->>DB: {sql}\n"));
                 }
                 // No hourglass, as in the SVG: projectors often lack an emoji font.
-                let waits = described
-                    .line(Tone::Deferred)
-                    .or(described.line(Tone::Waiting))
-                    .map(text)
-                    .unwrap_or_default();
+                let mut waits = described.line(Tone::Waiting).map(text).unwrap_or_default();
+                if event.deferred {
+                    waits.push_str(" (deferred: sent once its earlier wait ended)");
+                }
                 out.push_str(&format!("    Note over {who},DB: {waits}\n"));
             }
             EventKind::Resumed { .. } => {

@@ -185,7 +185,6 @@ pub fn svg(report: &Report) -> String {
         italic(&mut out, x + 10.0, y + 35.0, &shorten(second, chars + 8));
         let (color, status) = [
             (Tone::Failed, RED),
-            (Tone::Deferred, AMBER),
             (Tone::Waiting, AMBER),
             (Tone::Skipped, MUTED),
             (Tone::Result, GREEN),
@@ -195,6 +194,12 @@ pub fn svg(report: &Report) -> String {
         .unwrap_or((MUTED, ""));
         let weight = if failed { "bold" } else { "normal" };
         // No hourglass: slides are shown on machines without an emoji font; amber says waiting.
+        // A deferred step still shows how it ended; that it was deferred is said after.
+        let status = if event.deferred {
+            format!("{status} (deferred)")
+        } else {
+            status.to_string()
+        };
         text(
             &mut out,
             x + 10.0,
@@ -202,7 +207,7 @@ pub fn svg(report: &Report) -> String {
             12.0,
             color,
             weight,
-            &shorten(status, chars + 6),
+            &shorten(&status, chars + 6),
         );
     }
     out.push_str("</svg>\n");
