@@ -58,6 +58,7 @@ pub async fn run(
         &mut engine,
         request,
         &interleavings,
+        notice,
         progress,
         pause,
     ))
@@ -199,11 +200,25 @@ async fn run_all(
     engine: &mut Engine,
     request: &Request,
     interleavings: &[Interleaving],
+    notice: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&Report),
     mut pause: Option<Pause<'_>>,
 ) -> Result<Vec<Report>, AppError> {
     let mut reports = Vec::new();
+    let kind = engine.info().name;
     for (scenario, interleaving) in request.scenarios.iter().zip(interleavings) {
+        let unavailable = scenario
+            .applied
+            .as_ref()
+            .and_then(|fix| fix.unavailable_on(kind));
+        if let Some(why) = unavailable {
+            let message = format!("{} is not available on {kind}: {why}", scenario.label());
+            if request.scenarios.len() == 1 {
+                return Err(AppError::Usage(message));
+            }
+            notice(&message);
+            continue;
+        }
         for &level in &request.levels {
             let mut run = engine.prepare(scenario, level).await?;
             let timeline = replay(

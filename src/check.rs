@@ -28,7 +28,10 @@ pub fn status(report: &Report) -> Status {
 pub fn subject(report: &Report) -> String {
     format!(
         "{} {} · {} · {}",
-        report.engine.name, report.engine.version, report.scenario.id, report.requested
+        report.engine.name,
+        report.engine.version,
+        report.scenario.label(),
+        report.requested
     )
 }
 
@@ -106,12 +109,18 @@ pub fn update(reports: &[Report]) -> Result<Vec<PathBuf>, UpdateError> {
                 .clone()
                 .unwrap_or_else(|| report.engine.name.to_string());
             let observed = Expected::observed(&report.verdict).to_string();
-            set_expectation(&mut document, &table, report.requested.id(), &observed).map_err(
-                |message| UpdateError::Edit {
-                    path: path.clone(),
-                    message,
-                },
-            )?;
+            let fix = report.scenario.applied.as_ref().map(|f| f.id.as_str());
+            set_expectation(
+                &mut document,
+                fix,
+                &table,
+                report.requested.id(),
+                &observed,
+            )
+            .map_err(|message| UpdateError::Edit {
+                path: path.clone(),
+                message,
+            })?;
         }
         let updated = document.to_string();
         if updated != text {
@@ -125,15 +134,29 @@ pub fn update(reports: &[Report]) -> Result<Vec<PathBuf>, UpdateError> {
     Ok(changed)
 }
 
-/// `[expect.<table>] <level> = "<value>"`, keeping the decoration of a value it replaces.
+/// `[expect.<table>] <level> = "<value>"`, or `[fix.expect.<table>]` in the `[[fix]]` whose id
+/// is `fix`, keeping the decoration of a value it replaces.
 fn set_expectation(
     document: &mut toml_edit::DocumentMut,
+    fix: Option<&str>,
     table: &str,
     level: &str,
     value: &str,
 ) -> Result<(), String> {
     use toml_edit::{Item, Table, Value};
-    let expect = document.entry("expect").or_insert_with(|| {
+    let root: &mut Table = match fix {
+        None => document.as_table_mut(),
+        Some(id) => document
+            .get_mut("fix")
+            .and_then(Item::as_array_of_tables_mut)
+            .and_then(|fixes| {
+                fixes
+                    .iter_mut()
+                    .find(|f| f.get("id").and_then(Item::as_str) == Some(id))
+            })
+            .ok_or_else(|| format!("no [[fix]] with id `{id}`"))?,
+    };
+    let expect = root.entry("expect").or_insert_with(|| {
         let mut table = Table::new();
         table.set_implicit(true);
         Item::Table(table)
@@ -202,8 +225,25 @@ mod tests {
 
     fn check(before: &str, table: &str, level: &str, value: &str, after: &str) {
         let mut document: toml_edit::DocumentMut = before.parse().unwrap();
-        set_expectation(&mut document, table, level, value).unwrap();
+        set_expectation(&mut document, None, table, level, value).unwrap();
         assert_eq!(document.to_string(), after);
+    }
+
+    #[test]
+    fn writes_a_fix_s_expectations_into_its_own_table() {
+        let mut document: toml_edit::DocumentMut =
+            "id = \"x\"\n\n[[fix]]\nid = \"a\"\n\n[[fix]]\nid = \"b\"\n\n[fix.expect.postgres]\nserializable = \"anomaly\"\n"
+                .parse()
+                .unwrap();
+        set_expectation(&mut document, Some("b"), "postgres", "serializable", "prevented by retry")
+            .unwrap();
+        set_expectation(&mut document, Some("a"), "sqlite", "read-committed", "anomaly").unwrap();
+        assert_eq!(
+            document.to_string(),
+            "id = \"x\"\n\n[[fix]]\nid = \"a\"\n\n[fix.expect.sqlite]\nread-committed = \"anomaly\"\n\n[[fix]]\nid = \"b\"\n\n[fix.expect.postgres]\nserializable = \"prevented by retry\"\n"
+        );
+        assert!(set_expectation(&mut document, Some("c"), "postgres", "serializable", "anomaly")
+            .is_err());
     }
 
     #[test]

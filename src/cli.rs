@@ -18,7 +18,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the built-in scenarios.
+    /// List the built-in scenarios and the fixes each offers.
     List {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -27,7 +27,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run scenarios at every level and print the level × anomaly grid.
     Matrix(MatrixArgs),
-    /// Run scenarios and compare each outcome with the expectation its file declares.
+    /// Run scenarios, and each with every fix it offers, and compare each outcome with the
+    /// expectation its file declares.
     Check(CheckArgs),
     /// Run every order of a scenario's steps and count how each ends.
     Explore(ExploreArgs),
@@ -45,6 +46,10 @@ pub struct ExploreArgs {
     /// Which database, as for `run`.
     #[arg(long, short, value_enum, default_value_t = EngineArg::Auto)]
     pub engine: EngineArg,
+
+    /// Explore with one of the scenario's fixes in place.
+    #[arg(long, value_name = "FIX")]
+    pub fix: Option<String>,
 
     /// Run a sample of this many orders when there are more (drawn with a fixed seed).
     #[arg(long)]
@@ -106,6 +111,10 @@ pub struct ConnectionArgs {
 pub struct MatrixArgs {
     #[command(flatten)]
     pub selection: Selection,
+
+    /// Add a row for every fix each scenario offers, under the scenario's own row.
+    #[arg(long)]
+    pub fixes: bool,
 
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = MatrixFormat::Table)]
@@ -169,9 +178,14 @@ pub struct RunArgs {
     /// A built-in scenario id (see `anomalies list`) or a path to a scenario file.
     pub scenario: String,
 
-    /// Isolation level to request, or `all` for every level.
-    #[arg(long, short, value_enum, default_value_t = LevelArg::ReadCommitted)]
-    pub level: LevelArg,
+    /// Isolation level to request, or `all` for every level (default: read-committed, or the
+    /// level the fix is meant for).
+    #[arg(long, short, value_enum)]
+    pub level: Option<LevelArg>,
+
+    /// Run with one of the scenario's fixes in place (`anomalies explain SCENARIO` names them).
+    #[arg(long, value_name = "FIX")]
+    pub fix: Option<String>,
 
     /// Which database: a URL means PostgreSQL there; `auto` otherwise starts a throwaway
     /// PostgreSQL from installed server binaries, or falls back to embedded SQLite.

@@ -34,6 +34,8 @@ pub struct Counts {
     pub blocking: usize,
     pub abort: usize,
     pub consistent_read: usize,
+    pub retry: usize,
+    pub guard: usize,
     pub impossible: usize,
 }
 
@@ -60,6 +62,8 @@ impl Counts {
             Outcome::Prevented(Mechanism::Blocking) => self.blocking += 1,
             Outcome::Prevented(Mechanism::Abort) => self.abort += 1,
             Outcome::Prevented(Mechanism::ConsistentRead) => self.consistent_read += 1,
+            Outcome::Prevented(Mechanism::Retry) => self.retry += 1,
+            Outcome::Prevented(Mechanism::Guard) => self.guard += 1,
             Outcome::Impossible { .. } => self.impossible += 1,
         }
     }

@@ -83,8 +83,14 @@ fn list(format: Format) -> anyhow::Result<()> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let scenario = Scenario::load(&args.scenario)?;
-    let levels = levels(args.level);
+    let scenario = with_fix(Scenario::load(&args.scenario)?, args.fix.as_deref())?;
+    let level = args.level.unwrap_or_else(|| {
+        match scenario.applied.as_ref().and_then(|fix| fix.level) {
+            Some(level) => level_arg(level),
+            None => LevelArg::ReadCommitted,
+        }
+    });
+    let levels = levels(level);
     let request = Request {
         scenarios: vec![scenario],
         levels,
@@ -130,7 +136,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn matrix(args: MatrixArgs) -> anyhow::Result<()> {
-    let reports = run_selection(&args.selection, Level::ALL.to_vec())?;
+    let reports = run_selection(&args.selection, Level::ALL.to_vec(), args.fixes)?;
     let text = match args.format {
         MatrixFormat::Table => render::matrix::table(&reports, style(args.selection.color)),
         MatrixFormat::Markdown => render::matrix::markdown(&reports),
@@ -141,7 +147,7 @@ fn matrix(args: MatrixArgs) -> anyhow::Result<()> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<i32> {
-    let reports = run_selection(&args.selection, levels(args.level))?;
+    let reports = run_selection(&args.selection, levels(args.level), true)?;
     if args.update {
         for file in anomalies::check::update(&reports)? {
             eprintln!("updated {}", file.display());
@@ -166,7 +172,7 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
 }
 
 fn explore(args: ExploreArgs) -> anyhow::Result<()> {
-    let scenario = Scenario::load(&args.scenario)?;
+    let scenario = with_fix(Scenario::load(&args.scenario)?, args.fix.as_deref())?;
     let orders = anomalies::explore::orders(&scenario, args.limit).map_err(anyhow::Error::msg)?;
     let request = ExploreRequest {
         scenario,
@@ -211,9 +217,9 @@ fn step_through(request: &Request, args: &RunArgs, style: Style) -> anyhow::Resu
     }
     let scenario = request.scenarios[0].clone();
     let pace = args.pace;
-    let level = match args.level {
-        LevelArg::All => "every level in turn".to_string(),
-        level => levels(level)[0].to_string(),
+    let level = match request.levels.as_slice() {
+        [one] => one.to_string(),
+        _ => "every level in turn".to_string(),
     };
     let prompt = match pace {
         Some(pace) => format!("next step in {}", humantime::format_duration(pace)),
@@ -278,9 +284,23 @@ fn read_key() -> std::io::Result<bool> {
     key
 }
 
-/// Runs the selected scenarios on each selected engine, with a progress bar on a terminal.
-fn run_selection(selection: &Selection, levels: Vec<Level>) -> anyhow::Result<Vec<Report>> {
-    let scenarios = Scenario::load_paths(&selection.paths)?;
+/// Runs the selected scenarios (each followed by its fixes' variants when `fixes`) on each
+/// selected engine, with a progress bar on a terminal.
+fn run_selection(
+    selection: &Selection,
+    levels: Vec<Level>,
+    fixes: bool,
+) -> anyhow::Result<Vec<Report>> {
+    let mut scenarios = Vec::new();
+    for scenario in Scenario::load_paths(&selection.paths)? {
+        let variants: Vec<Scenario> = if fixes {
+            scenario.fixes.iter().map(|f| (*f.variant).clone()).collect()
+        } else {
+            Vec::new()
+        };
+        scenarios.push(scenario);
+        scenarios.extend(variants);
+    }
     let mut choices = Vec::new();
     for engine in &selection.engine {
         let expanded: &[Choice] = match engine {
@@ -363,6 +383,25 @@ fn run_options(connection: &ConnectionArgs) -> RunOptions {
     RunOptions {
         step_timeout: connection.step_timeout,
         stop_when_impossible: false,
+    }
+}
+
+/// The scenario with `--fix` in place, when one is asked for.
+fn with_fix(scenario: Scenario, fix: Option<&str>) -> anyhow::Result<Scenario> {
+    match fix {
+        None => Ok(scenario),
+        Some(fix) => scenario
+            .with_fix(fix)
+            .map_err(|message| AppError::Usage(message).into()),
+    }
+}
+
+fn level_arg(level: Level) -> LevelArg {
+    match level {
+        Level::ReadUncommitted => LevelArg::ReadUncommitted,
+        Level::ReadCommitted => LevelArg::ReadCommitted,
+        Level::RepeatableRead => LevelArg::RepeatableRead,
+        Level::Serializable => LevelArg::Serializable,
     }
 }
 

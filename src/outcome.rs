@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::scenario::expr::{Facts, Ref, Value};
 use crate::scenario::{display_name, Scenario, StepId};
-use crate::timeline::{last_verb, verb, DbError, EventKind, StepResult, Timeline};
+use crate::timeline::{last_verb, verb, DbError, EventKind, RetryReason, StepResult, Timeline};
 
 /// What prevented an anomaly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -18,6 +18,12 @@ pub enum Mechanism {
     Abort,
     /// Nothing waited or failed: reads returned committed or snapshot values.
     ConsistentRead,
+    /// A session's attempt failed or matched no row, and its application ran the transaction
+    /// again on fresh values.
+    Retry,
+    /// A session's application saw a step match no row (a lock not granted, a stale write
+    /// rejected) and stopped instead of acting on what it had read.
+    Guard,
 }
 
 /// What a scenario expects of a run.
@@ -64,6 +70,20 @@ pub enum Cause {
         #[serde(skip)]
         blocked_by: Vec<usize>,
     },
+    /// The session rolled back after this step and ran its transaction again.
+    Retried {
+        #[serde(skip)]
+        step: StepId,
+        attempt: u32,
+        reason: RetryReason,
+        /// The error that made it retry, for a failed step.
+        error: Option<DbError>,
+    },
+    /// The step matched no row and the session stopped there.
+    GaveUp {
+        #[serde(skip)]
+        step: StepId,
+    },
 }
 
 impl Mechanism {
@@ -72,6 +92,8 @@ impl Mechanism {
             Mechanism::Blocking => "blocking",
             Mechanism::Abort => "abort",
             Mechanism::ConsistentRead => "consistent-read",
+            Mechanism::Retry => "retry",
+            Mechanism::Guard => "guard",
         }
     }
 }
@@ -87,14 +109,16 @@ impl Expected {
             Mechanism::Blocking,
             Mechanism::Abort,
             Mechanism::ConsistentRead,
+            Mechanism::Retry,
+            Mechanism::Guard,
         ];
         text.strip_prefix("prevented by ")
             .and_then(|m| mechanisms.into_iter().find(|x| x.id() == m.trim()))
             .map(Expected::Prevented)
             .ok_or_else(|| {
                 format!(
-                    "expected `anomaly`, `prevented by blocking`, `prevented by abort` or \
-                     `prevented by consistent-read`, found `{text}`"
+                    "expected `anomaly` or `prevented by` one of blocking, abort, \
+                     consistent-read, retry, guard; found `{text}`"
                 )
             })
     }
@@ -161,6 +185,34 @@ impl Verdict {
                 "{} waited for {}, then saw a serial outcome",
                 step_phrase(scenario, *step),
                 session_list(scenario, blocked_by)
+            ),
+            Some(Cause::Retried {
+                step,
+                attempt,
+                reason,
+                error,
+            }) => {
+                let what = match (reason, error) {
+                    (RetryReason::Failed, Some(error)) => format!(
+                        "{} failed with {} ({})",
+                        step_phrase(scenario, *step),
+                        error.code,
+                        error.message
+                    ),
+                    _ => format!(
+                        "{} matched no row: what it had read had changed",
+                        step_phrase(scenario, *step)
+                    ),
+                };
+                format!(
+                    "{what}, so {} rolled back and ran the transaction again (attempt {attempt})",
+                    display_name(&scenario.sessions[step.session].name)
+                )
+            }
+            Some(Cause::GaveUp { step }) => format!(
+                "{} matched no row, so {} rolled back and did not go on",
+                step_phrase(scenario, *step),
+                display_name(&scenario.sessions[step.session].name)
             ),
             None => "no step waited or failed: every read returned a committed or snapshot value"
                 .to_string(),
@@ -233,8 +285,31 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
             _ => None,
         })
     };
-    let cause = failure.or_else(wait);
+    let decision = timeline
+        .events
+        .iter()
+        .enumerate()
+        .find_map(|(index, event)| match &event.kind {
+            EventKind::Retried {
+                attempt, reason, ..
+            } => Some(Cause::Retried {
+                step: event.step,
+                attempt: *attempt,
+                reason: reason.clone(),
+                error: index.checked_sub(1).and_then(|before| {
+                    match timeline.events[before].kind.result() {
+                        Some(StepResult::Failed(error)) => Some(error.clone()),
+                        _ => None,
+                    }
+                }),
+            }),
+            EventKind::GaveUp => Some(Cause::GaveUp { step: event.step }),
+            _ => None,
+        });
+    let cause = decision.or(failure).or_else(wait);
     let mechanism = match cause {
+        Some(Cause::Retried { .. }) => Mechanism::Retry,
+        Some(Cause::GaveUp { .. }) => Mechanism::Guard,
         Some(Cause::Failed { .. } | Cause::TimedOut { .. } | Cause::Stuck { .. }) => {
             Mechanism::Abort
         }

@@ -11,8 +11,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::engine::{EngineError, Run, Settled};
-use crate::scenario::{Interleaving, Scenario, StepId};
-use crate::timeline::{Event, EventKind, Impossible, StepResult, Timeline};
+use crate::scenario::{Interleaving, NoRows, RetryOn, Scenario, StepId};
+use crate::timeline::{
+    ErrorKind, Event, EventKind, Impossible, RetryReason, StepResult, Timeline,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
@@ -45,9 +47,21 @@ struct Replay<'a> {
     options: RunOptions,
     timeline: Timeline,
     states: Vec<State>,
-    deferred: Vec<VecDeque<StepId>>,
+    /// Steps to send once their session is free: scheduled behind a wait, or run again by a
+    /// retry.
+    deferred: Vec<VecDeque<Queued>>,
+    /// Each session's current attempt at its transaction, from 1.
+    attempts: Vec<u32>,
     /// The last event at which a step finished: what a step resumed now was released by.
     last_finish: Option<usize>,
+}
+
+/// A step waiting for its session to be free.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    step: StepId,
+    /// Run again by a retry, rather than deferred behind a wait.
+    rerun: bool,
 }
 
 /// Runs `interleaving` and returns its timeline, with the final check query's answer.
@@ -66,6 +80,7 @@ pub async fn replay(
         timeline: Timeline::default(),
         states: vec![State::Idle; n_sessions],
         deferred: vec![VecDeque::new(); n_sessions],
+        attempts: vec![1; n_sessions],
         last_finish: None,
     };
     for &id in &interleaving.steps {
@@ -86,7 +101,17 @@ pub async fn replay(
                 replay.abandon().await?;
                 return Ok(replay.timeline);
             }
-            State::Waiting { .. } => replay.deferred[id.session].push_back(id),
+            State::Waiting { .. } => replay.deferred[id.session].push_back(Queued {
+                step: id,
+                rerun: false,
+            }),
+            State::Idle if !replay.deferred[id.session].is_empty() => {
+                replay.deferred[id.session].push_back(Queued {
+                    step: id,
+                    rerun: false,
+                });
+                replay.progress().await?;
+            }
             State::Idle => {
                 if replay.send(id, false).await? {
                     replay.progress().await?;
@@ -112,6 +137,7 @@ impl Replay<'_> {
             sql,
             kind,
             deferred,
+            attempt: self.attempts[step.session],
         });
         self.timeline.events.len() - 1
     }
@@ -147,12 +173,9 @@ impl Replay<'_> {
         self.run.send(id.session, &sql);
         match self.run.settle(id.session, self.deadline()).await? {
             Settled::Done(result) => {
-                let failed = matches!(result, StepResult::Failed(_));
                 let index = self.push(id, sql, EventKind::Done { result }, deferred);
                 self.last_finish = Some(index);
-                if failed {
-                    self.fail(id.session).await?;
-                }
+                self.finished(id).await?;
                 Ok(true)
             }
             Settled::Waiting(blocked_by) => {
@@ -185,8 +208,71 @@ impl Replay<'_> {
     async fn fail(&mut self, session: usize) -> Result<(), EngineError> {
         self.run.rollback(session).await?;
         self.states[session] = State::Failed;
-        while let Some(id) = self.deferred[session].pop_front() {
-            self.skip(id);
+        while let Some(queued) = self.deferred[session].pop_front() {
+            self.skip(queued.step);
+        }
+        Ok(())
+    }
+
+    /// Step `id` just finished (its event is the last one): does its session's application go
+    /// on, retry, give up, or has it failed?
+    async fn finished(&mut self, id: StepId) -> Result<(), EngineError> {
+        let Some(result) = self.timeline.events.last().and_then(|e| e.kind.result()) else {
+            return Ok(());
+        };
+        let session = &self.scenario.sessions[id.session];
+        let can_retry = self.attempts[id.session] < session.retry.attempts;
+        match result {
+            StepResult::Failed(error) => {
+                let retries = session.retry.on.iter().any(|on| match on {
+                    RetryOn::SerializationFailure => error.kind == ErrorKind::SerializationFailure,
+                    RetryOn::Deadlock => error.kind == ErrorKind::Deadlock,
+                    RetryOn::Busy => error.kind == ErrorKind::Busy,
+                    RetryOn::Locked => error.kind == ErrorKind::Locked,
+                });
+                if retries && can_retry {
+                    self.retry(id, RetryReason::Failed).await
+                } else {
+                    self.fail(id.session).await
+                }
+            }
+            result if result.is_empty() => match self.scenario.step(id).no_rows {
+                Some(NoRows::Retry) if can_retry => self.retry(id, RetryReason::NoRows).await,
+                Some(_) => {
+                    self.push(id, "ROLLBACK".to_string(), EventKind::GaveUp, false);
+                    self.fail(id.session).await
+                }
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Rolls the session back and queues its transaction's steps again, from its retry step
+    /// through `id`, ahead of the steps it still has.
+    async fn retry(&mut self, id: StepId, reason: RetryReason) -> Result<(), EngineError> {
+        let session = id.session;
+        self.run.rollback(session).await?;
+        let configured = self.scenario.sessions[session].retry.from;
+        let from = if configured <= id.step { configured } else { 0 };
+        self.attempts[session] += 1;
+        let attempt = self.attempts[session];
+        self.push(
+            id,
+            "ROLLBACK".to_string(),
+            EventKind::Retried {
+                attempt,
+                from,
+                reason,
+            },
+            false,
+        );
+        self.states[session] = State::Idle;
+        for step in (from..=id.step).rev() {
+            self.deferred[session].push_front(Queued {
+                step: StepId { session, step },
+                rerun: true,
+            });
         }
         Ok(())
     }
@@ -203,16 +289,12 @@ impl Replay<'_> {
                 "a step resumed that was not waiting".into(),
             ));
         };
-        let failed = matches!(result, StepResult::Failed(_));
         let sql = self.sql(id);
         let kind = EventKind::Resumed { result, after };
         let index = self.push(id, sql, kind, false);
         self.last_finish = Some(index);
         self.states[session] = State::Idle;
-        if failed {
-            self.fail(session).await?;
-        }
-        Ok(())
+        self.finished(id).await
     }
 
     /// After a step finished: check every waiting session again and send the steps deferred
@@ -243,10 +325,10 @@ impl Replay<'_> {
             }
             for session in 0..self.states.len() {
                 while self.states[session] == State::Idle {
-                    let Some(id) = self.deferred[session].pop_front() else {
+                    let Some(queued) = self.deferred[session].pop_front() else {
                         break;
                     };
-                    changed |= self.send(id, true).await?;
+                    changed |= self.send(queued.step, !queued.rerun).await?;
                 }
             }
             if !changed {

@@ -36,6 +36,8 @@ pub struct Event {
     /// Scheduled while its session was still waiting, so sent only when that wait ended.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deferred: bool,
+    /// Which attempt of its session's transaction this belongs to: 1, or more after a retry.
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,6 +60,27 @@ pub enum EventKind {
     TimedOut { after_ms: u64 },
     /// Still waiting when nothing else could release it; cancelled.
     Stuck { blocked_by: Vec<usize> },
+    /// The session's application rolled back after this step (it failed with an error the
+    /// session retries on, or changed no row where that means "try again") and runs its
+    /// transaction again from step `from`, as attempt `attempt`.
+    Retried {
+        attempt: u32,
+        from: usize,
+        reason: RetryReason,
+    },
+    /// The step changed or returned no row, so the session's application rolled back and
+    /// stopped: its later steps are not sent.
+    GaveUp,
+}
+
+/// Why a session ran its transaction again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryReason {
+    /// The step failed with an error the session retries on.
+    Failed,
+    /// The step changed or returned no row.
+    NoRows,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,6 +122,17 @@ pub enum ErrorKind {
     Other,
 }
 
+impl StepResult {
+    /// A command that changed no row, or a query that returned none.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            StepResult::Rows(set) => set.rows.is_empty(),
+            StepResult::Command { rows_affected } => *rows_affected == 0,
+            StepResult::Failed(_) => false,
+        }
+    }
+}
+
 impl ResultSet {
     /// The value of `column` in the first row; `None` when there is no such row or column.
     pub fn first(&self, column: &str) -> Option<Option<&str>> {
@@ -118,10 +152,11 @@ impl EventKind {
 }
 
 impl Timeline {
-    /// The result of a step, if it finished.
+    /// The result of a step, if it finished: of its latest attempt, when it ran more than once.
     pub fn result_of(&self, step: StepId) -> Option<&StepResult> {
         self.events
             .iter()
+            .rev()
             .filter(|e| e.step == step)
             .find_map(|e| e.kind.result())
     }

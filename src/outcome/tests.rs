@@ -19,6 +19,7 @@ fn done(session: usize, step: usize, result: StepResult) -> Event {
         sql: String::new(),
         kind: EventKind::Done { result },
         deferred: false,
+        attempt: 1,
     }
 }
 
@@ -71,6 +72,7 @@ fn a_failure_is_an_abort_even_after_a_wait() {
                     blocked_by: vec![0],
                 },
                 deferred: false,
+                attempt: 1,
             },
             done(0, 3, ok()),
             done(1, 3, failure),
@@ -100,6 +102,7 @@ fn a_wait_without_failure_is_blocking() {
                 blocked_by: vec![0],
             },
             deferred: false,
+            attempt: 1,
         }],
         final_state: final_total("200"),
         ..Default::default()

@@ -81,10 +81,10 @@ pub fn junit(reports: &[Report]) -> String {
             skipped(members)
         ));
         for report in members {
-            let name = format!("{} · {}", report.scenario.id, report.requested);
+            let name = format!("{} · {}", report.scenario.label(), report.requested);
             out.push_str(&format!(
                 "    <testcase classname=\"{}\" name=\"{}\"",
-                escape(&format!("{suite}.{}", report.scenario.id)),
+                escape(&format!("{suite}.{}", report.scenario.label())),
                 escape(&name)
             ));
             match status(report) {
@@ -118,6 +118,7 @@ pub fn json(reports: &[Report]) -> String {
             value!({
                 "engine": report.engine,
                 "scenario": report.scenario.id,
+                "fix": report.scenario.applied.as_ref().map(|f| f.id.clone()),
                 "level": report.requested,
                 "expected": report.expected.map(|e| e.to_string()),
                 "observed": report.outcome_text(),

@@ -3,8 +3,10 @@
 
 use crate::outcome::{session_list, step_phrase};
 use crate::report::Report;
-use crate::scenario::Scenario;
-use crate::timeline::{last_verb, verb, DbError, EventKind, ResultSet, StepResult, Timeline};
+use crate::scenario::{Scenario, StepId};
+use crate::timeline::{
+    last_verb, verb, DbError, EventKind, ResultSet, RetryReason, StepResult, Timeline,
+};
 
 /// How a line should look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub enum Tone {
     Resumed,
     Failed,
     Skipped,
+    /// The session's application decided: to roll back and retry, or to give up.
+    Decision,
 }
 
 /// Event `index` of a report: its session, and its lines with their tones.
@@ -49,9 +53,16 @@ pub fn describe(report: &Report, index: usize) -> Described {
 pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> Described {
     let event = &timeline.events[index];
     let mut lines = Vec::new();
-    if !matches!(event.kind, EventKind::Resumed { .. }) {
+    let decided = matches!(event.kind, EventKind::Retried { .. } | EventKind::GaveUp);
+    if decided {
+        lines.push((Tone::Plain, event.sql.clone()));
+    } else if !matches!(event.kind, EventKind::Resumed { .. }) {
         lines.push((Tone::Plain, shorten(&event.sql, 160)));
-        lines.push((Tone::Narration, scenario.step(event.step).say.clone()));
+        let mut say = scenario.step(event.step).say.clone();
+        if event.attempt > 1 {
+            say.push_str(&format!(" (attempt {})", event.attempt));
+        }
+        lines.push((Tone::Narration, say));
     }
     if event.deferred {
         lines.push((
@@ -85,6 +96,31 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
         EventKind::TimedOut { after_ms } => lines.push((
             Tone::Failed,
             format!("✗ no answer and no lock wait after {after_ms} ms: cancelled, rolled back"),
+        )),
+        EventKind::Retried {
+            attempt,
+            from,
+            reason,
+        } => {
+            let why = match reason {
+                RetryReason::Failed => "the error means try again",
+                RetryReason::NoRows => "no row matched: what it read had changed",
+            };
+            let step = StepId {
+                session: event.step.session,
+                step: *from,
+            };
+            lines.push((
+                Tone::Decision,
+                format!(
+                    "↻ {why}; rolls back and starts attempt {attempt} from {}",
+                    step_phrase(scenario, step)
+                ),
+            ));
+        }
+        EventKind::GaveUp => lines.push((
+            Tone::Decision,
+            "✋ no row matched: rolls back and does not go on".to_string(),
         )),
         EventKind::Stuck { blocked_by } => lines.push((
             Tone::Failed,

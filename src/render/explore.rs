@@ -23,38 +23,42 @@ pub fn table(
     let engine = &first.report.engine;
     let mut out = format!(
         "{} — {} ({})\nengine    {} {}\norders    {}\n\n",
-        paint.bold(&scenario.id),
+        paint.bold(&scenario.label()),
         scenario.anomaly,
         scenario.code,
         engine.name,
         engine.version,
         orders_line(orders)
     );
+    // Retry and guard columns only for scenarios whose sessions can retry or give up.
+    let all: Vec<Counts> = explorations
+        .iter()
+        .map(|e| Counts::of(&e.explored))
+        .collect();
+    let retry = all.iter().any(|c| c.retry > 0);
+    let guard = all.iter().any(|c| c.guard > 0);
+    let mut header = vec!["level", "anomaly", "blocking", "abort", "consistent read"];
+    if retry {
+        header.push("retry");
+    }
+    if guard {
+        header.push("guard");
+    }
+    header.push("impossible");
     let mut table = Table::new();
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(style.width)
-        .set_header(
-            [
-                "level",
-                "anomaly",
-                "blocking",
-                "abort",
-                "consistent read",
-                "impossible",
-            ]
-            .map(Cell::new),
-        );
-    for exploration in explorations {
-        let counts = Counts::of(&exploration.explored);
+        .set_header(header.into_iter().map(Cell::new));
+    for (exploration, counts) in explorations.iter().zip(all) {
         let level = exploration
             .explored
             .first()
             .map(|e| e.report.level_text())
             .unwrap_or_else(|| exploration.level.to_string());
         let number = |n: usize| Cell::new(n).set_alignment(CellAlignment::Right);
-        table.add_row(vec![
+        let mut row = vec![
             Cell::new(level),
             Cell::new(if counts.anomaly > 0 {
                 paint.red_bold(&counts.anomaly.to_string())
@@ -65,8 +69,15 @@ pub fn table(
             number(counts.blocking),
             number(counts.abort),
             number(counts.consistent_read),
-            number(counts.impossible),
-        ]);
+        ];
+        if retry {
+            row.push(number(counts.retry));
+        }
+        if guard {
+            row.push(number(counts.guard));
+        }
+        row.push(number(counts.impossible));
+        table.add_row(row);
     }
     out.push_str(&table.to_string());
     out.push('\n');
@@ -133,6 +144,7 @@ pub fn json(scenario: &Scenario, orders: &Orders, explorations: &[Exploration]) 
         .map(|e| serde_json::to_value(&e.report.engine).unwrap_or(Value::Null));
     let mut text = serde_json::to_string_pretty(&value!({
         "scenario": scenario.id,
+        "fix": scenario.applied.as_ref().map(|f| f.id.clone()),
         "engine": engine,
         "orders": { "total": orders.total.to_string(), "run": orders.orders.len(), "sampled": orders.sampled },
         "levels": levels,

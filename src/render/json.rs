@@ -27,6 +27,7 @@ fn object(report: &Report) -> Value {
     let verdict = &report.verdict;
     value!({
         "scenario": scenario.id,
+        "fix": scenario.applied.as_ref().map(|f| f.id.clone()),
         "title": scenario.title,
         "anomaly": { "name": scenario.anomaly, "code": scenario.code },
         "engine": report.engine,
@@ -44,8 +45,9 @@ fn object(report: &Report) -> Value {
                 "session": scenario.sessions[event.step.session].name,
                 "step": scenario.step(event.step).name,
                 "sql": event.sql,
+                "attempt": event.attempt,
             });
-            let fields = event_fields(scenario, &event.kind);
+            let fields = event_fields(scenario, event.step.session, &event.kind);
             if let (Value::Object(out), Value::Object(fields)) = (&mut out, fields) {
                 out.extend(fields);
                 if event.deferred {
@@ -65,7 +67,7 @@ fn names(scenario: &Scenario, sessions: &[usize]) -> Vec<String> {
         .collect()
 }
 
-fn event_fields(scenario: &Scenario, kind: &EventKind) -> Value {
+fn event_fields(scenario: &Scenario, session: usize, kind: &EventKind) -> Value {
     match kind {
         EventKind::Done { result } => value!({ "event": "done", "result": result_value(result) }),
         EventKind::Waiting { blocked_by } => {
@@ -81,6 +83,17 @@ fn event_fields(scenario: &Scenario, kind: &EventKind) -> Value {
         EventKind::Stuck { blocked_by } => {
             value!({ "event": "stuck", "blocked_by": names(scenario, blocked_by) })
         }
+        EventKind::Retried {
+            attempt,
+            from,
+            reason,
+        } => value!({
+            "event": "retried",
+            "attempt": attempt,
+            "from_step": scenario.sessions[session].steps[*from].name,
+            "reason": reason,
+        }),
+        EventKind::GaveUp => value!({ "event": "gave-up" }),
     }
 }
 

@@ -10,7 +10,7 @@ pub fn markdown(report: &Report) -> String {
     let engine = &report.engine;
     let mut out = format!(
         "## {} — {}\n\n**anomaly** {} ({}) · **engine** {} {} ({}) · **level** {} · **order** {}\n\n> {}\n\n",
-        scenario.id,
+        scenario.label(),
         scenario.title,
         scenario.anomaly,
         scenario.code,

@@ -40,7 +40,7 @@ pub fn table(reports: &[Report], style: Style) -> String {
         for row in &grid {
             let mut cells = vec![Cell::new(format!(
                 "{}\n{}",
-                row[0].scenario.id, row[0].scenario.code
+                row[0].scenario.label(), row[0].scenario.code
             ))];
             cells.extend(row.iter().map(|report| Cell::new(cell(report, paint))));
             table.add_row(cells);
@@ -73,7 +73,7 @@ pub fn markdown(reports: &[Report]) -> String {
         for row in &grid {
             out.push_str(&format!(
                 "| {} | {} |",
-                row[0].scenario.id, row[0].scenario.code
+                row[0].scenario.label(), row[0].scenario.code
             ));
             for report in row {
                 let word = match outcome(report) {
@@ -152,7 +152,7 @@ pub fn svg(reports: &[Report]) -> String {
                 14.0,
                 "#1f2933",
                 "bold",
-                &row[0].scenario.id,
+                &row[0].scenario.label(),
             );
             super::svg::text(
                 &mut out,
@@ -172,6 +172,8 @@ pub fn svg(reports: &[Report]) -> String {
                     Expected::Prevented(Mechanism::ConsistentRead) => {
                         ("#2e7d32", "consistent read".to_string())
                     }
+                    Expected::Prevented(Mechanism::Retry) => ("#5e35b1", "retry".to_string()),
+                    Expected::Prevented(Mechanism::Guard) => ("#546e7a", "guard".to_string()),
                 };
                 let mismatch = report.matches_expectation() == Some(false);
                 let (stroke, width) = if mismatch {
@@ -227,6 +229,7 @@ pub fn json(reports: &[Report]) -> String {
             value!({
                 "engine": report.engine,
                 "scenario": report.scenario.id,
+                "fix": report.scenario.applied.as_ref().map(|f| f.id.clone()),
                 "code": report.scenario.code,
                 "level": { "requested": report.requested, "effective": report.effective },
                 "verdict": report.verdict.word(),
@@ -256,7 +259,7 @@ fn grids(reports: &[Report]) -> Vec<Vec<Vec<&Report>>> {
         }
         let grid = grids.last_mut().expect("pushed above");
         match grid.last_mut() {
-            Some(row) if row[0].scenario.id == report.scenario.id => row.push(report),
+            Some(row) if row[0].scenario.label() == report.scenario.label() => row.push(report),
             _ => grid.push(vec![report]),
         }
     }
@@ -288,6 +291,8 @@ fn mechanism_words(mechanism: Mechanism) -> &'static str {
         Mechanism::Blocking => "blocking",
         Mechanism::Abort => "abort",
         Mechanism::ConsistentRead => "consistent read",
+        Mechanism::Retry => "retry",
+        Mechanism::Guard => "guard",
     }
 }
 
@@ -297,6 +302,8 @@ fn cell(report: &Report, paint: Paint) -> String {
         Expected::Prevented(Mechanism::Blocking) => paint.yellow("blocking"),
         Expected::Prevented(Mechanism::Abort) => paint.cyan("abort"),
         Expected::Prevented(Mechanism::ConsistentRead) => paint.green("consistent read"),
+        Expected::Prevented(Mechanism::Retry) => paint.cyan("retry"),
+        Expected::Prevented(Mechanism::Guard) => paint.cyan("guard"),
     };
     match (report.matches_expectation(), report.expected) {
         (Some(false), Some(expected)) => {

@@ -21,7 +21,7 @@ pub fn mermaid(report: &Report) -> String {
     let mut out = String::from("sequenceDiagram\n");
     out.push_str(&format!(
         "    title {} at {} ({} {})\n",
-        text(&scenario.id),
+        text(&scenario.label()),
         text(&report.level_text()),
         report.engine.name,
         report.engine.version
@@ -67,6 +67,11 @@ pub fn mermaid(report: &Report) -> String {
                 out.push_str(&format!(
                     "    Note over {who}: skipped {sql} (rolled back)\n"
                 ));
+            }
+            EventKind::Retried { .. } | EventKind::GaveUp => {
+                let decided = described.line(Tone::Decision).map(text).unwrap_or_default();
+                out.push_str(&format!("    {who}->>DB: ROLLBACK\n"));
+                out.push_str(&format!("    Note over {who}: {decided}\n"));
             }
             EventKind::TimedOut { .. } | EventKind::Stuck { .. } => {
                 let failed = described.line(Tone::Failed).map(text).unwrap_or_default();

@@ -41,7 +41,7 @@ pub fn svg(report: &Report) -> String {
         22.0,
         INK,
         "bold",
-        &format!("{} — {}", scenario.id, scenario.title),
+        &format!("{} — {}", scenario.label(), scenario.title),
     );
     text(
         &mut out,
@@ -187,6 +187,7 @@ pub fn svg(report: &Report) -> String {
             (Tone::Failed, RED),
             (Tone::Waiting, AMBER),
             (Tone::Skipped, MUTED),
+            (Tone::Decision, AMBER),
             (Tone::Result, GREEN),
         ]
         .iter()

@@ -18,11 +18,11 @@ pub fn table(report: &Report, style: Style) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "{} — {}\n",
-        paint.bold(&scenario.id),
+        paint.bold(&scenario.label()),
         scenario.title
     ));
     let engine = &report.engine;
-    let rows = [
+    let mut rows = vec![
         (
             "anomaly",
             format!("{} ({})", scenario.anomaly, scenario.code),
@@ -34,6 +34,9 @@ pub fn table(report: &Report, style: Style) -> String {
         ("level", report.level_text()),
         ("order", report.interleaving.clone()),
     ];
+    if let Some(fix) = &scenario.applied {
+        rows.push(("fix", format!("{}: {}", fix.id, fix.title)));
+    }
     for (key, value) in rows {
         out.push_str(&format!("{}  {value}\n", paint.dim(&format!("{key:<8}"))));
     }
@@ -41,6 +44,13 @@ pub fn table(report: &Report, style: Style) -> String {
     for line in wrap(&scenario.story, style.width as usize) {
         out.push_str(&paint.dim(&line));
         out.push('\n');
+    }
+    if let Some(fix) = &scenario.applied {
+        out.push('\n');
+        for line in wrap(&format!("With the fix: {}", fix.how), style.width as usize) {
+            out.push_str(&paint.dim(&line));
+            out.push('\n');
+        }
     }
     out.push('\n');
     out.push_str(&timeline_table(
@@ -66,7 +76,7 @@ pub fn step_screen(
     let paint = Paint(style.color);
     let mut out = format!(
         "{} — {}\n{}  {level}\n\n",
-        paint.bold(&scenario.id),
+        paint.bold(&scenario.label()),
         scenario.title,
         paint.dim("level   ")
     );
@@ -208,6 +218,7 @@ fn event_cell(scenario: &Scenario, timeline: &Timeline, index: usize, paint: Pai
             Tone::Resumed => paint.cyan(text),
             Tone::Failed => paint.red_bold(text),
             Tone::Skipped => paint.dim(text),
+            Tone::Decision => paint.yellow(text),
         })
         .collect::<Vec<_>>()
         .join("\n")

@@ -27,6 +27,10 @@ pub struct Scenario {
     pub interleavings: Vec<Interleaving>,
     pub decision: Decision,
     pub expectations: Vec<Expectation>,
+    /// The fixes the file offers, each with the scenario as it runs with the fix in place.
+    pub fixes: Vec<Fix>,
+    /// Set on a fix's variant: the fix in place.
+    pub applied: Option<FixInfo>,
     /// Where it came from: `builtin:write-skew` or a path.
     pub origin: String,
 }
@@ -35,6 +39,47 @@ pub struct Scenario {
 pub struct Session {
     pub name: String,
     pub steps: Vec<Step>,
+    pub retry: Retry,
+}
+
+/// What the session's application does when a step fails: the errors it retries on, and where
+/// its transaction starts again.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Retry {
+    /// Failures that make the session roll back and run again from `from`.
+    pub on: Vec<RetryOn>,
+    /// The step an attempt starts from (the session's first when unset).
+    pub from: usize,
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+}
+
+/// A failure a session can retry on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    SerializationFailure,
+    Deadlock,
+    Busy,
+    Locked,
+}
+
+impl RetryOn {
+    pub const ALL: [RetryOn; 4] = [
+        RetryOn::SerializationFailure,
+        RetryOn::Deadlock,
+        RetryOn::Busy,
+        RetryOn::Locked,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            RetryOn::SerializationFailure => "serialization-failure",
+            RetryOn::Deadlock => "deadlock",
+            RetryOn::Busy => "busy",
+            RetryOn::Locked => "locked",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +87,50 @@ pub struct Step {
     pub name: String,
     pub sql: SqlTemplate,
     pub say: String,
+    /// What the application does when this step changes or returns no row.
+    pub no_rows: Option<NoRows>,
+}
+
+/// The application's answer to a step that changed or returned no row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRows {
+    /// Roll back and run the transaction again from the session's retry step.
+    Retry,
+    /// Roll back and stop: the session's later steps are not sent.
+    GiveUp,
+}
+
+/// A fix the scenario offers: what it is, when to prefer it, and the scenario with it in place.
+#[derive(Debug, Clone)]
+pub struct Fix {
+    pub info: FixInfo,
+    /// The scenario with the fix's steps, setup, retries and expectations in place.
+    pub variant: Box<Scenario>,
+}
+
+/// A fix described for people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixInfo {
+    pub id: String,
+    pub title: String,
+    /// What changes, in a sentence or two.
+    pub how: String,
+    /// When to prefer it, and what it costs.
+    pub prefer: String,
+    /// The level it is meant to run at, used when no `--level` is given.
+    pub level: Option<Level>,
+    /// Engines that lack what the fix needs, with why.
+    pub unavailable: Vec<(EngineKind, String)>,
+}
+
+impl FixInfo {
+    /// Why the fix can't run on `engine`, if it can't.
+    pub fn unavailable_on(&self, engine: EngineKind) -> Option<&str> {
+        self.unavailable
+            .iter()
+            .find(|(e, _)| *e == engine)
+            .map(|(_, why)| why.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +323,33 @@ impl Scenario {
     /// The file a scenario came from; `None` for a built-in.
     pub fn file(&self) -> Option<&Path> {
         (!self.origin.starts_with("builtin:")).then(|| Path::new(&self.origin))
+    }
+
+    /// The scenario with fix `id` in place.
+    pub fn with_fix(&self, id: &str) -> Result<Scenario, String> {
+        if let Some(fix) = self.fixes.iter().find(|f| f.info.id == id) {
+            return Ok((*fix.variant).clone());
+        }
+        let ids: Vec<&str> = self.fixes.iter().map(|f| f.info.id.as_str()).collect();
+        if ids.is_empty() {
+            return Err(format!("scenario {} offers no fixes", self.id));
+        }
+        Err(format!(
+            "scenario {} has no fix `{id}`{}; it offers: {}",
+            self.id,
+            did_you_mean(id, &ids)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default(),
+            ids.join(", ")
+        ))
+    }
+
+    /// `lost-update`, or `lost-update --fix for-update` for a fix's variant.
+    pub fn label(&self) -> String {
+        match &self.applied {
+            Some(fix) => format!("{} --fix {}", self.id, fix.id),
+            None => self.id.clone(),
+        }
     }
 
     pub fn step(&self, id: StepId) -> &Step {

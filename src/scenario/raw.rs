@@ -11,13 +11,15 @@ use super::expr::{self, Ref};
 use super::template::{SqlTemplate, Template};
 use super::version::VersionReq;
 use super::{
-    did_you_mean, Decision, EngineKind, Expectation, Interleaving, Scenario, ScenarioError,
-    Session, Step, StepId,
+    did_you_mean, Decision, EngineKind, Expectation, Fix, FixInfo, Interleaving, NoRows, Retry,
+    RetryOn, Scenario, ScenarioError, Session, Step, StepId,
 };
 use crate::level::Level;
 use crate::outcome::Expected;
 
-#[derive(Deserialize)]
+type RawExpect = IndexMap<Spanned<String>, IndexMap<Spanned<String>, Spanned<String>>>;
+
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct File {
     id: Spanned<String>,
@@ -30,32 +32,79 @@ struct File {
     interleaving: Vec<RawInterleaving>,
     outcome: RawOutcome,
     #[serde(default)]
-    expect: IndexMap<Spanned<String>, IndexMap<Spanned<String>, Spanned<String>>>,
+    expect: RawExpect,
+    #[serde(default)]
+    fix: Vec<RawFix>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawSession {
     name: Spanned<String>,
     step: Vec<RawStep>,
+    retry_on: Option<Vec<Spanned<String>>>,
+    retry_from: Option<Spanned<String>>,
+    attempts: Option<Spanned<u32>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
     name: Spanned<String>,
     sql: Spanned<String>,
     say: String,
+    no_rows: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawFix {
+    id: Spanned<String>,
+    title: String,
+    how: String,
+    prefer: String,
+    level: Option<Spanned<String>>,
+    /// SQL run after the scenario's setup.
+    setup: Option<String>,
+    #[serde(default)]
+    unavailable: IndexMap<Spanned<String>, String>,
+    #[serde(default)]
+    step: Vec<RawFixStep>,
+    #[serde(default)]
+    session: Vec<RawFixSession>,
+    #[serde(default)]
+    expect: RawExpect,
+}
+
+/// A step the fix changes: new SQL, narration or no-row answer, or gone.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawFixStep {
+    step: Spanned<String>,
+    sql: Option<Spanned<String>>,
+    say: Option<String>,
+    no_rows: Option<Spanned<String>>,
+    #[serde(default)]
+    remove: bool,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawFixSession {
+    name: Spanned<String>,
+    retry_on: Option<Vec<Spanned<String>>>,
+    retry_from: Option<Spanned<String>>,
+    attempts: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawInterleaving {
     name: Spanned<String>,
     steps: Vec<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawOutcome {
     #[serde(rename = "final")]
@@ -150,6 +199,186 @@ fn check_name(name: &Spanned<String>, what: &str, at: &Locator) -> Result<(), Sc
 }
 
 fn validate(raw: File, at: &Locator) -> Result<Scenario, ScenarioError> {
+    let mut scenario = validate_base(&raw, at)?;
+    let mut ids: Vec<&str> = Vec::new();
+    for fix in &raw.fix {
+        check_name(&fix.id, "fix", at)?;
+        if ids.contains(&fix.id.get_ref().as_str()) {
+            return Err(at.error(
+                fix.id.span(),
+                format!("fix `{}` is defined twice", fix.id.get_ref()),
+            ));
+        }
+        ids.push(fix.id.get_ref());
+        let info = fix_info(fix, at)?;
+        let mut variant = validate_base(&apply_fix(&raw, fix, at)?, at)?;
+        for expectation in &variant.expectations {
+            if info.unavailable_on(expectation.engine).is_some() {
+                return Err(at.error(
+                    fix.id.span(),
+                    format!(
+                        "fix `{}` is unavailable on {} yet expects an outcome there",
+                        info.id, expectation.engine
+                    ),
+                ));
+            }
+        }
+        variant.applied = Some(info.clone());
+        scenario.fixes.push(Fix {
+            info,
+            variant: Box::new(variant),
+        });
+    }
+    Ok(scenario)
+}
+
+fn fix_info(fix: &RawFix, at: &Locator) -> Result<FixInfo, ScenarioError> {
+    let level = match &fix.level {
+        None => None,
+        Some(name) => Some(level_named(name, at)?),
+    };
+    let mut unavailable = Vec::new();
+    for (engine, why) in &fix.unavailable {
+        unavailable.push((engine_named(engine.get_ref(), engine.span(), at)?, why.trim().to_string()));
+    }
+    Ok(FixInfo {
+        id: fix.id.get_ref().clone(),
+        title: fix.title.clone(),
+        how: fix.how.trim().to_string(),
+        prefer: fix.prefer.trim().to_string(),
+        level,
+        unavailable,
+    })
+}
+
+fn level_named(name: &Spanned<String>, at: &Locator) -> Result<Level, ScenarioError> {
+    Level::from_id(name.get_ref()).ok_or_else(|| {
+        let level_ids: Vec<&str> = Level::ALL.iter().map(|l| l.id()).collect();
+        at.error(
+            name.span(),
+            format!(
+                "unknown level `{}`{}",
+                name.get_ref(),
+                suggestion(name.get_ref(), &level_ids)
+            ),
+        )
+    })
+}
+
+fn engine_named(name: &str, span: Range<usize>, at: &Locator) -> Result<EngineKind, ScenarioError> {
+    match name {
+        "postgres" => Ok(EngineKind::Postgres),
+        "sqlite" => Ok(EngineKind::Sqlite),
+        other => Err(at.error(
+            span,
+            format!(
+                "unknown engine `{other}`{}",
+                suggestion(other, &["postgres", "sqlite"])
+            ),
+        )),
+    }
+}
+
+/// The file as it reads with `fix` in place: its steps changed or removed (and removed from
+/// every interleaving), its setup appended, its sessions' retries set, its expectations.
+fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioError> {
+    let mut file = base.clone();
+    file.fix.clear();
+    if let Some(setup) = &fix.setup {
+        file.setup = format!("{}\n{}", file.setup.trim_end(), setup);
+    }
+    for change in &fix.step {
+        let reference = change.step.get_ref();
+        let (session, step) = raw_step_position(&file.session, &change.step, at)?;
+        if change.remove {
+            if change.sql.is_some() || change.say.is_some() || change.no_rows.is_some() {
+                return Err(at.error(
+                    change.step.span(),
+                    format!("`{reference}` is removed; it can't also be changed"),
+                ));
+            }
+            file.session[session].step.remove(step);
+            for interleaving in &mut file.interleaving {
+                interleaving.steps.retain(|s| s.get_ref().trim() != reference.trim());
+            }
+            continue;
+        }
+        let target = &mut file.session[session].step[step];
+        if let Some(sql) = &change.sql {
+            target.sql = sql.clone();
+        }
+        if let Some(say) = &change.say {
+            target.say = say.clone();
+        }
+        if let Some(no_rows) = &change.no_rows {
+            target.no_rows = Some(no_rows.clone());
+        }
+    }
+    for change in &fix.session {
+        let names: Vec<&str> = file.session.iter().map(|s| s.name.get_ref().as_str()).collect();
+        let Some(index) = names.iter().position(|n| n == change.name.get_ref()) else {
+            return Err(at.error(
+                change.name.span(),
+                format!(
+                    "no session `{}`{}",
+                    change.name.get_ref(),
+                    suggestion(change.name.get_ref(), &names)
+                ),
+            ));
+        };
+        let target = &mut file.session[index];
+        if change.retry_on.is_some() {
+            target.retry_on = change.retry_on.clone();
+        }
+        if change.retry_from.is_some() {
+            target.retry_from = change.retry_from.clone();
+        }
+        if change.attempts.is_some() {
+            target.attempts = change.attempts.clone();
+        }
+    }
+    file.expect = fix.expect.clone();
+    Ok(file)
+}
+
+/// Where `alice.read` is among raw sessions.
+fn raw_step_position(
+    sessions: &[RawSession],
+    reference: &Spanned<String>,
+    at: &Locator,
+) -> Result<(usize, usize), ScenarioError> {
+    let text = reference.get_ref().trim();
+    let Some((session_name, step_name)) = text.split_once('.') else {
+        return Err(at.error(
+            reference.span(),
+            format!("`{text}` must name a session and a step, like alice.read"),
+        ));
+    };
+    let names: Vec<&str> = sessions.iter().map(|s| s.name.get_ref().as_str()).collect();
+    let Some(session) = names.iter().position(|n| *n == session_name) else {
+        return Err(at.error(
+            reference.span(),
+            format!("no session `{session_name}`{}", suggestion(session_name, &names)),
+        ));
+    };
+    let steps: Vec<&str> = sessions[session]
+        .step
+        .iter()
+        .map(|s| s.name.get_ref().as_str())
+        .collect();
+    let Some(step) = steps.iter().position(|n| *n == step_name) else {
+        return Err(at.error(
+            reference.span(),
+            format!(
+                "session `{session_name}` has no step `{step_name}`{}",
+                suggestion(step_name, &steps)
+            ),
+        ));
+    };
+    Ok((session, step))
+}
+
+fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, ScenarioError> {
     check_name(&raw.id, "scenario", at)?;
     if raw.session.is_empty() {
         return Err(at.error_at(0, "a scenario needs at least one [[session]]"));
@@ -208,15 +437,34 @@ fn validate(raw: File, at: &Locator) -> Result<Scenario, ScenarioError> {
                 }
             })
             .map_err(|e| at.error_in_string(raw_step.sql.span(), e.offset, e.message))?;
+            let no_rows = match &raw_step.no_rows {
+                None => None,
+                Some(answer) => Some(match answer.get_ref().as_str() {
+                    "retry" => NoRows::Retry,
+                    "give-up" => NoRows::GiveUp,
+                    other => {
+                        return Err(at.error(
+                            answer.span(),
+                            format!(
+                                "no_rows must be `retry` or `give-up`, found `{other}`{}",
+                                suggestion(other, &["retry", "give-up"])
+                            ),
+                        ))
+                    }
+                }),
+            };
             steps.push(Step {
                 name: step_name.clone(),
                 sql,
                 say: raw_step.say.clone(),
+                no_rows,
             });
         }
+        let retry = validate_retry(raw_session, &steps, at)?;
         sessions.push(Session {
             name: name.clone(),
             steps,
+            retry,
         });
     }
 
@@ -249,18 +497,70 @@ fn validate(raw: File, at: &Locator) -> Result<Scenario, ScenarioError> {
     let expectations = validate_expectations(&raw.expect, at)?;
 
     Ok(Scenario {
-        id: raw.id.into_inner(),
-        title: raw.title,
-        anomaly: raw.anomaly,
-        code: raw.code,
+        id: raw.id.get_ref().clone(),
+        title: raw.title.clone(),
+        anomaly: raw.anomaly.clone(),
+        code: raw.code.clone(),
         story: raw.story.trim().to_string(),
-        setup: raw.setup,
+        setup: raw.setup.clone(),
         sessions,
         interleavings,
         decision,
         expectations,
+        fixes: Vec::new(),
+        applied: None,
         origin: at.file.to_string(),
     })
+}
+
+fn validate_retry(
+    raw: &RawSession,
+    steps: &[Step],
+    at: &Locator,
+) -> Result<Retry, ScenarioError> {
+    let mut on = Vec::new();
+    for kind in raw.retry_on.iter().flatten() {
+        let ids: Vec<&str> = RetryOn::ALL.iter().map(|k| k.id()).collect();
+        let Some(found) = RetryOn::ALL.into_iter().find(|k| k.id() == kind.get_ref()) else {
+            return Err(at.error(
+                kind.span(),
+                format!(
+                    "cannot retry on `{}`{}",
+                    kind.get_ref(),
+                    suggestion(kind.get_ref(), &ids)
+                ),
+            ));
+        };
+        on.push(found);
+    }
+    let from = match &raw.retry_from {
+        None => 0,
+        Some(name) => {
+            let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+            names
+                .iter()
+                .position(|n| n == name.get_ref())
+                .ok_or_else(|| {
+                    at.error(
+                        name.span(),
+                        format!(
+                            "session `{}` has no step `{}`{}",
+                            raw.name.get_ref(),
+                            name.get_ref(),
+                            suggestion(name.get_ref(), &names)
+                        ),
+                    )
+                })?
+        }
+    };
+    let attempts = match &raw.attempts {
+        None => 3,
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(at.error(n.span(), "attempts must be at least 1"));
+        }
+        Some(n) => *n.get_ref(),
+    };
+    Ok(Retry { on, from, attempts })
 }
 
 fn resolve_step(
@@ -417,7 +717,6 @@ fn check_ref(reference: &Ref, has_final: bool, sessions: &[Session]) -> Result<(
     }
 }
 
-type RawExpect = IndexMap<Spanned<String>, IndexMap<Spanned<String>, Spanned<String>>>;
 
 fn validate_expectations(raw: &RawExpect, at: &Locator) -> Result<Vec<Expectation>, ScenarioError> {
     let mut out = Vec::new();
@@ -436,31 +735,9 @@ fn validate_expectations(raw: &RawExpect, at: &Locator) -> Result<Vec<Expectatio
                     .map_err(|message| at.error(engine_name.span(), message))?,
             ),
         };
-        let engine = match name {
-            "postgres" => EngineKind::Postgres,
-            "sqlite" => EngineKind::Sqlite,
-            other => {
-                return Err(at.error(
-                    engine_name.span(),
-                    format!(
-                        "unknown engine `{other}` in [expect]{}",
-                        suggestion(other, &["postgres", "sqlite"])
-                    ),
-                ))
-            }
-        };
+        let engine = engine_named(name, engine_name.span(), at)?;
         for (level_name, value) in levels {
-            let level_ids: Vec<&str> = Level::ALL.iter().map(|l| l.id()).collect();
-            let Some(level) = Level::from_id(level_name.get_ref()) else {
-                return Err(at.error(
-                    level_name.span(),
-                    format!(
-                        "unknown level `{}`{}",
-                        level_name.get_ref(),
-                        suggestion(level_name.get_ref(), &level_ids)
-                    ),
-                ));
-            };
+            let level = level_named(level_name, at)?;
             if !seen.insert((engine, versions.clone(), level)) {
                 return Err(at.error(
                     level_name.span(),

@@ -177,7 +177,7 @@ fn bad_expectations() {
     check_error(
         "serializable = \"prevented by abort\"",
         "serializable = \"prevented by luck\"",
-        "tiny.toml:42:16: expected `anomaly`, `prevented by blocking`, `prevented by abort` or `prevented by consistent-read`, found `prevented by luck`",
+        "tiny.toml:42:16: expected `anomaly` or `prevented by` one of blocking, abort, consistent-read, retry, guard; found `prevented by luck`",
     );
 }
 
