@@ -110,17 +110,12 @@ pub fn update(reports: &[Report]) -> Result<Vec<PathBuf>, UpdateError> {
                 .unwrap_or_else(|| report.engine.name.to_string());
             let observed = Expected::observed(&report.verdict).to_string();
             let fix = report.scenario.applied.as_ref().map(|f| f.id.as_str());
-            set_expectation(
-                &mut document,
-                fix,
-                &table,
-                report.requested.id(),
-                &observed,
-            )
-            .map_err(|message| UpdateError::Edit {
-                path: path.clone(),
-                message,
-            })?;
+            set_expectation(&mut document, fix, &table, report.requested.id(), &observed).map_err(
+                |message| UpdateError::Edit {
+                    path: path.clone(),
+                    message,
+                },
+            )?;
         }
         let updated = document.to_string();
         if updated != text {
@@ -235,15 +230,34 @@ mod tests {
             "id = \"x\"\n\n[[fix]]\nid = \"a\"\n\n[[fix]]\nid = \"b\"\n\n[fix.expect.postgres]\nserializable = \"anomaly\"\n"
                 .parse()
                 .unwrap();
-        set_expectation(&mut document, Some("b"), "postgres", "serializable", "prevented by retry")
-            .unwrap();
-        set_expectation(&mut document, Some("a"), "sqlite", "read-committed", "anomaly").unwrap();
+        set_expectation(
+            &mut document,
+            Some("b"),
+            "postgres",
+            "serializable",
+            "prevented by retry",
+        )
+        .unwrap();
+        set_expectation(
+            &mut document,
+            Some("a"),
+            "sqlite",
+            "read-committed",
+            "anomaly",
+        )
+        .unwrap();
         assert_eq!(
             document.to_string(),
             "id = \"x\"\n\n[[fix]]\nid = \"a\"\n\n[fix.expect.sqlite]\nread-committed = \"anomaly\"\n\n[[fix]]\nid = \"b\"\n\n[fix.expect.postgres]\nserializable = \"prevented by retry\"\n"
         );
-        assert!(set_expectation(&mut document, Some("c"), "postgres", "serializable", "anomaly")
-            .is_err());
+        assert!(set_expectation(
+            &mut document,
+            Some("c"),
+            "postgres",
+            "serializable",
+            "anomaly"
+        )
+        .is_err());
     }
 
     #[test]

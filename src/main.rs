@@ -84,12 +84,13 @@ fn list(format: Format) -> anyhow::Result<()> {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let scenario = with_fix(Scenario::load(&args.scenario)?, args.fix.as_deref())?;
-    let level = args.level.unwrap_or_else(|| {
-        match scenario.applied.as_ref().and_then(|fix| fix.level) {
-            Some(level) => level_arg(level),
-            None => LevelArg::ReadCommitted,
-        }
-    });
+    let level =
+        args.level.unwrap_or_else(
+            || match scenario.applied.as_ref().and_then(|fix| fix.level) {
+                Some(level) => level_arg(level),
+                None => LevelArg::ReadCommitted,
+            },
+        );
     let levels = levels(level);
     let request = Request {
         scenarios: vec![scenario],
@@ -294,7 +295,11 @@ fn run_selection(
     let mut scenarios = Vec::new();
     for scenario in Scenario::load_paths(&selection.paths)? {
         let variants: Vec<Scenario> = if fixes {
-            scenario.fixes.iter().map(|f| (*f.variant).clone()).collect()
+            scenario
+                .fixes
+                .iter()
+                .map(|f| (*f.variant).clone())
+                .collect()
         } else {
             Vec::new()
         };

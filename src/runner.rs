@@ -12,9 +12,7 @@ use tokio::time::Instant;
 
 use crate::engine::{EngineError, Run, Settled};
 use crate::scenario::{Interleaving, NoRows, RetryOn, Scenario, StepId};
-use crate::timeline::{
-    ErrorKind, Event, EventKind, Impossible, RetryReason, StepResult, Timeline,
-};
+use crate::timeline::{ErrorKind, Event, EventKind, Impossible, RetryReason, StepResult, Timeline};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
@@ -50,6 +48,10 @@ struct Replay<'a> {
     /// Steps to send once their session is free: scheduled behind a wait, or run again by a
     /// retry.
     deferred: Vec<VecDeque<Queued>>,
+    /// Steps a retry will run again, held until the session's next step comes due (or the
+    /// interleaving ends): the application backs off instead of retrying into the same
+    /// conflict.
+    held: Vec<Vec<StepId>>,
     /// Each session's current attempt at its transaction, from 1.
     attempts: Vec<u32>,
     /// The last event at which a step finished: what a step resumed now was released by.
@@ -80,6 +82,7 @@ pub async fn replay(
         timeline: Timeline::default(),
         states: vec![State::Idle; n_sessions],
         deferred: vec![VecDeque::new(); n_sessions],
+        held: vec![Vec::new(); n_sessions],
         attempts: vec![1; n_sessions],
         last_finish: None,
     };
@@ -105,7 +108,11 @@ pub async fn replay(
                 step: id,
                 rerun: false,
             }),
-            State::Idle if !replay.deferred[id.session].is_empty() => {
+            State::Idle
+                if !replay.deferred[id.session].is_empty()
+                    || !replay.held[id.session].is_empty() =>
+            {
+                replay.release_held(id.session);
                 replay.deferred[id.session].push_back(Queued {
                     step: id,
                     rerun: false,
@@ -119,6 +126,10 @@ pub async fn replay(
             }
         }
     }
+    for session in 0..n_sessions {
+        replay.release_held(session);
+    }
+    replay.progress().await?;
     replay.drain().await?;
     if let Some(sql) = &scenario.decision.final_query {
         replay.timeline.final_state = Some(replay.run.final_query(sql).await?);
@@ -268,13 +279,22 @@ impl Replay<'_> {
             false,
         );
         self.states[session] = State::Idle;
-        for step in (from..=id.step).rev() {
-            self.deferred[session].push_front(Queued {
-                step: StepId { session, step },
-                rerun: true,
-            });
+        self.held[session] = (from..=id.step)
+            .map(|step| StepId { session, step })
+            .collect();
+        // A step of the session is already due (it was deferred behind the wait that just
+        // ended): the retry goes now, ahead of it.
+        if !self.deferred[session].is_empty() {
+            self.release_held(session);
         }
         Ok(())
+    }
+
+    /// Queues a session's held retry steps ahead of anything it has queued.
+    fn release_held(&mut self, session: usize) {
+        for step in std::mem::take(&mut self.held[session]).into_iter().rev() {
+            self.deferred[session].push_front(Queued { step, rerun: true });
+        }
     }
 
     /// A waiting step ended: record it and, if it failed, roll its session back.

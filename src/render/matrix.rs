@@ -40,7 +40,8 @@ pub fn table(reports: &[Report], style: Style) -> String {
         for row in &grid {
             let mut cells = vec![Cell::new(format!(
                 "{}\n{}",
-                row[0].scenario.label(), row[0].scenario.code
+                row[0].scenario.label(),
+                row[0].scenario.code
             ))];
             cells.extend(row.iter().map(|report| Cell::new(cell(report, paint))));
             table.add_row(cells);
@@ -73,7 +74,8 @@ pub fn markdown(reports: &[Report]) -> String {
         for row in &grid {
             out.push_str(&format!(
                 "| {} | {} |",
-                row[0].scenario.label(), row[0].scenario.code
+                row[0].scenario.label(),
+                row[0].scenario.code
             ));
             for report in row {
                 let word = match outcome(report) {

@@ -239,7 +239,10 @@ fn fix_info(fix: &RawFix, at: &Locator) -> Result<FixInfo, ScenarioError> {
     };
     let mut unavailable = Vec::new();
     for (engine, why) in &fix.unavailable {
-        unavailable.push((engine_named(engine.get_ref(), engine.span(), at)?, why.trim().to_string()));
+        unavailable.push((
+            engine_named(engine.get_ref(), engine.span(), at)?,
+            why.trim().to_string(),
+        ));
     }
     Ok(FixInfo {
         id: fix.id.get_ref().clone(),
@@ -299,7 +302,9 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
             }
             file.session[session].step.remove(step);
             for interleaving in &mut file.interleaving {
-                interleaving.steps.retain(|s| s.get_ref().trim() != reference.trim());
+                interleaving
+                    .steps
+                    .retain(|s| s.get_ref().trim() != reference.trim());
             }
             continue;
         }
@@ -315,7 +320,11 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
         }
     }
     for change in &fix.session {
-        let names: Vec<&str> = file.session.iter().map(|s| s.name.get_ref().as_str()).collect();
+        let names: Vec<&str> = file
+            .session
+            .iter()
+            .map(|s| s.name.get_ref().as_str())
+            .collect();
         let Some(index) = names.iter().position(|n| n == change.name.get_ref()) else {
             return Err(at.error(
                 change.name.span(),
@@ -358,7 +367,10 @@ fn raw_step_position(
     let Some(session) = names.iter().position(|n| *n == session_name) else {
         return Err(at.error(
             reference.span(),
-            format!("no session `{session_name}`{}", suggestion(session_name, &names)),
+            format!(
+                "no session `{session_name}`{}",
+                suggestion(session_name, &names)
+            ),
         ));
     };
     let steps: Vec<&str> = sessions[session]
@@ -513,11 +525,7 @@ fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, ScenarioError> {
     })
 }
 
-fn validate_retry(
-    raw: &RawSession,
-    steps: &[Step],
-    at: &Locator,
-) -> Result<Retry, ScenarioError> {
+fn validate_retry(raw: &RawSession, steps: &[Step], at: &Locator) -> Result<Retry, ScenarioError> {
     let mut on = Vec::new();
     for kind in raw.retry_on.iter().flatten() {
         let ids: Vec<&str> = RetryOn::ALL.iter().map(|k| k.id()).collect();
@@ -716,7 +724,6 @@ fn check_ref(reference: &Ref, has_final: bool, sessions: &[Session]) -> Result<(
         }
     }
 }
-
 
 fn validate_expectations(raw: &RawExpect, at: &Locator) -> Result<Vec<Expectation>, ScenarioError> {
     let mut out = Vec::new();
