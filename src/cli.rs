@@ -32,6 +32,19 @@ pub enum Command {
     Check(CheckArgs),
     /// Run every order of a scenario's steps and count how each ends.
     Explore(ExploreArgs),
+    /// Explain a scenario: the story, the anomaly and its formal names, what each engine does
+    /// at each level, and the fixes with when to prefer each.
+    Explain {
+        /// A built-in scenario id (see `anomalies list`) or a path to a scenario file.
+        scenario: String,
+
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        format: Format,
+
+        /// When to color the output (NO_COLOR is honoured under `auto`).
+        #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+        color: ColorArg,
+    },
 }
 
 #[derive(Debug, clap::Args)]

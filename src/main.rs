@@ -48,7 +48,21 @@ fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Matrix(args) => matrix(args).map(|()| exit::OK),
         Command::Check(args) => check(args),
         Command::Explore(args) => explore(args).map(|()| exit::OK),
+        Command::Explain {
+            scenario,
+            format,
+            color,
+        } => explain(&scenario, format, color).map(|()| exit::OK),
     }
+}
+
+fn explain(name: &str, format: Format, color: ColorArg) -> anyhow::Result<()> {
+    let scenario = Scenario::load(name)?;
+    let text = match format {
+        Format::Table => render::explain::text(&scenario, style(color)),
+        Format::Json => render::explain::json(&scenario),
+    };
+    print(&text)
 }
 
 fn list(format: Format) -> anyhow::Result<()> {
@@ -58,8 +72,10 @@ fn list(format: Format) -> anyhow::Result<()> {
             let items: Vec<_> = scenarios
                 .iter()
                 .map(|s| {
+                    let fixes: Vec<&str> = s.fixes.iter().map(|f| f.info.id.as_str()).collect();
                     serde_json::json!({
                         "id": s.id, "anomaly": s.anomaly, "code": s.code, "title": s.title,
+                        "fixes": fixes,
                     })
                 })
                 .collect();
@@ -71,10 +87,20 @@ fn list(format: Format) -> anyhow::Result<()> {
             scenarios
                 .iter()
                 .map(|s| {
-                    format!(
+                    let mut line = format!(
                         "{:<width$}  {:<code_width$}  {}: {}\n",
                         s.id, s.code, s.anomaly, s.title
-                    )
+                    );
+                    if !s.fixes.is_empty() {
+                        let fixes: Vec<&str> = s.fixes.iter().map(|f| f.info.id.as_str()).collect();
+                        line.push_str(&format!(
+                            "{:<width$}  {:<code_width$}  fixes: {}\n",
+                            "",
+                            "",
+                            fixes.join(", ")
+                        ));
+                    }
+                    line
                 })
                 .collect()
         }

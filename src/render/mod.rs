@@ -2,6 +2,7 @@
 
 pub mod check;
 mod event;
+pub mod explain;
 pub mod explore;
 mod json;
 mod markdown;

@@ -21,6 +21,10 @@ pub struct Scenario {
     pub title: String,
     pub anomaly: String,
     pub code: String,
+    /// The anomaly in plain words, for `explain`.
+    pub plain: String,
+    /// Its formal names, with where they come from: `P4 (Berenson et al. 1995)`.
+    pub formal: Vec<String>,
     pub story: String,
     pub setup: String,
     pub sessions: Vec<Session>,

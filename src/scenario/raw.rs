@@ -26,6 +26,10 @@ struct File {
     title: String,
     anomaly: String,
     code: String,
+    #[serde(default)]
+    plain: String,
+    #[serde(default)]
+    formal: Vec<String>,
     story: String,
     setup: String,
     session: Vec<RawSession>,
@@ -513,6 +517,8 @@ fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, ScenarioError> {
         title: raw.title.clone(),
         anomaly: raw.anomaly.clone(),
         code: raw.code.clone(),
+        plain: raw.plain.trim().to_string(),
+        formal: raw.formal.clone(),
         story: raw.story.trim().to_string(),
         setup: raw.setup.clone(),
         sessions,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::outcome::{Expected, Mechanism};
 
 const BASE: &str = r#"id = "tiny"
 title = "Tiny"
@@ -75,16 +76,164 @@ fn parses_a_valid_scenario() {
 #[test]
 fn every_builtin_is_valid_and_expects_every_level_on_both_engines() {
     for scenario in Scenario::builtins() {
-        for engine in [EngineKind::Postgres, EngineKind::Sqlite] {
-            for level in Level::ALL {
-                assert!(
-                    scenario.expected(engine, level).is_some(),
-                    "{} has no expectation for {engine} {level}",
-                    scenario.id
-                );
+        assert!(
+            !scenario.plain.is_empty(),
+            "{} has no plain words",
+            scenario.id
+        );
+        assert!(
+            !scenario.formal.is_empty(),
+            "{} has no formal names",
+            scenario.id
+        );
+        let variants = std::iter::once(&scenario).chain(scenario.fixes.iter().map(|f| &*f.variant));
+        for variant in variants {
+            for engine in [EngineKind::Postgres, EngineKind::Sqlite] {
+                let unavailable = variant
+                    .applied
+                    .as_ref()
+                    .is_some_and(|fix| fix.unavailable_on(engine).is_some());
+                for level in Level::ALL {
+                    assert!(
+                        unavailable || variant.expected(engine, level).is_some(),
+                        "{} has no expectation for {engine} {level}",
+                        variant.label()
+                    );
+                }
             }
         }
     }
+}
+
+const FIXED: &str = r#"
+id = "tiny"
+title = "t"
+anomaly = "a"
+code = "c"
+story = "s"
+setup = "CREATE TABLE t (v INTEGER)"
+
+[[session]]
+name = "alice"
+[[session.step]]
+name = "begin"
+sql = "BEGIN"
+say = "."
+[[session.step]]
+name = "read"
+sql = "SELECT v FROM t"
+say = "."
+[[session.step]]
+name = "write"
+sql = "UPDATE t SET v = ${read.v} + 1"
+say = "."
+[[session.step]]
+name = "commit"
+sql = "COMMIT"
+say = "."
+
+[[interleaving]]
+name = "only"
+steps = ["alice.begin", "alice.read", "alice.write", "alice.commit"]
+
+[outcome]
+anomaly_if = "alice.read.v = 1"
+anomaly = "a"
+prevented = "p"
+
+[expect.postgres]
+serializable = "anomaly"
+
+[[fix]]
+id = "cas"
+title = "compare and swap"
+how = "h"
+prefer = "p"
+level = "serializable"
+setup = "CREATE TABLE u (v INTEGER)"
+unavailable.sqlite = "no"
+
+[[fix.step]]
+step = "alice.write"
+sql = "UPDATE t SET v = ${read.v} + 1 WHERE v = ${read.v}"
+no_rows = "retry"
+
+[[fix.step]]
+step = "alice.begin"
+remove = true
+
+[[fix.session]]
+name = "alice"
+retry_on = ["serialization-failure"]
+attempts = 5
+
+[fix.expect.postgres]
+serializable = "prevented by retry"
+"#;
+
+#[test]
+fn a_fix_changes_only_what_it_names() {
+    let scenario = Scenario::parse(FIXED, "tiny.toml").unwrap();
+    let fixed = scenario.with_fix("cas").unwrap();
+    assert_eq!(fixed.label(), "tiny --fix cas");
+    assert_eq!(
+        fixed.setup,
+        "CREATE TABLE t (v INTEGER)\nCREATE TABLE u (v INTEGER)"
+    );
+    let alice = &fixed.sessions[0];
+    let names: Vec<&str> = alice.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["read", "write", "commit"]);
+    assert_eq!(alice.steps[1].no_rows, Some(NoRows::Retry));
+    assert_eq!(alice.steps[1].say, ".");
+    assert_eq!(alice.retry.on, [RetryOn::SerializationFailure]);
+    assert_eq!(alice.retry.attempts, 5);
+    assert_eq!(fixed.interleavings[0].steps.len(), 3);
+    assert_eq!(
+        fixed.expected(EngineKind::Postgres, Level::Serializable),
+        Some(&Expected::Prevented(Mechanism::Retry))
+    );
+    let info = fixed.applied.as_ref().unwrap();
+    assert_eq!(info.level, Some(Level::Serializable));
+    assert_eq!(info.unavailable_on(EngineKind::Sqlite), Some("no"));
+    // The scenario itself is untouched.
+    assert_eq!(scenario.sessions[0].steps.len(), 4);
+    assert_eq!(
+        scenario.expected(EngineKind::Postgres, Level::Serializable),
+        Some(&Expected::Anomaly)
+    );
+    assert_eq!(
+        scenario.with_fix("cass").unwrap_err(),
+        "scenario tiny has no fix `cass` (did you mean `cas`?); it offers: cas"
+    );
+}
+
+#[test]
+fn errors_in_fixes_name_their_place() {
+    let error = |from: &str, to: &str| {
+        Scenario::parse(&FIXED.replace(from, to), "tiny.toml")
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        error("step = \"alice.write\"", "step = \"alice.wirte\""),
+        "tiny.toml:50:8: session `alice` has no step `wirte`; did you mean `write`?"
+    );
+    assert_eq!(
+        error("no_rows = \"retry\"", "no_rows = \"again\""),
+        "tiny.toml:52:11: no_rows must be `retry` or `give-up`, found `again`; known: retry, give-up"
+    );
+    assert_eq!(
+        error("[\"serialization-failure\"]", "[\"serialisation-failure\"]"),
+        "tiny.toml:60:13: cannot retry on `serialisation-failure`; did you mean `serialization-failure`?"
+    );
+    assert_eq!(
+        error("[fix.expect.postgres]", "[fix.expect.sqlite]"),
+        "tiny.toml:41:6: fix `cas` is unavailable on sqlite yet expects an outcome there"
+    );
+    assert_eq!(
+        error("WHERE v = ${read.v}", "WHERE v = ${raed.v}"),
+        "tiny.toml:51:51: session `alice` has no step `raed`; did you mean `read`?"
+    );
 }
 
 #[test]
