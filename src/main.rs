@@ -15,8 +15,8 @@ use anomalies::level::Level;
 use anomalies::render::{self, Style};
 use anomalies::report::Report;
 use anomalies::runner::RunOptions;
-use anomalies::scenario::Scenario;
 use anomalies::scenario::StepId;
+use anomalies::scenario::{EngineKind, Scenario};
 use anomalies::timeline::Timeline;
 use cli::{
     CheckArgs, CheckFormat, Cli, ColorArg, Command, ConnectionArgs, EngineArg, EnginesArg,
@@ -163,7 +163,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn matrix(args: MatrixArgs) -> anyhow::Result<()> {
-    let reports = run_selection(&args.selection, Level::ALL.to_vec(), args.fixes)?;
+    let (reports, _) = run_selection(&args.selection, Level::ALL.to_vec(), args.fixes)?;
     let text = match args.format {
         MatrixFormat::Table => render::matrix::table(&reports, style(args.selection.color)),
         MatrixFormat::Markdown => render::matrix::markdown(&reports),
@@ -174,7 +174,7 @@ fn matrix(args: MatrixArgs) -> anyhow::Result<()> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<i32> {
-    let reports = run_selection(&args.selection, levels(args.level), true)?;
+    let (reports, skipped) = run_selection(&args.selection, levels(args.level), true)?;
     if args.update {
         for file in anomalies::check::update(&reports)? {
             eprintln!("updated {}", file.display());
@@ -182,7 +182,16 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     let text = match args.format {
-        CheckFormat::Text => render::check::text(&reports, style(args.selection.color)),
+        CheckFormat::Text => {
+            let mut text = render::check::text(&reports, style(args.selection.color));
+            if !skipped.is_empty() {
+                text.push_str(&format!(
+                    "not run, the fix is not available there: {}\n",
+                    skipped.join(", ")
+                ));
+            }
+            text
+        }
         CheckFormat::Junit => render::check::junit(&reports),
         CheckFormat::Json => render::check::json(&reports),
         CheckFormat::Markdown => render::check::markdown(&reports),
@@ -312,12 +321,14 @@ fn read_key() -> std::io::Result<bool> {
 }
 
 /// Runs the selected scenarios (each followed by its fixes' variants when `fixes`) on each
-/// selected engine, with a progress bar on a terminal.
+/// selected engine, with a progress bar on a terminal. A fix that is not available on an
+/// engine named outright is not run there; the second list says which (`lost-update --fix
+/// for-update on sqlite`).
 fn run_selection(
     selection: &Selection,
     levels: Vec<Level>,
     fixes: bool,
-) -> anyhow::Result<Vec<Report>> {
+) -> anyhow::Result<(Vec<Report>, Vec<String>)> {
     let mut scenarios = Vec::new();
     for scenario in Scenario::load_paths(&selection.paths)? {
         let variants: Vec<Scenario> = if fixes {
@@ -346,11 +357,37 @@ fn run_selection(
             }
         }
     }
-    let bar = progress_bar((scenarios.len() * levels.len() * choices.len()) as u64);
-    let mut reports = Vec::new();
+    let mut plans = Vec::new();
+    let mut skipped = Vec::new();
     for choice in choices {
+        let kind = match choice {
+            Choice::Postgres => Some(EngineKind::Postgres),
+            Choice::Sqlite => Some(EngineKind::Sqlite),
+            Choice::Auto => None,
+        };
+        let (run, unavailable): (Vec<Scenario>, Vec<Scenario>) =
+            scenarios.iter().cloned().partition(|scenario| {
+                let fix = scenario.applied.as_ref();
+                !kind.is_some_and(|kind| fix.is_some_and(|f| f.unavailable_on(kind).is_some()))
+            });
+        if let Some(kind) = kind {
+            skipped.extend(
+                unavailable
+                    .iter()
+                    .map(|s| format!("{} on {kind}", s.label())),
+            );
+        }
+        plans.push((choice, run));
+    }
+    let total: usize = plans.iter().map(|(_, run)| run.len()).sum();
+    let bar = progress_bar((total * levels.len()) as u64);
+    let mut reports = Vec::new();
+    for (choice, scenarios) in plans {
+        if scenarios.is_empty() {
+            continue;
+        }
         let request = Request {
-            scenarios: scenarios.clone(),
+            scenarios,
             levels: levels.clone(),
             interleaving: None,
             connect: connect_options(&selection.connection, choice),
@@ -359,7 +396,7 @@ fn run_selection(
         reports.extend(execute_request(&request, &bar)?);
     }
     bar.finish_and_clear();
-    Ok(reports)
+    Ok((reports, skipped))
 }
 
 /// A progress bar on stderr when it is a terminal; otherwise one that draws nothing.

@@ -62,8 +62,9 @@ struct Replay<'a> {
 #[derive(Debug, Clone, Copy)]
 struct Queued {
     step: StepId,
-    /// Run again by a retry, rather than deferred behind a wait.
-    rerun: bool,
+    /// Scheduled while its session waited for a lock, so sent late: shown as deferred. Steps a
+    /// retry runs again, and steps queued behind them, are not.
+    behind_wait: bool,
 }
 
 /// Runs `interleaving` and returns its timeline, with the final check query's answer.
@@ -106,16 +107,18 @@ pub async fn replay(
             }
             State::Waiting { .. } => replay.deferred[id.session].push_back(Queued {
                 step: id,
-                rerun: false,
+                behind_wait: true,
             }),
             State::Idle
                 if !replay.deferred[id.session].is_empty()
                     || !replay.held[id.session].is_empty() =>
             {
+                // Behind a retry just released, or behind steps deferred by a wait.
+                let behind_wait = replay.held[id.session].is_empty();
                 replay.release_held(id.session);
                 replay.deferred[id.session].push_back(Queued {
                     step: id,
-                    rerun: false,
+                    behind_wait,
                 });
                 replay.progress().await?;
             }
@@ -293,7 +296,10 @@ impl Replay<'_> {
     /// Queues a session's held retry steps ahead of anything it has queued.
     fn release_held(&mut self, session: usize) {
         for step in std::mem::take(&mut self.held[session]).into_iter().rev() {
-            self.deferred[session].push_front(Queued { step, rerun: true });
+            self.deferred[session].push_front(Queued {
+                step,
+                behind_wait: false,
+            });
         }
     }
 
@@ -348,7 +354,7 @@ impl Replay<'_> {
                     let Some(queued) = self.deferred[session].pop_front() else {
                         break;
                     };
-                    changed |= self.send(queued.step, !queued.rerun).await?;
+                    changed |= self.send(queued.step, queued.behind_wait).await?;
                 }
             }
             if !changed {

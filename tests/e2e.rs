@@ -1,6 +1,7 @@
-//! Every built-in scenario at every level on real PostgreSQL (the throwaway cluster the tool
-//! starts) and on embedded SQLite; verdict and mechanism must match the scenario's expectations.
-//! Nothing here skips: without PostgreSQL server binaries the PostgreSQL tests fail and say why.
+//! Every built-in scenario, and each of its fixes, at every level on real PostgreSQL (the
+//! throwaway cluster the tool starts) and on embedded SQLite; verdict and mechanism must match
+//! the expectations. Nothing here skips: without PostgreSQL server binaries the PostgreSQL
+//! tests fail and say why.
 
 use anomalies::level::Level;
 use anomalies::scenario::{EngineKind, Scenario};
@@ -8,36 +9,68 @@ use serde_json::Value;
 
 use crate::support::{anomalies, stderr, stdout};
 
+/// The scenario at every level, then each of its fixes: every run must show what its
+/// expectations say; a fix the engine can't run must say so and exit 2.
 fn check_all_levels(id: &str, engine: EngineKind) {
     let scenario = Scenario::load(id).expect("built-in scenario");
-    let output = anomalies()
-        .args(["run", id, "--level", "all", "--format", "json"])
-        .args(["--engine", &engine.to_string()])
-        .output()
-        .expect("the binary runs");
+    let mut mismatches = Vec::new();
+    check_variant(&scenario, None, engine, &mut mismatches);
+    for fix in &scenario.fixes {
+        check_variant(&fix.variant, Some(&fix.info.id), engine, &mut mismatches);
+    }
+    assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
+}
+
+fn check_variant(
+    variant: &Scenario,
+    fix: Option<&str>,
+    engine: EngineKind,
+    mismatches: &mut Vec<String>,
+) {
+    let label = variant.label();
+    let mut command = anomalies();
+    command
+        .args(["run", &variant.id, "--level", "all", "--format", "json"])
+        .args(["--engine", &engine.to_string()]);
+    if let Some(fix) = fix {
+        command.args(["--fix", fix]);
+    }
+    let output = command.output().expect("the binary runs");
+    let unavailable = variant
+        .applied
+        .as_ref()
+        .and_then(|info| info.unavailable_on(engine));
+    if let Some(why) = unavailable {
+        assert_eq!(output.status.code(), Some(2), "{label} ran on {engine}");
+        assert_eq!(
+            stderr(&output),
+            format!("error: {label} is not available on {engine}: {why}\n")
+        );
+        return;
+    }
     assert!(
         output.status.success(),
-        "anomalies run {id} on {engine} failed: {}",
+        "anomalies run {label} on {engine} failed: {}",
         stderr(&output)
     );
     let runs: Vec<Value> = serde_json::from_str(&stdout(&output)).expect("JSON array");
     assert_eq!(runs.len(), 4);
-    let mut mismatches = Vec::new();
     for (run, level) in runs.iter().zip(Level::ALL) {
         assert_eq!(run["level"]["requested"], level.id());
         assert_eq!(run["engine"]["name"], engine.to_string());
-        let expected = scenario
+        assert_eq!(run["fix"], fix.map_or(Value::Null, |f| Value::from(f)));
+        let expected = variant
             .expected(engine, level)
-            .unwrap_or_else(|| panic!("{id} expects nothing for {engine} {level}"))
+            .unwrap_or_else(|| panic!("{label} expects nothing for {engine} {level}"))
             .to_string();
         let observed = match (run["verdict"].as_str(), run["prevented_by"].as_str()) {
             (Some("anomaly"), None) => "anomaly".to_string(),
             (Some("prevented"), Some(by)) => format!("prevented by {by}"),
-            other => panic!("{id} {level}: malformed verdict {other:?}"),
+            other => panic!("{label} {level}: malformed verdict {other:?}"),
         };
         if observed != expected {
             mismatches.push(format!(
-                "{engine} {id} {level}: expected {expected}, got {observed} — {}",
+                "{engine} {label} {level}: expected {expected}, got {observed} — {}",
                 run["summary"]
             ));
         }
@@ -46,7 +79,6 @@ fn check_all_levels(id: &str, engine: EngineKind) {
             Value::Bool(observed == expected)
         );
     }
-    assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
 }
 
 macro_rules! engine_tests {

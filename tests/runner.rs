@@ -39,14 +39,118 @@ fn events(run: &Value) -> Vec<String> {
             } else {
                 ""
             };
+            let attempt = match e["attempt"].as_u64() {
+                Some(n) if n > 1 => format!("#{n}"),
+                _ => String::new(),
+            };
             format!(
-                "{}.{}:{}{deferred}",
+                "{}.{}:{}{deferred}{attempt}",
                 e["session"].as_str().unwrap(),
                 e["step"].as_str().unwrap(),
                 e["event"].as_str().unwrap()
             )
         })
         .collect()
+}
+
+/// A built-in scenario with a fix in place, as JSON.
+fn run_fix(scenario: &str, fix: &str, engine: &str, level: &str) -> Value {
+    let output = anomalies()
+        .args(["run", scenario, "--fix", fix, "--format", "json"])
+        .args(["--engine", engine, "--level", level])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).unwrap()
+}
+
+#[test]
+fn a_version_check_that_matches_no_row_runs_the_transaction_again() {
+    let run = run_fix("lost-update", "optimistic", "postgres", "read-committed");
+    assert_eq!(
+        events(&run),
+        [
+            "alice.begin:done",
+            "john.begin:done",
+            "alice.read:done",
+            "john.read:done",
+            "alice.write:done",
+            "john.write:waiting",
+            "alice.commit:done",
+            "john.write:resumed",
+            "john.write:retried#2",
+            "john.begin:done#2",
+            "john.read:done#2",
+            "john.write:done#2",
+            "john.commit:done#2",
+        ]
+    );
+    let timeline = run["timeline"].as_array().unwrap();
+    assert_eq!(timeline[7]["result"]["rows_affected"], 0);
+    assert_eq!(timeline[8]["sql"], "ROLLBACK");
+    assert_eq!(timeline[8]["reason"], "no-rows");
+    assert_eq!(timeline[8]["from_step"], "begin");
+    // Attempt 2 writes what attempt 2 read.
+    assert_eq!(timeline[10]["result"]["rows"][0]["balance"], 150);
+    assert_eq!(
+        timeline[11]["sql"],
+        "UPDATE accounts SET balance = 150 - 120, version = version + 1 WHERE id = 1 AND version = 2"
+    );
+    assert_eq!(run["final_state"][0]["balance"], 30);
+    assert_eq!(run["prevented_by"], "retry");
+}
+
+#[test]
+fn a_retry_backs_off_until_the_sessions_next_step() {
+    // SQLite refuses John's write at once while Alice still holds the write lock; retrying
+    // right away would fail again, so attempt 2 starts when John's next step (his COMMIT)
+    // comes due, after Alice's COMMIT.
+    let run = run_fix(
+        "lost-update",
+        "serializable-retry",
+        "sqlite",
+        "serializable",
+    );
+    assert_eq!(
+        events(&run)[5..],
+        [
+            "john.write:done",
+            "john.write:retried#2",
+            "alice.commit:done",
+            "john.begin:done#2",
+            "john.read:done#2",
+            "john.write:done#2",
+            "john.commit:done#2",
+        ]
+    );
+    assert_eq!(run["timeline"][5]["result"]["code"], "SQLITE_BUSY");
+    assert_eq!(run["final_state"][0]["balance"], 30);
+    assert_eq!(run["prevented_by"], "retry");
+}
+
+#[test]
+fn retries_stop_after_the_sessions_attempts() {
+    let dir = crate::support::open_tempdir();
+    let path = dir.path().join("retry.toml");
+    let text = std::fs::read_to_string("scenarios/lost-update.toml")
+        .unwrap()
+        .replace(
+            "[[fix.session]]\nname = \"john\"\nretry_on = [\"serialization-failure\", \"deadlock\", \"busy\"]",
+            "[[fix.session]]\nname = \"john\"\nretry_on = [\"serialization-failure\", \"deadlock\", \"busy\"]\nattempts = 1",
+        );
+    assert!(text.contains("attempts = 1"));
+    std::fs::write(&path, text).unwrap();
+    let output = anomalies()
+        .args(["run", path.to_str().unwrap(), "--fix", "serializable-retry"])
+        .args(["--engine", "sqlite", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    // One attempt in all: the failure stands.
+    assert_eq!(run["level"]["requested"], "serializable");
+    assert!(!events(&run).iter().any(|e| e.contains("retried")));
+    assert_eq!(run["prevented_by"], "abort");
 }
 
 #[test]

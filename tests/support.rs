@@ -48,3 +48,18 @@ pub fn processes_mentioning(path: &Path) -> Vec<String> {
     }
     found
 }
+
+/// How many of the built-in scenarios and their fixes can run on `engine`: a fix that needs
+/// what the engine lacks is not run there.
+pub fn builtin_variants(engine: anomalies::scenario::EngineKind) -> usize {
+    anomalies::scenario::Scenario::builtins()
+        .iter()
+        .map(|scenario| {
+            1 + scenario
+                .fixes
+                .iter()
+                .filter(|fix| fix.info.unavailable_on(engine).is_none())
+                .count()
+        })
+        .sum()
+}
