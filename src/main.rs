@@ -368,7 +368,7 @@ fn run_selection(
         let (run, unavailable): (Vec<Scenario>, Vec<Scenario>) =
             scenarios.iter().cloned().partition(|scenario| {
                 let fix = scenario.applied.as_ref();
-                !kind.is_some_and(|kind| fix.is_some_and(|f| f.unavailable_on(kind).is_some()))
+                kind.is_none_or(|kind| fix.is_none_or(|f| f.unavailable_on(kind).is_none()))
             });
         if let Some(kind) = kind {
             skipped.extend(
