@@ -58,7 +58,7 @@ fn check_variant(
     for (run, level) in runs.iter().zip(Level::ALL) {
         assert_eq!(run["level"]["requested"], level.id());
         assert_eq!(run["engine"]["name"], engine.to_string());
-        assert_eq!(run["fix"], fix.map_or(Value::Null, |f| Value::from(f)));
+        assert_eq!(run["fix"], fix.map_or(Value::Null, Value::from));
         let expected = variant
             .expected(engine, level)
             .unwrap_or_else(|| panic!("{label} expects nothing for {engine} {level}"))
