@@ -9,12 +9,27 @@ use crate::outcome::{Expected, Mechanism};
 use crate::report::Report;
 
 /// What the marks in a grid mean; `anomaly` is how the grid writes an anomaly.
-fn legend(anomaly: &str) -> String {
+fn legend(anomaly: &str, reports: &[Report]) -> String {
+    let shown = |m: Mechanism| {
+        reports
+            .iter()
+            .any(|r| Expected::observed(&r.verdict) == Expected::Prevented(m))
+    };
+    let mut extra = String::new();
+    if shown(Mechanism::Retry) {
+        extra.push_str(
+            " · retry: prevented, a session rolled back and ran its transaction again on fresh \
+             values",
+        );
+    }
+    if shown(Mechanism::Guard) {
+        extra.push_str(" · guard: prevented, a session saw a step match no row and did not go on");
+    }
     format!(
         "{anomaly}: the anomaly happened · blocking: prevented, a step waited for a lock, then \
          saw a serial outcome · abort: prevented, a step failed and was rolled back · consistent \
-         read: prevented, reads saw committed or snapshot values · ✗: not what the scenario \
-         expects"
+         read: prevented, reads saw committed or snapshot values{extra} · ✗: not what the \
+         scenario expects"
     )
 }
 
@@ -49,7 +64,7 @@ pub fn table(reports: &[Report], style: Style) -> String {
         out.push_str(&table.to_string());
         out.push_str("\n\n");
     }
-    for line in wrap(&legend("ANOMALY"), style.width as usize) {
+    for line in wrap(&legend("ANOMALY", reports), style.width as usize) {
         out.push_str(&paint.dim(&line));
         out.push('\n');
     }
@@ -92,7 +107,7 @@ pub fn markdown(reports: &[Report]) -> String {
         }
         out.push('\n');
     }
-    out.push_str(&format!("{}\n", legend("**anomaly**")));
+    out.push_str(&format!("{}\n", legend("**anomaly**", reports)));
     out
 }
 
@@ -106,7 +121,7 @@ pub fn svg(reports: &[Report]) -> String {
     const NAME: f64 = 200.0;
     const ROW: f64 = 46.0;
     let grids = grids(reports);
-    let legend_lines = super::table::wrap(&legend("ANOMALY"), 130);
+    let legend_lines = super::table::wrap(&legend("ANOMALY", reports), 130);
     // Per grid: its title (40), the level header and a row per scenario, then half a row of air.
     let grid_heights: f64 = grids
         .iter()
