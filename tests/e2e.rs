@@ -104,6 +104,11 @@ engine_tests! {
     read_only_anomaly: "read-only-anomaly",
     intermediate_read: "intermediate-read",
     circular_information_flow: "circular-information-flow",
+    observed_transaction_vanishes: "observed-transaction-vanishes",
+    phantom_write: "phantom-write",
+    read_skew_predicate: "read-skew-predicate",
+    read_skew_write: "read-skew-write",
+    rc_statement_restart: "rc-statement-restart",
 }
 
 #[test]
@@ -120,6 +125,11 @@ fn every_builtin_has_an_end_to_end_test() {
         "phantom",
         "predicate-write-skew",
         "read-only-anomaly",
+        "observed-transaction-vanishes",
+        "phantom-write",
+        "read-skew-predicate",
+        "read-skew-write",
+        "rc-statement-restart",
     ];
     for scenario in Scenario::builtins() {
         assert!(

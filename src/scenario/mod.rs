@@ -244,7 +244,23 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "circular-information-flow",
         include_str!("../../scenarios/circular-information-flow.toml"),
     ),
+    (
+        "observed-transaction-vanishes",
+        include_str!("../../scenarios/observed-transaction-vanishes.toml"),
+    ),
     ("phantom", include_str!("../../scenarios/phantom.toml")),
+    (
+        "phantom-write",
+        include_str!("../../scenarios/phantom-write.toml"),
+    ),
+    (
+        "read-skew-predicate",
+        include_str!("../../scenarios/read-skew-predicate.toml"),
+    ),
+    (
+        "read-skew-write",
+        include_str!("../../scenarios/read-skew-write.toml"),
+    ),
     (
         "predicate-write-skew",
         include_str!("../../scenarios/predicate-write-skew.toml"),
@@ -252,6 +268,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "read-only-anomaly",
         include_str!("../../scenarios/read-only-anomaly.toml"),
+    ),
+    (
+        "rc-statement-restart",
+        include_str!("../../scenarios/rc-statement-restart.toml"),
     ),
 ];
 
