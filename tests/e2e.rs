@@ -109,6 +109,8 @@ engine_tests! {
     read_skew_predicate: "read-skew-predicate",
     read_skew_write: "read-skew-write",
     rc_statement_restart: "rc-statement-restart",
+    job_queue: "job-queue",
+    distributed_lock: "distributed-lock",
 }
 
 #[test]
@@ -130,6 +132,8 @@ fn every_builtin_has_an_end_to_end_test() {
         "read-skew-predicate",
         "read-skew-write",
         "rc-statement-restart",
+        "job-queue",
+        "distributed-lock",
     ];
     for scenario in Scenario::builtins() {
         assert!(

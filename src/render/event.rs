@@ -89,10 +89,17 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
             lines.push((Tone::Resumed, resumed));
             lines.push(result_line(&event.sql, result));
         }
-        EventKind::Skipped => lines.push((
-            Tone::Skipped,
-            "– skipped: the transaction was rolled back".to_string(),
-        )),
+        EventKind::Skipped => {
+            let gave_up = timeline.events[..index]
+                .iter()
+                .any(|e| e.step.session == event.step.session && e.kind == EventKind::GaveUp);
+            let why = if gave_up {
+                "– not sent: the session gave up"
+            } else {
+                "– skipped: the transaction was rolled back"
+            };
+            lines.push((Tone::Skipped, why.to_string()));
+        }
         EventKind::TimedOut { after_ms } => lines.push((
             Tone::Failed,
             format!("✗ no answer and no lock wait after {after_ms} ms: cancelled, rolled back"),

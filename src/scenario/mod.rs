@@ -273,6 +273,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "rc-statement-restart",
         include_str!("../../scenarios/rc-statement-restart.toml"),
     ),
+    ("job-queue", include_str!("../../scenarios/job-queue.toml")),
+    (
+        "distributed-lock",
+        include_str!("../../scenarios/distributed-lock.toml"),
+    ),
 ];
 
 impl Scenario {
