@@ -116,11 +116,18 @@ pub fn markdown(reports: &[Report]) -> String {
 /// border and says what was expected.
 pub fn svg(reports: &[Report]) -> String {
     use std::fmt::Write;
-    const WIDTH: f64 = 1000.0;
     const MARGIN: f64 = 24.0;
-    const NAME: f64 = 200.0;
     const ROW: f64 = 46.0;
     let grids = grids(reports);
+    // Wide enough for the longest name in bold 14px (about 8.5px a character), so a long id or
+    // a fix's label does not run into the first cell; the cells keep their width.
+    let longest = reports
+        .iter()
+        .map(|r| r.scenario.label().chars().count())
+        .max()
+        .unwrap_or(0);
+    let name = (longest as f64 * 8.5 + 16.0).max(200.0);
+    let width = name + 800.0;
     let legend_lines = super::table::wrap(&legend("ANOMALY", reports), 130);
     // Per grid: its title (40), the level header and a row per scenario, then half a row of air.
     let grid_heights: f64 = grids
@@ -128,7 +135,7 @@ pub fn svg(reports: &[Report]) -> String {
         .map(|g| 40.0 + ROW * (g.len() as f64 + 1.5))
         .sum();
     let height = MARGIN + grid_heights + legend_lines.len() as f64 * 16.0 + MARGIN;
-    let mut out = super::svg::open(WIDTH, height);
+    let mut out = super::svg::open(width, height);
     let mut y = MARGIN;
     for grid in &grids {
         let engine = header_engine(grid);
@@ -144,9 +151,9 @@ pub fn svg(reports: &[Report]) -> String {
         );
         y += 14.0;
         let columns = grid[0].len() as f64;
-        let cell = (WIDTH - 2.0 * MARGIN - NAME) / columns;
+        let cell = (width - 2.0 * MARGIN - name) / columns;
         for (i, report) in grid[0].iter().enumerate() {
-            let x = MARGIN + NAME + i as f64 * cell + 8.0;
+            let x = MARGIN + name + i as f64 * cell + 8.0;
             for (j, line) in level_header(report).lines().enumerate() {
                 let weight = if j == 0 { "bold" } else { "normal" };
                 super::svg::text(
@@ -181,7 +188,7 @@ pub fn svg(reports: &[Report]) -> String {
                 &row[0].scenario.code,
             );
             for (i, report) in row.iter().enumerate() {
-                let x = MARGIN + NAME + i as f64 * cell;
+                let x = MARGIN + name + i as f64 * cell;
                 let (fill, word) = match outcome(report) {
                     Expected::Anomaly => ("#c62828", "ANOMALY".to_string()),
                     Expected::Prevented(Mechanism::Blocking) => ("#e09b00", "blocking".to_string()),
