@@ -19,6 +19,131 @@ fn list_names_every_builtin() {
         assert!(text.contains(id), "{id} missing from:\n{text}");
     }
     assert!(text.contains("G2-item"), "{text}");
+    // Each scenario's fixes are named under it.
+    for scenario in anomalies::scenario::Scenario::builtins() {
+        assert!(text.contains(&scenario.id), "{} missing", scenario.id);
+        if !scenario.fixes.is_empty() {
+            let ids: Vec<&str> = scenario.fixes.iter().map(|f| f.info.id.as_str()).collect();
+            assert!(
+                text.contains(&format!("fixes: {}", ids.join(", "))),
+                "{} fixes missing from:\n{text}",
+                scenario.id
+            );
+        }
+    }
+}
+
+#[test]
+fn explain_write_skew() {
+    let output = anomalies()
+        .args(["explain", "write-skew"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    insta::assert_snapshot!(stdout(&output));
+}
+
+#[test]
+fn explain_works_for_every_builtin_and_agrees_with_the_expectations() {
+    use anomalies::level::Level;
+    use anomalies::scenario::EngineKind;
+    for scenario in anomalies::scenario::Scenario::builtins() {
+        let text = anomalies()
+            .args(["explain", &scenario.id])
+            .output()
+            .unwrap();
+        assert!(text.status.success(), "{}", stderr(&text));
+        // Wrapped for the terminal: compare with the white space collapsed.
+        let flat = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = flat(&stdout(&text));
+        assert!(
+            text.contains(&flat(&scenario.plain)),
+            "{}: no plain words",
+            scenario.id
+        );
+        for name in &scenario.formal {
+            assert!(text.contains(&flat(name)), "{}: no {name}", scenario.id);
+        }
+        for fix in &scenario.fixes {
+            let info = &fix.info;
+            assert!(
+                text.contains(&flat(&info.title)),
+                "{} {}",
+                scenario.id,
+                info.id
+            );
+            assert!(
+                text.contains(&flat(&info.prefer)),
+                "{} {}",
+                scenario.id,
+                info.id
+            );
+        }
+        let output = anomalies()
+            .args(["explain", &scenario.id, "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        for engine in [EngineKind::Postgres, EngineKind::Sqlite] {
+            for level in Level::ALL {
+                let expected = scenario.expected(engine, level).unwrap().to_string();
+                assert_eq!(
+                    json["expected"][engine.to_string()][level.id()],
+                    expected.as_str()
+                );
+            }
+        }
+        assert_eq!(
+            json["fixes"].as_array().unwrap().len(),
+            scenario.fixes.len()
+        );
+    }
+}
+
+#[test]
+fn unknown_fix_suggests_the_closest_and_lists_them() {
+    let output = anomalies()
+        .args([
+            "run",
+            "lost-update",
+            "--fix",
+            "for-updat",
+            "--engine",
+            "sqlite",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "error: scenario lost-update has no fix `for-updat` (did you mean `for-update`?); it \
+         offers: atomic-update, for-update, optimistic, compare-and-swap, serializable-retry, \
+         procedure\n"
+    );
+    let output = anomalies()
+        .args(["run", "phantom", "--fix", "for-update"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stderr(&output), "error: scenario phantom offers no fixes\n");
+}
+
+#[test]
+fn a_fix_runs_at_its_own_level_unless_told_otherwise() {
+    let level = |extra: &[&str]| {
+        let output = anomalies()
+            .args(["run", "write-skew", "--fix", "serializable-retry"])
+            .args(["--engine", "sqlite", "--format", "json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let run: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        run["level"]["requested"].as_str().unwrap().to_string()
+    };
+    assert_eq!(level(&[]), "serializable");
+    assert_eq!(level(&["--level", "read-committed"]), "read-committed");
 }
 
 #[test]
