@@ -1,6 +1,7 @@
 //! `cargo bench`: what a run costs. Prints medians and spreads; asserts nothing.
 //!
-//! - replay: one interleaving on open connections (the runner and the engine, no setup);
+//! - replay: one interleaving on open connections (the runner and the engine, no setup), also
+//!   with fixes in place whose sessions retry (attempt 2 included in the time);
 //! - prepare + finish: a private schema or file, the setup SQL, one connection per session;
 //! - wait detection: from sending a step that blocks on a row lock to knowing it waits;
 //! - the whole command, server start and stop included, as a user types it.
@@ -43,12 +44,30 @@ async fn engine_figures(choice: Choice) {
         step_timeout: Duration::from_secs(10),
         stop_when_impossible: false,
     };
-    for (id, level) in [
-        ("write-skew", Level::Serializable),
-        ("lost-update", Level::ReadCommitted),
-        ("read-skew", Level::RepeatableRead),
+    for (id, fix, level) in [
+        ("write-skew", None, Level::Serializable),
+        ("lost-update", None, Level::ReadCommitted),
+        ("read-skew", None, Level::RepeatableRead),
+        ("lost-update", Some("optimistic"), Level::ReadCommitted),
+        (
+            "write-skew",
+            Some("serializable-retry"),
+            Level::Serializable,
+        ),
+        ("job-queue", Some("skip-locked"), Level::ReadCommitted),
     ] {
-        let scenario = Scenario::load(id).expect("built-in");
+        let mut scenario = Scenario::load(id).expect("built-in");
+        if let Some(fix) = fix {
+            scenario = scenario.with_fix(fix).expect("fix");
+            let unavailable = scenario
+                .applied
+                .as_ref()
+                .and_then(|f| f.unavailable_on(info.name));
+            if unavailable.is_some() {
+                continue;
+            }
+        }
+        let id = scenario.label();
         let interleaving = &scenario.interleavings[0];
         let mut prepares = Vec::new();
         let mut replays = Vec::new();
