@@ -87,6 +87,17 @@ pub enum Cause {
 }
 
 impl Mechanism {
+    /// How a grid cell or a sentence says it: `consistent read`.
+    pub fn words(self) -> &'static str {
+        match self {
+            Mechanism::Blocking => "blocking",
+            Mechanism::Abort => "abort",
+            Mechanism::ConsistentRead => "consistent read",
+            Mechanism::Retry => "retry",
+            Mechanism::Guard => "guard",
+        }
+    }
+
     pub fn id(self) -> &'static str {
         match self {
             Mechanism::Blocking => "blocking",

@@ -182,7 +182,12 @@ fn rows_text(set: &ResultSet) -> String {
         set.columns
             .iter()
             .zip(row)
-            .map(|(c, v)| format!("{c} = {}", v.as_deref().unwrap_or("NULL")))
+            .map(|(c, v)| match v.as_deref() {
+                // An empty string, or a function returning void (pg_advisory_xact_lock).
+                Some("") => format!("{c} = ''"),
+                Some(v) => format!("{c} = {v}"),
+                None => format!("{c} = NULL"),
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -183,17 +183,7 @@ fn outcome_table(scenario: &Scenario, style: Style) -> String {
 fn short(expected: Expected) -> &'static str {
     match expected {
         Expected::Anomaly => "ANOMALY",
-        Expected::Prevented(mechanism) => mechanism_word(mechanism),
-    }
-}
-
-fn mechanism_word(mechanism: Mechanism) -> &'static str {
-    match mechanism {
-        Mechanism::Blocking => "blocking",
-        Mechanism::Abort => "abort",
-        Mechanism::ConsistentRead => "consistent read",
-        Mechanism::Retry => "retry",
-        Mechanism::Guard => "guard",
+        Expected::Prevented(mechanism) => mechanism.words(),
     }
 }
 
@@ -237,7 +227,7 @@ fn mechanisms_used(scenario: &Scenario) -> Vec<String> {
                      rejected) and stopped instead of acting on what it had read"
                 }
             };
-            format!("{}: {meaning}.", mechanism_word(m))
+            format!("{}: {meaning}.", m.words())
         })
         .collect()
 }
@@ -254,7 +244,7 @@ fn fix_line(info: &FixInfo, variant: &Scenario, engine: EngineKind) -> String {
                 .expected(engine, level)
                 .map_or("no expectation".to_string(), |e| match e {
                     Expected::Anomaly => "the anomaly still happens".to_string(),
-                    Expected::Prevented(m) => format!("prevented by {}", mechanism_word(*m)),
+                    Expected::Prevented(m) => format!("prevented by {}", m.words()),
                 });
         match groups.iter_mut().find(|(w, _)| *w == word) {
             Some((_, levels)) => levels.push(level),

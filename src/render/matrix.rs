@@ -95,7 +95,7 @@ pub fn markdown(reports: &[Report]) -> String {
             for report in row {
                 let word = match outcome(report) {
                     Expected::Anomaly => "**anomaly**".to_string(),
-                    Expected::Prevented(m) => mechanism_words(m).to_string(),
+                    Expected::Prevented(m) => m.words().to_string(),
                 };
                 let mark = match (report.matches_expectation(), report.expected) {
                     (Some(false), Some(expected)) => format!(" ✗ (expected {expected})"),
@@ -308,16 +308,6 @@ fn level_header(report: &Report) -> String {
 
 fn outcome(report: &Report) -> Expected {
     Expected::observed(&report.verdict)
-}
-
-fn mechanism_words(mechanism: Mechanism) -> &'static str {
-    match mechanism {
-        Mechanism::Blocking => "blocking",
-        Mechanism::Abort => "abort",
-        Mechanism::ConsistentRead => "consistent read",
-        Mechanism::Retry => "retry",
-        Mechanism::Guard => "guard",
-    }
 }
 
 fn cell(report: &Report, paint: Paint) -> String {

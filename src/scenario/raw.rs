@@ -360,6 +360,24 @@ fn raw_step_position(
     reference: &Spanned<String>,
     at: &Locator,
 ) -> Result<(usize, usize), ScenarioError> {
+    let names: Vec<Vec<&str>> = sessions
+        .iter()
+        .map(|s| {
+            std::iter::once(s.name.get_ref().as_str())
+                .chain(s.step.iter().map(|step| step.name.get_ref().as_str()))
+                .collect()
+        })
+        .collect();
+    locate_step(reference, &names, at)
+}
+
+/// Finds `session.step` among sessions given as `[session name, step names...]`, with the
+/// closest name suggested when one is unknown.
+fn locate_step(
+    reference: &Spanned<String>,
+    sessions: &[Vec<&str>],
+    at: &Locator,
+) -> Result<(usize, usize), ScenarioError> {
     let text = reference.get_ref().trim();
     let Some((session_name, step_name)) = text.split_once('.') else {
         return Err(at.error(
@@ -367,27 +385,23 @@ fn raw_step_position(
             format!("`{text}` must name a session and a step, like alice.read"),
         ));
     };
-    let names: Vec<&str> = sessions.iter().map(|s| s.name.get_ref().as_str()).collect();
-    let Some(session) = names.iter().position(|n| *n == session_name) else {
+    let session_names: Vec<&str> = sessions.iter().map(|s| s[0]).collect();
+    let Some(session) = session_names.iter().position(|n| *n == session_name) else {
         return Err(at.error(
             reference.span(),
             format!(
                 "no session `{session_name}`{}",
-                suggestion(session_name, &names)
+                suggestion(session_name, &session_names)
             ),
         ));
     };
-    let steps: Vec<&str> = sessions[session]
-        .step
-        .iter()
-        .map(|s| s.name.get_ref().as_str())
-        .collect();
-    let Some(step) = steps.iter().position(|n| *n == step_name) else {
+    let step_names = &sessions[session][1..];
+    let Some(step) = step_names.iter().position(|n| *n == step_name) else {
         return Err(at.error(
             reference.span(),
             format!(
                 "session `{session_name}` has no step `{step_name}`{}",
-                suggestion(step_name, &steps)
+                suggestion(step_name, step_names)
             ),
         ));
     };
@@ -582,37 +596,15 @@ fn resolve_step(
     sessions: &[Session],
     at: &Locator,
 ) -> Result<StepId, ScenarioError> {
-    let text = reference.get_ref();
-    let Some((session_name, step_name)) = text.split_once('.') else {
-        return Err(at.error(
-            reference.span(),
-            format!("`{text}` must name a session and a step, like alice.read"),
-        ));
-    };
-    let session_names: Vec<&str> = sessions.iter().map(|s| s.name.as_str()).collect();
-    let Some(session) = sessions.iter().position(|s| s.name == session_name) else {
-        return Err(at.error(
-            reference.span(),
-            format!(
-                "no session `{session_name}`{}",
-                suggestion(session_name, &session_names)
-            ),
-        ));
-    };
-    let step_names: Vec<&str> = sessions[session]
-        .steps
+    let names: Vec<Vec<&str>> = sessions
         .iter()
-        .map(|s| s.name.as_str())
+        .map(|s| {
+            std::iter::once(s.name.as_str())
+                .chain(s.steps.iter().map(|step| step.name.as_str()))
+                .collect()
+        })
         .collect();
-    let Some(step) = step_names.iter().position(|s| *s == step_name) else {
-        return Err(at.error(
-            reference.span(),
-            format!(
-                "session `{session_name}` has no step `{step_name}`{}",
-                suggestion(step_name, &step_names)
-            ),
-        ));
-    };
+    let (session, step) = locate_step(reference, &names, at)?;
     Ok(StepId { session, step })
 }
 
