@@ -3,10 +3,15 @@
 use crate::support::{anomalies, stderr, stdout};
 
 fn picture(id: &str, engine: &str, level: &str, format: &str) -> String {
+    picture_with(id, &[], engine, level, format)
+}
+
+fn picture_with(id: &str, extra: &[&str], engine: &str, level: &str, format: &str) -> String {
     let output = anomalies()
         .args([
             "run", id, "--engine", engine, "--level", level, "--format", format,
         ])
+        .args(extra)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
@@ -87,24 +92,46 @@ fn check_svg(svg: &str, events: usize) {
 }
 
 #[test]
-fn every_builtin_has_a_mermaid_diagram_and_an_svg_on_both_engines() {
-    for engine in ["postgres", "sqlite"] {
+fn every_builtin_and_fix_has_a_mermaid_diagram_and_an_svg_on_both_engines() {
+    use anomalies::scenario::EngineKind;
+    for engine in [EngineKind::Postgres, EngineKind::Sqlite] {
         for scenario in anomalies::scenario::Scenario::builtins() {
             let id = scenario.id.as_str();
-            let json = picture(id, engine, "serializable", "json");
-            let events = serde_json::from_str::<serde_json::Value>(&json).unwrap()["timeline"]
-                .as_array()
-                .unwrap()
-                .len();
-            let sessions: Vec<String> = scenario
-                .sessions
+            let fixes = scenario
+                .fixes
                 .iter()
-                .map(|s| anomalies::scenario::display_name(&s.name))
-                .collect();
-            check_mermaid(&picture(id, engine, "serializable", "mermaid"), &sessions);
-            check_svg(&picture(id, engine, "serializable", "svg"), events);
+                .filter(|f| f.info.unavailable_on(engine).is_none())
+                .map(|f| vec!["--fix", f.info.id.as_str()]);
+            for extra in std::iter::once(Vec::new()).chain(fixes) {
+                let engine = &engine.to_string();
+                let draw = |format| picture_with(id, &extra, engine, "serializable", format);
+                let json = draw("json");
+                let events = serde_json::from_str::<serde_json::Value>(&json).unwrap()["timeline"]
+                    .as_array()
+                    .unwrap()
+                    .len();
+                let sessions: Vec<String> = scenario
+                    .sessions
+                    .iter()
+                    .map(|s| anomalies::scenario::display_name(&s.name))
+                    .collect();
+                check_mermaid(&draw("mermaid"), &sessions);
+                check_svg(&draw("svg"), events);
+            }
         }
     }
+}
+
+#[test]
+fn a_retry_in_markdown() {
+    let text = picture_with(
+        "write-skew",
+        &["--fix", "serializable-retry"],
+        "sqlite",
+        "serializable",
+        "markdown",
+    );
+    insta::assert_snapshot!(redact(&text));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use crate::outcome::{session_list, step_phrase};
 use crate::report::Report;
-use crate::scenario::{Scenario, StepId};
+use crate::scenario::{display_name, Scenario, StepId};
 use crate::timeline::{
     last_verb, verb, DbError, EventKind, ResultSet, RetryReason, StepResult, Timeline,
 };
@@ -109,26 +109,31 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
             from,
             reason,
         } => {
+            let who = display_name(&scenario.sessions[event.step.session].name);
             let why = match reason {
-                RetryReason::Failed => "the error means try again",
-                RetryReason::NoRows => "no row matched: what it read had changed",
+                RetryReason::Failed => format!("An error to retry on: {who} rolls back"),
+                RetryReason::NoRows => {
+                    format!("No row matched, what it read had changed: {who} rolls back")
+                }
             };
             let step = StepId {
                 session: event.step.session,
                 step: *from,
             };
+            lines.push((Tone::Narration, why));
             lines.push((
                 Tone::Decision,
-                format!(
-                    "↻ {why}; rolls back and starts attempt {attempt} from {}",
-                    step_phrase(scenario, step)
-                ),
+                format!("↻ attempt {attempt} from {}", step_phrase(scenario, step)),
             ));
         }
-        EventKind::GaveUp => lines.push((
-            Tone::Decision,
-            "✋ no row matched: rolls back and does not go on".to_string(),
-        )),
+        EventKind::GaveUp => {
+            let who = display_name(&scenario.sessions[event.step.session].name);
+            lines.push((
+                Tone::Narration,
+                format!("No row matched: {who} rolls back and stops"),
+            ));
+            lines.push((Tone::Decision, "✋ gives up".to_string()));
+        }
         EventKind::Stuck { blocked_by } => lines.push((
             Tone::Failed,
             format!(

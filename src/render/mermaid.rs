@@ -69,7 +69,9 @@ pub fn mermaid(report: &Report) -> String {
                 ));
             }
             EventKind::Retried { .. } | EventKind::GaveUp => {
-                let decided = described.line(Tone::Decision).map(text).unwrap_or_default();
+                let why = described.line(Tone::Narration).unwrap_or_default();
+                let decided = described.line(Tone::Decision).unwrap_or_default();
+                let decided = text(&format!("{why}. {decided}"));
                 out.push_str(&format!("    {who}->>DB: ROLLBACK\n"));
                 out.push_str(&format!("    Note over {who}: {decided}\n"));
             }
