@@ -110,14 +110,15 @@ fn list(format: Format) -> anyhow::Result<()> {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let scenario = with_fix(Scenario::load(&args.scenario)?, args.fix.as_deref())?;
-    let level =
-        args.level.unwrap_or_else(
-            || match scenario.applied.as_ref().and_then(|fix| fix.level) {
-                Some(level) => level_arg(level),
-                None => LevelArg::ReadCommitted,
-            },
-        );
-    let levels = levels(level);
+    // A fix may say which level it is meant for; otherwise PostgreSQL's default.
+    let levels = match args.level {
+        Some(level) => levels(level),
+        None => vec![scenario
+            .applied
+            .as_ref()
+            .and_then(|fix| fix.level)
+            .unwrap_or(Level::ReadCommitted)],
+    };
     let request = Request {
         scenarios: vec![scenario],
         levels,
@@ -461,15 +462,6 @@ fn with_fix(scenario: Scenario, fix: Option<&str>) -> anyhow::Result<Scenario> {
         Some(fix) => scenario
             .with_fix(fix)
             .map_err(|message| AppError::Usage(message).into()),
-    }
-}
-
-fn level_arg(level: Level) -> LevelArg {
-    match level {
-        Level::ReadUncommitted => LevelArg::ReadUncommitted,
-        Level::ReadCommitted => LevelArg::ReadCommitted,
-        Level::RepeatableRead => LevelArg::RepeatableRead,
-        Level::Serializable => LevelArg::Serializable,
     }
 }
 

@@ -87,6 +87,14 @@ pub enum Cause {
 }
 
 impl Mechanism {
+    pub const ALL: [Mechanism; 5] = [
+        Mechanism::Blocking,
+        Mechanism::Abort,
+        Mechanism::ConsistentRead,
+        Mechanism::Retry,
+        Mechanism::Guard,
+    ];
+
     /// How a grid cell or a sentence says it: `consistent read`.
     pub fn words(self) -> &'static str {
         match self {
@@ -116,15 +124,8 @@ impl Expected {
         if text == "anomaly" {
             return Ok(Expected::Anomaly);
         }
-        let mechanisms = [
-            Mechanism::Blocking,
-            Mechanism::Abort,
-            Mechanism::ConsistentRead,
-            Mechanism::Retry,
-            Mechanism::Guard,
-        ];
         text.strip_prefix("prevented by ")
-            .and_then(|m| mechanisms.into_iter().find(|x| x.id() == m.trim()))
+            .and_then(|m| Mechanism::ALL.into_iter().find(|x| x.id() == m.trim()))
             .map(Expected::Prevented)
             .ok_or_else(|| {
                 format!(

@@ -118,7 +118,7 @@ pub fn json(reports: &[Report]) -> String {
             value!({
                 "engine": report.engine,
                 "scenario": report.scenario.id,
-                "fix": report.scenario.applied.as_ref().map(|f| f.id.clone()),
+                "fix": report.scenario.fix_id(),
                 "level": report.requested,
                 "expected": report.expected.map(|e| e.to_string()),
                 "observed": report.outcome_text(),

@@ -189,22 +189,16 @@ fn short(expected: Expected) -> &'static str {
 
 /// What each mechanism in the table means, for the ones the table uses.
 fn mechanisms_used(scenario: &Scenario) -> Vec<String> {
-    let used: Vec<Mechanism> = [
-        Mechanism::Blocking,
-        Mechanism::Abort,
-        Mechanism::ConsistentRead,
-        Mechanism::Retry,
-        Mechanism::Guard,
-    ]
-    .into_iter()
-    .filter(|m| {
-        scenario
-            .expectations
-            .iter()
-            .chain(scenario.fixes.iter().flat_map(|f| &f.variant.expectations))
-            .any(|e| e.expected == Expected::Prevented(*m))
-    })
-    .collect();
+    let used: Vec<Mechanism> = Mechanism::ALL
+        .into_iter()
+        .filter(|m| {
+            scenario
+                .expectations
+                .iter()
+                .chain(scenario.fixes.iter().flat_map(|f| &f.variant.expectations))
+                .any(|e| e.expected == Expected::Prevented(*m))
+        })
+        .collect();
     used.into_iter()
         .map(|m| {
             let meaning = match m {

@@ -144,7 +144,7 @@ pub fn json(scenario: &Scenario, orders: &Orders, explorations: &[Exploration]) 
         .map(|e| serde_json::to_value(&e.report.engine).unwrap_or(Value::Null));
     let mut text = serde_json::to_string_pretty(&value!({
         "scenario": scenario.id,
-        "fix": scenario.applied.as_ref().map(|f| f.id.clone()),
+        "fix": scenario.fix_id(),
         "engine": engine,
         "orders": { "total": orders.total.to_string(), "run": orders.orders.len(), "sampled": orders.sampled },
         "levels": levels,

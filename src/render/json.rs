@@ -27,7 +27,7 @@ fn object(report: &Report) -> Value {
     let verdict = &report.verdict;
     value!({
         "scenario": scenario.id,
-        "fix": scenario.applied.as_ref().map(|f| f.id.clone()),
+        "fix": scenario.fix_id(),
         "title": scenario.title,
         "anomaly": { "name": scenario.anomaly, "code": scenario.code },
         "engine": report.engine,

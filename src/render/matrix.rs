@@ -253,7 +253,7 @@ pub fn json(reports: &[Report]) -> String {
             value!({
                 "engine": report.engine,
                 "scenario": report.scenario.id,
-                "fix": report.scenario.applied.as_ref().map(|f| f.id.clone()),
+                "fix": report.scenario.fix_id(),
                 "code": report.scenario.code,
                 "level": { "requested": report.requested, "effective": report.effective },
                 "verdict": report.verdict.word(),

@@ -373,6 +373,11 @@ impl Scenario {
         ))
     }
 
+    /// The id of the fix in place, on a fix's variant.
+    pub fn fix_id(&self) -> Option<&str> {
+        self.applied.as_ref().map(|fix| fix.id.as_str())
+    }
+
     /// `lost-update`, or `lost-update --fix for-update` for a fix's variant.
     pub fn label(&self) -> String {
         match &self.applied {
