@@ -12,6 +12,14 @@ use crate::report::Report;
 use crate::runner::{replay, Pause, RunOptions};
 use crate::scenario::{Interleaving, Scenario};
 
+/// What a request ran, and the fixes it did not run because the engine lacks what they need
+/// (`lost-update --fix for-update on sqlite`).
+#[derive(Debug, Clone, Default)]
+pub struct Runs {
+    pub reports: Vec<Report>,
+    pub not_run: Vec<String>,
+}
+
 /// Scenarios to run at levels on one engine (`anomalies run`, `matrix`, `check`).
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -37,15 +45,16 @@ pub enum AppError {
 }
 
 /// Runs every scenario at every requested level, in that order, on one connection to the
-/// engine; `progress` hears of each run as it ends. Whatever happens (an error, Ctrl-C, SIGTERM,
-/// a panic), the schemas, files and throwaway server the runs made are removed before this
-/// returns.
+/// engine; `progress` hears of each run as it ends. A fix the engine can't run is not run, and
+/// is named in [`Runs::not_run`]; asked for alone, it is an error that says why. Whatever
+/// happens (an error, Ctrl-C, SIGTERM, a panic), the schemas, files and throwaway server the
+/// runs made are removed before this returns.
 pub async fn run(
     request: &Request,
     notice: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&Report),
     pause: Option<Pause<'_>>,
-) -> Result<Vec<Report>, AppError> {
+) -> Result<Runs, AppError> {
     let mut interleavings = Vec::new();
     for scenario in &request.scenarios {
         let interleaving = scenario
@@ -58,7 +67,6 @@ pub async fn run(
         &mut engine,
         request,
         &interleavings,
-        notice,
         progress,
         pause,
     ))
@@ -200,11 +208,10 @@ async fn run_all(
     engine: &mut Engine,
     request: &Request,
     interleavings: &[Interleaving],
-    notice: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&Report),
     mut pause: Option<Pause<'_>>,
-) -> Result<Vec<Report>, AppError> {
-    let mut reports = Vec::new();
+) -> Result<Runs, AppError> {
+    let mut runs = Runs::default();
     let kind = engine.info().name;
     for (scenario, interleaving) in request.scenarios.iter().zip(interleavings) {
         let unavailable = scenario
@@ -212,11 +219,13 @@ async fn run_all(
             .as_ref()
             .and_then(|fix| fix.unavailable_on(kind));
         if let Some(why) = unavailable {
-            let message = format!("{} is not available on {kind}: {why}", scenario.label());
             if request.scenarios.len() == 1 {
-                return Err(AppError::Usage(message));
+                return Err(AppError::Usage(format!(
+                    "{} is not available on {kind}: {why}",
+                    scenario.label()
+                )));
             }
-            notice(&message);
+            runs.not_run.push(format!("{} on {kind}", scenario.label()));
             continue;
         }
         for &level in &request.levels {
@@ -235,10 +244,10 @@ async fn run_all(
             }
             let report = report(engine, scenario, level, interleaving, timeline);
             progress(&report);
-            reports.push(report);
+            runs.reports.push(report);
         }
     }
-    Ok(reports)
+    Ok(runs)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

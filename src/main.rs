@@ -8,15 +8,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use anomalies::app::{self, AppError, ExploreRequest, Request};
+use anomalies::app::{self, AppError, ExploreRequest, Request, Runs};
 use anomalies::engine::{Choice, ConnectOptions};
 use anomalies::exit;
 use anomalies::level::Level;
 use anomalies::render::{self, Style};
 use anomalies::report::Report;
 use anomalies::runner::RunOptions;
+use anomalies::scenario::Scenario;
 use anomalies::scenario::StepId;
-use anomalies::scenario::{EngineKind, Scenario};
 use anomalies::timeline::Timeline;
 use cli::{
     CheckArgs, CheckFormat, Cli, ColorArg, Command, ConnectionArgs, EngineArg, EnginesArg,
@@ -131,7 +131,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let reports = if stepping {
         step_through(&request, &args, style)?
     } else {
-        execute_request(&request, &ProgressBar::hidden())?
+        execute_request(&request, &ProgressBar::hidden())?.reports
     };
     if reports.is_empty() {
         return Ok(());
@@ -164,7 +164,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn matrix(args: MatrixArgs) -> anyhow::Result<()> {
-    let (reports, _) = run_selection(&args.selection, Level::ALL.to_vec(), args.fixes)?;
+    let reports = run_selection(&args.selection, Level::ALL.to_vec(), args.fixes)?.reports;
     let text = match args.format {
         MatrixFormat::Table => render::matrix::table(&reports, style(args.selection.color)),
         MatrixFormat::Markdown => render::matrix::markdown(&reports),
@@ -175,7 +175,10 @@ fn matrix(args: MatrixArgs) -> anyhow::Result<()> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<i32> {
-    let (reports, skipped) = run_selection(&args.selection, levels(args.level), true)?;
+    let Runs {
+        reports,
+        not_run: skipped,
+    } = run_selection(&args.selection, levels(args.level), true)?;
     if args.update {
         for file in anomalies::check::update(&reports)? {
             eprintln!("updated {}", file.display());
@@ -291,9 +294,9 @@ fn step_through(request: &Request, args: &RunArgs, style: Style) -> anyhow::Resu
             Ok(Vec::new())
         }
         other => {
-            let reports = other?;
+            let runs = other?;
             let _ = print("\x1b[2J\x1b[H");
-            Ok(reports)
+            Ok(runs.reports)
         }
     }
 }
@@ -322,14 +325,9 @@ fn read_key() -> std::io::Result<bool> {
 }
 
 /// Runs the selected scenarios (each followed by its fixes' variants when `fixes`) on each
-/// selected engine, with a progress bar on a terminal. A fix that is not available on an
-/// engine named outright is not run there; the second list says which (`lost-update --fix
-/// for-update on sqlite`).
-fn run_selection(
-    selection: &Selection,
-    levels: Vec<Level>,
-    fixes: bool,
-) -> anyhow::Result<(Vec<Report>, Vec<String>)> {
+/// selected engine, with a progress bar on a terminal; the fixes an engine could not run are
+/// named too.
+fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyhow::Result<Runs> {
     let mut scenarios = Vec::new();
     for scenario in Scenario::load_paths(&selection.paths)? {
         let variants: Vec<Scenario> = if fixes {
@@ -358,46 +356,22 @@ fn run_selection(
             }
         }
     }
-    let mut plans = Vec::new();
-    let mut skipped = Vec::new();
+    let bar = progress_bar((scenarios.len() * levels.len() * choices.len()) as u64);
+    let mut all = Runs::default();
     for choice in choices {
-        let kind = match choice {
-            Choice::Postgres => Some(EngineKind::Postgres),
-            Choice::Sqlite => Some(EngineKind::Sqlite),
-            Choice::Auto => None,
-        };
-        let (run, unavailable): (Vec<Scenario>, Vec<Scenario>) =
-            scenarios.iter().cloned().partition(|scenario| {
-                let fix = scenario.applied.as_ref();
-                kind.is_none_or(|kind| fix.is_none_or(|f| f.unavailable_on(kind).is_none()))
-            });
-        if let Some(kind) = kind {
-            skipped.extend(
-                unavailable
-                    .iter()
-                    .map(|s| format!("{} on {kind}", s.label())),
-            );
-        }
-        plans.push((choice, run));
-    }
-    let total: usize = plans.iter().map(|(_, run)| run.len()).sum();
-    let bar = progress_bar((total * levels.len()) as u64);
-    let mut reports = Vec::new();
-    for (choice, scenarios) in plans {
-        if scenarios.is_empty() {
-            continue;
-        }
         let request = Request {
-            scenarios,
+            scenarios: scenarios.clone(),
             levels: levels.clone(),
             interleaving: None,
             connect: connect_options(&selection.connection, choice),
             options: run_options(&selection.connection),
         };
-        reports.extend(execute_request(&request, &bar)?);
+        let runs = execute_request(&request, &bar)?;
+        all.reports.extend(runs.reports);
+        all.not_run.extend(runs.not_run);
     }
     bar.finish_and_clear();
-    Ok((reports, skipped))
+    Ok(all)
 }
 
 /// A progress bar on stderr when it is a terminal; otherwise one that draws nothing.
@@ -426,8 +400,8 @@ fn engine_choice(engine: EngineArg) -> Choice {
     }
 }
 
-fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> {
-    let reports = runtime()?.block_on(app::run(
+fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Runs> {
+    let runs = runtime()?.block_on(app::run(
         request,
         &mut |notice| bar.suspend(|| eprintln!("{notice}")),
         &mut |report| {
@@ -436,7 +410,7 @@ fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Vec<R
         },
         None,
     ))?;
-    Ok(reports)
+    Ok(runs)
 }
 
 fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOptions {
