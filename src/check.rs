@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::outcome::Expected;
 use crate::report::Report;
 
 /// How a run compares with its expectation.
@@ -108,7 +107,7 @@ pub fn update(reports: &[Report]) -> Result<Vec<PathBuf>, UpdateError> {
                 .expected_in
                 .clone()
                 .unwrap_or_else(|| report.engine.name.to_string());
-            let observed = Expected::observed(&report.verdict).to_string();
+            let observed = report.verdict.observed().to_string();
             let fix = report.scenario.applied.as_ref().map(|f| f.id.as_str());
             set_expectation(&mut document, fix, &table, report.requested.id(), &observed).map_err(
                 |message| UpdateError::Edit {
@@ -185,7 +184,8 @@ mod tests {
     use super::*;
     use crate::engine::EngineInfo;
     use crate::level::Level;
-    use crate::outcome::{Mechanism, Verdict};
+    use crate::outcome::Verdict;
+    use crate::scenario::expected::{Expected, Mechanism};
     use crate::scenario::{EngineKind, Scenario};
 
     #[test]

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::outcome::{Expected, Mechanism};
 use crate::report::Report;
+use crate::scenario::expected::{Expected, Mechanism};
 use crate::scenario::{display_name, Interleaving, Scenario, StepId};
 
 /// How one order ended.
@@ -34,9 +34,12 @@ pub struct Counts {
     pub blocking: usize,
     pub abort: usize,
     pub consistent_read: usize,
+    pub constraint: usize,
     pub retry: usize,
     pub guard: usize,
     pub impossible: usize,
+    /// Orders whose run was broken (a step failed for a reason of the scenario's own).
+    pub error: usize,
 }
 
 /// Which orders to run: all of them, or a sample when there are more than `limit`.
@@ -62,6 +65,7 @@ impl Counts {
             Outcome::Prevented(Mechanism::Blocking) => self.blocking += 1,
             Outcome::Prevented(Mechanism::Abort) => self.abort += 1,
             Outcome::Prevented(Mechanism::ConsistentRead) => self.consistent_read += 1,
+            Outcome::Prevented(Mechanism::Constraint) => self.constraint += 1,
             Outcome::Prevented(Mechanism::Retry) => self.retry += 1,
             Outcome::Prevented(Mechanism::Guard) => self.guard += 1,
             Outcome::Impossible { .. } => self.impossible += 1,
@@ -85,7 +89,7 @@ impl Outcome {
                 step: impossible.step,
                 waiting_for: impossible.waiting_for.clone(),
             },
-            None => match Expected::observed(&report.verdict) {
+            None => match report.verdict.observed() {
                 Expected::Anomaly => Outcome::Anomaly,
                 Expected::Prevented(m) => Outcome::Prevented(m),
             },

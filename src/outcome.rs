@@ -1,37 +1,11 @@
 //! Judging a run: (Scenario, Timeline) -> Verdict. Pure.
 
-use std::fmt;
-
 use serde::Serialize;
 
+use crate::scenario::expected::{Expected, Mechanism};
 use crate::scenario::expr::{Facts, Ref, Value};
 use crate::scenario::{display_name, Scenario, StepId};
 use crate::timeline::{last_verb, verb, DbError, EventKind, RetryReason, StepResult, Timeline};
-
-/// What prevented an anomaly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mechanism {
-    /// A step waited for another session's lock, then saw a serial outcome.
-    Blocking,
-    /// A step failed (serialization failure, deadlock, busy) and its transaction was rolled back.
-    Abort,
-    /// Nothing waited or failed: reads returned committed or snapshot values.
-    ConsistentRead,
-    /// A session's attempt failed or matched no row, and its application ran the transaction
-    /// again on fresh values.
-    Retry,
-    /// A session's application saw a step match no row (a lock not granted, a stale write
-    /// rejected) and stopped instead of acting on what it had read.
-    Guard,
-}
-
-/// What a scenario expects of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expected {
-    Anomaly,
-    Prevented(Mechanism),
-}
 
 /// The judgement of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -86,83 +60,23 @@ pub enum Cause {
     },
 }
 
-impl Mechanism {
-    pub const ALL: [Mechanism; 5] = [
-        Mechanism::Blocking,
-        Mechanism::Abort,
-        Mechanism::ConsistentRead,
-        Mechanism::Retry,
-        Mechanism::Guard,
-    ];
-
-    /// How a grid cell or a sentence says it: `consistent read`.
-    pub fn words(self) -> &'static str {
-        match self {
-            Mechanism::Blocking => "blocking",
-            Mechanism::Abort => "abort",
-            Mechanism::ConsistentRead => "consistent read",
-            Mechanism::Retry => "retry",
-            Mechanism::Guard => "guard",
+impl Verdict {
+    /// Whether the run shows what `expected` says.
+    pub fn matches(&self, expected: &Expected) -> bool {
+        match expected {
+            Expected::Anomaly => self.anomaly,
+            Expected::Prevented(m) => !self.anomaly && self.mechanism == Some(*m),
         }
     }
 
-    pub fn id(self) -> &'static str {
-        match self {
-            Mechanism::Blocking => "blocking",
-            Mechanism::Abort => "abort",
-            Mechanism::ConsistentRead => "consistent-read",
-            Mechanism::Retry => "retry",
-            Mechanism::Guard => "guard",
-        }
-    }
-}
-
-impl Expected {
-    /// `anomaly`, or `prevented by blocking|abort|consistent-read`.
-    pub fn parse(text: &str) -> Result<Expected, String> {
-        let text = text.trim();
-        if text == "anomaly" {
-            return Ok(Expected::Anomaly);
-        }
-        text.strip_prefix("prevented by ")
-            .and_then(|m| Mechanism::ALL.into_iter().find(|x| x.id() == m.trim()))
-            .map(Expected::Prevented)
-            .ok_or_else(|| {
-                format!(
-                    "expected `anomaly` or `prevented by` one of blocking, abort, \
-                     consistent-read, retry, guard; found `{text}`"
-                )
-            })
-    }
-
-    pub fn matches(&self, verdict: &Verdict) -> bool {
-        match self {
-            Expected::Anomaly => verdict.anomaly,
-            Expected::Prevented(m) => !verdict.anomaly && verdict.mechanism == Some(*m),
-        }
-    }
-}
-
-impl Expected {
-    /// What a run showed, in the words expectations use.
-    pub fn observed(verdict: &Verdict) -> Expected {
-        match verdict.mechanism {
-            Some(m) if !verdict.anomaly => Expected::Prevented(m),
+    /// What the run showed, in the words expectations use.
+    pub fn observed(&self) -> Expected {
+        match self.mechanism {
+            Some(m) if !self.anomaly => Expected::Prevented(m),
             _ => Expected::Anomaly,
         }
     }
-}
 
-impl fmt::Display for Expected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Expected::Anomaly => f.write_str("anomaly"),
-            Expected::Prevented(m) => write!(f, "prevented by {}", m.id()),
-        }
-    }
-}
-
-impl Verdict {
     /// `anomaly` or `prevented`.
     pub fn word(&self) -> &'static str {
         if self.anomaly {

@@ -2,7 +2,8 @@
 
 use crate::engine::EngineInfo;
 use crate::level::Level;
-use crate::outcome::{Expected, Verdict};
+use crate::outcome::Verdict;
+use crate::scenario::expected::Expected;
 use crate::scenario::Scenario;
 use crate::timeline::Timeline;
 
@@ -32,11 +33,11 @@ impl Report {
     }
 
     pub fn matches_expectation(&self) -> Option<bool> {
-        self.expected.map(|e| e.matches(&self.verdict))
+        self.expected.map(|e| self.verdict.matches(&e))
     }
 
     /// `prevented by abort`, `anomaly`: the verdict in the words expectations use.
     pub fn outcome_text(&self) -> String {
-        Expected::observed(&self.verdict).to_string()
+        self.verdict.observed().to_string()
     }
 }

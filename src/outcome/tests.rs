@@ -157,7 +157,7 @@ fn expectations_parse_and_match() {
         cause: None,
         witness: String::new(),
     };
-    assert!(Expected::Prevented(Mechanism::Abort).matches(&verdict));
-    assert!(!Expected::Prevented(Mechanism::Blocking).matches(&verdict));
-    assert!(!Expected::Anomaly.matches(&verdict));
+    assert!(verdict.matches(&Expected::Prevented(Mechanism::Abort)));
+    assert!(!verdict.matches(&Expected::Prevented(Mechanism::Blocking)));
+    assert!(!verdict.matches(&Expected::Anomaly));
 }

@@ -9,7 +9,7 @@ use serde_json::{json as value, Value};
 use super::table::{wrap, Paint};
 use super::Style;
 use crate::level::Level;
-use crate::outcome::{Expected, Mechanism};
+use crate::scenario::expected::{Expected, Mechanism};
 use crate::scenario::{EngineKind, FixInfo, Scenario};
 
 const ENGINES: [EngineKind; 2] = [EngineKind::Postgres, EngineKind::Sqlite];
@@ -208,6 +208,10 @@ fn mechanisms_used(scenario: &Scenario) -> Vec<String> {
                 Mechanism::Abort => {
                     "the database refused a step (a serialization failure, a deadlock, a busy or \
                      locked database) and the transaction was rolled back"
+                }
+                Mechanism::Constraint => {
+                    "the database refused a write that broke a declared rule (a CHECK, a UNIQUE \
+                     key) and the transaction was rolled back"
                 }
                 Mechanism::ConsistentRead => {
                     "nothing waited or failed: every read saw committed data or its snapshot"

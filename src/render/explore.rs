@@ -30,14 +30,19 @@ pub fn table(
         engine.version,
         orders_line(orders)
     );
-    // Retry and guard columns only for scenarios whose sessions can retry or give up.
+    // Constraint, retry, guard and error columns only when some order ended that way.
     let all: Vec<Counts> = explorations
         .iter()
         .map(|e| Counts::of(&e.explored))
         .collect();
     let retry = all.iter().any(|c| c.retry > 0);
     let guard = all.iter().any(|c| c.guard > 0);
+    let constraint = all.iter().any(|c| c.constraint > 0);
+    let error = all.iter().any(|c| c.error > 0);
     let mut header = vec!["level", "anomaly", "blocking", "abort", "consistent read"];
+    if constraint {
+        header.push("constraint");
+    }
     if retry {
         header.push("retry");
     }
@@ -45,6 +50,9 @@ pub fn table(
         header.push("guard");
     }
     header.push("impossible");
+    if error {
+        header.push("error");
+    }
     let mut table = Table::new();
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
@@ -70,6 +78,9 @@ pub fn table(
             number(counts.abort),
             number(counts.consistent_read),
         ];
+        if constraint {
+            row.push(number(counts.constraint));
+        }
         if retry {
             row.push(number(counts.retry));
         }
@@ -77,6 +88,9 @@ pub fn table(
             row.push(number(counts.guard));
         }
         row.push(number(counts.impossible));
+        if error {
+            row.push(number(counts.error));
+        }
         table.add_row(row);
     }
     out.push_str(&table.to_string());

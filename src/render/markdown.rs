@@ -61,7 +61,7 @@ pub fn markdown(report: &Report) -> String {
         .unwrap_or((report.verdict.word(), &summary));
     out.push_str(&format!("\n**Verdict: {word}** — {}\n", escape(rest)));
     if let Some(expected) = report.expected {
-        let mark = if expected.matches(&report.verdict) {
+        let mark = if report.verdict.matches(&expected) {
             "✓ as expected".to_string()
         } else {
             format!("✗ got {}", report.outcome_text())

@@ -5,17 +5,22 @@ use serde_json::{json as value, Value};
 
 use super::table::{wrap, Paint};
 use super::Style;
-use crate::outcome::{Expected, Mechanism};
 use crate::report::Report;
+use crate::scenario::expected::{Expected, Mechanism};
 
 /// What the marks in a grid mean; `anomaly` is how the grid writes an anomaly.
 fn legend(anomaly: &str, reports: &[Report]) -> String {
     let shown = |m: Mechanism| {
         reports
             .iter()
-            .any(|r| Expected::observed(&r.verdict) == Expected::Prevented(m))
+            .any(|r| r.verdict.observed() == Expected::Prevented(m))
     };
     let mut extra = String::new();
+    if shown(Mechanism::Constraint) {
+        extra.push_str(
+            " · constraint: prevented, the database refused a write that broke a declared rule",
+        );
+    }
     if shown(Mechanism::Retry) {
         extra.push_str(
             " · retry: prevented, a session rolled back and ran its transaction again on fresh \
@@ -193,6 +198,9 @@ pub fn svg(reports: &[Report]) -> String {
                     Expected::Anomaly => ("#c62828", "ANOMALY".to_string()),
                     Expected::Prevented(Mechanism::Blocking) => ("#e09b00", "blocking".to_string()),
                     Expected::Prevented(Mechanism::Abort) => ("#00838f", "abort".to_string()),
+                    Expected::Prevented(Mechanism::Constraint) => {
+                        ("#00695c", "constraint".to_string())
+                    }
                     Expected::Prevented(Mechanism::ConsistentRead) => {
                         ("#2e7d32", "consistent read".to_string())
                     }
@@ -307,7 +315,7 @@ fn level_header(report: &Report) -> String {
 }
 
 fn outcome(report: &Report) -> Expected {
-    Expected::observed(&report.verdict)
+    report.verdict.observed()
 }
 
 fn cell(report: &Report, paint: Paint) -> String {
@@ -315,6 +323,7 @@ fn cell(report: &Report, paint: Paint) -> String {
         Expected::Anomaly => paint.red_bold("ANOMALY"),
         Expected::Prevented(Mechanism::Blocking) => paint.yellow("blocking"),
         Expected::Prevented(Mechanism::Abort) => paint.cyan("abort"),
+        Expected::Prevented(Mechanism::Constraint) => paint.cyan("constraint"),
         Expected::Prevented(Mechanism::ConsistentRead) => paint.green("consistent read"),
         Expected::Prevented(Mechanism::Retry) => paint.cyan("retry"),
         Expected::Prevented(Mechanism::Guard) => paint.cyan("guard"),

@@ -157,7 +157,7 @@ fn verdict_lines(report: &Report, style: Style, paint: Paint) -> String {
         }
     }
     if let Some(expected) = report.expected {
-        let mark = if expected.matches(verdict) {
+        let mark = if verdict.matches(&expected) {
             paint.green("✓ as expected")
         } else {
             paint.red(&format!("✗ got {}", report.outcome_text()))

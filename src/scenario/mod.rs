@@ -1,5 +1,6 @@
 //! Scenario files: TOML text in, a validated [`Scenario`] out. No I/O but reading a file.
 
+pub mod expected;
 pub mod expr;
 mod raw;
 pub mod template;
@@ -9,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::level::Level;
-use crate::outcome::Expected;
+use expected::Expected;
 use expr::Expr;
 use template::{SqlTemplate, Template};
 use version::VersionReq;

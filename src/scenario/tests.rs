@@ -1,5 +1,5 @@
 use super::*;
-use crate::outcome::{Expected, Mechanism};
+use crate::scenario::expected::{Expected, Mechanism};
 
 const BASE: &str = r#"id = "tiny"
 title = "Tiny"
@@ -65,7 +65,9 @@ fn parses_a_valid_scenario() {
     assert_eq!(write.sql.holes().next().unwrap().step, 1);
     assert_eq!(
         scenario.expected(EngineKind::Postgres, Level::Serializable),
-        Some(&Expected::Prevented(crate::outcome::Mechanism::Abort))
+        Some(&Expected::Prevented(
+            crate::scenario::expected::Mechanism::Abort
+        ))
     );
     assert_eq!(
         scenario.expected(EngineKind::Sqlite, Level::Serializable),
@@ -326,7 +328,7 @@ fn bad_expectations() {
     check_error(
         "serializable = \"prevented by abort\"",
         "serializable = \"prevented by luck\"",
-        "tiny.toml:42:16: expected `anomaly` or `prevented by` one of blocking, abort, consistent-read, retry, guard; found `prevented by luck`",
+        "tiny.toml:42:16: expected `anomaly` or `prevented by` one of blocking, abort, constraint, consistent-read, retry, guard; found `prevented by luck`",
     );
 }
 

@@ -1,0 +1,150 @@
+//! Fixes: each `[[fix]]` applied to the raw file, and the result validated as a variant.
+
+use toml::Spanned;
+
+use super::{
+    check_name, engine_named, level_named, locate_step, suggestion, validate_base, File, Locator,
+    RawFix, RawSession,
+};
+use crate::scenario::{Fix, FixInfo, Scenario, ScenarioError};
+
+pub(super) fn validate(raw: File, at: &Locator) -> Result<Scenario, ScenarioError> {
+    let mut scenario = validate_base(&raw, at)?;
+    let mut ids: Vec<&str> = Vec::new();
+    for fix in &raw.fix {
+        check_name(&fix.id, "fix", at)?;
+        if ids.contains(&fix.id.get_ref().as_str()) {
+            return Err(at.error(
+                fix.id.span(),
+                format!("fix `{}` is defined twice", fix.id.get_ref()),
+            ));
+        }
+        ids.push(fix.id.get_ref());
+        let info = fix_info(fix, at)?;
+        let mut variant = validate_base(&apply_fix(&raw, fix, at)?, at)?;
+        for expectation in &variant.expectations {
+            if info.unavailable_on(expectation.engine).is_some() {
+                return Err(at.error(
+                    fix.id.span(),
+                    format!(
+                        "fix `{}` is unavailable on {} yet expects an outcome there",
+                        info.id, expectation.engine
+                    ),
+                ));
+            }
+        }
+        variant.applied = Some(info.clone());
+        scenario.fixes.push(Fix {
+            info,
+            variant: Box::new(variant),
+        });
+    }
+    Ok(scenario)
+}
+
+fn fix_info(fix: &RawFix, at: &Locator) -> Result<FixInfo, ScenarioError> {
+    let level = match &fix.level {
+        None => None,
+        Some(name) => Some(level_named(name, at)?),
+    };
+    let mut unavailable = Vec::new();
+    for (engine, why) in &fix.unavailable {
+        unavailable.push((
+            engine_named(engine.get_ref(), engine.span(), at)?,
+            why.trim().to_string(),
+        ));
+    }
+    Ok(FixInfo {
+        id: fix.id.get_ref().clone(),
+        title: fix.title.clone(),
+        how: fix.how.trim().to_string(),
+        prefer: fix.prefer.trim().to_string(),
+        level,
+        unavailable,
+    })
+}
+
+/// The file as it reads with `fix` in place: its steps changed or removed (and removed from
+/// every interleaving), its setup appended, its sessions' retries set, its expectations.
+fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioError> {
+    let mut file = base.clone();
+    file.fix.clear();
+    if let Some(setup) = &fix.setup {
+        file.setup = format!("{}\n{}", file.setup.trim_end(), setup);
+    }
+    for change in &fix.step {
+        let reference = change.step.get_ref();
+        let (session, step) = raw_step_position(&file.session, &change.step, at)?;
+        if change.remove {
+            if change.sql.is_some() || change.say.is_some() || change.no_rows.is_some() {
+                return Err(at.error(
+                    change.step.span(),
+                    format!("`{reference}` is removed; it can't also be changed"),
+                ));
+            }
+            file.session[session].step.remove(step);
+            for interleaving in &mut file.interleaving {
+                interleaving
+                    .steps
+                    .retain(|s| s.get_ref().trim() != reference.trim());
+            }
+            continue;
+        }
+        let target = &mut file.session[session].step[step];
+        if let Some(sql) = &change.sql {
+            target.sql = sql.clone();
+        }
+        if let Some(say) = &change.say {
+            target.say = say.clone();
+        }
+        if let Some(no_rows) = &change.no_rows {
+            target.no_rows = Some(no_rows.clone());
+        }
+    }
+    for change in &fix.session {
+        let names: Vec<&str> = file
+            .session
+            .iter()
+            .map(|s| s.name.get_ref().as_str())
+            .collect();
+        let Some(index) = names.iter().position(|n| n == change.name.get_ref()) else {
+            return Err(at.error(
+                change.name.span(),
+                format!(
+                    "no session `{}`{}",
+                    change.name.get_ref(),
+                    suggestion(change.name.get_ref(), &names)
+                ),
+            ));
+        };
+        let target = &mut file.session[index];
+        if change.retry_on.is_some() {
+            target.retry_on = change.retry_on.clone();
+        }
+        if change.retry_from.is_some() {
+            target.retry_from = change.retry_from.clone();
+        }
+        if change.attempts.is_some() {
+            target.attempts = change.attempts.clone();
+        }
+    }
+    file.expect = fix.expect.clone();
+    Ok(file)
+}
+
+/// Where `alice.read` is among raw sessions.
+fn raw_step_position(
+    sessions: &[RawSession],
+    reference: &Spanned<String>,
+    at: &Locator,
+) -> Result<(usize, usize), ScenarioError> {
+    let names: Vec<Vec<&str>> = sessions
+        .iter()
+        .map(|s| {
+            std::iter::once(s.name.get_ref().as_str())
+                .chain(s.step.iter().map(|step| step.name.get_ref().as_str()))
+                .collect()
+        })
+        .collect();
+    locate_step(reference, &names, at)
+}

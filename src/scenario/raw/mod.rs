@@ -1,0 +1,300 @@
+//! The file as serde sees it, and its validation into a [`Scenario`]. This file holds the
+//! file's structure, where an error is in the text, and the order of validation; sessions and
+//! interleavings are checked in `sessions.rs`, the outcome and expectations in `outcome.rs`,
+//! and fixes are applied in `fix.rs`.
+
+mod fix;
+mod outcome;
+mod sessions;
+
+use std::ops::Range;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{did_you_mean, EngineKind, Scenario, ScenarioError};
+use crate::level::Level;
+
+pub(super) type RawExpect = IndexMap<Spanned<String>, IndexMap<Spanned<String>, Spanned<String>>>;
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct File {
+    id: Spanned<String>,
+    title: String,
+    anomaly: String,
+    code: String,
+    #[serde(default)]
+    plain: String,
+    #[serde(default)]
+    formal: Vec<String>,
+    story: String,
+    setup: String,
+    session: Vec<RawSession>,
+    interleaving: Vec<RawInterleaving>,
+    outcome: RawOutcome,
+    #[serde(default)]
+    expect: RawExpect,
+    #[serde(default)]
+    fix: Vec<RawFix>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSession {
+    name: Spanned<String>,
+    step: Vec<RawStep>,
+    retry_on: Option<Vec<Spanned<String>>>,
+    retry_from: Option<Spanned<String>>,
+    attempts: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    name: Spanned<String>,
+    sql: Spanned<String>,
+    say: String,
+    no_rows: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFix {
+    id: Spanned<String>,
+    title: String,
+    how: String,
+    prefer: String,
+    level: Option<Spanned<String>>,
+    /// SQL run after the scenario's setup.
+    setup: Option<String>,
+    #[serde(default)]
+    unavailable: IndexMap<Spanned<String>, String>,
+    #[serde(default)]
+    step: Vec<RawFixStep>,
+    #[serde(default)]
+    session: Vec<RawFixSession>,
+    #[serde(default)]
+    expect: RawExpect,
+}
+
+/// A step the fix changes: new SQL, narration or no-row answer, or gone.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFixStep {
+    step: Spanned<String>,
+    sql: Option<Spanned<String>>,
+    say: Option<String>,
+    no_rows: Option<Spanned<String>>,
+    #[serde(default)]
+    remove: bool,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFixSession {
+    name: Spanned<String>,
+    retry_on: Option<Vec<Spanned<String>>>,
+    retry_from: Option<Spanned<String>>,
+    attempts: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInterleaving {
+    name: Spanned<String>,
+    steps: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutcome {
+    #[serde(rename = "final")]
+    final_query: Option<String>,
+    anomaly_if: Spanned<String>,
+    anomaly: Spanned<String>,
+    prevented: Spanned<String>,
+}
+
+pub(super) fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+    let at = Locator { text, file };
+    let raw: File = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        at.error(span, e.message().trim_end())
+    })?;
+    fix::validate(raw, &at)
+}
+
+pub(super) struct Locator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+        self.error_at(span.start, message)
+    }
+
+    fn error_at(&self, offset: usize, message: impl Into<String>) -> ScenarioError {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+            .chars()
+            .count()
+            + 1;
+        ScenarioError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// An error at `offset` bytes into the string value whose literal spans `span`.
+    fn error_in_string(
+        &self,
+        span: Range<usize>,
+        offset: usize,
+        message: impl Into<String>,
+    ) -> ScenarioError {
+        let literal = &self.text[span.clone()];
+        let mut start = span.start;
+        if literal.starts_with("\"\"\"") || literal.starts_with("'''") {
+            start += 3;
+            if self.text[start..].starts_with('\n') {
+                start += 1;
+            } else if self.text[start..].starts_with("\r\n") {
+                start += 2;
+            }
+        } else {
+            start += 1;
+        }
+        self.error_at(start + offset, message)
+    }
+}
+
+pub(super) fn suggestion(name: &str, candidates: &[&str]) -> String {
+    match did_you_mean(name, candidates) {
+        Some(closest) => format!("; did you mean `{closest}`?"),
+        None => format!("; known: {}", candidates.join(", ")),
+    }
+}
+
+pub(super) fn check_name(
+    name: &Spanned<String>,
+    what: &str,
+    at: &Locator,
+) -> Result<(), ScenarioError> {
+    let ok = !name.get_ref().is_empty()
+        && name
+            .get_ref()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(at.error(
+            name.span(),
+            format!(
+                "{what} name `{}` must be letters, digits, `-` or `_`",
+                name.get_ref()
+            ),
+        ))
+    }
+}
+
+pub(super) fn level_named(name: &Spanned<String>, at: &Locator) -> Result<Level, ScenarioError> {
+    Level::from_id(name.get_ref()).ok_or_else(|| {
+        let level_ids: Vec<&str> = Level::ALL.iter().map(|l| l.id()).collect();
+        at.error(
+            name.span(),
+            format!(
+                "unknown level `{}`{}",
+                name.get_ref(),
+                suggestion(name.get_ref(), &level_ids)
+            ),
+        )
+    })
+}
+
+pub(super) fn engine_named(
+    name: &str,
+    span: Range<usize>,
+    at: &Locator,
+) -> Result<EngineKind, ScenarioError> {
+    match name {
+        "postgres" => Ok(EngineKind::Postgres),
+        "sqlite" => Ok(EngineKind::Sqlite),
+        other => Err(at.error(
+            span,
+            format!(
+                "unknown engine `{other}`{}",
+                suggestion(other, &["postgres", "sqlite"])
+            ),
+        )),
+    }
+}
+
+/// Finds `session.step` among sessions given as `[session name, step names...]`, with the
+/// closest name suggested when one is unknown.
+pub(super) fn locate_step(
+    reference: &Spanned<String>,
+    sessions: &[Vec<&str>],
+    at: &Locator,
+) -> Result<(usize, usize), ScenarioError> {
+    let text = reference.get_ref().trim();
+    let Some((session_name, step_name)) = text.split_once('.') else {
+        return Err(at.error(
+            reference.span(),
+            format!("`{text}` must name a session and a step, like alice.read"),
+        ));
+    };
+    let session_names: Vec<&str> = sessions.iter().map(|s| s[0]).collect();
+    let Some(session) = session_names.iter().position(|n| *n == session_name) else {
+        return Err(at.error(
+            reference.span(),
+            format!(
+                "no session `{session_name}`{}",
+                suggestion(session_name, &session_names)
+            ),
+        ));
+    };
+    let step_names = &sessions[session][1..];
+    let Some(step) = step_names.iter().position(|n| *n == step_name) else {
+        return Err(at.error(
+            reference.span(),
+            format!(
+                "session `{session_name}` has no step `{step_name}`{}",
+                suggestion(step_name, step_names)
+            ),
+        ));
+    };
+    Ok((session, step))
+}
+
+pub(super) fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, ScenarioError> {
+    check_name(&raw.id, "scenario", at)?;
+    let sessions = sessions::validate_sessions(raw, at)?;
+    let interleavings = sessions::validate_interleavings(raw, &sessions, at)?;
+    let decision = outcome::validate_outcome(&raw.outcome, &sessions, at)?;
+    let expectations = outcome::validate_expectations(&raw.expect, at)?;
+    Ok(Scenario {
+        id: raw.id.get_ref().clone(),
+        title: raw.title.clone(),
+        anomaly: raw.anomaly.clone(),
+        code: raw.code.clone(),
+        plain: raw.plain.trim().to_string(),
+        formal: raw.formal.clone(),
+        story: raw.story.trim().to_string(),
+        setup: raw.setup.clone(),
+        sessions,
+        interleavings,
+        decision,
+        expectations,
+        fixes: Vec::new(),
+        applied: None,
+        origin: at.file.to_string(),
+    })
+}
