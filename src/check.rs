@@ -13,9 +13,14 @@ pub enum Status {
     Mismatch,
     /// The file says nothing for this engine and level.
     NoExpectation,
+    /// The run was broken (a scenario error): there is no outcome to compare.
+    Error,
 }
 
 pub fn status(report: &Report) -> Status {
+    if report.verdict.is_error() {
+        return Status::Error;
+    }
     match report.matches_expectation() {
         Some(true) => Status::AsExpected,
         Some(false) => Status::Mismatch,
@@ -81,7 +86,8 @@ pub enum UpdateError {
 pub fn update(reports: &[Report]) -> Result<Vec<PathBuf>, UpdateError> {
     let mut by_file: BTreeMap<&Path, Vec<&Report>> = BTreeMap::new();
     for report in reports {
-        if status(report) == Status::AsExpected {
+        // A broken run has no outcome to record: `--update` never writes one.
+        if matches!(status(report), Status::AsExpected | Status::Error) {
             continue;
         }
         let Some(file) = report.scenario.file() else {
@@ -107,7 +113,7 @@ pub fn update(reports: &[Report]) -> Result<Vec<PathBuf>, UpdateError> {
                 .expected_in
                 .clone()
                 .unwrap_or_else(|| report.engine.name.to_string());
-            let observed = report.verdict.observed().to_string();
+            let observed = report.verdict.finding.to_string();
             let fix = report.scenario.applied.as_ref().map(|f| f.id.as_str());
             set_expectation(&mut document, fix, &table, report.requested.id(), &observed).map_err(
                 |message| UpdateError::Edit {
@@ -202,8 +208,7 @@ mod tests {
             interleaving: "both-check-first".into(),
             timeline: Default::default(),
             verdict: Verdict {
-                anomaly: true,
-                mechanism: None,
+                finding: crate::outcome::Finding::Anomaly,
                 cause: None,
                 witness: String::new(),
             },

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::outcome::Finding;
 use crate::report::Report;
 use crate::scenario::expected::{Expected, Mechanism};
 use crate::scenario::{display_name, Interleaving, Scenario, StepId};
@@ -12,6 +13,8 @@ use crate::scenario::{display_name, Interleaving, Scenario, StepId};
 pub enum Outcome {
     Anomaly,
     Prevented(Mechanism),
+    /// The run was broken (a scenario error): no verdict.
+    Error,
     /// A step was due on a session still waiting for a lock: the order cannot happen.
     Impossible {
         step: StepId,
@@ -69,6 +72,7 @@ impl Counts {
             Outcome::Prevented(Mechanism::Retry) => self.retry += 1,
             Outcome::Prevented(Mechanism::Guard) => self.guard += 1,
             Outcome::Impossible { .. } => self.impossible += 1,
+            Outcome::Error => self.error += 1,
         }
     }
 
@@ -89,9 +93,10 @@ impl Outcome {
                 step: impossible.step,
                 waiting_for: impossible.waiting_for.clone(),
             },
-            None => match report.verdict.observed() {
-                Expected::Anomaly => Outcome::Anomaly,
-                Expected::Prevented(m) => Outcome::Prevented(m),
+            None => match report.verdict.finding {
+                Finding::Anomaly => Outcome::Anomaly,
+                Finding::Prevented(m) => Outcome::Prevented(m),
+                Finding::Error => Outcome::Error,
             },
         }
     }
@@ -101,6 +106,7 @@ impl Outcome {
         match self {
             Outcome::Anomaly => "anomaly".to_string(),
             Outcome::Prevented(m) => Expected::Prevented(*m).to_string(),
+            Outcome::Error => "error".to_string(),
             Outcome::Impossible { step, waiting_for } => format!(
                 "impossible ({} is waiting for {})",
                 display_name(&scenario.sessions[step.session].name),

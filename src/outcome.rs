@@ -3,19 +3,28 @@
 use serde::Serialize;
 
 use crate::scenario::expected::{Expected, Mechanism};
-use crate::scenario::expr::{Facts, Ref, Value};
+use crate::scenario::expr::{Facts, Value};
 use crate::scenario::{display_name, Scenario, StepId};
-use crate::timeline::{last_verb, verb, DbError, EventKind, RetryReason, StepResult, Timeline};
+use crate::timeline::{verb, DbError, ErrorKind, EventKind, RetryReason, StepResult, Timeline};
+
+/// What a run found: the anomaly, what prevented it, or that the run was broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    Anomaly,
+    Prevented(Mechanism),
+    /// The scenario or the environment is broken (a syntax error, a missing column, a step the
+    /// tool cancelled): there is no verdict.
+    Error,
+}
 
 /// The judgement of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
-    pub anomaly: bool,
-    /// Set when the anomaly was prevented.
-    pub mechanism: Option<Mechanism>,
-    /// The step that waited or failed, when that is what prevented the anomaly.
+    #[serde(skip)]
+    pub finding: Finding,
+    /// The step that waited or failed, when that is what prevented the anomaly or broke the run.
     pub cause: Option<Cause>,
-    /// The values read and the rule, in words.
+    /// The values read and the rule, in words; empty for an error.
     pub witness: String,
 }
 
@@ -30,6 +39,7 @@ pub enum Cause {
     TimedOut {
         #[serde(skip)]
         step: StepId,
+        after_ms: u64,
     },
     /// Waited for a session that had nothing left to run, so the runner cancelled it.
     Stuck {
@@ -58,47 +68,104 @@ pub enum Cause {
         #[serde(skip)]
         step: StepId,
     },
+    /// A reference the run could not fill: `FILE:LINE:COL: no column fre in john.look …`.
+    Broken { message: String },
+}
+
+impl Finding {
+    /// `anomaly`, `prevented` or `error`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Finding::Anomaly => "anomaly",
+            Finding::Prevented(_) => "prevented",
+            Finding::Error => "error",
+        }
+    }
+
+    /// What an expectation would say of it; `None` for an error, which no expectation states.
+    pub fn expected(self) -> Option<Expected> {
+        match self {
+            Finding::Anomaly => Some(Expected::Anomaly),
+            Finding::Prevented(m) => Some(Expected::Prevented(m)),
+            Finding::Error => None,
+        }
+    }
+
+    pub fn mechanism(self) -> Option<Mechanism> {
+        match self {
+            Finding::Prevented(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.expected() {
+            Some(expected) => expected.fmt(f),
+            None => f.write_str("error"),
+        }
+    }
 }
 
 impl Verdict {
-    /// Whether the run shows what `expected` says.
+    pub fn is_anomaly(&self) -> bool {
+        self.finding == Finding::Anomaly
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.finding == Finding::Error
+    }
+
+    /// Whether the run shows what `expected` says. An error never does.
     pub fn matches(&self, expected: &Expected) -> bool {
-        match expected {
-            Expected::Anomaly => self.anomaly,
-            Expected::Prevented(m) => !self.anomaly && self.mechanism == Some(*m),
-        }
+        self.finding.expected() == Some(*expected)
     }
 
-    /// What the run showed, in the words expectations use.
-    pub fn observed(&self) -> Expected {
-        match self.mechanism {
-            Some(m) if !self.anomaly => Expected::Prevented(m),
-            _ => Expected::Anomaly,
-        }
-    }
-
-    /// `anomaly` or `prevented`.
+    /// `anomaly`, `prevented` or `error`.
     pub fn word(&self) -> &'static str {
-        if self.anomaly {
-            "anomaly"
-        } else {
-            "prevented"
-        }
+        self.finding.word()
     }
 
     /// One sentence: *prevented — John's COMMIT failed with 40001 (could not serialize ...)*.
     pub fn summary(&self, scenario: &Scenario) -> String {
-        if self.anomaly {
-            return format!("anomaly — {}", self.witness);
+        match self.finding {
+            Finding::Anomaly => format!("anomaly — {}", self.witness),
+            Finding::Error => format!(
+                "error — {}: the scenario is broken, so there is no verdict",
+                self.cause
+                    .as_ref()
+                    .map_or("the run failed".to_string(), |c| broken_phrase(scenario, c))
+            ),
+            Finding::Prevented(_) => {
+                format!("prevented — {}; {}", self.how(scenario), self.witness)
+            }
         }
-        let how = match &self.cause {
+    }
+
+    fn how(&self, scenario: &Scenario) -> String {
+        match &self.cause {
+            Some(Cause::Failed { step, error }) if error.kind == ErrorKind::Constraint => {
+                format!(
+                    "{} broke {} and was refused with {} ({})",
+                    step_phrase(scenario, *step),
+                    error
+                        .constraint
+                        .as_ref()
+                        .map_or("a constraint".to_string(), |c| format!(
+                            "the constraint {c}"
+                        )),
+                    error.code,
+                    error.message
+                )
+            }
             Some(Cause::Failed { step, error }) => format!(
                 "{} failed with {} ({})",
                 step_phrase(scenario, *step),
                 error.code,
                 error.message
             ),
-            Some(Cause::TimedOut { step }) => format!(
+            Some(Cause::TimedOut { step, .. }) => format!(
                 "{} did not finish within the step timeout and was cancelled",
                 step_phrase(scenario, *step)
             ),
@@ -140,10 +207,36 @@ impl Verdict {
                 step_phrase(scenario, *step),
                 display_name(&scenario.sessions[step.session].name)
             ),
+            Some(Cause::Broken { message }) => message.clone(),
             None => "no step waited or failed: every read returned a committed or snapshot value"
                 .to_string(),
-        };
-        format!("prevented — {how}; {}", self.witness)
+        }
+    }
+}
+
+/// What broke a run: `alice.check failed with 42703 (column "totl" does not exist)`.
+fn broken_phrase(scenario: &Scenario, cause: &Cause) -> String {
+    let name = |step: &StepId| {
+        format!(
+            "{}.{}",
+            scenario.sessions[step.session].name,
+            scenario.step(*step).name
+        )
+    };
+    match cause {
+        Cause::Failed { step, error } => format!(
+            "{} failed with {} ({})",
+            name(step),
+            error.code,
+            error.message
+        ),
+        Cause::TimedOut { step, after_ms } => format!(
+            "{} neither finished nor waited for a lock within the step timeout ({after_ms} ms), \
+             so the tool cancelled it",
+            name(step)
+        ),
+        Cause::Broken { message } => message.clone(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -169,27 +262,102 @@ pub fn session_list(scenario: &Scenario, sessions: &[usize]) -> String {
     }
 }
 
-/// Judges a finished run.
+/// Judges a finished run: a broken run is an error before anything else; then the anomaly
+/// condition; then what prevented it.
 pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
-    let facts = RunFacts { scenario, timeline };
+    if let Some(cause) = broken(scenario, timeline) {
+        return Verdict {
+            finding: Finding::Error,
+            cause: Some(cause),
+            witness: String::new(),
+        };
+    }
+    let facts = facts::RunFacts { scenario, timeline };
     let decision = &scenario.decision;
-    let anomaly = decision.anomaly_if.holds(&facts) == Some(true);
-    let template = if anomaly {
-        &decision.anomaly_witness
-    } else {
-        &decision.prevented_witness
+    let [condition_at, anomaly_at, prevented_at] = &decision.at;
+    let anomaly = match decision.anomaly_if.holds(&facts) {
+        Ok(holds) => holds == Some(true),
+        Err(message) => return broken_reference(condition_at, message),
     };
-    let witness = template.render(|r| facts.value(r).unwrap_or(Value::Unknown).to_string());
+    let (template, template_at) = if anomaly {
+        (&decision.anomaly_witness, anomaly_at)
+    } else {
+        (&decision.prevented_witness, prevented_at)
+    };
+    if let Some(message) = template.refs().find_map(|r| facts.value(r).err()) {
+        return broken_reference(template_at, message);
+    }
+    let witness = template.render(|r| {
+        facts
+            .value(r)
+            .ok()
+            .flatten()
+            .unwrap_or(Value::Unknown)
+            .to_string()
+    });
     if anomaly {
         return Verdict {
-            anomaly,
-            mechanism: None,
+            finding: Finding::Anomaly,
             cause: None,
             witness,
         };
     }
+    let cause = prevention(timeline);
+    let mechanism = match &cause {
+        Some(Cause::Retried { .. }) => Mechanism::Retry,
+        Some(Cause::GaveUp { .. }) => Mechanism::Guard,
+        Some(Cause::Failed { error, .. }) if error.kind == ErrorKind::Constraint => {
+            Mechanism::Constraint
+        }
+        Some(Cause::Failed { .. } | Cause::TimedOut { .. } | Cause::Stuck { .. }) => {
+            Mechanism::Abort
+        }
+        Some(Cause::Waited { .. }) => Mechanism::Blocking,
+        Some(Cause::Broken { .. }) | None => Mechanism::ConsistentRead,
+    };
+    Verdict {
+        finding: Finding::Prevented(mechanism),
+        cause,
+        witness,
+    }
+}
+
+fn broken_reference(at: &crate::scenario::Place, message: String) -> Verdict {
+    Verdict {
+        finding: Finding::Error,
+        cause: Some(Cause::Broken {
+            message: format!("{at}: {message}"),
+        }),
+        witness: String::new(),
+    }
+}
+
+/// The first event that shows the run itself broken: a step that failed for a reason that is
+/// neither a concurrency failure nor a constraint, a step the tool cancelled on its own
+/// timeout, or a step whose SQL could not be filled in.
+fn broken(scenario: &Scenario, timeline: &Timeline) -> Option<Cause> {
+    timeline.events.iter().find_map(|event| match &event.kind {
+        EventKind::TimedOut { after_ms } => Some(Cause::TimedOut {
+            step: event.step,
+            after_ms: *after_ms,
+        }),
+        EventKind::NotSent { problem } => Some(Cause::Broken {
+            message: format!("{}: {problem}", scenario.step(event.step).sql_at),
+        }),
+        kind => match kind.result() {
+            Some(StepResult::Failed(error)) if !error.kind.is_mechanism() => Some(Cause::Failed {
+                step: event.step,
+                error: error.clone(),
+            }),
+            _ => None,
+        },
+    })
+}
+
+/// What prevented the anomaly: the application's own decision (a retry, a give-up) first, then
+/// a failure the database chose, then a wait.
+fn prevention(timeline: &Timeline) -> Option<Cause> {
     let failure = timeline.events.iter().find_map(|event| match &event.kind {
-        EventKind::TimedOut { .. } => Some(Cause::TimedOut { step: event.step }),
         EventKind::Stuck { blocked_by } => Some(Cause::Stuck {
             step: event.step,
             blocked_by: blocked_by.clone(),
@@ -232,75 +400,9 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
             EventKind::GaveUp => Some(Cause::GaveUp { step: event.step }),
             _ => None,
         });
-    let cause = decision.or(failure).or_else(wait);
-    let mechanism = match cause {
-        Some(Cause::Retried { .. }) => Mechanism::Retry,
-        Some(Cause::GaveUp { .. }) => Mechanism::Guard,
-        Some(Cause::Failed { .. } | Cause::TimedOut { .. } | Cause::Stuck { .. }) => {
-            Mechanism::Abort
-        }
-        Some(Cause::Waited { .. }) => Mechanism::Blocking,
-        None => Mechanism::ConsistentRead,
-    };
-    Verdict {
-        anomaly,
-        mechanism: Some(mechanism),
-        cause,
-        witness,
-    }
+    decision.or(failure).or_else(wait)
 }
 
-struct RunFacts<'a> {
-    scenario: &'a Scenario,
-    timeline: &'a Timeline,
-}
-
-impl Facts for RunFacts<'_> {
-    fn value(&self, reference: &Ref) -> Option<Value> {
-        let (result_set, column) = match reference {
-            Ref::Final { column } => (self.timeline.final_state.as_ref()?, column),
-            Ref::Read {
-                session,
-                step,
-                column,
-            } => {
-                let session_index = self.scenario.session_index(session)?;
-                let step_index = self.scenario.sessions[session_index]
-                    .steps
-                    .iter()
-                    .position(|s| &s.name == step)?;
-                let id = StepId {
-                    session: session_index,
-                    step: step_index,
-                };
-                match self.timeline.result_of(id)? {
-                    StepResult::Rows(rows) => (rows, column),
-                    _ => return None,
-                }
-            }
-        };
-        result_set.first(column).map(Value::from_db)
-    }
-
-    fn committed(&self, session: &str) -> bool {
-        let Some(index) = self.scenario.session_index(session) else {
-            return false;
-        };
-        let last = StepId {
-            session: index,
-            step: self.scenario.sessions[index].steps.len() - 1,
-        };
-        let is_commit = matches!(
-            last_verb(&self.scenario.step(last).sql.render(|_| String::new())).as_str(),
-            "COMMIT" | "END"
-        );
-        is_commit
-            && matches!(
-                self.timeline.result_of(last),
-                Some(StepResult::Command { .. })
-            )
-    }
-}
-
+mod facts;
 #[cfg(test)]
 mod tests;

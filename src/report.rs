@@ -38,6 +38,6 @@ impl Report {
 
     /// `prevented by abort`, `anomaly`: the verdict in the words expectations use.
     pub fn outcome_text(&self) -> String {
-        self.verdict.observed().to_string()
+        self.verdict.finding.to_string()
     }
 }

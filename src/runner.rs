@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::engine::{EngineError, Run, Settled};
+use crate::scenario::template::SqlHole;
 use crate::scenario::{Interleaving, NoRows, RetryOn, Scenario, StepId};
 use crate::timeline::{ErrorKind, Event, EventKind, Impossible, RetryReason, StepResult, Timeline};
 
@@ -156,21 +157,59 @@ impl Replay<'_> {
         self.timeline.events.len() - 1
     }
 
-    /// The step's SQL with `${step.column}` filled from what its session read earlier.
+    /// The step's SQL with `${step.column}` filled from what its session read earlier, or why
+    /// a hole cannot be filled: the scenario is broken, and the step is not sent.
+    fn filled(&self, id: StepId) -> Result<String, String> {
+        let step = self.scenario.step(id);
+        let mut problem = None;
+        let sql = step.sql.render(|hole| {
+            let value = self.hole_value(id.session, hole);
+            value.unwrap_or_else(|why| {
+                problem.get_or_insert(why);
+                format!("${{{}.{}}}", hole.step_name, hole.column)
+            })
+        });
+        problem.map_or(Ok(sql), Err)
+    }
+
+    fn hole_value(&self, session: usize, hole: &SqlHole) -> Result<String, String> {
+        let earlier = StepId {
+            session,
+            step: hole.step,
+        };
+        let source = format!(
+            "{}.{}",
+            self.scenario.sessions[session].name, hole.step_name
+        );
+        let reference = format!("${{{}.{}}}", hole.step_name, hole.column);
+        match self.timeline.result_of(earlier) {
+            Some(StepResult::Rows(rows)) => match rows.checked_first(&hole.column, &source)? {
+                Some(Some(value)) => Ok(sql_literal(value)),
+                Some(None) => Ok("NULL".to_string()),
+                None => Err(format!(
+                    "{source} returned no rows, so {reference} has no value (`no_rows = \
+                         \"give-up\"` on {source} stops the session there instead)"
+                )),
+            },
+            Some(StepResult::Command { .. }) => Err(format!(
+                "{source} is a command and returned no rows, so {reference} has no value"
+            )),
+            Some(StepResult::Failed(_)) | None => Err(format!(
+                "{source} has not returned anything, so {reference} has no value"
+            )),
+        }
+    }
+
+    /// The SQL a timeline shows for a step: filled where it can be, as written where not.
     fn sql(&self, id: StepId) -> String {
-        self.scenario.step(id).sql.render(|hole| {
-            let earlier = StepId {
-                session: id.session,
-                step: hole.step,
-            };
-            match self.timeline.result_of(earlier) {
-                Some(StepResult::Rows(rows)) => match rows.first(&hole.column) {
-                    Some(Some(value)) => sql_literal(value),
-                    Some(None) => "NULL".to_string(),
-                    None => format!("${{{}.{}}}", hole.step_name, hole.column),
-                },
-                _ => format!("${{{}.{}}}", hole.step_name, hole.column),
-            }
+        self.filled(id).unwrap_or_else(|_| {
+            self.scenario
+                .step(id)
+                .sql
+                .render(|hole| match self.hole_value(id.session, hole) {
+                    Ok(value) => value,
+                    Err(_) => format!("${{{}.{}}}", hole.step_name, hole.column),
+                })
         })
     }
 
@@ -182,7 +221,16 @@ impl Replay<'_> {
     /// Sends a step and records where it stands. Returns whether it finished (or was cancelled),
     /// which may let waiting sessions go on.
     async fn send(&mut self, id: StepId, deferred: bool) -> Result<bool, EngineError> {
-        let sql = self.sql(id);
+        let sql = match self.filled(id) {
+            Ok(sql) => sql,
+            Err(problem) => {
+                let sql = self.sql(id);
+                let index = self.push(id, sql, EventKind::NotSent { problem }, deferred);
+                self.last_finish = Some(index);
+                self.fail(id.session).await?;
+                return Ok(true);
+            }
+        };
         let started = Instant::now();
         self.run.send(id.session, &sql);
         match self.run.settle(id.session, self.deadline()).await? {

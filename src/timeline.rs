@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::scenario::StepId;
+use crate::scenario::{did_you_mean, StepId};
 
 /// The events of one run and the end state the final check query saw.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -71,6 +71,9 @@ pub enum EventKind {
     /// The step changed or returned no row, so the session's application rolled back and
     /// stopped: its later steps are not sent.
     GaveUp,
+    /// Not sent: its SQL uses a value that the run cannot give (`${look.fre}` where `look`
+    /// returned no column `fre`). The scenario is broken; the session is rolled back.
+    NotSent { problem: String },
 }
 
 /// Why a session ran its transaction again.
@@ -107,6 +110,9 @@ pub struct DbError {
     /// SQLSTATE on PostgreSQL (`40001`); the extended result code name on SQLite (`SQLITE_BUSY_SNAPSHOT`).
     pub code: String,
     pub message: String,
+    /// The constraint a write broke, when the database names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -122,6 +128,22 @@ pub enum ErrorKind {
     Other,
 }
 
+impl ErrorKind {
+    /// A failure that is a concurrency-control or integrity mechanism of the database, as
+    /// opposed to a broken scenario (a syntax error, an unknown column, a cancelled step).
+    pub fn is_mechanism(self) -> bool {
+        match self {
+            ErrorKind::SerializationFailure
+            | ErrorKind::Deadlock
+            | ErrorKind::LockNotAvailable
+            | ErrorKind::Busy
+            | ErrorKind::Locked
+            | ErrorKind::Constraint => true,
+            ErrorKind::Cancelled | ErrorKind::Other => false,
+        }
+    }
+}
+
 impl StepResult {
     /// A command that changed no row, or a query that returned none.
     pub fn is_empty(&self) -> bool {
@@ -134,6 +156,27 @@ impl StepResult {
 }
 
 impl ResultSet {
+    /// The value of `column` in the first row: `Ok(None)` when there is no row, `Err` when the
+    /// rows have no such column, naming the columns they do have and the closest one.
+    /// `source` names the rows in the message: `john.look`, `the final query`.
+    pub fn checked_first(
+        &self,
+        column: &str,
+        source: &str,
+    ) -> Result<Option<Option<&str>>, String> {
+        if !self.columns.iter().any(|c| c == column) {
+            let columns: Vec<&str> = self.columns.iter().map(String::as_str).collect();
+            let hint = did_you_mean(column, &columns)
+                .map(|closest| format!("; did you mean {closest}?"))
+                .unwrap_or_default();
+            return Err(format!(
+                "no column {column} in {source} (columns: {}){hint}",
+                columns.join(", ")
+            ));
+        }
+        Ok(self.first(column))
+    }
+
     /// The value of `column` in the first row; `None` when there is no such row or column.
     pub fn first(&self, column: &str) -> Option<Option<&str>> {
         let index = self.columns.iter().position(|c| c == column)?;

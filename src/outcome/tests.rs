@@ -1,4 +1,5 @@
 use super::*;
+use crate::scenario::expected::Expected;
 use crate::scenario::StepId;
 use crate::timeline::{ErrorKind, Event, ResultSet};
 
@@ -45,8 +46,7 @@ fn an_anomaly_has_its_witness() {
         ..Default::default()
     };
     let verdict = judge(&write_skew(), &timeline);
-    assert!(verdict.anomaly);
-    assert_eq!(verdict.mechanism, None);
+    assert_eq!(verdict.finding, Finding::Anomaly);
     assert_eq!(
         verdict.summary(&write_skew()),
         "anomaly — together the balances are 100, below the 200 floor both checked"
@@ -59,6 +59,7 @@ fn a_failure_is_an_abort_even_after_a_wait() {
         kind: ErrorKind::SerializationFailure,
         code: "40001".into(),
         message: "could not serialize access".into(),
+        constraint: None,
     });
     let timeline = Timeline {
         events: vec![
@@ -81,7 +82,7 @@ fn a_failure_is_an_abort_even_after_a_wait() {
         ..Default::default()
     };
     let verdict = judge(&write_skew(), &timeline);
-    assert_eq!(verdict.mechanism, Some(Mechanism::Abort));
+    assert_eq!(verdict.finding, Finding::Prevented(Mechanism::Abort));
     assert_eq!(
         verdict.summary(&write_skew()),
         "prevented — John's COMMIT failed with 40001 (could not serialize access); \
@@ -108,7 +109,7 @@ fn a_wait_without_failure_is_blocking() {
         ..Default::default()
     };
     let verdict = judge(&write_skew(), &timeline);
-    assert_eq!(verdict.mechanism, Some(Mechanism::Blocking));
+    assert_eq!(verdict.finding, Finding::Prevented(Mechanism::Blocking));
     assert!(verdict
         .summary(&write_skew())
         .starts_with("prevented — John's UPDATE waited for Alice, then saw a serial outcome"));
@@ -122,8 +123,8 @@ fn nothing_waited_or_failed_is_a_consistent_read() {
         ..Default::default()
     };
     assert_eq!(
-        judge(&write_skew(), &timeline).mechanism,
-        Some(Mechanism::ConsistentRead)
+        judge(&write_skew(), &timeline).finding,
+        Finding::Prevented(Mechanism::ConsistentRead)
     );
 }
 
@@ -138,9 +139,9 @@ fn committed_needs_a_successful_commit() {
         },
         ..Default::default()
     };
-    assert!(judge(&lost_update, &timeline).anomaly);
+    assert!(judge(&lost_update, &timeline).is_anomaly());
     timeline.events[1].kind = EventKind::Skipped;
-    assert!(!judge(&lost_update, &timeline).anomaly);
+    assert!(!judge(&lost_update, &timeline).is_anomaly());
 }
 
 #[test]
@@ -152,8 +153,7 @@ fn expectations_parse_and_match() {
     );
     assert!(Expected::parse("prevented").is_err());
     let verdict = Verdict {
-        anomaly: false,
-        mechanism: Some(Mechanism::Abort),
+        finding: Finding::Prevented(Mechanism::Abort),
         cause: None,
         witness: String::new(),
     };

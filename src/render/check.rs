@@ -17,6 +17,7 @@ pub fn text(reports: &[Report], style: Style) -> String {
             Status::AsExpected => {}
             Status::Mismatch => out.push_str(&format!("{}\n", paint.red(&line(report)))),
             Status::NoExpectation => out.push_str(&format!("{}\n", paint.yellow(&line(report)))),
+            Status::Error => out.push_str(&format!("{}\n", paint.red(&line(report)))),
         }
     }
     out.push_str(&count(reports));
@@ -24,12 +25,18 @@ pub fn text(reports: &[Report], style: Style) -> String {
     out
 }
 
-/// `20 runs: 19 as expected, 1 mismatch, 0 without an expectation`
+/// `20 runs: 19 as expected, 1 mismatch, 0 without an expectation`, and `, 1 error` when a
+/// run was broken.
 pub fn count(reports: &[Report]) -> String {
     let n = |wanted: Status| reports.iter().filter(|r| status(r) == wanted).count();
     let mismatches = n(Status::Mismatch);
+    let errors = match n(Status::Error) {
+        0 => String::new(),
+        1 => ", 1 error".to_string(),
+        errors => format!(", {errors} errors"),
+    };
     format!(
-        "{} runs: {} as expected, {mismatches} {}, {} without an expectation",
+        "{} runs: {} as expected, {mismatches} {}, {} without an expectation{errors}",
         reports.len(),
         n(Status::AsExpected),
         if mismatches == 1 {
@@ -58,6 +65,12 @@ pub fn junit(reports: &[Report]) -> String {
             .filter(|r| status(r) == Status::Mismatch)
             .count()
     };
+    let errors = |members: &[&Report]| {
+        members
+            .iter()
+            .filter(|r| status(r) == Status::Error)
+            .count()
+    };
     let skipped = |members: &[&Report]| {
         members
             .iter()
@@ -67,17 +80,19 @@ pub fn junit(reports: &[Report]) -> String {
     let all: Vec<&Report> = reports.iter().collect();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str(&format!(
-        "<testsuites name=\"anomalies check\" tests=\"{}\" failures=\"{}\" skipped=\"{}\">\n",
+        "<testsuites name=\"anomalies check\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">\n",
         all.len(),
         failures(&all),
+        errors(&all),
         skipped(&all)
     ));
     for (suite, members) in &suites {
         out.push_str(&format!(
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\">\n",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">\n",
             escape(suite),
             members.len(),
             failures(members),
+            errors(members),
             skipped(members)
         ));
         for report in members {
@@ -100,6 +115,10 @@ pub fn junit(reports: &[Report]) -> String {
                 )),
                 Status::NoExpectation => out.push_str(&format!(
                     ">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
+                    escape(&line(report))
+                )),
+                Status::Error => out.push_str(&format!(
+                    ">\n      <error message=\"the scenario is broken\">{}</error>\n    </testcase>\n",
                     escape(&line(report))
                 )),
             }
@@ -126,6 +145,7 @@ pub fn json(reports: &[Report]) -> String {
                     Status::AsExpected => "as-expected",
                     Status::Mismatch => "mismatch",
                     Status::NoExpectation => "no-expectation",
+                    Status::Error => "error",
                 },
                 "line": line(report),
             })
@@ -145,6 +165,7 @@ pub fn markdown(reports: &[Report]) -> String {
             Status::AsExpected => "✅",
             Status::Mismatch => "❌",
             Status::NoExpectation => "⚠️",
+            Status::Error => "💥",
         };
         out.push_str(&format!(
             "| {mark} | {} | {} | {} |\n",

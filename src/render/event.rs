@@ -134,6 +134,10 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
             ));
             lines.push((Tone::Decision, "✋ gives up".to_string()));
         }
+        EventKind::NotSent { problem } => lines.push((
+            Tone::Failed,
+            format!("✗ not sent: {problem}; the scenario is broken"),
+        )),
         EventKind::Stuck { blocked_by } => lines.push((
             Tone::Failed,
             format!(

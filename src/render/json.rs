@@ -2,8 +2,9 @@
 
 use serde_json::{json as value, Value};
 
+use crate::outcome::{Cause, Verdict};
 use crate::report::Report;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, StepId};
 use crate::timeline::{EventKind, ResultSet, StepResult};
 
 /// One run as a pretty-printed JSON object.
@@ -34,7 +35,8 @@ fn object(report: &Report) -> Value {
         "level": { "requested": report.requested, "effective": report.effective },
         "interleaving": report.interleaving,
         "verdict": verdict.word(),
-        "prevented_by": verdict.mechanism.filter(|_| !verdict.anomaly),
+        "prevented_by": verdict.finding.mechanism(),
+        "cause": cause(scenario, verdict),
         "summary": verdict.summary(scenario),
         "witness": verdict.witness,
         "expected": report.expected.map(|e| e.to_string()),
@@ -58,6 +60,36 @@ fn object(report: &Report) -> Value {
         }).collect::<Vec<_>>(),
         "final_state": report.timeline.final_state.as_ref().map(rows),
     })
+}
+
+/// What broke a run that ended in an error: the step and its failure, or the reference.
+fn cause(scenario: &Scenario, verdict: &Verdict) -> Value {
+    if !verdict.is_error() {
+        return Value::Null;
+    }
+    let step = |id: &StepId| {
+        format!(
+            "{}.{}",
+            scenario.sessions[id.session].name,
+            scenario.step(*id).name
+        )
+    };
+    match &verdict.cause {
+        Some(Cause::Failed { step: id, error }) => value!({
+            "kind": "failed",
+            "step": step(id),
+            "error_kind": error.kind,
+            "code": error.code,
+            "message": error.message,
+        }),
+        Some(Cause::TimedOut { step: id, after_ms }) => value!({
+            "kind": "timed-out",
+            "step": step(id),
+            "after_ms": after_ms,
+        }),
+        Some(Cause::Broken { message }) => value!({ "kind": "reference", "message": message }),
+        _ => Value::Null,
+    }
 }
 
 fn names(scenario: &Scenario, sessions: &[usize]) -> Vec<String> {
@@ -94,6 +126,7 @@ fn event_fields(scenario: &Scenario, session: usize, kind: &EventKind) -> Value 
             "reason": reason,
         }),
         EventKind::GaveUp => value!({ "event": "gave-up" }),
+        EventKind::NotSent { problem } => value!({ "event": "not-sent", "problem": problem }),
     }
 }
 

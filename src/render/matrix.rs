@@ -5,15 +5,16 @@ use serde_json::{json as value, Value};
 
 use super::table::{wrap, Paint};
 use super::Style;
+use crate::outcome::Finding;
 use crate::report::Report;
-use crate::scenario::expected::{Expected, Mechanism};
+use crate::scenario::expected::Mechanism;
 
 /// What the marks in a grid mean; `anomaly` is how the grid writes an anomaly.
 fn legend(anomaly: &str, reports: &[Report]) -> String {
     let shown = |m: Mechanism| {
         reports
             .iter()
-            .any(|r| r.verdict.observed() == Expected::Prevented(m))
+            .any(|r| r.verdict.finding == Finding::Prevented(m))
     };
     let mut extra = String::new();
     if shown(Mechanism::Constraint) {
@@ -99,8 +100,9 @@ pub fn markdown(reports: &[Report]) -> String {
             ));
             for report in row {
                 let word = match outcome(report) {
-                    Expected::Anomaly => "**anomaly**".to_string(),
-                    Expected::Prevented(m) => m.words().to_string(),
+                    Finding::Anomaly => "**anomaly**".to_string(),
+                    Finding::Prevented(m) => m.words().to_string(),
+                    Finding::Error => "**error**".to_string(),
                 };
                 let mark = match (report.matches_expectation(), report.expected) {
                     (Some(false), Some(expected)) => format!(" ✗ (expected {expected})"),
@@ -195,17 +197,18 @@ pub fn svg(reports: &[Report]) -> String {
             for (i, report) in row.iter().enumerate() {
                 let x = MARGIN + name + i as f64 * cell;
                 let (fill, word) = match outcome(report) {
-                    Expected::Anomaly => ("#c62828", "ANOMALY".to_string()),
-                    Expected::Prevented(Mechanism::Blocking) => ("#e09b00", "blocking".to_string()),
-                    Expected::Prevented(Mechanism::Abort) => ("#00838f", "abort".to_string()),
-                    Expected::Prevented(Mechanism::Constraint) => {
+                    Finding::Anomaly => ("#c62828", "ANOMALY".to_string()),
+                    Finding::Prevented(Mechanism::Blocking) => ("#e09b00", "blocking".to_string()),
+                    Finding::Prevented(Mechanism::Abort) => ("#00838f", "abort".to_string()),
+                    Finding::Prevented(Mechanism::Constraint) => {
                         ("#00695c", "constraint".to_string())
                     }
-                    Expected::Prevented(Mechanism::ConsistentRead) => {
+                    Finding::Prevented(Mechanism::ConsistentRead) => {
                         ("#2e7d32", "consistent read".to_string())
                     }
-                    Expected::Prevented(Mechanism::Retry) => ("#5e35b1", "retry".to_string()),
-                    Expected::Prevented(Mechanism::Guard) => ("#546e7a", "guard".to_string()),
+                    Finding::Prevented(Mechanism::Retry) => ("#5e35b1", "retry".to_string()),
+                    Finding::Prevented(Mechanism::Guard) => ("#546e7a", "guard".to_string()),
+                    Finding::Error => ("#4a148c", "ERROR".to_string()),
                 };
                 let mismatch = report.matches_expectation() == Some(false);
                 let (stroke, width) = if mismatch {
@@ -265,7 +268,7 @@ pub fn json(reports: &[Report]) -> String {
                 "code": report.scenario.code,
                 "level": { "requested": report.requested, "effective": report.effective },
                 "verdict": report.verdict.word(),
-                "prevented_by": report.verdict.mechanism.filter(|_| !report.verdict.anomaly),
+                "prevented_by": report.verdict.finding.mechanism(),
                 "expected": report.expected.map(|e| e.to_string()),
                 "matches_expectation": report.matches_expectation(),
             })
@@ -314,19 +317,20 @@ fn level_header(report: &Report) -> String {
     }
 }
 
-fn outcome(report: &Report) -> Expected {
-    report.verdict.observed()
+fn outcome(report: &Report) -> Finding {
+    report.verdict.finding
 }
 
 fn cell(report: &Report, paint: Paint) -> String {
     let word = match outcome(report) {
-        Expected::Anomaly => paint.red_bold("ANOMALY"),
-        Expected::Prevented(Mechanism::Blocking) => paint.yellow("blocking"),
-        Expected::Prevented(Mechanism::Abort) => paint.cyan("abort"),
-        Expected::Prevented(Mechanism::Constraint) => paint.cyan("constraint"),
-        Expected::Prevented(Mechanism::ConsistentRead) => paint.green("consistent read"),
-        Expected::Prevented(Mechanism::Retry) => paint.cyan("retry"),
-        Expected::Prevented(Mechanism::Guard) => paint.cyan("guard"),
+        Finding::Anomaly => paint.red_bold("ANOMALY"),
+        Finding::Prevented(Mechanism::Blocking) => paint.yellow("blocking"),
+        Finding::Prevented(Mechanism::Abort) => paint.cyan("abort"),
+        Finding::Prevented(Mechanism::Constraint) => paint.cyan("constraint"),
+        Finding::Prevented(Mechanism::ConsistentRead) => paint.green("consistent read"),
+        Finding::Prevented(Mechanism::Retry) => paint.cyan("retry"),
+        Finding::Prevented(Mechanism::Guard) => paint.cyan("guard"),
+        Finding::Error => paint.red_bold("ERROR"),
     };
     match (report.matches_expectation(), report.expected) {
         (Some(false), Some(expected)) => {

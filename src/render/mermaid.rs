@@ -75,7 +75,7 @@ pub fn mermaid(report: &Report) -> String {
                 out.push_str(&format!("    {who}->>DB: ROLLBACK\n"));
                 out.push_str(&format!("    Note over {who}: {decided}\n"));
             }
-            EventKind::TimedOut { .. } | EventKind::Stuck { .. } => {
+            EventKind::TimedOut { .. } | EventKind::Stuck { .. } | EventKind::NotSent { .. } => {
                 let failed = described.line(Tone::Failed).map(text).unwrap_or_default();
                 out.push_str(&format!("    DB--x{who}: {failed}\n"));
             }

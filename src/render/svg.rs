@@ -60,7 +60,7 @@ pub fn svg(report: &Report) -> String {
             report.level_text()
         ),
     );
-    let (banner, fill) = if report.verdict.anomaly {
+    let (banner, fill) = if report.verdict.finding.mechanism().is_none() {
         ("#fdecea", RED)
     } else {
         ("#e8f5e9", GREEN)

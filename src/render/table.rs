@@ -113,7 +113,7 @@ pub fn summary(reports: &[Report], style: Style) -> String {
         let level = report.level_text();
         let pad = " ".repeat(width - level.chars().count());
         let outcome = report.outcome_text();
-        let painted = if report.verdict.anomaly {
+        let painted = if report.verdict.finding.mechanism().is_none() {
             paint.red(&outcome)
         } else {
             paint.green(&outcome)
@@ -138,7 +138,7 @@ fn verdict_lines(report: &Report, style: Style, paint: Paint) -> String {
     let verdict = &report.verdict;
     let summary = verdict.summary(&report.scenario);
     let word = verdict.word();
-    let painted = if verdict.anomaly {
+    let painted = if verdict.finding.mechanism().is_none() {
         paint.red_bold(word)
     } else {
         paint.green_bold(word)

@@ -91,6 +91,8 @@ impl RetryOn {
 pub struct Step {
     pub name: String,
     pub sql: SqlTemplate,
+    /// Where the step's SQL is written, for errors found while the scenario runs.
+    pub sql_at: Place,
     pub say: String,
     /// What the application does when this step changes or returns no row.
     pub no_rows: Option<NoRows>,
@@ -159,6 +161,22 @@ pub struct Decision {
     pub anomaly_if: Expr,
     pub anomaly_witness: Template,
     pub prevented_witness: Template,
+    /// Where `anomaly_if`, `anomaly` and `prevented` are written, in that order.
+    pub at: [Place; 3],
+}
+
+/// A place in a scenario file: `lost-update.toml:62:14`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Place {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
 }
 
 /// What a scenario file says a run on an engine at a level must show.
@@ -389,6 +407,19 @@ impl Scenario {
 
     pub fn step(&self, id: StepId) -> &Step {
         &self.sessions[id.session].steps[id.step]
+    }
+
+    /// `alice.read` by name.
+    pub fn step_id(&self, session: &str, step: &str) -> Option<StepId> {
+        let session_index = self.session_index(session)?;
+        let step_index = self.sessions[session_index]
+            .steps
+            .iter()
+            .position(|s| s.name == step)?;
+        Some(StepId {
+            session: session_index,
+            step: step_index,
+        })
     }
 
     pub fn session_index(&self, name: &str) -> Option<usize> {

@@ -92,7 +92,7 @@ impl SqlTemplate {
         holes(&self.parts)
     }
 
-    pub fn render(&self, value: impl Fn(&SqlHole) -> String) -> String {
+    pub fn render(&self, value: impl FnMut(&SqlHole) -> String) -> String {
         fill(&self.parts, value)
     }
 }
@@ -104,7 +104,7 @@ fn holes<H>(parts: &[Part<H>]) -> impl Iterator<Item = &H> {
     })
 }
 
-fn fill<H>(parts: &[Part<H>], value: impl Fn(&H) -> String) -> String {
+fn fill<H>(parts: &[Part<H>], mut value: impl FnMut(&H) -> String) -> String {
     parts
         .iter()
         .map(|part| match part {

@@ -35,6 +35,7 @@ pub(super) fn step_result(
                 kind,
                 code: code.code().to_string(),
                 message: db.message().to_string(),
+                constraint: db.constraint().map(str::to_string),
             })));
         }
     };

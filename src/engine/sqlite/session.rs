@@ -169,18 +169,30 @@ fn db_error(error: &rusqlite::Error) -> DbError {
                 ErrorCode::OperationInterrupted => ErrorKind::Cancelled,
                 _ => ErrorKind::Other,
             };
+            let message = message.clone().unwrap_or_else(|| failure.to_string());
             DbError {
                 kind,
                 code: code_name(failure.extended_code),
-                message: message.clone().unwrap_or_else(|| failure.to_string()),
+                constraint: (kind == ErrorKind::Constraint)
+                    .then(|| constraint_named(&message))
+                    .flatten(),
+                message,
             }
         }
         other => DbError {
             kind: ErrorKind::Other,
             code: "error".to_string(),
             message: other.to_string(),
+            constraint: None,
         },
     }
+}
+
+/// The constraint SQLite names in `CHECK constraint failed: balance_floor` or
+/// `UNIQUE constraint failed: locks.name`.
+fn constraint_named(message: &str) -> Option<String> {
+    let (_, name) = message.split_once("constraint failed: ")?;
+    Some(name.trim().to_string()).filter(|n| !n.is_empty())
 }
 
 /// The name of an extended result code, as SQLite's documentation spells it.

@@ -70,8 +70,10 @@ pub enum Value {
 
 /// What evaluation needs to know about a finished run.
 pub trait Facts {
-    /// The value behind a reference; `None` when it was never read.
-    fn value(&self, reference: &Ref) -> Option<Value>;
+    /// The value behind a reference: `Ok(None)` when it was never read (its step failed, was
+    /// skipped or returned no row); `Err` with a message when the reference cannot be right
+    /// (its step returned rows without that column, or no rows at all): the scenario is broken.
+    fn value(&self, reference: &Ref) -> Result<Option<Value>, String>;
     /// Whether the session's last step was a COMMIT that succeeded.
     fn committed(&self, session: &str) -> bool;
 }
@@ -161,19 +163,25 @@ impl Expr {
         }
     }
 
-    /// Evaluates to `Some(true)`, `Some(false)` or `None` (unknown).
-    pub fn holds(&self, facts: &dyn Facts) -> Option<bool> {
-        match self.eval(facts) {
+    /// Evaluates to `Some(true)`, `Some(false)` or `None` (unknown); `Err` when a reference
+    /// cannot be right (see [`Facts::value`]), wherever it is in the expression.
+    pub fn holds(&self, facts: &dyn Facts) -> Result<Option<bool>, String> {
+        for reference in self.refs() {
+            facts.value(reference)?;
+        }
+        Ok(match self.eval(facts) {
             Value::Bool(b) => Some(b),
             _ => None,
-        }
+        })
     }
 
+    /// The value of the expression; a reference that cannot be right counts as unknown here
+    /// ([`Expr::holds`] reports it).
     pub fn eval(&self, facts: &dyn Facts) -> Value {
         match self {
             Expr::Num(n) => Value::Num(*n),
             Expr::Text(text) => Value::Text(text.clone()),
-            Expr::Ref(r) => facts.value(r).unwrap_or(Value::Unknown),
+            Expr::Ref(r) => facts.value(r).ok().flatten().unwrap_or(Value::Unknown),
             Expr::Committed(session) => Value::Bool(facts.committed(session)),
             Expr::Not(inner) => match inner.eval(facts) {
                 Value::Bool(b) => Value::Bool(!b),
@@ -241,8 +249,8 @@ mod tests {
     struct Map(HashMap<String, Value>, Vec<&'static str>);
 
     impl Facts for Map {
-        fn value(&self, reference: &Ref) -> Option<Value> {
-            self.0.get(&reference.to_string()).cloned()
+        fn value(&self, reference: &Ref) -> Result<Option<Value>, String> {
+            Ok(self.0.get(&reference.to_string()).cloned())
         }
         fn committed(&self, session: &str) -> bool {
             self.1.contains(&session)
@@ -263,7 +271,7 @@ mod tests {
             vec!["alice"],
         );
         let expr = parse(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
-        assert_eq!(expr.holds(&facts), expected, "{text}");
+        assert_eq!(expr.holds(&facts), Ok(expected), "{text}");
     }
 
     fn check_error(text: &str, offset: usize, message: &str) {

@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{did_you_mean, EngineKind, Scenario, ScenarioError};
+use super::{did_you_mean, EngineKind, Place, Scenario, ScenarioError};
 use crate::level::Level;
 
 pub(super) type RawExpect = IndexMap<Spanned<String>, IndexMap<Spanned<String>, Spanned<String>>>;
@@ -137,18 +137,40 @@ impl Locator<'_> {
     }
 
     fn error_at(&self, offset: usize, message: impl Into<String>) -> ScenarioError {
-        let offset = offset.min(self.text.len());
+        let place = self.place_at(offset);
+        ScenarioError {
+            file: place.file,
+            line: place.line,
+            column: place.column,
+            message: message.into(),
+        }
+    }
+
+    /// The place of the first character of the string value whose literal spans `span`.
+    pub(super) fn place(&self, span: Range<usize>) -> Place {
+        let error = self.error_in_string(span, 0, "");
+        Place {
+            file: error.file,
+            line: error.line,
+            column: error.column,
+        }
+    }
+
+    fn place_at(&self, offset: usize) -> Place {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
             .chars()
             .count()
             + 1;
-        ScenarioError {
+        Place {
             file: self.file.to_string(),
             line,
             column,
-            message: message.into(),
         }
     }
 

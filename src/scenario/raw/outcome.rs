@@ -50,6 +50,11 @@ pub(super) fn validate_outcome(
         anomaly_if,
         anomaly_witness,
         prevented_witness,
+        at: [
+            at.place(raw.anomaly_if.span()),
+            at.place(raw.anomaly.span()),
+            at.place(raw.prevented.span()),
+        ],
     })
 }
 

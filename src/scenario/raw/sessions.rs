@@ -83,6 +83,7 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
             steps.push(Step {
                 name: step_name.clone(),
                 sql,
+                sql_at: at.place(raw_step.sql.span()),
                 say: raw_step.say.clone(),
                 no_rows,
             });
