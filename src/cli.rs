@@ -151,6 +151,11 @@ pub struct CheckArgs {
     /// each file as it is.
     #[arg(long)]
     pub update: bool,
+
+    /// Also fail when a run's scenario file says nothing for its engine and level, so a new
+    /// scenario gates CI until its expectations are written.
+    #[arg(long, conflicts_with = "update")]
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use anomalies::app::{self, AppError, ExploreRequest, Request, Runs};
+use anomalies::check::Status;
 use anomalies::engine::{Choice, ConnectOptions};
 use anomalies::exit;
 use anomalies::level::Level;
@@ -44,10 +45,10 @@ fn main() -> ExitCode {
 fn execute(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::List { format } => list(format).map(|()| exit::OK),
-        Command::Run(args) => run(args).map(|()| exit::OK),
-        Command::Matrix(args) => matrix(args).map(|()| exit::OK),
+        Command::Run(args) => run(args),
+        Command::Matrix(args) => matrix(args),
         Command::Check(args) => check(args),
-        Command::Explore(args) => explore(args).map(|()| exit::OK),
+        Command::Explore(args) => explore(args),
         Command::Explain {
             scenario,
             format,
@@ -108,7 +109,17 @@ fn list(format: Format) -> anyhow::Result<()> {
     print(&text)
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
+/// A command that printed its runs exits 2 when one of them was broken: a scenario error has
+/// no verdict, so the command did not do what was asked.
+fn exit_code(reports: &[Report]) -> i32 {
+    if reports.iter().any(|r| r.verdict.is_error()) {
+        exit::ERROR
+    } else {
+        exit::OK
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<i32> {
     let scenario = with_fix(Scenario::load(&args.scenario)?, args.fix.as_deref())?;
     // A fix may say which level it is meant for; otherwise PostgreSQL's default.
     let levels = match args.level {
@@ -134,7 +145,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         execute_request(&request, &ProgressBar::hidden())?.reports
     };
     if reports.is_empty() {
-        return Ok(());
+        return Ok(exit::OK);
     }
     let pictures =
         |draw: fn(&Report) -> String| reports.iter().map(draw).collect::<Vec<_>>().join("\n");
@@ -160,10 +171,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             text
         }
     };
-    print(&text)
+    print(&text)?;
+    Ok(exit_code(&reports))
 }
 
-fn matrix(args: MatrixArgs) -> anyhow::Result<()> {
+fn matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     let reports = run_selection(&args.selection, Level::ALL.to_vec(), args.fixes)?.reports;
     let text = match args.format {
         MatrixFormat::Table => render::matrix::table(&reports, style(args.selection.color)),
@@ -171,7 +183,8 @@ fn matrix(args: MatrixArgs) -> anyhow::Result<()> {
         MatrixFormat::Json => render::matrix::json(&reports),
         MatrixFormat::Svg => render::matrix::svg(&reports),
     };
-    print(&text)
+    print(&text)?;
+    Ok(exit_code(&reports))
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<i32> {
@@ -179,11 +192,24 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
         reports,
         not_run: skipped,
     } = run_selection(&args.selection, levels(args.level), true)?;
+    let failed = |status: Status| {
+        reports
+            .iter()
+            .any(|r| anomalies::check::status(r) == status)
+    };
     if args.update {
         for file in anomalies::check::update(&reports)? {
             eprintln!("updated {}", file.display());
         }
-        return Ok(exit::OK);
+        // A broken run is never written down as what the database does.
+        for report in reports.iter().filter(|r| r.verdict.is_error()) {
+            eprintln!("not written: {}", anomalies::check::line(report));
+        }
+        return Ok(if failed(Status::Error) {
+            exit::EXPECTATION_FAILED
+        } else {
+            exit::OK
+        });
     }
     let text = match args.format {
         CheckFormat::Text => {
@@ -201,9 +227,9 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
         CheckFormat::Markdown => render::check::markdown(&reports),
     };
     print(&text)?;
-    let failed = reports
-        .iter()
-        .any(|r| anomalies::check::status(r) == anomalies::check::Status::Mismatch);
+    let failed = failed(Status::Mismatch)
+        || failed(Status::Error)
+        || (args.strict && failed(Status::NoExpectation));
     Ok(if failed {
         exit::EXPECTATION_FAILED
     } else {
@@ -211,7 +237,7 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
     })
 }
 
-fn explore(args: ExploreArgs) -> anyhow::Result<()> {
+fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
     let scenario = with_fix(Scenario::load(&args.scenario)?, args.fix.as_deref())?;
     let orders = anomalies::explore::orders(&scenario, args.limit).map_err(anyhow::Error::msg)?;
     let request = ExploreRequest {
@@ -240,7 +266,12 @@ fn explore(args: ExploreArgs) -> anyhow::Result<()> {
         ),
         Format::Json => render::explore::json(&request.scenario, &request.orders, &explorations),
     };
-    print(&text)
+    print(&text)?;
+    let broken = explorations
+        .iter()
+        .flat_map(|e| &e.explored)
+        .any(|e| e.report.verdict.is_error());
+    Ok(if broken { exit::ERROR } else { exit::OK })
 }
 
 /// Classroom mode: the timeline so far and the next step before each step, advancing on Enter

@@ -118,8 +118,8 @@ fn unknown_fix_suggests_the_closest_and_lists_them() {
     assert_eq!(
         stderr(&output),
         "error: scenario lost-update has no fix `for-updat` (did you mean `for-update`?); it \
-         offers: atomic-update, for-update, optimistic, compare-and-swap, serializable-retry, \
-         procedure\n"
+         offers: atomic-update, check-constraint, for-update, optimistic, compare-and-swap, \
+         serializable-retry, procedure\n"
     );
     let output = anomalies()
         .args(["run", "phantom", "--fix", "for-update"])

@@ -12,6 +12,11 @@ use tokio_postgres::NoTls;
 use crate::support::{anomalies, stderr, stdout};
 
 fn run_json(fixture: &str, engine: &str, level: &str, extra: &[&str]) -> Value {
+    run_json_exiting(fixture, engine, level, extra, 0)
+}
+
+/// As [`run_json`], for a run that exits with `code` (2 for a broken run).
+fn run_json_exiting(fixture: &str, engine: &str, level: &str, extra: &[&str], code: i32) -> Value {
     let output = anomalies()
         .args([
             "run",
@@ -23,7 +28,7 @@ fn run_json(fixture: &str, engine: &str, level: &str, extra: &[&str]) -> Value {
         .args(extra)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
     serde_json::from_str(&stdout(&output)).unwrap()
 }
 
@@ -243,11 +248,12 @@ fn a_wait_on_a_session_with_nothing_left_is_cancelled_at_once() {
 #[test]
 fn a_step_that_neither_finishes_nor_waits_is_cancelled_after_the_step_timeout() {
     let started = Instant::now();
-    let run = run_json(
+    let run = run_json_exiting(
         "slow",
         "postgres",
         "read-committed",
         &["--step-timeout", "300ms"],
+        2,
     );
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(
@@ -258,6 +264,11 @@ fn a_step_that_neither_finishes_nor_waits_is_cancelled_after_the_step_timeout() 
             "alice.commit:skipped"
         ]
     );
+    // The tool's own timeout is no database guarantee: the run is broken, not prevented.
+    assert_eq!(run["verdict"], "error");
+    assert_eq!(run["prevented_by"], Value::Null);
+    assert_eq!(run["cause"]["kind"], "timed-out");
+    assert_eq!(run["cause"]["step"], "alice.slow");
 }
 
 /// A server of the test's own, standing in for a user's: reached only through --url.
