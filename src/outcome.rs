@@ -265,7 +265,7 @@ pub fn session_list(scenario: &Scenario, sessions: &[usize]) -> String {
 /// Judges a finished run: a broken run is an error before anything else; then the anomaly
 /// condition; then what prevented it.
 pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
-    if let Some(cause) = broken(scenario, timeline) {
+    if let Some(cause) = broken(timeline) {
         return Verdict {
             finding: Finding::Error,
             cause: Some(cause),
@@ -335,14 +335,14 @@ fn broken_reference(at: &crate::scenario::Place, message: String) -> Verdict {
 /// The first event that shows the run itself broken: a step that failed for a reason that is
 /// neither a concurrency failure nor a constraint, a step the tool cancelled on its own
 /// timeout, or a step whose SQL could not be filled in.
-fn broken(scenario: &Scenario, timeline: &Timeline) -> Option<Cause> {
+fn broken(timeline: &Timeline) -> Option<Cause> {
     timeline.events.iter().find_map(|event| match &event.kind {
         EventKind::TimedOut { after_ms } => Some(Cause::TimedOut {
             step: event.step,
             after_ms: *after_ms,
         }),
         EventKind::NotSent { problem } => Some(Cause::Broken {
-            message: format!("{}: {problem}", scenario.step(event.step).sql_at),
+            message: problem.clone(),
         }),
         kind => match kind.result() {
             Some(StepResult::Failed(error)) if !error.kind.is_mechanism() => Some(Cause::Failed {

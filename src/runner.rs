@@ -182,21 +182,23 @@ impl Replay<'_> {
             self.scenario.sessions[session].name, hole.step_name
         );
         let reference = format!("${{{}.{}}}", hole.step_name, hole.column);
+        let problem = |message: String| format!("{}: {message}", hole.at);
         match self.timeline.result_of(earlier) {
-            Some(StepResult::Rows(rows)) => match rows.checked_first(&hole.column, &source)? {
-                Some(Some(value)) => Ok(sql_literal(value)),
-                Some(None) => Ok("NULL".to_string()),
-                None => Err(format!(
+            Some(StepResult::Rows(rows)) => match rows.checked_first(&hole.column, &source) {
+                Ok(Some(Some(value))) => Ok(sql_literal(value)),
+                Ok(Some(None)) => Ok("NULL".to_string()),
+                Ok(None) => Err(problem(format!(
                     "{source} returned no rows, so {reference} has no value (`no_rows = \
-                         \"give-up\"` on {source} stops the session there instead)"
-                )),
+                     \"give-up\"` on {source} stops the session there instead)"
+                ))),
+                Err(message) => Err(problem(message)),
             },
-            Some(StepResult::Command { .. }) => Err(format!(
+            Some(StepResult::Command { .. }) => Err(problem(format!(
                 "{source} is a command and returned no rows, so {reference} has no value"
-            )),
-            Some(StepResult::Failed(_)) | None => Err(format!(
+            ))),
+            Some(StepResult::Failed(_)) | None => Err(problem(format!(
                 "{source} has not returned anything, so {reference} has no value"
-            )),
+            ))),
         }
     }
 

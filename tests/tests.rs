@@ -9,3 +9,4 @@ mod pictures;
 mod runner;
 mod step;
 mod support;
+mod verdicts;

@@ -91,8 +91,6 @@ impl RetryOn {
 pub struct Step {
     pub name: String,
     pub sql: SqlTemplate,
-    /// Where the step's SQL is written, for errors found while the scenario runs.
-    pub sql_at: Place,
     pub say: String,
     /// What the application does when this step changes or returns no row.
     pub no_rows: Option<NoRows>,

@@ -1,6 +1,7 @@
 //! Text with holes: witness sentences (`{final.total}`) and step SQL (`${read.balance}`).
 
 use super::expr::Ref;
+use super::Place;
 
 /// A witness sentence: text with `{session.step.column}` or `{final.column}` holes.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,10 @@ pub struct SqlHole {
     pub step: usize,
     pub step_name: String,
     pub column: String,
+    /// Byte offset of its `${` in the SQL text.
+    pub offset: usize,
+    /// Where it is written in the scenario file, once validation has placed it.
+    pub at: Place,
 }
 
 /// A hole that does not parse, at a byte offset of the text.
@@ -83,6 +88,8 @@ impl SqlTemplate {
                 step,
                 step_name: step_name.to_string(),
                 column: column.to_string(),
+                offset: offset - 2,
+                at: Place::default(),
             })
         })?;
         Ok(SqlTemplate { parts })
@@ -90,6 +97,15 @@ impl SqlTemplate {
 
     pub fn holes(&self) -> impl Iterator<Item = &SqlHole> {
         holes(&self.parts)
+    }
+
+    /// Sets where each hole is written: `place` maps a byte offset of the SQL text to a place.
+    pub fn place_holes(&mut self, place: impl Fn(usize) -> Place) {
+        for part in &mut self.parts {
+            if let Part::Hole(hole) = part {
+                hole.at = place(hole.offset);
+            }
+        }
     }
 
     pub fn render(&self, value: impl FnMut(&SqlHole) -> String) -> String {

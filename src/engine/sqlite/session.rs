@@ -179,6 +179,13 @@ fn db_error(error: &rusqlite::Error) -> DbError {
                 message,
             }
         }
+        // A statement SQLite could not prepare: a syntax error, an unknown table or column.
+        rusqlite::Error::SqlInputError { error, msg, .. } => DbError {
+            kind: ErrorKind::Other,
+            code: code_name(error.extended_code),
+            message: msg.clone(),
+            constraint: None,
+        },
         other => DbError {
             kind: ErrorKind::Other,
             code: "error".to_string(),

@@ -148,7 +148,12 @@ impl Locator<'_> {
 
     /// The place of the first character of the string value whose literal spans `span`.
     pub(super) fn place(&self, span: Range<usize>) -> Place {
-        let error = self.error_in_string(span, 0, "");
+        self.place_in_string(span, 0)
+    }
+
+    /// The place `offset` bytes into the string value whose literal spans `span`.
+    pub(super) fn place_in_string(&self, span: Range<usize>, offset: usize) -> Place {
+        let error = self.error_in_string(span, offset, "");
         Place {
             file: error.file,
             line: error.line,

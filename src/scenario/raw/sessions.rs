@@ -49,7 +49,7 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
                 .iter()
                 .map(|s| s.name.get_ref().as_str())
                 .collect();
-            let sql = SqlTemplate::parse(raw_step.sql.get_ref(), |hole| {
+            let mut sql = SqlTemplate::parse(raw_step.sql.get_ref(), |hole| {
                 if let Some(index) = earlier.iter().position(|s| *s == hole) {
                     Ok(index)
                 } else if later.contains(&hole) {
@@ -64,6 +64,7 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
                 }
             })
             .map_err(|e| at.error_in_string(raw_step.sql.span(), e.offset, e.message))?;
+            sql.place_holes(|offset| at.place_in_string(raw_step.sql.span(), offset));
             let no_rows = match &raw_step.no_rows {
                 None => None,
                 Some(answer) => Some(match answer.get_ref().as_str() {
@@ -83,7 +84,6 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
             steps.push(Step {
                 name: step_name.clone(),
                 sql,
-                sql_at: at.place(raw_step.sql.span()),
                 say: raw_step.say.clone(),
                 no_rows,
             });
