@@ -35,11 +35,28 @@ fn main() -> ExitCode {
                 Some(AppError::Interrupted) => exit::INTERRUPTED,
                 _ => exit::ERROR,
             };
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&format!("{error:#}")));
             code
         }
     };
     ExitCode::from(code as u8)
+}
+
+/// An error on one line, as every exit-2 message is: a TOML parser's "expected …" line or a
+/// database's multi-line text is joined to the first.
+fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !out.is_empty() {
+            out.push_str(if out.ends_with([';', ':', ',']) {
+                " "
+            } else {
+                "; "
+            });
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 fn execute(cli: Cli) -> anyhow::Result<i32> {

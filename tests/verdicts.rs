@@ -240,3 +240,71 @@ fn a_check_constraint_prevents_by_constraint_on_both_engines() {
         assert!(summary.ends_with("the balance is 100: every committed debit is in it"));
     }
 }
+
+/// `booking.toml` with `from` replaced by the bytes `to`, anywhere in the file.
+fn damaged(dir: &Path, name: &str, from: &str, to: &[u8]) -> PathBuf {
+    let text = std::fs::read_to_string("tests/fixtures/booking.toml").unwrap();
+    let at = text
+        .find(from)
+        .unwrap_or_else(|| panic!("booking.toml has no `{from}`"));
+    let mut bytes = text.as_bytes()[..at].to_vec();
+    bytes.extend_from_slice(to);
+    bytes.extend_from_slice(&text.as_bytes()[at + from.len()..]);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn every_load_and_setup_error_is_one_line_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // A TOML error whose parser adds an "expected …" line.
+        (
+            damaged(dir.path(), "header", "[[interleaving]]", b"[[interleaving]"),
+            "sqlite",
+            ":60:15: invalid table header; expected `.`, `]]`",
+        ),
+        // Invalid UTF-8, placed at its first bad byte.
+        (
+            damaged(dir.path(), "utf8", "Two people", b"Two \xff people"),
+            "sqlite",
+            ":4:14: not valid UTF-8 (byte 0xff): a scenario file is UTF-8 text",
+        ),
+        // The setup SQL, on each engine: placed at the setup string.
+        (
+            damaged(
+                dir.path(),
+                "setup-pg",
+                "INTEGER NOT NULL);\nCREATE",
+                b"INTEGER NOT NULL;\nCREATE",
+            ),
+            "postgres",
+            ":9:1: the setup SQL failed on PostgreSQL: syntax error at or near \";\" (42601)",
+        ),
+        (
+            damaged(
+                dir.path(),
+                "setup-sqlite",
+                "INTEGER NOT NULL);\nCREATE",
+                b"INTEGER NOT NULL;\nCREATE",
+            ),
+            "sqlite",
+            ":9:1: the setup SQL failed on SQLite: near \";\": syntax error",
+        ),
+    ];
+    for (file, engine, expected) in cases {
+        let output = anomalies()
+            .arg("run")
+            .arg(&file)
+            .args(["--engine", engine])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert_eq!(
+            stderr(&output),
+            format!("error: {}{expected}\n", file.display())
+        );
+        assert!(stdout(&output).is_empty());
+    }
+}

@@ -28,6 +28,8 @@ pub struct Scenario {
     pub formal: Vec<String>,
     pub story: String,
     pub setup: String,
+    /// Where the setup SQL is written, for an error the database finds in it.
+    pub setup_at: Place,
     pub sessions: Vec<Session>,
     pub interleavings: Vec<Interleaving>,
     pub decision: Decision,
@@ -318,10 +320,12 @@ impl Scenario {
     pub fn load(name: &str) -> Result<Scenario, LoadError> {
         let path = Path::new(name);
         if name.ends_with(".toml") || name.contains('/') || path.is_file() {
-            let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
                 path: name.to_string(),
                 source,
             })?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| not_utf8(name, e.as_bytes(), e.utf8_error()))?;
             return Ok(Scenario::parse(&text, name)?);
         }
         if let Some((id, text)) = BUILTIN.iter().find(|(id, _)| *id == name) {
@@ -470,6 +474,23 @@ impl Scenario {
             .iter()
             .find(|e| e.engine == engine && e.level == level && e.versions.is_none())
             .map(|e| &e.expected)
+    }
+}
+
+/// A file that is not UTF-8, with the place of its first bad byte.
+fn not_utf8(file: &str, bytes: &[u8], error: std::str::Utf8Error) -> ScenarioError {
+    let good = &bytes[..error.valid_up_to()];
+    let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+    ScenarioError {
+        file: file.to_string(),
+        line,
+        column,
+        message: format!(
+            "not valid UTF-8 (byte 0x{:02x}): a scenario file is UTF-8 text",
+            bytes[error.valid_up_to()]
+        ),
     }
 }
 

@@ -155,8 +155,8 @@ impl PgEngine {
             .map_err(pg_error)?;
         control.batch_execute(&scenario.setup).await.map_err(|e| {
             EngineError::Setup(format!(
-                "the setup SQL of {} failed on PostgreSQL: {}",
-                scenario.origin,
+                "{}: the setup SQL failed on PostgreSQL: {}",
+                scenario.setup_at,
                 error_text(&e)
             ))
         })?;

@@ -60,9 +60,14 @@ impl SqliteEngine {
             .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get::<_, String>(0))
             .map_err(sqlite_error)?;
         setup.execute_batch(&scenario.setup).map_err(|e| {
+            // Only SQLite's words: its error text goes on with the rest of the batch.
+            let message = match &e {
+                rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+                other => other.to_string(),
+            };
             EngineError::Setup(format!(
-                "the setup SQL of {} failed on SQLite: {e}",
-                scenario.origin
+                "{}: the setup SQL failed on SQLite: {message}",
+                scenario.setup_at
             ))
         })?;
         drop(setup);

@@ -70,7 +70,8 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
     let mut file = base.clone();
     file.fix.clear();
     if let Some(setup) = &fix.setup {
-        file.setup = format!("{}\n{}", file.setup.trim_end(), setup);
+        let joined = format!("{}\n{}", file.setup.get_ref().trim_end(), setup);
+        *file.setup.get_mut() = joined;
     }
     for change in &fix.step {
         let reference = change.step.get_ref();

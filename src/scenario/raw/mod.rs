@@ -30,7 +30,7 @@ pub(super) struct File {
     #[serde(default)]
     formal: Vec<String>,
     story: String,
-    setup: String,
+    setup: Spanned<String>,
     session: Vec<RawSession>,
     interleaving: Vec<RawInterleaving>,
     outcome: RawOutcome,
@@ -315,7 +315,8 @@ pub(super) fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, Scenar
         plain: raw.plain.trim().to_string(),
         formal: raw.formal.clone(),
         story: raw.story.trim().to_string(),
-        setup: raw.setup.clone(),
+        setup: raw.setup.get_ref().clone(),
+        setup_at: at.place(raw.setup.span()),
         sessions,
         interleavings,
         decision,
