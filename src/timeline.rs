@@ -118,12 +118,23 @@ pub struct DbError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
+    /// Concurrency failures: the database refused to go on because of another transaction.
     SerializationFailure,
     Deadlock,
     LockNotAvailable,
     Busy,
     Locked,
+    /// A declared integrity rule refused a write: CHECK, UNIQUE, NOT NULL, a foreign key.
     Constraint,
+    /// The rest break the scenario. The statement does not parse.
+    Syntax,
+    /// It names a table, column or function that does not exist.
+    UndefinedObject,
+    /// A value is wrong for its type: a bad cast, a division by zero, an overflow.
+    DataException,
+    /// A write in a read-only transaction or database.
+    ReadOnly,
+    /// Cancelled (a statement timeout).
     Cancelled,
     Other,
 }
@@ -139,7 +150,12 @@ impl ErrorKind {
             | ErrorKind::Busy
             | ErrorKind::Locked
             | ErrorKind::Constraint => true,
-            ErrorKind::Cancelled | ErrorKind::Other => false,
+            ErrorKind::Syntax
+            | ErrorKind::UndefinedObject
+            | ErrorKind::DataException
+            | ErrorKind::ReadOnly
+            | ErrorKind::Cancelled
+            | ErrorKind::Other => false,
         }
     }
 }

@@ -127,7 +127,7 @@ fn an_unknown_column_in_a_step_is_an_error_with_the_databases_words() {
         assert_eq!(run["cause"]["kind"], "failed");
         assert_eq!(run["cause"]["step"], "john.look");
         assert_eq!(run["cause"]["code"], code, "{engine}");
-        assert_eq!(run["cause"]["error_kind"], "other");
+        assert_eq!(run["cause"]["error_kind"], "undefined-object");
         assert!(
             run["cause"]["message"].as_str().unwrap().contains(words),
             "{engine}: {run}"
@@ -306,5 +306,24 @@ fn every_load_and_setup_error_is_one_line_with_its_place() {
             format!("error: {}{expected}\n", file.display())
         );
         assert!(stdout(&output).is_empty());
+    }
+}
+
+#[test]
+fn a_syntax_error_is_an_error_of_kind_syntax_on_both_engines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = broken(
+        dir.path(),
+        "syntax",
+        "FROM seats WHERE id = 1",
+        "FORM seats WHERE id = 1",
+    );
+    for (engine, code) in [("postgres", "42601"), ("sqlite", "SQLITE_ERROR")] {
+        let (exit, run) = run_json(&file, engine, "read-committed");
+        assert_eq!(exit, 2, "{engine}: {run}");
+        assert_eq!(run["verdict"], "error");
+        assert_eq!(run["cause"]["step"], "john.look");
+        assert_eq!(run["cause"]["code"], code, "{engine}");
+        assert_eq!(run["cause"]["error_kind"], "syntax", "{engine}");
     }
 }

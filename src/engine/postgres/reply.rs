@@ -18,19 +18,7 @@ pub(super) fn step_result(
                 return Err(pg_error(error));
             };
             let code = db.code();
-            let kind = if *code == SqlState::T_R_SERIALIZATION_FAILURE {
-                ErrorKind::SerializationFailure
-            } else if *code == SqlState::T_R_DEADLOCK_DETECTED {
-                ErrorKind::Deadlock
-            } else if *code == SqlState::LOCK_NOT_AVAILABLE {
-                ErrorKind::LockNotAvailable
-            } else if *code == SqlState::QUERY_CANCELED {
-                ErrorKind::Cancelled
-            } else if code.code().starts_with("23") {
-                ErrorKind::Constraint
-            } else {
-                ErrorKind::Other
-            };
+            let kind = error_kind(code);
             return Ok(Settled::Done(StepResult::Failed(DbError {
                 kind,
                 code: code.code().to_string(),
@@ -74,6 +62,39 @@ pub(super) fn step_result(
         }
     }
     Ok(Settled::Done(result))
+}
+
+/// The portable kind of a SQLSTATE.
+fn error_kind(code: &SqlState) -> ErrorKind {
+    let undefined = [
+        SqlState::UNDEFINED_TABLE,
+        SqlState::UNDEFINED_COLUMN,
+        SqlState::UNDEFINED_FUNCTION,
+        SqlState::UNDEFINED_OBJECT,
+        SqlState::UNDEFINED_PARAMETER,
+        SqlState::INVALID_SCHEMA_NAME,
+    ];
+    if *code == SqlState::T_R_SERIALIZATION_FAILURE {
+        ErrorKind::SerializationFailure
+    } else if *code == SqlState::T_R_DEADLOCK_DETECTED {
+        ErrorKind::Deadlock
+    } else if *code == SqlState::LOCK_NOT_AVAILABLE {
+        ErrorKind::LockNotAvailable
+    } else if *code == SqlState::QUERY_CANCELED {
+        ErrorKind::Cancelled
+    } else if code.code().starts_with("23") {
+        ErrorKind::Constraint
+    } else if *code == SqlState::SYNTAX_ERROR {
+        ErrorKind::Syntax
+    } else if undefined.contains(code) {
+        ErrorKind::UndefinedObject
+    } else if code.code().starts_with("22") {
+        ErrorKind::DataException
+    } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        ErrorKind::ReadOnly
+    } else {
+        ErrorKind::Other
+    }
 }
 
 pub(super) fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {

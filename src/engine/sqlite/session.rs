@@ -167,7 +167,11 @@ fn db_error(error: &rusqlite::Error) -> DbError {
                 ErrorCode::DatabaseLocked => ErrorKind::Locked,
                 ErrorCode::ConstraintViolation => ErrorKind::Constraint,
                 ErrorCode::OperationInterrupted => ErrorKind::Cancelled,
-                _ => ErrorKind::Other,
+                ErrorCode::ReadOnly => ErrorKind::ReadOnly,
+                ErrorCode::TypeMismatch | ErrorCode::TooBig | ErrorCode::ParameterOutOfRange => {
+                    ErrorKind::DataException
+                }
+                _ => kind_from_message(message.as_deref().unwrap_or_default()),
             };
             let message = message.clone().unwrap_or_else(|| failure.to_string());
             DbError {
@@ -181,7 +185,7 @@ fn db_error(error: &rusqlite::Error) -> DbError {
         }
         // A statement SQLite could not prepare: a syntax error, an unknown table or column.
         rusqlite::Error::SqlInputError { error, msg, .. } => DbError {
-            kind: ErrorKind::Other,
+            kind: kind_from_message(msg),
             code: code_name(error.extended_code),
             message: msg.clone(),
             constraint: None,
@@ -192,6 +196,18 @@ fn db_error(error: &rusqlite::Error) -> DbError {
             message: other.to_string(),
             constraint: None,
         },
+    }
+}
+
+/// SQLite reports a syntax error and an unknown name with one code, SQLITE_ERROR: its words
+/// tell them apart.
+fn kind_from_message(message: &str) -> ErrorKind {
+    if message.contains("syntax error") || message.starts_with("unrecognized token") {
+        ErrorKind::Syntax
+    } else if message.starts_with("no such ") || message.contains("has no column named") {
+        ErrorKind::UndefinedObject
+    } else {
+        ErrorKind::Other
     }
 }
 
