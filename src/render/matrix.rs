@@ -31,9 +31,14 @@ fn legend(anomaly: &str, reports: &[Report]) -> String {
     if shown(Mechanism::Guard) {
         extra.push_str(" · guard: prevented, a session saw a step match no row and did not go on");
     }
+    if reports.iter().any(|r| r.verdict.is_error()) {
+        extra.push_str(
+            " · error: no verdict, the scenario is broken (`anomalies run` on that cell says why)",
+        );
+    }
     format!(
         "{anomaly}: the anomaly happened · blocking: prevented, a step waited for a lock, then \
-         saw a serial outcome · abort: prevented, a step failed and was rolled back · consistent \
+         saw a serial outcome · abort: prevented, a concurrency failure rolled a step back · consistent \
          read: prevented, reads saw committed or snapshot values{extra} · ✗: not what the \
          scenario expects"
     )
