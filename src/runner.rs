@@ -472,8 +472,11 @@ impl Replay<'_> {
                     continue;
                 }
             }
+            // A cycle the database would have broken, still open at the step timeout: the
+            // tool's own limit ended it, not the database.
+            let stuck = !(cycle && self.run.breaks_deadlocks());
             for session in waiting {
-                self.cancel_waiting(session, true).await?;
+                self.cancel_waiting(session, stuck).await?;
             }
             self.progress().await?;
         }

@@ -327,3 +327,32 @@ fn a_syntax_error_is_an_error_of_kind_syntax_on_both_engines() {
         assert_eq!(run["cause"]["error_kind"], "syntax", "{engine}");
     }
 }
+
+#[test]
+fn a_step_timeout_on_waiting_steps_is_an_error_not_an_abort() {
+    // Alice and John wait for each other; PostgreSQL would break the cycle after its
+    // deadlock_timeout (50 ms here), but the tool's 1 ms step timeout ends it first.
+    let output = anomalies()
+        .args([
+            "run",
+            "tests/fixtures/deadlock.toml",
+            "--engine",
+            "postgres",
+        ])
+        .args(["--step-timeout", "1ms", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let run: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(run["verdict"], "error", "{run}");
+    assert_eq!(run["prevented_by"], Value::Null);
+    assert_eq!(run["cause"]["kind"], "timed-out", "{run}");
+    let events: Vec<&str> = run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(events.contains(&"timed-out"), "{events:?}");
+    assert!(!events.contains(&"stuck"), "{events:?}");
+}

@@ -212,6 +212,15 @@ impl Run {
         }
     }
 
+    /// Whether the engine ends a cycle of waits by itself (picks a deadlock victim) rather than
+    /// refusing the step that would close it.
+    pub fn breaks_deadlocks(&self) -> bool {
+        match self {
+            Run::Postgres(_) => true,
+            Run::Sqlite(_) => false,
+        }
+    }
+
     /// Waits until one of the `waiting` sessions' steps ends by itself (a deadlock victim, say).
     /// `None` when none does before the deadline, or when the engine never ends a wait by itself.
     pub async fn wait_any(
