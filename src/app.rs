@@ -109,7 +109,7 @@ async fn explore_all(
     request: &ExploreRequest,
     progress: &mut dyn FnMut(&Explored),
 ) -> Result<Vec<Exploration>, AppError> {
-    let scenario = &request.scenario;
+    let scenario = &request.scenario.for_engine(engine.info().name);
     let options = RunOptions {
         step_timeout: request.step_timeout,
         stop_when_impossible: true,
@@ -228,6 +228,7 @@ async fn run_all(
             runs.not_run.push(format!("{} on {kind}", scenario.label()));
             continue;
         }
+        let scenario = &scenario.for_engine(kind);
         for &level in &request.levels {
             let mut run = engine.prepare(scenario, level).await?;
             let timeline = replay(

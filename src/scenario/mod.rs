@@ -2,6 +2,7 @@
 
 pub mod expected;
 pub mod expr;
+mod per_engine;
 mod raw;
 pub mod template;
 pub mod version;
@@ -28,6 +29,8 @@ pub struct Scenario {
     pub formal: Vec<String>,
     pub story: String,
     pub setup: String,
+    /// The setup on one engine, instead of `setup` (until [`Scenario::for_engine`] resolves it).
+    pub setup_on: Vec<(EngineKind, String)>,
     pub sessions: Vec<Session>,
     pub interleavings: Vec<Interleaving>,
     pub decision: Decision,
@@ -91,6 +94,9 @@ impl RetryOn {
 pub struct Step {
     pub name: String,
     pub sql: SqlTemplate,
+    /// The step's SQL on one engine, instead of `sql` (until [`Scenario::for_engine`]
+    /// resolves it).
+    pub sql_on: Vec<(EngineKind, SqlTemplate)>,
     pub say: String,
     /// What the application does when this step changes or returns no row.
     pub no_rows: Option<NoRows>,

@@ -2,7 +2,9 @@
 
 use toml::Spanned;
 
-use super::{check_name, locate_step, suggestion, File, Locator, RawInterleaving, RawSession};
+use super::{
+    check_name, locate_step, per_engine, suggestion, File, Locator, RawInterleaving, RawSession,
+};
 use crate::scenario::template::SqlTemplate;
 use crate::scenario::{Interleaving, NoRows, Retry, RetryOn, ScenarioError, Session, Step, StepId};
 
@@ -49,21 +51,16 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
                 .iter()
                 .map(|s| s.name.get_ref().as_str())
                 .collect();
-            let sql = SqlTemplate::parse(raw_step.sql.get_ref(), |hole| {
-                if let Some(index) = earlier.iter().position(|s| *s == hole) {
-                    Ok(index)
-                } else if later.contains(&hole) {
-                    Err(format!(
-                        "`{hole}` comes later in session `{name}`; a step can use only values read before it"
-                    ))
-                } else {
-                    Err(format!(
-                        "session `{name}` has no step `{hole}`{}",
-                        suggestion(hole, &earlier)
-                    ))
-                }
-            })
-            .map_err(|e| at.error_in_string(raw_step.sql.span(), e.offset, e.message))?;
+            let holes = Holes {
+                session: name,
+                earlier: &earlier,
+                later: &later,
+            };
+            let sql = holes.parse(&raw_step.sql, at)?;
+            let mut sql_on = Vec::new();
+            for (engine, variant) in per_engine(&raw_step.sql_on, at)? {
+                sql_on.push((engine, holes.parse(variant, at)?));
+            }
             let no_rows = match &raw_step.no_rows {
                 None => None,
                 Some(answer) => Some(match answer.get_ref().as_str() {
@@ -83,6 +80,7 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
             steps.push(Step {
                 name: step_name.clone(),
                 sql,
+                sql_on,
                 say: raw_step.say.clone(),
                 no_rows,
             });
@@ -95,6 +93,36 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
         });
     }
     Ok(sessions)
+}
+
+/// The steps a step's SQL may take values from (those before it in its session), and those it
+/// may not (the ones after).
+struct Holes<'a> {
+    session: &'a str,
+    earlier: &'a [&'a str],
+    later: &'a [&'a str],
+}
+
+impl Holes<'_> {
+    /// Step SQL with its `${step.column}` holes resolved, or the place of the first bad one.
+    fn parse(&self, sql: &Spanned<String>, at: &Locator) -> Result<SqlTemplate, ScenarioError> {
+        let name = self.session;
+        SqlTemplate::parse(sql.get_ref(), |hole| {
+            if let Some(index) = self.earlier.iter().position(|s| *s == hole) {
+                Ok(index)
+            } else if self.later.contains(&hole) {
+                Err(format!(
+                    "`{hole}` comes later in session `{name}`; a step can use only values read before it"
+                ))
+            } else {
+                Err(format!(
+                    "session `{name}` has no step `{hole}`{}",
+                    suggestion(hole, self.earlier)
+                ))
+            }
+        })
+        .map_err(|e| at.error_in_string(sql.span(), e.offset, e.message))
+    }
 }
 
 pub(super) fn validate_interleavings(
