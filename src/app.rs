@@ -188,13 +188,14 @@ fn report(
     timeline: crate::timeline::Timeline,
 ) -> Report {
     let verdict = judge(scenario, &timeline);
-    let effective = engine.effective_level(level);
-    let info = engine.info_at(effective);
+    let sessions = engine.session_levels(scenario, level);
+    let info = engine.info_at(scenario, &sessions);
     let expectation = scenario.expectation(info.name, &info.version, level);
     Report {
         scenario: scenario.clone(),
         requested: level,
-        effective,
+        effective: engine.effective_level(level),
+        sessions,
         interleaving: interleaving.name.clone(),
         timeline,
         verdict,

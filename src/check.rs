@@ -199,6 +199,7 @@ mod tests {
             },
             requested: Level::Serializable,
             effective: Level::Serializable,
+            sessions: Vec::new(),
             interleaving: "both-check-first".into(),
             timeline: Default::default(),
             verdict: Verdict {

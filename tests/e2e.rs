@@ -115,6 +115,8 @@ engine_tests! {
     job_queue: "job-queue",
     distributed_lock: "distributed-lock",
     per_engine_sql: "tests/fixtures/per-engine.toml",
+    read_only_deferrable: "tests/fixtures/read-only-deferrable.toml",
+    read_only_write: "tests/fixtures/read-only-write.toml",
 }
 
 #[test]

@@ -8,5 +8,6 @@ mod explore;
 mod per_engine;
 mod pictures;
 mod runner;
+mod session_level;
 mod step;
 mod support;

@@ -48,6 +48,27 @@ pub struct Session {
     pub name: String,
     pub steps: Vec<Step>,
     pub retry: Retry,
+    /// What the session pins of its transactions; the rest follows the run.
+    pub pinned: Pinned,
+}
+
+/// A session's own transaction characteristics: an isolation level instead of the run's, and
+/// read-only or deferrable transactions. Set for the connection before the first step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pinned {
+    /// The level the session runs at whatever the run's level (`--level`, the matrix).
+    pub level: Option<Level>,
+    pub read_only: bool,
+    /// PostgreSQL: a serializable read-only transaction waits at its first snapshot until no
+    /// serializable writer can make it unsafe.
+    pub deferrable: bool,
+}
+
+impl Pinned {
+    /// Whether the session pins anything.
+    pub fn any(&self) -> bool {
+        *self != Pinned::default()
+    }
 }
 
 /// What the session's application does when a step fails: the errors it retries on, and where

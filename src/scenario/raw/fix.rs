@@ -134,6 +134,15 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
         if change.attempts.is_some() {
             target.attempts = change.attempts.clone();
         }
+        if change.level.is_some() {
+            target.level = change.level.clone();
+        }
+        if change.read_only.is_some() {
+            target.read_only = change.read_only;
+        }
+        if change.deferrable.is_some() {
+            target.deferrable = change.deferrable.clone();
+        }
     }
     file.expect = fix.expect.clone();
     Ok(file)

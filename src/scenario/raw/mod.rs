@@ -54,6 +54,9 @@ pub(super) struct RawSession {
     retry_on: Option<Vec<Spanned<String>>>,
     retry_from: Option<Spanned<String>>,
     attempts: Option<Spanned<u32>>,
+    level: Option<Spanned<String>>,
+    read_only: Option<bool>,
+    deferrable: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -112,6 +115,9 @@ pub(super) struct RawFixSession {
     retry_on: Option<Vec<Spanned<String>>>,
     retry_from: Option<Spanned<String>>,
     attempts: Option<Spanned<u32>>,
+    level: Option<Spanned<String>>,
+    read_only: Option<bool>,
+    deferrable: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Clone)]
