@@ -98,6 +98,13 @@ fn headers_show_each_pinned_session() {
         ),
         "{markdown}"
     );
+    let svg = run(DEFERRABLE, "sqlite", "read-committed", "svg");
+    assert!(
+        svg.contains(
+            " · read committed → serializable; Alice serializable, read only, deferrable<"
+        ),
+        "{svg}"
+    );
     let mermaid = run(DEFERRABLE, "sqlite", "read-committed", "mermaid");
     assert!(
         mermaid.contains(
