@@ -109,7 +109,7 @@ async fn explore_all(
     request: &ExploreRequest,
     progress: &mut dyn FnMut(&Explored),
 ) -> Result<Vec<Exploration>, AppError> {
-    let scenario = &request.scenario;
+    let scenario = &request.scenario.for_engine(engine.info().name);
     let options = RunOptions {
         step_timeout: request.step_timeout,
         stop_when_impossible: true,
@@ -188,13 +188,14 @@ fn report(
     timeline: crate::timeline::Timeline,
 ) -> Report {
     let verdict = judge(scenario, &timeline);
-    let effective = engine.effective_level(level);
-    let info = engine.info_at(effective);
+    let sessions = engine.session_levels(scenario, level);
+    let info = engine.info_at(scenario, &sessions);
     let expectation = scenario.expectation(info.name, &info.version, level);
     Report {
         scenario: scenario.clone(),
         requested: level,
-        effective,
+        effective: engine.effective_level(level),
+        sessions,
         interleaving: interleaving.name.clone(),
         timeline,
         verdict,
@@ -228,6 +229,7 @@ async fn run_all(
             runs.not_run.push(format!("{} on {kind}", scenario.label()));
             continue;
         }
+        let scenario = &scenario.for_engine(kind);
         for &level in &request.levels {
             let mut run = engine.prepare(scenario, level).await?;
             let timeline = replay(

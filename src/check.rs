@@ -205,6 +205,7 @@ mod tests {
             },
             requested: Level::Serializable,
             effective: Level::Serializable,
+            sessions: Vec::new(),
             interleaving: "both-check-first".into(),
             timeline: Default::default(),
             verdict: Verdict {

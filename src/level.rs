@@ -53,3 +53,33 @@ impl fmt::Display for Level {
         f.write_str(&self.id().replace('-', " "))
     }
 }
+
+/// The level one session of a run asked for and the one the engine runs, with its other
+/// transaction characteristics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SessionLevel {
+    pub requested: Level,
+    pub effective: Level,
+    /// The session chose its level; otherwise it has the run's.
+    pub pinned: bool,
+    pub read_only: bool,
+    pub deferrable: bool,
+}
+
+impl SessionLevel {
+    /// `serializable, read only, deferrable`, or `read uncommitted → read committed`.
+    pub fn text(&self) -> String {
+        let mut text = if self.requested == self.effective {
+            self.requested.to_string()
+        } else {
+            format!("{} → {}", self.requested, self.effective)
+        };
+        if self.read_only {
+            text.push_str(", read only");
+        }
+        if self.deferrable {
+            text.push_str(", deferrable");
+        }
+        text
+    }
+}

@@ -1,18 +1,21 @@
 //! The result of one run: everything a renderer needs, as plain data.
 
 use crate::engine::EngineInfo;
-use crate::level::Level;
+use crate::level::{Level, SessionLevel};
 use crate::outcome::Verdict;
 use crate::scenario::expected::Expected;
-use crate::scenario::Scenario;
+use crate::scenario::{display_name, Scenario};
 use crate::timeline::Timeline;
 
 #[derive(Debug, Clone)]
 pub struct Report {
     pub scenario: Scenario,
     pub engine: EngineInfo,
+    /// The run's level: that of every session that does not pin its own.
     pub requested: Level,
     pub effective: Level,
+    /// Each session's level, in the scenario's order.
+    pub sessions: Vec<SessionLevel>,
     pub interleaving: String,
     pub timeline: Timeline,
     pub verdict: Verdict,
@@ -30,6 +33,27 @@ impl Report {
         } else {
             format!("{} → {}", self.requested, self.effective)
         }
+    }
+
+    /// Whether a session pins its own level or characteristics: then headers show each.
+    pub fn any_pinned(&self) -> bool {
+        self.scenario.sessions.iter().any(|s| s.pinned.any())
+    }
+
+    /// The header's level: [`Report::level_text`], then each session that pins its own:
+    /// `read committed; Alice serializable, read only, deferrable`.
+    pub fn levels_text(&self) -> String {
+        let mut text = self.level_text();
+        for (session, level) in self.scenario.sessions.iter().zip(&self.sessions) {
+            if session.pinned.any() {
+                text.push_str(&format!(
+                    "; {} {}",
+                    display_name(&session.name),
+                    level.text()
+                ));
+            }
+        }
+        text
     }
 
     pub fn matches_expectation(&self) -> Option<bool> {

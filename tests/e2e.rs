@@ -28,9 +28,12 @@ fn check_variant(
     mismatches: &mut Vec<String>,
 ) {
     let label = variant.label();
+    let target = variant
+        .file()
+        .map_or(variant.id.clone(), |path| path.display().to_string());
     let mut command = anomalies();
     command
-        .args(["run", &variant.id, "--level", "all", "--format", "json"])
+        .args(["run", &target, "--level", "all", "--format", "json"])
         .args(["--engine", &engine.to_string()]);
     if let Some(fix) = fix {
         command.args(["--fix", fix]);
@@ -111,6 +114,8 @@ engine_tests! {
     rc_statement_restart: "rc-statement-restart",
     job_queue: "job-queue",
     distributed_lock: "distributed-lock",
+    per_engine_sql: "tests/fixtures/per-engine.toml",
+    read_only_deferrable: "tests/fixtures/read-only-deferrable.toml",
 }
 
 #[test]

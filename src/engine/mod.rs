@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::level::Level;
+use crate::level::{Level, SessionLevel};
 use crate::scenario::{EngineKind, Scenario};
 use crate::timeline::{ResultSet, StepResult};
 
@@ -138,14 +138,31 @@ impl Engine {
         }
     }
 
-    /// The header's description of the engine for a run at `effective` level.
-    pub fn info_at(&self, effective: Level) -> EngineInfo {
+    /// The header's description of the engine for a run whose sessions run at `levels`.
+    pub fn info_at(&self, scenario: &Scenario, levels: &[SessionLevel]) -> EngineInfo {
         let mut info = self.info().clone();
-        if matches!(self, Engine::Sqlite(_)) && effective == Level::ReadUncommitted {
-            info.detail
-                .push_str(", shared cache, PRAGMA read_uncommitted = 1");
+        if matches!(self, Engine::Sqlite(_)) {
+            info.detail.push_str(&sqlite::detail(scenario, levels));
         }
         info
+    }
+
+    /// Each session's level in a run at `level`: its own when it pins one, as the engine runs it.
+    pub fn session_levels(&self, scenario: &Scenario, level: Level) -> Vec<SessionLevel> {
+        scenario
+            .sessions
+            .iter()
+            .map(|session| {
+                let requested = session.pinned.level.unwrap_or(level);
+                SessionLevel {
+                    requested,
+                    effective: self.effective_level(requested),
+                    pinned: session.pinned.level.is_some(),
+                    read_only: session.pinned.read_only,
+                    deferrable: session.pinned.deferrable,
+                }
+            })
+            .collect()
     }
 
     /// The level the engine really runs when asked for `level`.
@@ -158,14 +175,13 @@ impl Engine {
         }
     }
 
-    /// Sets up the scenario's data privately and opens one connection per session.
+    /// Sets up the scenario's data privately and opens one connection per session, each at its
+    /// level in a run at `level` ([`Engine::session_levels`]).
     pub async fn prepare(&mut self, scenario: &Scenario, level: Level) -> Result<Run, EngineError> {
-        let effective = self.effective_level(level);
+        let levels = self.session_levels(scenario, level);
         match self {
-            Engine::Postgres(engine) => {
-                Ok(Run::Postgres(engine.prepare(scenario, effective).await?))
-            }
-            Engine::Sqlite(engine) => Ok(Run::Sqlite(engine.prepare(scenario, effective)?)),
+            Engine::Postgres(engine) => Ok(Run::Postgres(engine.prepare(scenario, &levels).await?)),
+            Engine::Sqlite(engine) => Ok(Run::Sqlite(engine.prepare(scenario, &levels)?)),
         }
     }
 

@@ -24,6 +24,34 @@ fn pretty(value: &Value) -> String {
 }
 
 fn object(report: &Report) -> Value {
+    let mut out = run_object(report);
+    if let (Value::Object(out), true) = (&mut out, report.any_pinned()) {
+        out.insert("sessions".into(), sessions(report));
+    }
+    out
+}
+
+/// Each session's level, when one pins its own: `{"name": "alice", "level": {"requested":
+/// ..., "effective": ...}, "pinned": true, "read_only": true, "deferrable": true}`.
+fn sessions(report: &Report) -> Value {
+    let names = report.scenario.sessions.iter().map(|s| &s.name);
+    Value::Array(
+        names
+            .zip(&report.sessions)
+            .map(|(name, level)| {
+                value!({
+                    "name": name,
+                    "level": { "requested": level.requested, "effective": level.effective },
+                    "pinned": level.pinned,
+                    "read_only": level.read_only,
+                    "deferrable": level.deferrable,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn run_object(report: &Report) -> Value {
     let scenario = &report.scenario;
     let verdict = &report.verdict;
     value!({

@@ -17,7 +17,7 @@ pub fn markdown(report: &Report) -> String {
         engine.name,
         engine.version,
         engine.detail,
-        report.level_text(),
+        report.levels_text(),
         report.interleaving,
         scenario.story.split_whitespace().collect::<Vec<_>>().join(" ")
     );

@@ -22,7 +22,7 @@ pub fn mermaid(report: &Report) -> String {
     out.push_str(&format!(
         "    title {} at {} ({} {})\n",
         text(&scenario.label()),
-        text(&report.level_text()),
+        text(&report.levels_text()),
         report.engine.name,
         report.engine.version
     ));

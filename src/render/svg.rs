@@ -57,7 +57,7 @@ pub fn svg(report: &Report) -> String {
             engine.name,
             engine.version,
             engine.detail,
-            report.level_text()
+            report.levels_text()
         ),
     );
     let (banner, fill) = if report.verdict.finding.mechanism().is_none() {

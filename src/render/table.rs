@@ -31,7 +31,7 @@ pub fn table(report: &Report, style: Style) -> String {
             "engine",
             format!("{} {} ({})", engine.name, engine.version, engine.detail),
         ),
-        ("level", report.level_text()),
+        ("level", report.levels_text()),
         ("order", report.interleaving.clone()),
     ];
     if let Some(fix) = &scenario.applied {

@@ -2,6 +2,7 @@
 
 pub mod expected;
 pub mod expr;
+mod per_engine;
 mod raw;
 pub mod template;
 pub mod version;
@@ -30,6 +31,8 @@ pub struct Scenario {
     pub setup: String,
     /// Where the setup SQL is written, for an error the database finds in it.
     pub setup_at: Place,
+    /// The setup on one engine, instead of `setup` (until [`Scenario::for_engine`] resolves it).
+    pub setup_on: Vec<(EngineKind, String)>,
     pub sessions: Vec<Session>,
     pub interleavings: Vec<Interleaving>,
     pub decision: Decision,
@@ -47,6 +50,27 @@ pub struct Session {
     pub name: String,
     pub steps: Vec<Step>,
     pub retry: Retry,
+    /// What the session pins of its transactions; the rest follows the run.
+    pub pinned: Pinned,
+}
+
+/// A session's own transaction characteristics: an isolation level instead of the run's, and
+/// read-only or deferrable transactions. Set for the connection before the first step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pinned {
+    /// The level the session runs at whatever the run's level (`--level`, the matrix).
+    pub level: Option<Level>,
+    pub read_only: bool,
+    /// PostgreSQL: a serializable read-only transaction waits at its first snapshot until no
+    /// serializable writer can make it unsafe.
+    pub deferrable: bool,
+}
+
+impl Pinned {
+    /// Whether the session pins anything.
+    pub fn any(&self) -> bool {
+        *self != Pinned::default()
+    }
 }
 
 /// What the session's application does when a step fails: the errors it retries on, and where
@@ -93,6 +117,9 @@ impl RetryOn {
 pub struct Step {
     pub name: String,
     pub sql: SqlTemplate,
+    /// The step's SQL on one engine, instead of `sql` (until [`Scenario::for_engine`]
+    /// resolves it).
+    pub sql_on: Vec<(EngineKind, SqlTemplate)>,
     pub say: String,
     /// What the application does when this step changes or returns no row.
     pub no_rows: Option<NoRows>,

@@ -8,6 +8,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::engine::EngineError;
+use crate::level::SessionLevel;
 
 pub(super) async fn connect(config: &Config, target: &str) -> Result<Client, EngineError> {
     let (client, connection) = config
@@ -22,6 +23,22 @@ pub(super) async fn connect(config: &Config, target: &str) -> Result<Client, Eng
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// What sets a session's transactions up for a run: `SET SESSION CHARACTERISTICS AS
+/// TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE`.
+pub(super) fn characteristics_sql(level: &SessionLevel) -> String {
+    let mut sql = format!(
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {}",
+        level.effective.sql()
+    );
+    if level.read_only {
+        sql.push_str(", READ ONLY");
+    }
+    if level.deferrable {
+        sql.push_str(", DEFERRABLE");
+    }
+    sql
 }
 
 /// Builds a configuration from a URL (or key=value string) and the PG* variables, as libpq does.
@@ -99,10 +116,35 @@ pub(super) fn error_text(error: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::level::Level;
 
     fn check(url: &str, expected: &str) {
         let config = config_from_url(url, Duration::from_secs(1)).unwrap();
         assert_eq!(describe(&config), expected);
+    }
+
+    #[test]
+    fn a_session_is_set_up_at_its_effective_level_with_its_characteristics() {
+        let level = |read_only, deferrable| SessionLevel {
+            requested: Level::Serializable,
+            effective: Level::Serializable,
+            pinned: true,
+            read_only,
+            deferrable,
+        };
+        assert_eq!(
+            characteristics_sql(&level(true, true)),
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE"
+        );
+        let read_uncommitted = SessionLevel {
+            requested: Level::ReadUncommitted,
+            effective: Level::ReadCommitted,
+            ..level(false, false)
+        };
+        assert_eq!(
+            characteristics_sql(&read_uncommitted),
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED"
+        );
     }
 
     #[test]

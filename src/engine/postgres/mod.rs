@@ -14,13 +14,13 @@ use tokio_postgres::{Client, Config, SimpleQueryMessage, Statement};
 mod connect;
 mod reply;
 
-use connect::{config_from_url, describe};
+use connect::{characteristics_sql, config_from_url, describe};
 use connect::{connect, error_text, pg_error};
 use reply::{first_value, step_result};
 
 use crate::engine::cluster::Cluster;
 use crate::engine::{snapshot_sql, EngineError, EngineInfo, Settled};
-use crate::level::Level;
+use crate::level::SessionLevel;
 use crate::scenario::{EngineKind, Scenario};
 use crate::timeline::{ResultSet, StepResult};
 
@@ -134,7 +134,7 @@ impl PgEngine {
     pub async fn prepare(
         &mut self,
         scenario: &Scenario,
-        level: Level,
+        levels: &[SessionLevel],
     ) -> Result<PgRun, EngineError> {
         let schema = format!(
             "anomalies_{}_{}_{}",
@@ -164,37 +164,43 @@ impl PgEngine {
             .prepare("SELECT pg_catalog.pg_isolation_test_session_is_blocked($1, $2)")
             .await
             .map_err(pg_error)?;
+        // A lock wait has lock holders; a DEFERRABLE read-only serializable transaction waiting
+        // for a safe snapshot has the serializable writers it waits out (the probe counts both).
         let blockers = control
-            .prepare("SELECT pg_catalog.pg_blocking_pids($1)")
+            .prepare(
+                "SELECT pg_catalog.pg_blocking_pids($1) \
+                 || pg_catalog.pg_safe_snapshot_blocking_pids($1)",
+            )
             .await
             .map_err(pg_error)?;
 
         // The level is set for the session, not inside the transaction: the scenario's own first
         // statement is the one that takes the snapshot.
-        let init = format!(
-            "SET search_path TO {schema}; \
-             SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {}; \
-             SELECT pg_backend_pid()",
-            level.sql()
-        );
         let base = &self.config;
-        let connects = scenario.sessions.iter().map(|session| {
-            let init = &init;
-            let name = format!("anomalies {}", session.name);
-            async move {
-                let mut config = base.clone();
-                config.application_name(&name);
-                let client = connect(&config, "the server").await?;
-                let pid = first_value(&client.simple_query(init).await.map_err(pg_error)?)
-                    .and_then(|pid| pid.parse().ok())
-                    .ok_or_else(|| EngineError::Postgres("no backend pid".into()))?;
-                Ok::<_, EngineError>(PgSession {
-                    client: Arc::new(client),
-                    pid,
-                    in_flight: None,
-                })
-            }
-        });
+        let connects = scenario
+            .sessions
+            .iter()
+            .zip(levels)
+            .map(|(session, level)| {
+                let init = format!(
+                    "SET search_path TO {schema}; {}; SELECT pg_backend_pid()",
+                    characteristics_sql(level)
+                );
+                let name = format!("anomalies {}", session.name);
+                async move {
+                    let mut config = base.clone();
+                    config.application_name(&name);
+                    let client = connect(&config, "the server").await?;
+                    let pid = first_value(&client.simple_query(&init).await.map_err(pg_error)?)
+                        .and_then(|pid| pid.parse().ok())
+                        .ok_or_else(|| EngineError::Postgres("no backend pid".into()))?;
+                    Ok::<_, EngineError>(PgSession {
+                        client: Arc::new(client),
+                        pid,
+                        in_flight: None,
+                    })
+                }
+            });
         let sessions = futures_util::future::try_join_all(connects).await?;
         let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
         if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use session::{busy_handler, execute, spawn_session, Poke, SessionEvent, SqliteSession, TxnState};
 
 use crate::engine::{snapshot_sql, EngineError, EngineInfo, Settled};
-use crate::level::Level;
-use crate::scenario::{EngineKind, Scenario};
+use crate::level::{Level, SessionLevel};
+use crate::scenario::{display_name, EngineKind, Scenario};
 use crate::timeline::{ResultSet, StepResult};
 
 pub struct SqliteEngine {
@@ -52,7 +52,11 @@ impl SqliteEngine {
         })
     }
 
-    pub fn prepare(&mut self, scenario: &Scenario, level: Level) -> Result<SqliteRun, EngineError> {
+    pub fn prepare(
+        &mut self,
+        scenario: &Scenario,
+        levels: &[SessionLevel],
+    ) -> Result<SqliteRun, EngineError> {
         self.runs += 1;
         let path = self.dir.path().join(format!("run-{}.db", self.runs));
         let setup = Connection::open(&path).map_err(sqlite_error)?;
@@ -72,18 +76,24 @@ impl SqliteEngine {
         })?;
         drop(setup);
 
-        // Dirty reads are real only between connections sharing a cache, with the pragma.
-        let read_uncommitted = level == Level::ReadUncommitted;
+        // Dirty reads are real only between connections sharing a cache, with the pragma: when
+        // one session reads uncommitted, every session shares the cache, so that it can see
+        // what the others have not committed.
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        if read_uncommitted {
+        if levels.iter().any(reads_uncommitted) {
             flags |= OpenFlags::SQLITE_OPEN_SHARED_CACHE;
         }
         let mut sessions = Vec::new();
-        for session in &scenario.sessions {
+        for (session, level) in scenario.sessions.iter().zip(levels) {
             let connection = Connection::open_with_flags(&path, flags).map_err(sqlite_error)?;
-            if read_uncommitted {
+            if reads_uncommitted(level) {
                 connection
                     .pragma_update(None, "read_uncommitted", 1)
+                    .map_err(sqlite_error)?;
+            }
+            if level.read_only {
+                connection
+                    .pragma_update(None, "query_only", 1)
                     .map_err(sqlite_error)?;
             }
             connection
@@ -105,6 +115,36 @@ impl SqliteEngine {
             .close()
             .map_err(|e| EngineError::Sqlite(format!("cannot remove the temporary directory: {e}")))
     }
+}
+
+fn reads_uncommitted(level: &SessionLevel) -> bool {
+    level.effective == Level::ReadUncommitted
+}
+
+/// What the header adds to the engine's description for a run at `levels`: the shared cache
+/// and who reads uncommitted, and who runs with `query_only`.
+pub(super) fn detail(scenario: &Scenario, levels: &[SessionLevel]) -> String {
+    let who = |wanted: fn(&SessionLevel) -> bool| -> Option<Vec<String>> {
+        let names: Vec<String> = scenario
+            .sessions
+            .iter()
+            .zip(levels)
+            .filter(|(_, level)| wanted(level))
+            .map(|(session, _)| display_name(&session.name))
+            .collect();
+        (!names.is_empty()).then_some(names)
+    };
+    let mut detail = String::new();
+    if let Some(names) = who(reads_uncommitted) {
+        detail.push_str(", shared cache, PRAGMA read_uncommitted = 1");
+        if names.len() < levels.len() {
+            detail.push_str(&format!(" for {}", names.join(", ")));
+        }
+    }
+    if let Some(names) = who(|level| level.read_only) {
+        detail.push_str(&format!(", PRAGMA query_only = 1 for {}", names.join(", ")));
+    }
+    detail
 }
 
 fn sqlite_error(error: rusqlite::Error) -> EngineError {

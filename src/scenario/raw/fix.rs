@@ -69,15 +69,16 @@ fn fix_info(fix: &RawFix, at: &Locator) -> Result<FixInfo, ScenarioError> {
 fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioError> {
     let mut file = base.clone();
     file.fix.clear();
-    if let Some(setup) = &fix.setup {
-        let joined = format!("{}\n{}", file.setup.get_ref().trim_end(), setup);
-        *file.setup.get_mut() = joined;
-    }
+    append_setup(&mut file, fix);
     for change in &fix.step {
         let reference = change.step.get_ref();
         let (session, step) = raw_step_position(&file.session, &change.step, at)?;
         if change.remove {
-            if change.sql.is_some() || change.say.is_some() || change.no_rows.is_some() {
+            let changed = change.sql.is_some()
+                || !change.sql_on.is_empty()
+                || change.say.is_some()
+                || change.no_rows.is_some();
+            if changed {
                 return Err(at.error(
                     change.step.span(),
                     format!("`{reference}` is removed; it can't also be changed"),
@@ -93,7 +94,12 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
         }
         let target = &mut file.session[session].step[step];
         if let Some(sql) = &change.sql {
+            // New SQL replaces the step on every engine: the old variants were of the old SQL.
             target.sql = sql.clone();
+            target.sql_on.clear();
+        }
+        for (engine, sql) in &change.sql_on {
+            target.sql_on.insert(engine.clone(), sql.clone());
         }
         if let Some(say) = &change.say {
             target.say = say.clone();
@@ -128,9 +134,53 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
         if change.attempts.is_some() {
             target.attempts = change.attempts.clone();
         }
+        if change.level.is_some() {
+            target.level = change.level.clone();
+        }
+        if change.read_only.is_some() {
+            target.read_only = change.read_only;
+        }
+        if change.deferrable.is_some() {
+            target.deferrable = change.deferrable.clone();
+        }
     }
     file.expect = fix.expect.clone();
     Ok(file)
+}
+
+/// The fix's setup after the scenario's, on every engine: an engine with a variant of either
+/// gets the scenario's setup for it (or the plain one) followed by the fix's (or the plain one).
+fn append_setup(file: &mut File, fix: &RawFix) {
+    if fix.setup.is_none() && fix.setup_on.is_empty() {
+        return;
+    }
+    let base = file.setup.get_ref().clone();
+    let base_on = std::mem::take(&mut file.setup_on);
+    *file.setup.get_mut() = appended(&base, fix.setup.as_deref());
+    let engines = base_on.keys().chain(
+        fix.setup_on
+            .keys()
+            .filter(|engine| !base_on.contains_key(engine.get_ref().as_str())),
+    );
+    file.setup_on = engines
+        .map(|engine| {
+            let name = engine.get_ref().as_str();
+            let scenario_setup = base_on.get(name).unwrap_or(&base);
+            let fix_setup = fix.setup_on.get(name).or(fix.setup.as_ref());
+            (
+                engine.clone(),
+                appended(scenario_setup, fix_setup.map(String::as_str)),
+            )
+        })
+        .collect();
+}
+
+/// `setup`, then `more` on a line of its own.
+fn appended(setup: &str, more: Option<&str>) -> String {
+    match more {
+        Some(more) => format!("{}\n{}", setup.trim_end(), more),
+        None => setup.to_string(),
+    }
 }
 
 /// Where `alice.read` is among raw sessions.

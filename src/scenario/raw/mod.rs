@@ -16,6 +16,9 @@ use toml::Spanned;
 use super::{did_you_mean, EngineKind, Place, Scenario, ScenarioError};
 use crate::level::Level;
 
+/// `<key>_on.<engine> = ...`: a value for one engine, keyed by the engine's name as written.
+pub(super) type RawOn<T> = IndexMap<Spanned<String>, T>;
+
 pub(super) type RawExpect = IndexMap<Spanned<String>, IndexMap<Spanned<String>, Spanned<String>>>;
 
 #[derive(Deserialize, Clone)]
@@ -31,6 +34,9 @@ pub(super) struct File {
     formal: Vec<String>,
     story: String,
     setup: Spanned<String>,
+    /// `setup_on.sqlite = "..."`: the setup on that engine, instead of `setup`.
+    #[serde(default)]
+    setup_on: RawOn<String>,
     session: Vec<RawSession>,
     interleaving: Vec<RawInterleaving>,
     outcome: RawOutcome,
@@ -48,6 +54,9 @@ pub(super) struct RawSession {
     retry_on: Option<Vec<Spanned<String>>>,
     retry_from: Option<Spanned<String>>,
     attempts: Option<Spanned<u32>>,
+    level: Option<Spanned<String>>,
+    read_only: Option<bool>,
+    deferrable: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -55,6 +64,9 @@ pub(super) struct RawSession {
 pub(super) struct RawStep {
     name: Spanned<String>,
     sql: Spanned<String>,
+    /// `sql_on.sqlite = "..."`: the step's SQL on that engine, instead of `sql`.
+    #[serde(default)]
+    sql_on: RawOn<Spanned<String>>,
     say: String,
     no_rows: Option<Spanned<String>>,
 }
@@ -69,6 +81,9 @@ pub(super) struct RawFix {
     level: Option<Spanned<String>>,
     /// SQL run after the scenario's setup.
     setup: Option<String>,
+    /// The fix's setup on one engine, instead of `setup`.
+    #[serde(default)]
+    setup_on: RawOn<String>,
     #[serde(default)]
     unavailable: IndexMap<Spanned<String>, String>,
     #[serde(default)]
@@ -85,6 +100,8 @@ pub(super) struct RawFix {
 pub(super) struct RawFixStep {
     step: Spanned<String>,
     sql: Option<Spanned<String>>,
+    #[serde(default)]
+    sql_on: RawOn<Spanned<String>>,
     say: Option<String>,
     no_rows: Option<Spanned<String>>,
     #[serde(default)]
@@ -98,6 +115,9 @@ pub(super) struct RawFixSession {
     retry_on: Option<Vec<Spanned<String>>>,
     retry_from: Option<Spanned<String>>,
     attempts: Option<Spanned<u32>>,
+    level: Option<Spanned<String>>,
+    read_only: Option<bool>,
+    deferrable: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -264,6 +284,16 @@ pub(super) fn engine_named(
     }
 }
 
+/// The values of a `<key>_on` table by engine, each engine name checked.
+pub(super) fn per_engine<'a, T>(
+    raw: &'a RawOn<T>,
+    at: &Locator,
+) -> Result<Vec<(EngineKind, &'a T)>, ScenarioError> {
+    raw.iter()
+        .map(|(engine, value)| Ok((engine_named(engine.get_ref(), engine.span(), at)?, value)))
+        .collect()
+}
+
 /// Finds `session.step` among sessions given as `[session name, step names...]`, with the
 /// closest name suggested when one is unknown.
 pub(super) fn locate_step(
@@ -307,6 +337,10 @@ pub(super) fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, Scenar
     let interleavings = sessions::validate_interleavings(raw, &sessions, at)?;
     let decision = outcome::validate_outcome(&raw.outcome, &sessions, at)?;
     let expectations = outcome::validate_expectations(&raw.expect, at)?;
+    let setup_on = per_engine(&raw.setup_on, at)?
+        .into_iter()
+        .map(|(engine, setup)| (engine, setup.clone()))
+        .collect();
     Ok(Scenario {
         id: raw.id.get_ref().clone(),
         title: raw.title.clone(),
@@ -317,6 +351,7 @@ pub(super) fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, Scenar
         story: raw.story.trim().to_string(),
         setup: raw.setup.get_ref().clone(),
         setup_at: at.place(raw.setup.span()),
+        setup_on,
         sessions,
         interleavings,
         decision,

@@ -2,9 +2,15 @@
 
 use toml::Spanned;
 
-use super::{check_name, locate_step, suggestion, File, Locator, RawInterleaving, RawSession};
+use super::{
+    check_name, level_named, locate_step, per_engine, suggestion, File, Locator, RawInterleaving,
+    RawSession,
+};
+use crate::level::Level;
 use crate::scenario::template::SqlTemplate;
-use crate::scenario::{Interleaving, NoRows, Retry, RetryOn, ScenarioError, Session, Step, StepId};
+use crate::scenario::{
+    Interleaving, NoRows, Pinned, Retry, RetryOn, ScenarioError, Session, Step, StepId,
+};
 
 pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>, ScenarioError> {
     if raw.session.is_empty() {
@@ -49,22 +55,16 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
                 .iter()
                 .map(|s| s.name.get_ref().as_str())
                 .collect();
-            let mut sql = SqlTemplate::parse(raw_step.sql.get_ref(), |hole| {
-                if let Some(index) = earlier.iter().position(|s| *s == hole) {
-                    Ok(index)
-                } else if later.contains(&hole) {
-                    Err(format!(
-                        "`{hole}` comes later in session `{name}`; a step can use only values read before it"
-                    ))
-                } else {
-                    Err(format!(
-                        "session `{name}` has no step `{hole}`{}",
-                        suggestion(hole, &earlier)
-                    ))
-                }
-            })
-            .map_err(|e| at.error_in_string(raw_step.sql.span(), e.offset, e.message))?;
-            sql.place_holes(|offset| at.place_in_string(raw_step.sql.span(), offset));
+            let holes = Holes {
+                session: name,
+                earlier: &earlier,
+                later: &later,
+            };
+            let sql = holes.parse(&raw_step.sql, at)?;
+            let mut sql_on = Vec::new();
+            for (engine, variant) in per_engine(&raw_step.sql_on, at)? {
+                sql_on.push((engine, holes.parse(variant, at)?));
+            }
             let no_rows = match &raw_step.no_rows {
                 None => None,
                 Some(answer) => Some(match answer.get_ref().as_str() {
@@ -84,18 +84,55 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
             steps.push(Step {
                 name: step_name.clone(),
                 sql,
+                sql_on,
                 say: raw_step.say.clone(),
                 no_rows,
             });
         }
         let retry = validate_retry(raw_session, &steps, at)?;
+        let pinned = validate_pinned(raw_session, at)?;
         sessions.push(Session {
             name: name.clone(),
             steps,
             retry,
+            pinned,
         });
     }
     Ok(sessions)
+}
+
+/// The steps a step's SQL may take values from (those before it in its session), and those it
+/// may not (the ones after).
+struct Holes<'a> {
+    session: &'a str,
+    earlier: &'a [&'a str],
+    later: &'a [&'a str],
+}
+
+impl Holes<'_> {
+    /// Step SQL with its `${step.column}` holes resolved, or the place of the first bad one.
+    fn parse(&self, sql: &Spanned<String>, at: &Locator) -> Result<SqlTemplate, ScenarioError> {
+        let name = self.session;
+        SqlTemplate::parse(sql.get_ref(), |hole| {
+            if let Some(index) = self.earlier.iter().position(|s| *s == hole) {
+                Ok(index)
+            } else if self.later.contains(&hole) {
+                Err(format!(
+                    "`{hole}` comes later in session `{name}`; a step can use only values read before it"
+                ))
+            } else {
+                Err(format!(
+                    "session `{name}` has no step `{hole}`{}",
+                    suggestion(hole, self.earlier)
+                ))
+            }
+        })
+        .map_err(|e| at.error_in_string(sql.span(), e.offset, e.message))
+        .map(|mut template| {
+            template.place_holes(|offset| at.place_in_string(sql.span(), offset));
+            template
+        })
+    }
 }
 
 pub(super) fn validate_interleavings(
@@ -176,6 +213,39 @@ fn validate_retry(raw: &RawSession, steps: &[Step], at: &Locator) -> Result<Retr
     Ok(Retry { on, from, attempts })
 }
 
+/// The session's own level, read-only and deferrable. Deferrable means something only for a
+/// serializable read-only transaction, so it needs `read_only` and no other pinned level.
+fn validate_pinned(raw: &RawSession, at: &Locator) -> Result<Pinned, ScenarioError> {
+    let level = match &raw.level {
+        None => None,
+        Some(name) => Some(level_named(name, at)?),
+    };
+    let read_only = raw.read_only.unwrap_or(false);
+    let deferrable = raw.deferrable.as_ref().is_some_and(|d| *d.get_ref());
+    if let Some(flag) = raw.deferrable.as_ref().filter(|_| deferrable) {
+        if !read_only {
+            return Err(at.error(
+                flag.span(),
+                "deferrable applies to a read-only transaction: add read_only = true",
+            ));
+        }
+        if let Some(level) = level.filter(|l| *l != Level::Serializable) {
+            return Err(at.error(
+                flag.span(),
+                format!(
+                    "deferrable applies only at serializable; session `{}` pins {level}",
+                    raw.name.get_ref()
+                ),
+            ));
+        }
+    }
+    Ok(Pinned {
+        level,
+        read_only,
+        deferrable,
+    })
+}
+
 fn resolve_step(
     reference: &Spanned<String>,
     sessions: &[Session],
@@ -237,4 +307,112 @@ fn validate_interleaving(
         }
     }
     Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::level::Level;
+    use crate::scenario::{Pinned, Scenario};
+
+    const TEXT: &str = r#"id = "pins"
+title = "t"
+anomaly = "a"
+code = "c"
+story = "s"
+setup = "CREATE TABLE t (v INTEGER)"
+
+[[session]]
+name = "alice"
+level = "serializable"
+read_only = true
+deferrable = true
+[[session.step]]
+name = "read"
+sql = "SELECT v FROM t"
+say = "."
+
+[[session]]
+name = "john"
+[[session.step]]
+name = "write"
+sql = "UPDATE t SET v = 1"
+say = "."
+
+[[interleaving]]
+name = "only"
+steps = ["alice.read", "john.write"]
+
+[outcome]
+anomaly_if = "alice.read.v = 1"
+anomaly = "a"
+prevented = "p"
+
+[[fix]]
+id = "pin-john"
+title = "t"
+how = "h"
+prefer = "p"
+
+[[fix.session]]
+name = "john"
+level = "repeatable-read"
+"#;
+
+    fn check_error(from: &str, to: &str, expected: &str) {
+        assert!(TEXT.contains(from), "TEXT has no `{from}`");
+        let error = Scenario::parse(&TEXT.replacen(from, to, 1), "pins.toml").unwrap_err();
+        assert_eq!(error.to_string(), expected);
+    }
+
+    #[test]
+    fn a_session_pins_its_level_and_a_fix_can_pin_another() {
+        let scenario = Scenario::parse(TEXT, "pins.toml").unwrap();
+        let pinned = Pinned {
+            level: Some(Level::Serializable),
+            read_only: true,
+            deferrable: true,
+        };
+        assert_eq!(scenario.sessions[0].pinned, pinned);
+        assert!(!scenario.sessions[1].pinned.any());
+        let fixed = scenario.with_fix("pin-john").unwrap();
+        assert_eq!(fixed.sessions[0].pinned, pinned);
+        assert_eq!(fixed.sessions[1].pinned.level, Some(Level::RepeatableRead));
+    }
+
+    #[test]
+    fn an_unknown_level_suggests_the_closest() {
+        check_error(
+            "level = \"serializable\"",
+            "level = \"serialisable\"",
+            "pins.toml:10:9: unknown level `serialisable`; did you mean `serializable`?",
+        );
+        check_error(
+            "level = \"repeatable-read\"",
+            "level = \"repeatable\"",
+            "pins.toml:42:9: unknown level `repeatable`; did you mean `repeatable-read`?",
+        );
+    }
+
+    #[test]
+    fn deferrable_needs_a_serializable_read_only_transaction() {
+        check_error(
+            "read_only = true\n",
+            "",
+            "pins.toml:11:14: deferrable applies to a read-only transaction: add read_only = true",
+        );
+        check_error(
+            "level = \"serializable\"",
+            "level = \"read-committed\"",
+            "pins.toml:12:14: deferrable applies only at serializable; session `alice` pins read committed",
+        );
+    }
+
+    #[test]
+    fn a_fix_names_a_session_that_exists() {
+        check_error(
+            "[[fix.session]]\nname = \"john\"",
+            "[[fix.session]]\nname = \"jon\"",
+            "pins.toml:41:8: no session `jon`; did you mean `john`?",
+        );
+    }
 }
