@@ -356,3 +356,27 @@ fn a_step_timeout_on_waiting_steps_is_an_error_not_an_abort() {
     assert!(events.contains(&"timed-out"), "{events:?}");
     assert!(!events.contains(&"stuck"), "{events:?}");
 }
+
+#[test]
+fn explore_counts_broken_orders_as_errors_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = broken(dir.path(), "hole", "${look.free}", "${look.fre}");
+    let output = anomalies()
+        .arg("explore")
+        .arg(&file)
+        .args([
+            "--engine",
+            "sqlite",
+            "--level",
+            "serializable",
+            "--limit",
+            "20",
+        ])
+        .args(["--color", "never"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let text = stdout(&output);
+    let header = text.lines().find(|l| l.contains("anomaly")).unwrap();
+    assert!(header.contains("error"), "{text}");
+}
