@@ -380,3 +380,26 @@ fn explore_counts_broken_orders_as_errors_and_exits_2() {
     let header = text.lines().find(|l| l.contains("anomaly")).unwrap();
     assert!(header.contains("error"), "{text}");
 }
+
+#[test]
+fn a_broken_run_as_the_table_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = broken(dir.path(), "hole", "${look.free}", "${look.fre}");
+    assert!(file.ends_with("hole.toml"));
+    // Run from the file's folder, so the places it names are the same on every machine.
+    let output = anomalies()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "hole.toml",
+            "--engine",
+            "sqlite",
+            "--level",
+            "serializable",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    insta::assert_snapshot!(text.replace(rusqlite::version(), "<version>"));
+}
