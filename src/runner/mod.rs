@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+mod fill;
+
 use crate::engine::{EngineError, Run, Settled};
-use crate::scenario::template::SqlHole;
 use crate::scenario::{Interleaving, NoRows, RetryOn, Scenario, StepId};
 use crate::timeline::{ErrorKind, Event, EventKind, Impossible, RetryReason, StepResult, Timeline};
 
@@ -157,62 +158,14 @@ impl Replay<'_> {
         self.timeline.events.len() - 1
     }
 
-    /// The step's SQL with `${step.column}` filled from what its session read earlier, or why
-    /// a hole cannot be filled: the scenario is broken, and the step is not sent.
+    /// The step's SQL with `${step.column}` filled, or why it cannot be.
     fn filled(&self, id: StepId) -> Result<String, String> {
-        let step = self.scenario.step(id);
-        let mut problem = None;
-        let sql = step.sql.render(|hole| {
-            let value = self.hole_value(id.session, hole);
-            value.unwrap_or_else(|why| {
-                problem.get_or_insert(why);
-                format!("${{{}.{}}}", hole.step_name, hole.column)
-            })
-        });
-        problem.map_or(Ok(sql), Err)
+        fill::filled(self.scenario, &self.timeline, id)
     }
 
-    fn hole_value(&self, session: usize, hole: &SqlHole) -> Result<String, String> {
-        let earlier = StepId {
-            session,
-            step: hole.step,
-        };
-        let source = format!(
-            "{}.{}",
-            self.scenario.sessions[session].name, hole.step_name
-        );
-        let reference = format!("${{{}.{}}}", hole.step_name, hole.column);
-        let problem = |message: String| format!("{}: {message}", hole.at);
-        match self.timeline.result_of(earlier) {
-            Some(StepResult::Rows(rows)) => match rows.checked_first(&hole.column, &source) {
-                Ok(Some(Some(value))) => Ok(sql_literal(value)),
-                Ok(Some(None)) => Ok("NULL".to_string()),
-                Ok(None) => Err(problem(format!(
-                    "{source} returned no rows, so {reference} has no value (`no_rows = \
-                     \"give-up\"` on {source} stops the session there instead)"
-                ))),
-                Err(message) => Err(problem(message)),
-            },
-            Some(StepResult::Command { .. }) => Err(problem(format!(
-                "{source} is a command and returned no rows, so {reference} has no value"
-            ))),
-            Some(StepResult::Failed(_)) | None => Err(problem(format!(
-                "{source} has not returned anything, so {reference} has no value"
-            ))),
-        }
-    }
-
-    /// The SQL a timeline shows for a step: filled where it can be, as written where not.
+    /// The SQL a timeline shows for a step.
     fn sql(&self, id: StepId) -> String {
-        self.filled(id).unwrap_or_else(|_| {
-            self.scenario
-                .step(id)
-                .sql
-                .render(|hole| match self.hole_value(id.session, hole) {
-                    Ok(value) => value,
-                    Err(_) => format!("${{{}.{}}}", hole.step_name, hole.column),
-                })
-        })
+        fill::shown(self.scenario, &self.timeline, id)
     }
 
     fn skip(&mut self, id: StepId) {
@@ -502,14 +455,5 @@ impl Replay<'_> {
             }
         }
         self.resumed(session, result, None).await
-    }
-}
-
-/// A value read by the database, written back into SQL: numbers as they are, text quoted.
-fn sql_literal(value: &str) -> String {
-    if value.parse::<f64>().is_ok() {
-        value.to_string()
-    } else {
-        format!("'{}'", value.replace('\'', "''"))
     }
 }
