@@ -231,12 +231,12 @@ fn broken_phrase(scenario: &Scenario, cause: &Cause) -> String {
             error.message
         ),
         Cause::TimedOut { step, after_ms } => format!(
-            "{} neither finished nor waited for a lock within the step timeout ({after_ms} ms), \
-             so the tool cancelled it",
+            "{} did not end within the step timeout ({after_ms} ms), so the tool cancelled it",
             name(step)
         ),
         Cause::Broken { message } => message.clone(),
-        other => format!("{other:?}"),
+        // `broken` makes only the three above.
+        _ => "the run failed".to_string(),
     }
 }
 
