@@ -112,6 +112,81 @@ fn kind_id(kind: ErrorKind) -> String {
 mod tests {
     use super::*;
     use crate::scenario::expr::ERROR_KINDS;
+    use crate::timeline::{DbError, Event, RetryReason};
+
+    fn event(session: usize, step: usize, kind: EventKind) -> Event {
+        Event {
+            step: StepId { session, step },
+            sql: String::new(),
+            kind,
+            deferred: false,
+            attempt: 1,
+        }
+    }
+
+    fn done(session: usize, step: usize, result: StepResult) -> Event {
+        event(session, step, EventKind::Done { result })
+    }
+
+    fn ok() -> StepResult {
+        StepResult::Command { rows_affected: 1 }
+    }
+
+    fn serialization_failure() -> StepResult {
+        StepResult::Failed(DbError {
+            kind: ErrorKind::SerializationFailure,
+            code: "40001".into(),
+            message: "could not serialize access".into(),
+            constraint: None,
+        })
+    }
+
+    /// John (session 1 of lost-update: begin, read, write, commit) with these events.
+    fn john_committed(events: Vec<Event>) -> bool {
+        let scenario = Scenario::load("lost-update").unwrap();
+        let timeline = Timeline {
+            events,
+            ..Default::default()
+        };
+        RunFacts {
+            scenario: &scenario,
+            timeline: &timeline,
+        }
+        .committed("john")
+    }
+
+    #[test]
+    fn committed_counts_a_retried_transaction_by_its_last_attempt() {
+        let attempt_1 = vec![
+            done(1, 0, ok()),
+            done(1, 2, serialization_failure()),
+            event(
+                1,
+                2,
+                EventKind::Retried {
+                    attempt: 2,
+                    from: 0,
+                    reason: RetryReason::Failed,
+                },
+            ),
+        ];
+        let mut retried = attempt_1.clone();
+        retried.extend([done(1, 0, ok()), done(1, 2, ok()), done(1, 3, ok())]);
+        assert!(john_committed(retried));
+        let mut commit_failed = attempt_1;
+        commit_failed.extend([done(1, 0, ok()), done(1, 3, serialization_failure())]);
+        assert!(!john_committed(commit_failed));
+    }
+
+    #[test]
+    fn committed_needs_every_failure_of_the_session_retried() {
+        // A failure that stood, then (in a session with several transactions) a COMMIT that
+        // succeeded: the session did not commit all it meant to.
+        let events = vec![done(1, 2, serialization_failure()), done(1, 3, ok())];
+        assert!(!john_committed(events));
+        assert!(john_committed(vec![done(1, 3, ok())]));
+        assert!(!john_committed(vec![done(1, 2, ok())]));
+    }
 
     #[test]
     fn error_kinds_are_the_timelines() {

@@ -164,15 +164,18 @@ pub fn no_column(column: &str, columns: &[&str], source: &str) -> String {
     )
 }
 
-/// How two values compare: `None` when they cannot be ordered (NULL against a value, values of
-/// different kinds). Text against a number or a boolean is read as a database value first, so
-/// `'100'` equals 100 and `'t'` equals `true`.
+/// How two values compare: `None` when they cannot be ordered (NULL against a value, text
+/// against a number). A boolean against a number is 1 or 0, as SQLite stores booleans; text
+/// against a number or a boolean is read as a database value first, so `'100'` equals 100 and
+/// `'t'` equals `true`.
 pub fn compare(left: &Value, right: &Value) -> Option<Ordering> {
     match (left, right) {
         (Value::Num(a), Value::Num(b)) => a.partial_cmp(b),
         (Value::Text(a), Value::Text(b)) => Some(a.cmp(b)),
         (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
         (Value::Null, Value::Null) => Some(Ordering::Equal),
+        (Value::Bool(b), Value::Num(n)) => f64::from(u8::from(*b)).partial_cmp(n),
+        (Value::Num(n), Value::Bool(b)) => n.partial_cmp(&f64::from(u8::from(*b))),
         (Value::Text(text), other @ (Value::Num(_) | Value::Bool(_))) => {
             compare(&read_as_db(text)?, other)
         }
@@ -277,6 +280,12 @@ mod tests {
         assert_eq!(read.contains(&row), Ok(true));
         let row = [Value::Num(0.0), Value::Bool(true)];
         assert_eq!(read.contains(&row), Ok(false));
+        let sqlite = db(&["id", "done"], &[&[None, Some("1")]]);
+        assert_eq!(sqlite.contains(&[Value::Null, Value::Bool(true)]), Ok(true));
+        assert_eq!(
+            sqlite.contains(&[Value::Null, Value::Bool(false)]),
+            Ok(false)
+        );
         assert_eq!(
             compare(&Value::Text("abc".into()), &Value::Num(1.0)),
             None,
