@@ -351,6 +351,16 @@ fn every_name_a_condition_or_witness_uses_is_resolved_where_it_is_written() {
 }
 
 #[test]
+fn final_is_a_query_or_a_table_of_them() {
+    check_error(
+        "final = \"SELECT v FROM t\"",
+        "final = 3",
+        "tiny.toml:35:9: `final` is a query (final = \"SELECT ...\") or a table of queries by \
+         name ([outcome.final])",
+    );
+}
+
+#[test]
 fn final_queries_by_name() {
     let named = "[outcome.final]\nvalues = \"SELECT v FROM t\"\ntotal = \"SELECT sum(v) AS sum FROM t\"\n\n[outcome]";
     let text = BASE

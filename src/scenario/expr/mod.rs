@@ -23,6 +23,7 @@
 
 mod check;
 mod eval;
+mod lex;
 mod parse;
 mod value;
 
@@ -174,6 +175,7 @@ pub const ERROR_KINDS: [&str; 8] = [
 ];
 
 impl StepFn {
+    /// Each by the name a condition calls it.
     pub const ALL: [(&'static str, StepFn); 5] = [
         ("succeeded", StepFn::Succeeded),
         ("failed", StepFn::Failed),
@@ -181,13 +183,6 @@ impl StepFn {
         ("error", StepFn::Error),
         ("affected", StepFn::Affected),
     ];
-
-    pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map_or("", |(name, _)| name)
-    }
 }
 
 impl fmt::Display for StepName {

@@ -119,7 +119,10 @@ pub(super) struct RawOutcome {
 
 /// `final = "SELECT ..."`, or `[outcome.final]` with queries by name.
 #[derive(Deserialize, Clone)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "`final` is a query (final = \"SELECT ...\") or a table of queries by name ([outcome.final])"
+)]
 pub(super) enum RawFinal {
     One(String),
     Named(IndexMap<String, String>),
