@@ -3,7 +3,6 @@
 use serde::Serialize;
 
 use crate::scenario::expected::{Expected, Mechanism};
-use crate::scenario::expr::{Facts, Value};
 use crate::scenario::{display_name, Scenario, StepId};
 use crate::timeline::{verb, DbError, ErrorKind, EventKind, RetryReason, StepResult, Timeline};
 
@@ -284,17 +283,10 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
     } else {
         (&decision.prevented_witness, prevented_at)
     };
-    if let Some(message) = template.refs().find_map(|r| facts.value(r).err()) {
-        return broken_reference(template_at, message);
-    }
-    let witness = template.render(|r| {
-        facts
-            .value(r)
-            .ok()
-            .flatten()
-            .unwrap_or(Value::Unknown)
-            .to_string()
-    });
+    let witness = match template.fill(&facts) {
+        Ok(witness) => witness,
+        Err(message) => return broken_reference(template_at, message),
+    };
     if anomaly {
         return Verdict {
             finding: Finding::Anomaly,

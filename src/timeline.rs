@@ -2,13 +2,18 @@
 
 use serde::Serialize;
 
-use crate::scenario::{did_you_mean, StepId};
+use crate::scenario::expr::no_column;
+use crate::scenario::StepId;
 
-/// The events of one run and the end state the final check query saw.
+/// The events of one run and the end state the final check queries saw.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Timeline {
     pub events: Vec<Event>,
+    /// What the final query of `final = "..."` returned.
     pub final_state: Option<ResultSet>,
+    /// What each query of `[outcome.final]` returned, by name, in the file's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub named_finals: Vec<(String, ResultSet)>,
     /// Set when the order cannot happen: a step was due on a session still waiting for a lock.
     /// The run stopped there.
     #[serde(skip)]
@@ -182,13 +187,7 @@ impl ResultSet {
     ) -> Result<Option<Option<&str>>, String> {
         if !self.columns.iter().any(|c| c == column) {
             let columns: Vec<&str> = self.columns.iter().map(String::as_str).collect();
-            let hint = did_you_mean(column, &columns)
-                .map(|closest| format!("; did you mean {closest}?"))
-                .unwrap_or_default();
-            return Err(format!(
-                "no column {column} in {source} (columns: {}){hint}",
-                columns.join(", ")
-            ));
+            return Err(no_column(column, &columns, source));
         }
         Ok(self.first(column))
     }

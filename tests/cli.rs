@@ -182,6 +182,39 @@ fn malformed_file_names_file_line_and_column() {
 }
 
 #[test]
+fn a_condition_nested_too_deep_is_one_error_line_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.toml");
+    let deep = format!(
+        "{}final.balance != 30{}",
+        "(".repeat(5000),
+        ")".repeat(5000)
+    );
+    let text = std::fs::read_to_string("scenarios/lost-update.toml")
+        .unwrap()
+        .replacen(
+            "anomaly_if = \"committed(alice) and committed(john) and final.balance != 30\"",
+            &format!("anomaly_if = \"{deep}\""),
+            1,
+        );
+    assert!(text.contains(&deep));
+    std::fs::write(&path, text).unwrap();
+    let output = anomalies()
+        .args(["run", path.to_str().unwrap(), "--engine", "sqlite"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    // The 65th parenthesis is too deep: column 14 (the quote) + 1 + 64.
+    let expected = format!(
+        "error: {}:78:79: the condition nests deeper than 64 levels (parentheses, calls, `not`, \
+         `-` and chained operators each count)\n",
+        path.display()
+    );
+    assert_eq!(stderr(&output), expected);
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
 fn unreachable_server_fails_fast_without_printing_the_password() {
     let started = Instant::now();
     let output = anomalies()

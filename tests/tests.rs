@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod e2e;
 mod explore;
+mod outcome_forms;
 mod per_engine;
 mod pictures;
 mod runner;

@@ -5,7 +5,7 @@ use serde_json::{json as value, Value};
 use crate::outcome::{Cause, Verdict};
 use crate::report::Report;
 use crate::scenario::{Scenario, StepId};
-use crate::timeline::{EventKind, ResultSet, StepResult};
+use crate::timeline::{EventKind, ResultSet, StepResult, Timeline};
 
 /// One run as a pretty-printed JSON object.
 pub fn json(report: &Report) -> String {
@@ -86,8 +86,22 @@ fn run_object(report: &Report) -> Value {
             }
             out
         }).collect::<Vec<_>>(),
-        "final_state": report.timeline.final_state.as_ref().map(rows),
+        "final_state": final_state(&report.timeline),
     })
+}
+
+/// The final query's rows; with `[outcome.final]`, each query's rows by name.
+fn final_state(timeline: &Timeline) -> Value {
+    if timeline.named_finals.is_empty() {
+        return timeline.final_state.as_ref().map_or(Value::Null, rows);
+    }
+    Value::Object(
+        timeline
+            .named_finals
+            .iter()
+            .map(|(name, set)| (name.clone(), rows(set)))
+            .collect(),
+    )
 }
 
 /// What broke a run that ended in an error: the step and its failure, or the reference.

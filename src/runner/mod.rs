@@ -139,6 +139,10 @@ pub async fn replay(
     if let Some(sql) = &scenario.decision.final_query {
         replay.timeline.final_state = Some(replay.run.final_query(sql).await?);
     }
+    for (name, sql) in &scenario.decision.named_finals {
+        let rows = replay.run.final_query(sql).await?;
+        replay.timeline.named_finals.push((name.clone(), rows));
+    }
     Ok(replay.timeline)
 }
 

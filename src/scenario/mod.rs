@@ -186,8 +186,12 @@ pub struct StepId {
 /// How a run is judged.
 #[derive(Debug, Clone)]
 pub struct Decision {
-    /// Run on the end state after every session has finished; its first row is `final.*`.
+    /// `final = "..."`: run on the end state after every session has finished; its first row
+    /// is `final.<column>`, its whole result `final`.
     pub final_query: Option<String>,
+    /// `[outcome.final]`: queries by name, run like `final_query`, in the file's order; query
+    /// NAME's whole result is `final.NAME`, its first row `final.NAME.<column>`.
+    pub named_finals: Vec<(String, String)>,
     pub anomaly_if: Expr,
     pub anomaly_witness: Template,
     pub prevented_witness: Template,

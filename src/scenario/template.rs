@@ -1,12 +1,13 @@
 //! Text with holes: witness sentences (`{final.total}`) and step SQL (`${read.balance}`).
 
-use super::expr::Ref;
+use super::expr::{self, Expr, Facts};
 use super::Place;
 
-/// A witness sentence: text with `{session.step.column}` or `{final.column}` holes.
+/// A witness sentence: text with `{...}` holes, each a value of the condition language
+/// (`{final.total}`, `{alice.read}`, `{count(alice.read)}`, `{error(john.commit)}`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
-    pub parts: Vec<Part<Ref>>,
+    pub parts: Vec<Part<Expr>>,
 }
 
 /// Step SQL with `${step.column}` holes, filled from values the same session read earlier.
@@ -41,30 +42,44 @@ pub struct HoleError {
 }
 
 impl Template {
+    /// Parses a witness; the holes' offsets count from the start of `text`.
     pub fn parse(text: &str) -> Result<Template, HoleError> {
         let parts = split(text, "{", |offset, inner| {
-            let expr = super::expr::parse(inner).map_err(|e| HoleError {
-                offset: offset + e.offset,
+            let expr = expr::parse_at(inner, offset).map_err(|e| HoleError {
+                offset: e.offset,
                 message: e.message,
             })?;
-            match expr {
-                super::expr::Expr::Ref(r) => Ok(r),
-                _ => Err(HoleError {
-                    offset,
-                    message: format!("`{{{inner}}}` must name one value, like {{final.total}}"),
-                }),
-            }
+            expr::check_value(&expr).map_err(|e| HoleError {
+                offset: e.offset,
+                message: e.message,
+            })?;
+            Ok(expr)
         })?;
         Ok(Template { parts })
     }
 
-    pub fn refs(&self) -> impl Iterator<Item = &Ref> {
+    pub fn holes(&self) -> impl Iterator<Item = &Expr> {
         holes(&self.parts)
     }
 
-    /// Fills the holes; `value` renders a reference.
-    pub fn render(&self, value: impl Fn(&Ref) -> String) -> String {
-        fill(&self.parts, value)
+    pub fn holes_mut(&mut self) -> impl Iterator<Item = &mut Expr> {
+        self.parts.iter_mut().filter_map(|part| match part {
+            Part::Hole(hole) => Some(hole),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// Fills the holes with what the run gave; `Err` when a hole names something the run
+    /// cannot give (see [`Expr::eval`]).
+    pub fn fill(&self, facts: &dyn Facts) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Hole(hole) => out.push_str(&hole.eval(facts)?.to_string()),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -166,13 +181,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn witness_fills_holes() {
+    fn witness_holes_are_values_at_their_offsets() {
         let template =
             Template::parse("together {final.total}, below {alice.check.floor}").unwrap();
-        assert_eq!(
-            template.render(|r| format!("<{r}>")),
-            "together <final.total>, below <alice.check.floor>"
-        );
+        let holes: Vec<String> = template
+            .holes()
+            .map(|hole| match &hole.node {
+                crate::scenario::expr::Node::Ref(r) => format!("{r}@{}", hole.at),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(holes, ["final.total@10", "alice.check.floor@31"]);
+        assert!(matches!(&template.parts[0], Part::Text(t) if t == "together "));
     }
 
     #[test]
@@ -189,6 +209,10 @@ mod tests {
     fn bad_holes_have_offsets() {
         let error = Template::parse("x {final.total").unwrap_err();
         assert_eq!(error.offset, 2);
+        let error = Template::parse("x {final.total} {alice.read.}").unwrap_err();
+        assert_eq!(error.offset, 28, "{error:?}");
+        let error = Template::parse("{(1, 2)}").unwrap_err();
+        assert!(error.message.contains("a tuple stands only"), "{error:?}");
         let error = SqlTemplate::parse("SET b = ${oops}", |_| Ok(0)).unwrap_err();
         assert_eq!(error.offset, 10);
         assert!(error.message.contains("like ${read.balance}"));

@@ -309,12 +309,91 @@ fn conditions_are_parsed_and_resolved() {
     check_error(
         "final.v != alice.read.v + 1",
         "final.v != alice.red.v + 1",
-        "tiny.toml:36:14: `alice.red.v`: session `alice` has no step `red`; did you mean `read`?",
+        "tiny.toml:36:26: `alice.red`: session `alice` has no step `red`; did you mean `read`?",
     );
     check_error(
         "final.v != alice.read.v + 1",
         "final.v !! 1",
         "tiny.toml:36:23: unexpected character `!`",
+    );
+}
+
+#[test]
+fn every_name_a_condition_or_witness_uses_is_resolved_where_it_is_written() {
+    check_error(
+        "final.v != alice.read.v + 1",
+        "failed(alice.writ) or committed(jon)",
+        "tiny.toml:36:22: `alice.writ`: session `alice` has no step `writ`; did you mean `write`?",
+    );
+    check_error(
+        "final.v != alice.read.v + 1",
+        "failed(alice.write) or committed(jon)",
+        "tiny.toml:36:48: committed(jon): no session `jon`; did you mean `john`?",
+    );
+    check_error(
+        "v is {final.v}\"\nprevented",
+        "v is {final.v}, {count(jon.read)}\"\nprevented",
+        "tiny.toml:37:35: `jon.read`: no session `jon`; did you mean `john`?",
+    );
+    check_error(
+        "final.v != alice.read.v + 1",
+        "count(alice.read.v) = 1",
+        "tiny.toml:36:21: count(...) counts the rows of a whole result, like count(alice.read), \
+         but this is `alice.read.v`, one value",
+    );
+    check_error(
+        "final.v != alice.read.v + 1",
+        "final.q.v = 1",
+        "tiny.toml:36:15: `final.q.v`: the final query is not named (final = \"...\"), so its \
+         columns are final.<column>; name queries in [outcome.final] to write \
+         final.<query>.<column>",
+    );
+}
+
+#[test]
+fn final_is_a_query_or_a_table_of_them() {
+    check_error(
+        "final = \"SELECT v FROM t\"",
+        "final = 3",
+        "tiny.toml:35:9: `final` is a query (final = \"SELECT ...\") or a table of queries by \
+         name ([outcome.final])",
+    );
+}
+
+#[test]
+fn final_queries_by_name() {
+    let named = "[outcome.final]\nvalues = \"SELECT v FROM t\"\ntotal = \"SELECT sum(v) AS sum FROM t\"\n\n[outcome]";
+    let text = BASE
+        .replacen("[outcome]\nfinal = \"SELECT v FROM t\"", named, 1)
+        .replacen(
+            "final.v != alice.read.v + 1",
+            "final.values = rows(2) and final.total.sum = 2",
+            1,
+        )
+        .replace("{final.v}", "{final.values}");
+    let scenario = Scenario::parse(&text, "tiny.toml").unwrap();
+    assert_eq!(scenario.decision.final_query, None);
+    let names: Vec<&str> = scenario
+        .decision
+        .named_finals
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(names, ["values", "total"]);
+    let error = Scenario::parse(
+        &text.replacen("final.total.sum", "final.totl.sum", 1),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "t.toml:39:42: `final.totl.sum`: [outcome.final] has no query `totl`; did you mean `total`?"
+    );
+    let error =
+        Scenario::parse(&text.replacen("final.values =", "final =", 1), "t.toml").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "t.toml:39:15: `final` names no query: [outcome.final] has values, total; write final.values"
     );
 }
 

@@ -131,10 +131,21 @@ pub(super) struct RawInterleaving {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOutcome {
     #[serde(rename = "final")]
-    final_query: Option<String>,
+    final_query: Option<Spanned<RawFinal>>,
     anomaly_if: Spanned<String>,
     anomaly: Spanned<String>,
     prevented: Spanned<String>,
+}
+
+/// `final = "SELECT ..."`, or `[outcome.final]` with queries by name.
+#[derive(Deserialize, Clone)]
+#[serde(
+    untagged,
+    expecting = "`final` is a query (final = \"SELECT ...\") or a table of queries by name ([outcome.final])"
+)]
+pub(super) enum RawFinal {
+    One(String),
+    Named(IndexMap<String, String>),
 }
 
 pub(super) fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
