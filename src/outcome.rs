@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 use crate::scenario::expected::{Expected, Mechanism};
-use crate::scenario::{display_name, Scenario, StepId};
+use crate::scenario::expr::Unfit;
+use crate::scenario::{display_name, Places, Scenario, StepId};
 use crate::timeline::{verb, DbError, ErrorKind, EventKind, RetryReason, StepResult, Timeline};
 
 /// What a run found: the anomaly, what prevented it, or that the run was broken.
@@ -276,7 +277,7 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
     let [condition_at, anomaly_at, prevented_at] = &decision.at;
     let anomaly = match decision.anomaly_if.holds(&facts) {
         Ok(holds) => holds == Some(true),
-        Err(message) => return broken_reference(condition_at, message),
+        Err(unfit) => return broken_reference(condition_at, unfit),
     };
     let (template, template_at) = if anomaly {
         (&decision.anomaly_witness, anomaly_at)
@@ -285,7 +286,7 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
     };
     let witness = match template.fill(&facts) {
         Ok(witness) => witness,
-        Err(message) => return broken_reference(template_at, message),
+        Err(unfit) => return broken_reference(template_at, unfit),
     };
     if anomaly {
         return Verdict {
@@ -314,11 +315,12 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
     }
 }
 
-fn broken_reference(at: &crate::scenario::Place, message: String) -> Verdict {
+/// An error verdict for a reference that cannot be right, placed where it is written.
+fn broken_reference(places: &Places, unfit: Unfit) -> Verdict {
     Verdict {
         finding: Finding::Error,
         cause: Some(Cause::Broken {
-            message: format!("{at}: {message}"),
+            message: format!("{}: {}", places.at(unfit.at), unfit.message),
         }),
         witness: String::new(),
     }

@@ -173,17 +173,20 @@ fn a_form_the_run_cannot_fill_is_an_error_naming_where() {
         (
             "count(alice.read) = 2",
             "count(alice.write) = 2",
+            "alice.write",
             "`alice.write`: alice.write returned no rows (it is a command; it changed 2 row(s)); \
              affected(alice.write) counts the rows it changed",
         ),
         (
             "affected(alice.write) = 2",
             "affected(alice.read) = 2",
+            "alice.read",
             "affected(alice.read): alice.read is a query (it returned 2 row(s)); \
              count(alice.read) counts them",
         ),
         (
             "alice.read = rows((2, 200), (1, 100))",
+            "alice.read = rows(2, 1)",
             "alice.read = rows(2, 1)",
             "alice.read has 2 column(s) (id, balance) but rows((2), (1)) has 1 value(s) a row: \
              rows compare only with rows of as many values",
@@ -191,17 +194,19 @@ fn a_form_the_run_cannot_fill_is_an_error_naming_where() {
         (
             "final.total.n = 2",
             "final.total.m = 2",
+            "final.total.m",
             "`final.total.m`: no column m in final.total (columns: sum, n, rich)",
         ),
     ];
-    let text = std::fs::read_to_string("tests/fixtures/outcome-forms.toml").unwrap();
-    // The judge names where the condition is written: the line after `anomaly_if = """`.
-    let line = 2 + text
-        .lines()
-        .position(|l| l.starts_with("anomaly_if"))
-        .unwrap();
-    for (from, to, message) in cases {
+    for (from, to, part, message) in cases {
         let (_dir, path) = edited("tests/fixtures/outcome-forms.toml", &[(from, to)]);
+        // The judge names where the part that cannot be right is written.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (line, column) = text
+            .lines()
+            .enumerate()
+            .find_map(|(n, l)| l.find(to).map(|c| (n + 1, c + to.find(part).unwrap() + 1)))
+            .unwrap();
         for engine in ENGINES {
             let output = anomalies()
                 .args(["run", &path, "--engine", engine, "--format", "json"])
@@ -211,7 +216,7 @@ fn a_form_the_run_cannot_fill_is_an_error_naming_where() {
             assert_eq!(run["verdict"], "error", "{engine}: `{to}`: {run:#}");
             assert_eq!(
                 run["cause"]["message"],
-                format!("{path}:{line}:1: {message}"),
+                format!("{path}:{line}:{column}: {message}"),
                 "{engine}"
             );
         }

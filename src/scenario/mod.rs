@@ -196,7 +196,24 @@ pub struct Decision {
     pub anomaly_witness: Template,
     pub prevented_witness: Template,
     /// Where `anomaly_if`, `anomaly` and `prevented` are written, in that order.
-    pub at: [Place; 3],
+    pub at: [Places; 3],
+}
+
+/// Where a string value is written, and each part of the expressions in it, by byte offset.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Places {
+    pub start: Place,
+    pub parts: Vec<(usize, Place)>,
+}
+
+impl Places {
+    /// The place of the part at `offset`, or of the string when no part starts there.
+    pub fn at(&self, offset: usize) -> &Place {
+        self.parts
+            .iter()
+            .find(|(at, _)| *at == offset)
+            .map_or(&self.start, |(_, place)| place)
+    }
 }
 
 /// A place in a scenario file: `lost-update.toml:62:14`.

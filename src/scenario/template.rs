@@ -1,6 +1,6 @@
 //! Text with holes: witness sentences (`{final.total}`) and step SQL (`${read.balance}`).
 
-use super::expr::{self, Expr, Facts};
+use super::expr::{self, Expr, Facts, Unfit};
 use super::Place;
 
 /// A witness sentence: text with `{...}` holes, each a value of the condition language
@@ -71,7 +71,12 @@ impl Template {
 
     /// Fills the holes with what the run gave; `Err` when a hole names something the run
     /// cannot give (see [`Expr::eval`]).
-    pub fn fill(&self, facts: &dyn Facts) -> Result<String, String> {
+    /// The byte offset of every part of every hole, for placing an [`Unfit`] in a file.
+    pub fn offsets(&self) -> Vec<usize> {
+        holes(&self.parts).flat_map(Expr::offsets).collect()
+    }
+
+    pub fn fill(&self, facts: &dyn Facts) -> Result<String, Unfit> {
         let mut out = String::new();
         for part in &self.parts {
             match part {

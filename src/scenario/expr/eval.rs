@@ -3,13 +3,15 @@
 use std::cmp::Ordering;
 
 use super::value::compare;
-use super::{Expr, Facts, Node, Op, Ref, Rows, Source, StepFn, StepName, StepOutcome, Value};
+use super::{
+    Expr, Facts, Node, Op, Ref, Rows, Source, StepFn, StepName, StepOutcome, Unfit, Value,
+};
 
 impl Expr {
     /// Evaluates to `Some(true)`, `Some(false)` or `None` (unknown); `Err` when a reference
     /// cannot be right (rows without that column, a command where rows are needed, rows of
     /// another width), wherever it is in the expression.
-    pub fn holds(&self, facts: &dyn Facts) -> Result<Option<bool>, String> {
+    pub fn holds(&self, facts: &dyn Facts) -> Result<Option<bool>, Unfit> {
         Ok(match self.eval(facts)? {
             Value::Bool(b) => Some(b),
             _ => None,
@@ -18,13 +20,17 @@ impl Expr {
 
     /// The value of the expression. Every part is evaluated, so that a reference that cannot be
     /// right is reported even where `and` or `or` would not need it.
-    pub fn eval(&self, facts: &dyn Facts) -> Result<Value, String> {
+    pub fn eval(&self, facts: &dyn Facts) -> Result<Value, Unfit> {
+        let here = |message: String| Unfit {
+            at: self.at,
+            message,
+        };
         Ok(match &self.node {
             Node::Num(n) => Value::Num(*n),
             Node::Text(text) => Value::Text(text.clone()),
             Node::Bool(b) => Value::Bool(*b),
             Node::Null => Value::Null,
-            Node::Ref(reference) => read(reference, facts)?,
+            Node::Ref(reference) => read(reference, facts).map_err(here)?,
             Node::Tuple(items) => known(all(items, facts)?, Value::Row),
             Node::Rows(items) => known(all(items, facts)?, |values| {
                 Value::Rows(Rows {
@@ -39,11 +45,11 @@ impl Expr {
             },
             Node::Contains(rows, row) => match (rows.eval(facts)?, row.eval(facts)?) {
                 (Value::Rows(rows), row) if !row.is_unknown() => {
-                    Value::Bool(rows.contains(&as_row(row))?)
+                    Value::Bool(rows.contains(&as_row(row)).map_err(here)?)
                 }
                 _ => Value::Unknown,
             },
-            Node::Step(function, step) => step_fact(*function, step, facts)?,
+            Node::Step(function, step) => step_fact(*function, step, facts).map_err(here)?,
             Node::Committed(session) => Value::Bool(facts.committed(session)),
             Node::IsNull(inner, negated) => match inner.eval(facts)? {
                 Value::Unknown => Value::Unknown,
@@ -57,12 +63,14 @@ impl Expr {
                 Value::Num(n) => Value::Num(-n),
                 _ => Value::Unknown,
             },
-            Node::Binary(left, op, right) => binary(left.eval(facts)?, *op, right.eval(facts)?)?,
+            Node::Binary(left, op, right) => {
+                binary(left.eval(facts)?, *op, right.eval(facts)?).map_err(here)?
+            }
         })
     }
 }
 
-fn all(items: &[Expr], facts: &dyn Facts) -> Result<Vec<Value>, String> {
+fn all(items: &[Expr], facts: &dyn Facts) -> Result<Vec<Value>, Unfit> {
     items.iter().map(|item| item.eval(facts)).collect()
 }
 

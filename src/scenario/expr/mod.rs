@@ -147,6 +147,15 @@ pub trait Facts {
     fn committed(&self, session: &str) -> bool;
 }
 
+/// A reference that cannot be right in a finished run (rows without that column, a command
+/// where rows are needed, rows of another width), at the byte offset of the part of the text
+/// that names it: the scenario is broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfit {
+    pub at: usize,
+    pub message: String,
+}
+
 /// A syntax error at a byte offset of the expression text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
@@ -258,6 +267,13 @@ impl Expr {
             *source = Source::Final(column.take());
         }
         self.node.children_mut(&mut |child| child.name_finals());
+    }
+
+    /// The byte offset of every part of the expression, for placing an [`Unfit`] in a file.
+    pub fn offsets(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.walk(&mut |expr| out.push(expr.at));
+        out
     }
 
     fn walk<'a>(&'a self, visit: &mut impl FnMut(&'a Expr)) {

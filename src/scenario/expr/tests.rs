@@ -94,7 +94,10 @@ fn check(text: &str, expected: Option<bool>) {
 fn check_broken(text: &str, message: &str) {
     let expr = parse(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
     check_condition(&expr).unwrap_or_else(|e| panic!("{text}: {e:?}"));
-    assert_eq!(expr.holds(&run()), Err(message.to_string()), "{text}");
+    let unfit = expr.holds(&run()).expect_err(text);
+    assert_eq!(unfit.message, message, "{text}");
+    // Placed at a part of the condition that names what cannot be right.
+    assert!(expr.offsets().contains(&unfit.at), "{text}: {unfit:?}");
 }
 
 fn check_error(text: &str, offset: usize, message: &str) {

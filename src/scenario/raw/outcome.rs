@@ -10,7 +10,7 @@ use crate::scenario::expected::Expected;
 use crate::scenario::expr::{self, Expr, Mention, Ref, Source, SyntaxError};
 use crate::scenario::template::Template;
 use crate::scenario::version::VersionReq;
-use crate::scenario::{Decision, Expectation, ScenarioError, Session};
+use crate::scenario::{Decision, Expectation, Places, ScenarioError, Session};
 
 /// The final queries a scenario defines, as references to them see it.
 enum Finals<'a> {
@@ -60,18 +60,30 @@ pub(super) fn validate_outcome(
     check_mentions(&raw.anomaly_if, vec![&anomaly_if])?;
     check_mentions(&raw.anomaly, anomaly_witness.holes().collect())?;
     check_mentions(&raw.prevented, prevented_witness.holes().collect())?;
+    let places = [
+        places(at, &raw.anomaly_if, anomaly_if.offsets()),
+        places(at, &raw.anomaly, anomaly_witness.offsets()),
+        places(at, &raw.prevented, prevented_witness.offsets()),
+    ];
     Ok(Decision {
         final_query,
         named_finals,
         anomaly_if,
         anomaly_witness,
         prevented_witness,
-        at: [
-            at.place(raw.anomaly_if.span()),
-            at.place(raw.anomaly.span()),
-            at.place(raw.prevented.span()),
-        ],
+        at: places,
     })
+}
+
+/// Where `field` is written, and each of its expression parts at `offsets`.
+fn places(at: &Locator, field: &Spanned<String>, offsets: Vec<usize>) -> Places {
+    Places {
+        start: at.place(field.span()),
+        parts: offsets
+            .into_iter()
+            .map(|offset| (offset, at.place_in_string(field.span(), offset)))
+            .collect(),
+    }
 }
 
 type FinalQueries = (Option<String>, Vec<(String, String)>);
