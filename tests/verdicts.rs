@@ -292,6 +292,27 @@ fn every_load_and_setup_error_is_one_line_with_its_place() {
             "sqlite",
             ":9:1: the setup SQL failed on SQLite: near \";\": syntax error",
         ),
+        // The final query, on each engine: placed at the query.
+        (
+            damaged(
+                dir.path(),
+                "final-pg",
+                "AS n FROM bookings",
+                b"AS n FROM bookingz",
+            ),
+            "postgres",
+            ":68:10: the final check query failed: relation \"bookingz\" does not exist",
+        ),
+        (
+            damaged(
+                dir.path(),
+                "final-sqlite",
+                "AS n FROM bookings",
+                b"AS n FROM bookingz",
+            ),
+            "sqlite",
+            ":68:10: the final check query failed: no such table: bookingz",
+        ),
     ];
     for (file, engine, expected) in cases {
         let output = anomalies()

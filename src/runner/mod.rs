@@ -136,11 +136,18 @@ pub async fn replay(
     }
     replay.progress().await?;
     replay.drain().await?;
+    // A final query the database refuses is the scenario's own error: placed in its file.
+    let placed = |error: EngineError| match error {
+        EngineError::Setup(message) => {
+            EngineError::Setup(format!("{}: {message}", scenario.decision.final_at))
+        }
+        other => other,
+    };
     if let Some(sql) = &scenario.decision.final_query {
-        replay.timeline.final_state = Some(replay.run.final_query(sql).await?);
+        replay.timeline.final_state = Some(replay.run.final_query(sql).await.map_err(placed)?);
     }
     for (name, sql) in &scenario.decision.named_finals {
-        let rows = replay.run.final_query(sql).await?;
+        let rows = replay.run.final_query(sql).await.map_err(placed)?;
         replay.timeline.named_finals.push((name.clone(), rows));
     }
     Ok(replay.timeline)

@@ -197,6 +197,8 @@ pub struct Decision {
     pub prevented_witness: Template,
     /// Where `anomaly_if`, `anomaly` and `prevented` are written, in that order.
     pub at: [Places; 3],
+    /// Where the final query (or `[outcome.final]`) is written, for an error it runs into.
+    pub final_at: Place,
 }
 
 /// Where a string value is written, and each part of the expressions in it, by byte offset.

@@ -72,6 +72,11 @@ pub(super) fn validate_outcome(
         anomaly_witness,
         prevented_witness,
         at: places,
+        final_at: raw
+            .final_query
+            .as_ref()
+            .map(|raw| at.place(raw.span()))
+            .unwrap_or_default(),
     })
 }
 
