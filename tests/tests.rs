@@ -3,6 +3,7 @@
 
 mod check;
 mod cli;
+mod connect;
 mod e2e;
 mod explore;
 mod outcome_forms;

@@ -10,19 +10,57 @@ use tokio_postgres::{Client, Config, NoTls};
 use crate::engine::EngineError;
 use crate::level::SessionLevel;
 
+/// How long a connection's start-up may take when the connection string says nothing.
+pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects, with the whole start-up bounded by the connect timeout: TCP, the protocol
+/// handshake and authentication (tokio-postgres bounds only the TCP part, so a server that
+/// accepts and never answers would hang forever).
 pub(super) async fn connect(config: &Config, target: &str) -> Result<Client, EngineError> {
-    let (client, connection) = config
-        .connect(NoTls)
+    let bound = connect_bound(config);
+    let failed = |reason: String| EngineError::Connect {
+        target: target.to_string(),
+        reason,
+    };
+    let (client, connection) = tokio::time::timeout(bound, config.connect(NoTls))
         .await
-        .map_err(|e| EngineError::Connect {
-            target: target.to_string(),
-            reason: error_text(&e),
-        })?;
+        .map_err(|_| failed(no_answer(bound)))?
+        .map_err(|e| failed(connect_error_text(&e)))?;
     tokio::spawn(async move {
         // The connection ends when its client is dropped; errors surface through the client.
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// The bound on a connection's start-up and on the tool's first query.
+pub(super) fn connect_bound(config: &Config) -> Duration {
+    config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+}
+
+/// `no answer within 2s`
+pub(super) fn no_answer(bound: Duration) -> String {
+    format!("no answer within {}", humantime::format_duration(bound))
+}
+
+/// Why a connection could not start, in words: a server that answers in another protocol is
+/// named as such.
+fn connect_error_text(error: &tokio_postgres::Error) -> String {
+    let text = error_text(error);
+    let garbled = [
+        "bytes remaining on stream",
+        "unexpected message",
+        "invalid message",
+    ];
+    if error.as_db_error().is_none() && garbled.iter().any(|g| text.contains(g)) {
+        return format!(
+            "the server does not speak PostgreSQL's protocol (is another service on that port?): {text}"
+        );
+    }
+    text
 }
 
 /// What sets a session's transactions up for a run: `SET SESSION CHARACTERISTICS AS
@@ -44,7 +82,10 @@ pub(super) fn characteristics_sql(level: &SessionLevel) -> String {
 /// Builds a configuration from a URL (or key=value string) and the PG* variables, as libpq does.
 pub(super) fn config_from_url(url: &str, timeout: Duration) -> Result<Config, EngineError> {
     let mut config = Config::from_str(url).map_err(|e| {
-        EngineError::Setup(format!("--url is not a PostgreSQL connection string: {e}"))
+        EngineError::Setup(format!(
+            "--url is not a PostgreSQL connection string: {}",
+            option_error(&e)
+        ))
     })?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if config.get_hosts().is_empty() {
@@ -100,6 +141,51 @@ pub(super) fn describe(config: &Config) -> String {
 
 pub(super) fn pg_error(error: tokio_postgres::Error) -> EngineError {
     EngineError::Postgres(error_text(&error))
+}
+
+/// The options a connection string may set, with the values some of them allow.
+const OPTIONS: &[(&str, &str)] = &[
+    ("host", ""),
+    ("hostaddr", ""),
+    ("port", ""),
+    ("user", ""),
+    ("password", ""),
+    ("dbname", ""),
+    ("options", ""),
+    ("application_name", ""),
+    ("sslmode", "disable, prefer, require"),
+    ("sslnegotiation", "postgres, direct"),
+    ("connect_timeout", "seconds"),
+    ("tcp_user_timeout", "seconds"),
+    ("keepalives", "0, 1"),
+    ("keepalives_idle", "seconds"),
+    ("keepalives_interval", "seconds"),
+    ("keepalives_retries", "a count"),
+    ("target_session_attrs", "any, read-write"),
+    ("channel_binding", "disable, prefer, require"),
+    ("load_balance_hosts", "disable, random"),
+];
+
+/// A bad connection string, naming the option and what it allows: `invalid value for option
+/// `sslmode` (allowed: disable, prefer, require)`, `unknown option `sslmod`; did you mean
+/// `sslmode`?`.
+fn option_error(error: &tokio_postgres::Error) -> String {
+    let Some(source) = std::error::Error::source(error) else {
+        return error.to_string();
+    };
+    let text = source.to_string();
+    let named = text.split('`').nth(1).unwrap_or_default();
+    if text.starts_with("unknown option") {
+        let names: Vec<&str> = OPTIONS.iter().map(|(name, _)| *name).collect();
+        return match crate::scenario::did_you_mean(named, &names) {
+            Some(closest) => format!("{text}; did you mean `{closest}`?"),
+            None => format!("{text}; known: {}", names.join(", ")),
+        };
+    }
+    match OPTIONS.iter().find(|(name, _)| *name == named) {
+        Some((_, allowed)) if !allowed.is_empty() => format!("{text} (allowed: {allowed})"),
+        _ => text,
+    }
 }
 
 /// The error with its cause: tokio-postgres's own text stops at "error connecting to server".

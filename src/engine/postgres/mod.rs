@@ -14,7 +14,7 @@ use tokio_postgres::{Client, Config, SimpleQueryMessage, Statement};
 mod connect;
 mod reply;
 
-use connect::{characteristics_sql, config_from_url, describe};
+use connect::{characteristics_sql, config_from_url, connect_bound, describe, no_answer};
 use connect::{connect, error_text, pg_error};
 use reply::{first_value, step_result};
 
@@ -71,7 +71,14 @@ impl PgEngine {
         let config = config_from_url(url, timeout)?;
         let target = describe(&config);
         let admin = connect(&config, &target).await?;
-        PgEngine::new(config, admin, target, None).await
+        // The first query is bounded too: a server can finish the handshake and then stall.
+        let bound = connect_bound(&config);
+        tokio::time::timeout(bound, PgEngine::new(config, admin, target.clone(), None))
+            .await
+            .map_err(|_| EngineError::Connect {
+                target,
+                reason: no_answer(bound),
+            })?
     }
 
     /// Starts a throwaway server from installed binaries.
