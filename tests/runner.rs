@@ -272,15 +272,15 @@ fn a_step_that_neither_finishes_nor_waits_is_cancelled_after_the_step_timeout() 
 }
 
 /// A server of the test's own, standing in for a user's: reached only through --url.
-struct UserServer {
+pub(crate) struct UserServer {
     cluster: Option<Cluster>,
-    url: String,
+    pub(crate) url: String,
     runtime: tokio::runtime::Runtime,
     client: tokio_postgres::Client,
 }
 
 impl UserServer {
-    fn start() -> UserServer {
+    pub(crate) fn start() -> UserServer {
         let bindir = find_bindir().expect("PostgreSQL server binaries are not installed");
         let cluster = Cluster::start(&bindir).expect("a server starts");
         let config = cluster.config();
@@ -309,7 +309,13 @@ impl UserServer {
         }
     }
 
-    fn query(&self, sql: &str) -> Vec<String> {
+    pub(crate) fn execute(&self, sql: &str) {
+        self.runtime
+            .block_on(self.client.execute(sql, &[]))
+            .unwrap();
+    }
+
+    pub(crate) fn query(&self, sql: &str) -> Vec<String> {
         self.runtime
             .block_on(self.client.query(sql, &[]))
             .unwrap()

@@ -11,6 +11,7 @@ mod per_engine;
 mod pictures;
 mod runner;
 mod session_level;
+mod sessions;
 mod step;
 mod support;
 mod verdicts;

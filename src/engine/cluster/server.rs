@@ -40,7 +40,8 @@ const SETTINGS: &[&str] = &[
     "synchronous_commit=off",
     "full_page_writes=off",
     "deadlock_timeout=50ms",
-    "max_connections=50",
+    // A scenario may have 200 sessions; each run adds a control connection, the engine one.
+    "max_connections=250",
     "shared_buffers=16MB",
     "lc_messages=C",
     "log_min_error_statement=panic",

@@ -138,6 +138,31 @@ impl PgEngine {
         })
     }
 
+    /// A session's connection refused because the server has no slot left (53300) says how many
+    /// the scenario needs and how many the server allows; any other error stays as it is.
+    async fn out_of_connections(&self, error: EngineError, scenario: &Scenario) -> EngineError {
+        let EngineError::Connect { target, reason } = &error else {
+            return error;
+        };
+        if !reason.contains("(53300)") {
+            return error;
+        }
+        let allowed = self
+            .admin
+            .simple_query("SHOW max_connections")
+            .await
+            .ok()
+            .and_then(|messages| first_value(&messages))
+            .unwrap_or_else(|| "?".into());
+        EngineError::Setup(format!(
+            "the scenario's {} sessions need {} connections to {target} (one per session and a \
+             control connection), but the server allows max_connections = {allowed}, some of \
+             them taken by others; it said: {reason}",
+            scenario.sessions.len(),
+            scenario.sessions.len() + 1
+        ))
+    }
+
     pub async fn prepare(
         &mut self,
         scenario: &Scenario,
@@ -208,7 +233,10 @@ impl PgEngine {
                     })
                 }
             });
-        let sessions = futures_util::future::try_join_all(connects).await?;
+        let sessions = match futures_util::future::try_join_all(connects).await {
+            Ok(sessions) => sessions,
+            Err(error) => return Err(self.out_of_connections(error, scenario).await),
+        };
         let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
         if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {
             run.pids = pids.clone();

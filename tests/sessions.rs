@@ -1,0 +1,87 @@
+//! Many sessions: the throwaway cluster takes what a scenario needs, and a user's server that
+//! runs out of connections says how many the scenario needs and how many it allows.
+
+use serde_json::Value;
+
+use crate::runner::UserServer;
+use crate::support::{anomalies, open_tempdir, stderr, stdout};
+
+/// A scenario of `n` sessions, each inserting its own row, all begun before any inserts.
+fn many(n: usize) -> String {
+    let mut text = String::from(
+        "id = \"many\"\ntitle = \"Many visitors\"\nanomaly = \"none\"\ncode = \"-\"\n\
+         story = \"Everyone signs the guest book.\"\n\
+         setup = \"CREATE TABLE visits (who INTEGER PRIMARY KEY);\"\n",
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "\n[[session]]\nname = \"s{i}\"\n\
+             [[session.step]]\nname = \"begin\"\nsql = \"BEGIN\"\nsay = \"\"\n\
+             [[session.step]]\nname = \"sign\"\nsql = \"INSERT INTO visits VALUES ({i})\"\nsay = \"\"\n\
+             [[session.step]]\nname = \"commit\"\nsql = \"COMMIT\"\nsay = \"\"\n"
+        ));
+    }
+    let steps: Vec<String> = ["begin", "sign", "commit"]
+        .iter()
+        .flat_map(|step| (0..n).map(move |i| format!("\"s{i}.{step}\"")))
+        .collect();
+    text.push_str(&format!(
+        "\n[[interleaving]]\nname = \"all\"\nsteps = [{}]\n\n[outcome]\n\
+         final = \"SELECT count(*) AS n FROM visits\"\nanomaly_if = \"final.n != {n}\"\n\
+         anomaly = \"{{final.n}} signed\"\nprevented = \"{{final.n}} signed\"\n",
+        steps.join(", ")
+    ));
+    text
+}
+
+#[test]
+fn two_hundred_sessions_run_on_the_throwaway_cluster_and_on_sqlite() {
+    let dir = open_tempdir();
+    let path = dir.path().join("many.toml");
+    std::fs::write(&path, many(200)).unwrap();
+    for engine in ["postgres", "sqlite"] {
+        let output = anomalies()
+            .arg("run")
+            .arg(&path)
+            .args(["--engine", engine, "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{engine}: {}", stderr(&output));
+        let run: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!(run["witness"], "200 signed", "{engine}");
+    }
+}
+
+#[test]
+fn a_server_out_of_connections_says_how_many_the_scenario_needs() {
+    let server = UserServer::start();
+    // A role allowed three connections at once: the scenario's five sessions need six.
+    server.execute("CREATE ROLE few LOGIN CONNECTION LIMIT 3");
+    server.execute("GRANT CREATE ON DATABASE postgres TO few");
+    let dir = open_tempdir();
+    let path = dir.path().join("five.toml");
+    std::fs::write(&path, many(5)).unwrap();
+    let url = server.url.replace("user=anomalies", "user=few");
+    let output = anomalies()
+        .arg("run")
+        .arg(&path)
+        .args(["--url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.starts_with("error: the scenario's 5 sessions need 6 connections to"),
+        "{err}"
+    );
+    assert!(err.contains("max_connections = 250"), "{err}");
+    assert!(
+        err.contains("too many connections for role \"few\""),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Nothing is left behind on the server.
+    assert!(server
+        .query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'anomalies%'")
+        .is_empty());
+}
