@@ -85,3 +85,67 @@ fn a_server_out_of_connections_says_how_many_the_scenario_needs() {
         .query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'anomalies%'")
         .is_empty());
 }
+
+/// The `anomalies-sqlite-*` folders in `dir` that hold a lock file.
+fn sqlite_folders(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("anomalies-sqlite-"))
+        })
+        .collect()
+}
+
+/// A paced SQLite run in `tmp`, waiting a minute before its first step, once it has made its
+/// folder; and that folder.
+fn paced_run(tmp: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
+    use std::time::{Duration, Instant};
+    let before = sqlite_folders(tmp);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("anomalies"))
+        .args(["run", "lost-update", "--engine", "sqlite", "--pace", "60s"])
+        .env("TMPDIR", tmp)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let made = sqlite_folders(tmp)
+            .into_iter()
+            .find(|p| !before.contains(p) && p.join("owner.lock").exists());
+        if let Some(folder) = made {
+            return (child, folder);
+        }
+        assert!(Instant::now() < deadline, "the run never made its folder");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+    }
+}
+
+fn sqlite_run(tmp: &std::path::Path) {
+    let output = anomalies()
+        .args(["run", "lost-update", "--engine", "sqlite"])
+        .env("TMPDIR", tmp)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn a_killed_sqlite_runs_folder_is_removed_by_the_next_run_and_a_live_ones_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut live, live_folder) = paced_run(tmp.path());
+    let (mut killed, killed_folder) = paced_run(tmp.path());
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(killed_folder.exists(), "SIGKILL leaves the folder");
+    sqlite_run(tmp.path());
+    assert_eq!(sqlite_folders(tmp.path()), vec![live_folder.clone()]);
+    live.kill().unwrap();
+    live.wait().unwrap();
+    sqlite_run(tmp.path());
+    assert_eq!(sqlite_folders(tmp.path()), Vec::<std::path::PathBuf>::new());
+}

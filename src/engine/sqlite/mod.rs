@@ -5,9 +5,11 @@
 
 mod session;
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
+use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags};
 use tokio::time::Instant;
 
@@ -20,9 +22,17 @@ use crate::timeline::{ResultSet, StepResult};
 
 pub struct SqliteEngine {
     pub info: EngineInfo,
+    /// Dropped before `_lock` (fields drop in order): the folder goes while it is still ours.
     dir: tempfile::TempDir,
+    /// An exclusive `flock` on the folder's lock file for the engine's life: a later run that
+    /// can take it knows the owner is gone (killed, say) and removes the folder.
+    _lock: Flock<File>,
     runs: u32,
 }
+
+/// Every engine's folder starts so, in the temporary directory.
+const DIR_PREFIX: &str = "anomalies-sqlite-";
+const LOCK_FILE: &str = "owner.lock";
 
 pub struct SqliteRun {
     path: PathBuf,
@@ -33,14 +43,51 @@ pub struct SqliteRun {
     states: Vec<TxnState>,
 }
 
+/// Removes the folders of engines whose owner is gone: a folder whose lock file nobody holds
+/// (its process was killed, so the kernel released its `flock`). A folder without a lock file
+/// is one being made this instant, or not ours: it is left alone. Best effort: what cannot be
+/// removed stays for a later run.
+fn sweep_left_behind(temp: &Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+        if !ours || !path.is_dir() {
+            continue;
+        }
+        let Ok(file) = File::open(path.join(LOCK_FILE)) else {
+            continue;
+        };
+        if let Ok(held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            let _ = std::fs::remove_dir_all(&path);
+            drop(held);
+        }
+    }
+}
+
 impl SqliteEngine {
     pub fn new() -> Result<SqliteEngine, EngineError> {
+        sweep_left_behind(&std::env::temp_dir());
         let dir = tempfile::Builder::new()
-            .prefix("anomalies-sqlite-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .map_err(|e| {
                 EngineError::Sqlite(format!("cannot create a temporary directory: {e}"))
             })?;
+        let failed =
+            |e: String| EngineError::Sqlite(format!("cannot lock {}: {e}", dir.path().display()));
+        // Locked under another name, then renamed: a sweeper finds the lock file only once it
+        // is held.
+        let unnamed = dir.path().join(format!("{LOCK_FILE}.new"));
+        let file = File::create(&unnamed).map_err(|e| failed(e.to_string()))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| failed(errno.to_string()))?;
+        std::fs::rename(&unnamed, dir.path().join(LOCK_FILE)).map_err(|e| failed(e.to_string()))?;
         Ok(SqliteEngine {
             info: EngineInfo {
                 name: EngineKind::Sqlite,
@@ -48,6 +95,7 @@ impl SqliteEngine {
                 detail: "journal wal".to_string(),
             },
             dir,
+            _lock: lock,
             runs: 0,
         })
     }
