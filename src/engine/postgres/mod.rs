@@ -42,8 +42,19 @@ type Live = Arc<Mutex<Vec<LiveRun>>>;
 #[derive(Debug, Clone)]
 struct LiveRun {
     schema: String,
+    /// Every backend the run has opened, its control connection's first: `close` ends them
+    /// and waits until they are gone before it drops the schema, so that no statement of the
+    /// run (a `CREATE SCHEMA` still in flight, say) can land after the drop.
     pids: Vec<i32>,
 }
+
+/// The first key of the session advisory lock a run's control connection holds on its schema
+/// (`'anom'`); the second is the schema name's hash. A schema whose lock nobody holds belongs
+/// to no live run.
+const SCHEMA_LOCK_CLASS: i32 = 0x616e_6f6d;
+
+/// The comment every run's schema carries, so that a sweep drops only schemas the tool made.
+const SCHEMA_COMMENT: &str = "made by anomalies for one run; dropped when the run ends";
 
 pub struct PgRun {
     schema: String,
@@ -73,12 +84,15 @@ impl PgEngine {
         let admin = connect(&config, &target).await?;
         // The first query is bounded too: a server can finish the handshake and then stall.
         let bound = connect_bound(&config);
-        tokio::time::timeout(bound, PgEngine::new(config, admin, target.clone(), None))
-            .await
-            .map_err(|_| EngineError::Connect {
-                target,
-                reason: no_answer(bound),
-            })?
+        let engine =
+            tokio::time::timeout(bound, PgEngine::new(config, admin, target.clone(), None))
+                .await
+                .map_err(|_| EngineError::Connect {
+                    target,
+                    reason: no_answer(bound),
+                })??;
+        sweep_stale_schemas(&engine.admin).await?;
+        Ok(engine)
     }
 
     /// Starts a throwaway server from installed binaries.
@@ -168,20 +182,45 @@ impl PgEngine {
         scenario: &Scenario,
         levels: &[SessionLevel],
     ) -> Result<PgRun, EngineError> {
-        let schema = format!(
-            "anomalies_{}_{}_{}",
-            std::process::id(),
-            RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
-            scenario.id.replace('-', "_")
-        );
+        let control = Arc::new(connect(&self.config, "the server").await?);
+        // The schema's advisory lock is taken, and the backend known, before the schema is asked
+        // for: a sweep never drops a live run's schema, and `close` can end this backend and
+        // wait for it, whatever it was doing when the run was interrupted. A name whose lock is
+        // taken (another run's name with the same hash) is passed over.
+        let mut claimed = None;
+        for _ in 0..8 {
+            let schema = format!(
+                "anomalies_{}_{}_{}",
+                std::process::id(),
+                RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
+                scenario.id.replace('-', "_").to_lowercase()
+            );
+            let row = control
+                .query_one(
+                    "SELECT pg_catalog.pg_backend_pid(), \
+                     pg_catalog.pg_try_advisory_lock($1, pg_catalog.hashtext($2))",
+                    &[&SCHEMA_LOCK_CLASS, &schema],
+                )
+                .await
+                .map_err(pg_error)?;
+            if row.get::<_, bool>(1) {
+                claimed = Some((schema, row.get::<_, i32>(0)));
+                break;
+            }
+        }
+        let Some((schema, control_pid)) = claimed else {
+            return Err(EngineError::Postgres(
+                "no free schema lock for the run after 8 names".into(),
+            ));
+        };
         lock(&self.live).push(LiveRun {
             schema: schema.clone(),
-            pids: Vec::new(),
+            pids: vec![control_pid],
         });
-        let control = Arc::new(connect(&self.config, "the server").await?);
         control
             .batch_execute(&format!(
-                "CREATE SCHEMA {schema}; SET search_path TO {schema}"
+                "CREATE SCHEMA {schema}; COMMENT ON SCHEMA {schema} IS '{SCHEMA_COMMENT}'; \
+                 SET search_path TO {schema}"
             ))
             .await
             .map_err(pg_error)?;
@@ -239,7 +278,7 @@ impl PgEngine {
         };
         let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
         if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {
-            run.pids = pids.clone();
+            run.pids.extend(&pids);
         }
         Ok(PgRun {
             schema,
@@ -260,15 +299,8 @@ impl PgEngine {
             // A session may be inside a long statement or a lock wait; the server would not
             // notice its closed connection until then, and its locks would hold up the drop.
             if !run.pids.is_empty() {
-                let terminated = self
-                    .admin
-                    .query(
-                        "SELECT pg_catalog.pg_terminate_backend(pid) FROM unnest($1::int4[]) AS pid",
-                        &[&run.pids],
-                    )
-                    .await;
-                if let Err(e) = terminated {
-                    result = Err(pg_error(e));
+                if let Err(e) = end_backends(&self.admin, &run.pids).await {
+                    result = Err(e);
                 }
             }
             if let Err(e) = drop_schema(&self.admin, &run.schema).await {
@@ -452,6 +484,76 @@ impl PgRun {
 
 fn lock(live: &Live) -> std::sync::MutexGuard<'_, Vec<LiveRun>> {
     live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Ends the backends and waits, asking the server, until they are gone (at most 10 s): a
+/// backend that is gone has committed or rolled back all it was doing.
+async fn end_backends(admin: &Client, pids: &[i32]) -> Result<(), EngineError> {
+    admin
+        .query(
+            "SELECT pg_catalog.pg_terminate_backend(pid) FROM unnest($1::int4[]) AS pid",
+            &[&pids],
+        )
+        .await
+        .map_err(pg_error)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = ANY($1)",
+                &[&pids],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(EngineError::Postgres(format!(
+                "{left} backend(s) of an interrupted run did not end within 10 s"
+            )));
+        }
+    }
+}
+
+/// Drops the schemas earlier runs left on a shared server (killed before they could clean
+/// up): only schemas named and commented as the tool makes them, and only when no live run
+/// holds their advisory lock. A run takes its lock before it creates its schema, so a schema
+/// whose lock is free has no live owner.
+async fn sweep_stale_schemas(admin: &Client) -> Result<(), EngineError> {
+    let stale = admin
+        .query(
+            "SELECT n.nspname::text FROM pg_catalog.pg_namespace n \
+             WHERE n.nspname ~ '^anomalies_[0-9]+_[0-9]+_[a-z0-9_]+$' \
+             AND pg_catalog.obj_description(n.oid, 'pg_namespace') = $1",
+            &[&SCHEMA_COMMENT],
+        )
+        .await
+        .map_err(pg_error)?;
+    for row in stale {
+        let schema: String = row.get(0);
+        let free: bool = admin
+            .query_one(
+                "SELECT pg_catalog.pg_try_advisory_lock($1, pg_catalog.hashtext($2))",
+                &[&SCHEMA_LOCK_CLASS, &schema],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if free {
+            let dropped = drop_schema(admin, &schema).await;
+            admin
+                .query(
+                    "SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))",
+                    &[&SCHEMA_LOCK_CLASS, &schema],
+                )
+                .await
+                .map_err(pg_error)?;
+            dropped?;
+        }
+    }
+    Ok(())
 }
 
 async fn drop_schema(client: &Client, schema: &str) -> Result<(), EngineError> {
