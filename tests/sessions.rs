@@ -228,3 +228,45 @@ fn a_killed_runs_schema_is_swept_by_the_next_run_and_a_live_ones_is_not() {
     server.execute("SELECT pg_advisory_unlock_all()");
     server.execute("DROP SCHEMA anomalies_2_0_lost_update, anomalies_3_0_mine");
 }
+
+#[test]
+fn a_setup_that_moves_the_search_path_cannot_change_the_verdict() {
+    let server = UserServer::start();
+    // The user's own table of the same name, with other data, in public.
+    server.execute("DROP TABLE IF EXISTS public.accounts");
+    server.execute(
+        "CREATE TABLE public.accounts (id INTEGER PRIMARY KEY, owner TEXT, balance INTEGER)",
+    );
+    server.execute("INSERT INTO public.accounts VALUES (1, 'someone', 30)");
+    let dir = open_tempdir();
+    let path = dir.path().join("moved.toml");
+    let text = include_str!("../scenarios/lost-update.toml").replacen(
+        "INSERT INTO accounts VALUES (1, 'alice and john', 200);\n",
+        "INSERT INTO accounts VALUES (1, 'alice and john', 200);\nSET search_path TO public;\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let output = anomalies()
+        .arg("run")
+        .arg(&path)
+        .args([
+            "--url",
+            &server.url,
+            "--level",
+            "read-committed",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    // The run's own balance (80: Alice's debit lost), not public.accounts' 30.
+    assert_eq!(run["final_state"], serde_json::json!([{"balance": 80}]));
+    assert_eq!(run["verdict"], "anomaly");
+    assert_eq!(
+        server.query("SELECT balance::text FROM public.accounts"),
+        ["30"]
+    );
+    server.execute("DROP TABLE public.accounts");
+}

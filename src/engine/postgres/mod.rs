@@ -231,6 +231,13 @@ impl PgEngine {
                 error_text(&e)
             ))
         })?;
+        // The setup is the scenario's own SQL and may have moved the control connection's
+        // search_path (`SET search_path TO public`): the tool's own queries on it (the final
+        // query, the data reset) read the run's schema whatever the setup did.
+        control
+            .batch_execute(&format!("SET search_path TO {schema}"))
+            .await
+            .map_err(pg_error)?;
         let probe = control
             .prepare("SELECT pg_catalog.pg_isolation_test_session_is_blocked($1, $2)")
             .await
