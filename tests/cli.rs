@@ -43,6 +43,21 @@ fn explain_write_skew() {
     insta::assert_snapshot!(stdout(&output));
 }
 
+/// Each fix's behaviour level by level, said from its expectations, above its free text.
+#[test]
+fn explain_lost_update_says_each_fix_level_by_level() {
+    let output = anomalies()
+        .args(["explain", "lost-update"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains(
+        "    postgres: at read uncommitted and read committed: prevented by blocking; at repeatable read and\n    serializable: prevented by abort.\n"
+    ));
+    insta::assert_snapshot!(text);
+}
+
 #[test]
 fn explain_works_for_every_builtin_and_agrees_with_the_expectations() {
     use anomalies::level::Level;
