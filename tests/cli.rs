@@ -487,3 +487,37 @@ fn step_mode_without_a_terminal_says_so_instead_of_hanging() {
          to advance by itself\n"
     );
 }
+
+/// `rc-statement-restart` was renamed `rc-update-recheck` (PostgreSQL re-checks the locked row;
+/// it does not restart the statement). Users' CI files name the old id, so it still works
+/// everywhere a built-in is named, while `list` shows only the new one.
+#[test]
+fn the_old_id_rc_statement_restart_still_works() {
+    let list = stdout(&anomalies().arg("list").output().unwrap());
+    assert!(list.contains("rc-update-recheck"), "{list}");
+    assert!(!list.contains("rc-statement-restart"), "{list}");
+    let commands: [&[&str]; 3] = [
+        &["explain", "rc-statement-restart"],
+        &[
+            "run",
+            "rc-statement-restart",
+            "--engine",
+            "sqlite",
+            "--level",
+            "serializable",
+        ],
+        &[
+            "check",
+            "rc-statement-restart",
+            "--engine",
+            "sqlite",
+            "--format",
+            "json",
+        ],
+    ];
+    for args in commands {
+        let output = anomalies().args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        assert!(stdout(&output).contains("rc-update-recheck"), "{args:?}");
+    }
+}
