@@ -226,7 +226,8 @@ fn mechanisms_used(scenario: &Scenario) -> Vec<String> {
                      key) and the transaction was rolled back"
                 }
                 Mechanism::ConsistentRead => {
-                    "nothing waited or failed: every read saw committed data or its snapshot"
+                    "nothing waited, and nothing failed before the reads had settled the outcome: \
+                     every read saw committed data or its snapshot"
                 }
                 Mechanism::Retry => {
                     "a session's attempt was refused or found its data changed, so it rolled back \
