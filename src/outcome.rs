@@ -68,6 +68,15 @@ pub enum Cause {
         #[serde(skip)]
         step: StepId,
     },
+    /// This step failed, but only after the condition was settled by steps that had finished
+    /// (after a wait, when one came first): the failure prevented nothing.
+    SettledBefore {
+        #[serde(skip)]
+        step: StepId,
+        error: DbError,
+        #[serde(skip)]
+        waited: Option<(StepId, Vec<usize>)>,
+    },
     /// A reference the run could not fill: `FILE:LINE:COL: no column fre in john.look …`.
     Broken { message: String },
 }
@@ -207,6 +216,29 @@ impl Verdict {
                 step_phrase(scenario, *step),
                 display_name(&scenario.sessions[step.session].name)
             ),
+            Some(Cause::SettledBefore {
+                step,
+                error,
+                waited,
+            }) => {
+                let before = match waited {
+                    Some((waiter, blocked_by)) => format!(
+                        "{} waited for {}, then saw a serial outcome",
+                        step_phrase(scenario, *waiter),
+                        session_list(scenario, blocked_by)
+                    ),
+                    None => "every read the outcome depends on returned a committed or snapshot \
+                             value"
+                        .to_string(),
+                };
+                format!(
+                    "{before}; {} failed with {} ({}) only after that, so the failure prevented \
+                     nothing here",
+                    step_phrase(scenario, *step),
+                    error.code,
+                    error.message
+                )
+            }
             Some(Cause::Broken { message }) => message.clone(),
             None => "no step waited or failed: every read returned a committed or snapshot value"
                 .to_string(),
@@ -295,7 +327,17 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
             witness,
         };
     }
-    let cause = prevention(timeline);
+    let cause = match (
+        prevention(timeline),
+        settled::failure_after_settled(scenario, timeline),
+    ) {
+        (Some(Cause::Failed { step, error }), Some(at)) => Some(Cause::SettledBefore {
+            step,
+            error,
+            waited: waited_before(timeline, at),
+        }),
+        (cause, _) => cause,
+    };
     let mechanism = match &cause {
         Some(Cause::Retried { .. }) => Mechanism::Retry,
         Some(Cause::GaveUp { .. }) => Mechanism::Guard,
@@ -305,7 +347,11 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
         Some(Cause::Failed { .. } | Cause::TimedOut { .. } | Cause::Stuck { .. }) => {
             Mechanism::Abort
         }
-        Some(Cause::Waited { .. }) => Mechanism::Blocking,
+        Some(Cause::Waited { .. })
+        | Some(Cause::SettledBefore {
+            waited: Some(_), ..
+        }) => Mechanism::Blocking,
+        Some(Cause::SettledBefore { waited: None, .. }) => Mechanism::ConsistentRead,
         Some(Cause::Broken { .. }) | None => Mechanism::ConsistentRead,
     };
     Verdict {
@@ -397,6 +443,17 @@ fn prevention(timeline: &Timeline) -> Option<Cause> {
     decision.or(failure).or_else(wait)
 }
 
+/// The first wait before event `at`, with whom it waited for.
+fn waited_before(timeline: &Timeline, at: usize) -> Option<(StepId, Vec<usize>)> {
+    timeline.events[..at]
+        .iter()
+        .find_map(|event| match &event.kind {
+            EventKind::Waiting { blocked_by } => Some((event.step, blocked_by.clone())),
+            _ => None,
+        })
+}
+
 mod facts;
+mod settled;
 #[cfg(test)]
 mod tests;

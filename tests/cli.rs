@@ -43,6 +43,21 @@ fn explain_write_skew() {
     insta::assert_snapshot!(stdout(&output));
 }
 
+/// Each fix's behaviour level by level, said from its expectations, above its free text.
+#[test]
+fn explain_lost_update_says_each_fix_level_by_level() {
+    let output = anomalies()
+        .args(["explain", "lost-update"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains(
+        "    postgres: at read uncommitted and read committed: prevented by blocking; at repeatable read and\n    serializable: prevented by abort.\n"
+    ));
+    insta::assert_snapshot!(text);
+}
+
 #[test]
 fn explain_works_for_every_builtin_and_agrees_with_the_expectations() {
     use anomalies::level::Level;
@@ -471,4 +486,38 @@ fn step_mode_without_a_terminal_says_so_instead_of_hanging() {
         "error: --step waits for Enter, but standard input is not a terminal; pass --pace 800ms \
          to advance by itself\n"
     );
+}
+
+/// `rc-statement-restart` was renamed `rc-update-recheck` (PostgreSQL re-checks the locked row;
+/// it does not restart the statement). Users' CI files name the old id, so it still works
+/// everywhere a built-in is named, while `list` shows only the new one.
+#[test]
+fn the_old_id_rc_statement_restart_still_works() {
+    let list = stdout(&anomalies().arg("list").output().unwrap());
+    assert!(list.contains("rc-update-recheck"), "{list}");
+    assert!(!list.contains("rc-statement-restart"), "{list}");
+    let commands: [&[&str]; 3] = [
+        &["explain", "rc-statement-restart"],
+        &[
+            "run",
+            "rc-statement-restart",
+            "--engine",
+            "sqlite",
+            "--level",
+            "serializable",
+        ],
+        &[
+            "check",
+            "rc-statement-restart",
+            "--engine",
+            "sqlite",
+            "--format",
+            "json",
+        ],
+    ];
+    for args in commands {
+        let output = anomalies().args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        assert!(stdout(&output).contains("rc-update-recheck"), "{args:?}");
+    }
 }

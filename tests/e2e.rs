@@ -111,7 +111,7 @@ engine_tests! {
     phantom_write: "phantom-write",
     read_skew_predicate: "read-skew-predicate",
     read_skew_write: "read-skew-write",
-    rc_statement_restart: "rc-statement-restart",
+    rc_update_recheck: "rc-update-recheck",
     job_queue: "job-queue",
     distributed_lock: "distributed-lock",
     per_engine_sql: "tests/fixtures/per-engine.toml",
@@ -136,7 +136,7 @@ fn every_builtin_has_an_end_to_end_test() {
         "phantom-write",
         "read-skew-predicate",
         "read-skew-write",
-        "rc-statement-restart",
+        "rc-update-recheck",
         "job-queue",
         "distributed-lock",
     ];

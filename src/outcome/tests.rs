@@ -161,3 +161,50 @@ fn expectations_parse_and_match() {
     assert!(!verdict.matches(&Expected::Prevented(Mechanism::Blocking)));
     assert!(!verdict.matches(&Expected::Anomaly));
 }
+
+fn serialization_failure() -> StepResult {
+    StepResult::Failed(DbError {
+        kind: ErrorKind::SerializationFailure,
+        code: "40001".into(),
+        message: "could not serialize access".into(),
+        constraint: None,
+    })
+}
+
+/// circular-information-flow: sessions alice, john; steps begin, write, read, commit.
+fn circular(events: Vec<Event>) -> Verdict {
+    let scenario = Scenario::load("circular-information-flow").unwrap();
+    judge(
+        &scenario,
+        &Timeline {
+            events,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn a_failure_after_the_reads_settled_the_condition_prevented_nothing() {
+    // Both reads saw 0 before John's COMMIT failed: the reads kept G1c false, not the 40001.
+    let verdict = circular(vec![
+        done(0, 2, rows("seen", "0")),
+        done(1, 2, rows("seen", "0")),
+        done(0, 3, ok()),
+        done(1, 3, serialization_failure()),
+    ]);
+    assert_eq!(
+        verdict.finding,
+        Finding::Prevented(Mechanism::ConsistentRead)
+    );
+    assert!(matches!(verdict.cause, Some(Cause::SettledBefore { .. })));
+}
+
+#[test]
+fn a_failure_before_a_read_the_condition_names_is_an_abort() {
+    // John's read failed, so the condition could not be settled without the failure.
+    let verdict = circular(vec![
+        done(0, 2, rows("seen", "0")),
+        done(1, 2, serialization_failure()),
+    ]);
+    assert_eq!(verdict.finding, Finding::Prevented(Mechanism::Abort));
+}

@@ -17,7 +17,8 @@ pub enum Mechanism {
     /// A step broke a declared integrity constraint (CHECK, UNIQUE, NOT NULL, a foreign key),
     /// so the database refused the write and the transaction was rolled back.
     Constraint,
-    /// Nothing waited or failed: reads returned committed or snapshot values.
+    /// Nothing waited, and nothing failed before the reads had settled the outcome: reads
+    /// returned committed or snapshot values.
     ConsistentRead,
     /// A session's attempt failed or matched no row, and its application ran the transaction
     /// again on fresh values.

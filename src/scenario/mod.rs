@@ -4,6 +4,7 @@ pub mod expected;
 pub mod expr;
 mod load;
 mod per_engine;
+pub mod prose;
 mod raw;
 pub mod template;
 pub mod version;

@@ -12,6 +12,8 @@ use crate::level::Level;
 use crate::scenario::expected::{Expected, Mechanism};
 use crate::scenario::{EngineKind, FixInfo, Scenario};
 
+mod levels;
+
 const ENGINES: [EngineKind; 2] = [EngineKind::Postgres, EngineKind::Sqlite];
 
 pub fn text(scenario: &Scenario, style: Style) -> String {
@@ -86,6 +88,16 @@ pub fn text(scenario: &Scenario, style: Style) -> String {
             2,
         );
     }
+    for engine in ENGINES {
+        paragraph(
+            &mut out,
+            &format!(
+                "Without a fix, {engine}: {}.",
+                levels::by_level(scenario, engine)
+            ),
+            2,
+        );
+    }
     paragraph(
         &mut out,
         "PostgreSQL runs read uncommitted as read committed; SQLite runs every level but read \
@@ -109,19 +121,19 @@ pub fn text(scenario: &Scenario, style: Style) -> String {
     for fix in &scenario.fixes {
         let info = &fix.info;
         out.push_str(&format!("  {} — {}\n", paint.bold(&info.id), info.title));
+        for engine in ENGINES {
+            paragraph(
+                &mut out,
+                &format!("{engine}: {}.", fix_line(info, &fix.variant, engine)),
+                4,
+            );
+        }
         paragraph(&mut out, &info.how, 4);
         paragraph(&mut out, &format!("When to prefer it: {}", info.prefer), 4);
         if let Some(level) = info.level {
             paragraph(
                 &mut out,
                 &format!("Runs at {level} unless --level says otherwise."),
-                4,
-            );
-        }
-        for engine in ENGINES {
-            paragraph(
-                &mut out,
-                &format!("{engine}: {}", fix_line(info, &fix.variant, engine)),
                 4,
             );
         }
@@ -214,7 +226,8 @@ fn mechanisms_used(scenario: &Scenario) -> Vec<String> {
                      key) and the transaction was rolled back"
                 }
                 Mechanism::ConsistentRead => {
-                    "nothing waited or failed: every read saw committed data or its snapshot"
+                    "nothing waited, and nothing failed before the reads had settled the outcome: \
+                     every read saw committed data or its snapshot"
                 }
                 Mechanism::Retry => {
                     "a session's attempt was refused or found its data changed, so it rolled back \
@@ -230,38 +243,12 @@ fn mechanisms_used(scenario: &Scenario) -> Vec<String> {
         .collect()
 }
 
-/// `blocking at read uncommitted and read committed, abort at repeatable read and serializable`
+/// `at read committed: prevented by blocking; ...`, or why the fix is not run on the engine.
 fn fix_line(info: &FixInfo, variant: &Scenario, engine: EngineKind) -> String {
-    if let Some(why) = info.unavailable_on(engine) {
-        return format!("not available — {why}");
+    match info.unavailable_on(engine) {
+        Some(why) => format!("not available — {why}"),
+        None => levels::by_level(variant, engine),
     }
-    let mut groups: Vec<(String, Vec<Level>)> = Vec::new();
-    for level in Level::ALL {
-        let word =
-            variant
-                .expected(engine, level)
-                .map_or("no expectation".to_string(), |e| match e {
-                    Expected::Anomaly => "the anomaly still happens".to_string(),
-                    Expected::Prevented(m) => format!("prevented by {}", m.words()),
-                });
-        match groups.iter_mut().find(|(w, _)| *w == word) {
-            Some((_, levels)) => levels.push(level),
-            None => groups.push((word, vec![level])),
-        }
-    }
-    groups
-        .iter()
-        .map(|(word, levels)| {
-            let names: Vec<String> = levels.iter().map(|l| l.to_string()).collect();
-            let at = match names.as_slice() {
-                _ if names.len() == Level::ALL.len() => "every level".to_string(),
-                [init @ .., last] if !init.is_empty() => format!("{} and {last}", init.join(", ")),
-                _ => names.concat(),
-            };
-            format!("{word} at {at}")
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 pub fn json(scenario: &Scenario) -> String {
