@@ -16,8 +16,13 @@ fn listener(reply: Option<&'static [u8]>) -> u16 {
         let mut held = Vec::new();
         for mut stream in listener.incoming().flatten() {
             if let Some(reply) = reply {
-                let mut buffer = [0; 64];
-                let _ = stream.read(&mut buffer);
+                // Read the whole start-up packet (its length first), so that closing with
+                // unread bytes does not reset the connection before the reply is read.
+                let mut length = [0; 4];
+                if stream.read_exact(&mut length).is_ok() {
+                    let mut rest = vec![0; (u32::from_be_bytes(length) as usize).saturating_sub(4)];
+                    let _ = stream.read_exact(&mut rest);
+                }
                 let _ = stream.write_all(reply);
                 continue;
             }

@@ -81,7 +81,7 @@ impl PgEngine {
     pub async fn connect_url(url: &str, timeout: Duration) -> Result<PgEngine, EngineError> {
         let config = config_from_url(url, timeout)?;
         let target = describe(&config);
-        let admin = connect(&config, &target).await?;
+        let admin = connect(&own(&config), &target).await?;
         // The first query is bounded too: a server can finish the handshake and then stall.
         let bound = connect_bound(&config);
         let engine =
@@ -102,7 +102,7 @@ impl PgEngine {
             .await
             .map_err(|e| EngineError::Setup(format!("starting the server panicked: {e}")))??;
         let config = cluster.config();
-        let admin = connect(&config, "the throwaway cluster").await?;
+        let admin = connect(&own(&config), "the throwaway cluster").await?;
         let engine =
             PgEngine::new(config, admin, "throwaway cluster".into(), Some(cluster)).await?;
         // The cluster is ours alone: clear what a run killed without a chance to clean up left.
@@ -182,7 +182,7 @@ impl PgEngine {
         scenario: &Scenario,
         levels: &[SessionLevel],
     ) -> Result<PgRun, EngineError> {
-        let control = Arc::new(connect(&self.config, "the server").await?);
+        let control = Arc::new(connect(&own(&self.config), "the server").await?);
         // The schema's advisory lock is taken, and the backend known, before the schema is asked
         // for: a sweep never drops a live run's schema, and `close` can end this backend and
         // wait for it, whatever it was doing when the run was interrupted. A name whose lock is
@@ -300,6 +300,25 @@ impl PgEngine {
     }
 
     pub async fn close(self) -> Result<(), EngineError> {
+        let cleanup = self.clean_up_live();
+        let result = match tokio::time::timeout(CLOSE_TIMEOUT, cleanup).await {
+            Ok(result) => result,
+            Err(_) => Err(EngineError::Postgres(format!(
+                "the server did not answer the clean-up within {}",
+                humantime::format_duration(CLOSE_TIMEOUT)
+            ))),
+        };
+        drop(self.admin);
+        if let Some(cluster) = self.cluster {
+            tokio::task::spawn_blocking(move || cluster.stop())
+                .await
+                .map_err(|e| EngineError::Setup(format!("stopping the server panicked: {e}")))??;
+        }
+        result
+    }
+
+    /// Ends what the runs that did not finish left: their backends, then their schemas.
+    async fn clean_up_live(&self) -> Result<(), EngineError> {
         let mut result = Ok(());
         let left: Vec<LiveRun> = lock(&self.live).clone();
         for run in &left {
@@ -313,12 +332,6 @@ impl PgEngine {
             if let Err(e) = drop_schema(&self.admin, &run.schema).await {
                 result = Err(e);
             }
-        }
-        drop(self.admin);
-        if let Some(cluster) = self.cluster {
-            tokio::task::spawn_blocking(move || cluster.stop())
-                .await
-                .map_err(|e| EngineError::Setup(format!("stopping the server panicked: {e}")))??;
         }
         result
     }
@@ -491,6 +504,30 @@ impl PgRun {
 
 fn lock(live: &Live) -> std::sync::MutexGuard<'_, Vec<LiveRun>> {
     live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How long a statement on one of the tool's own connections (the engine's, each run's control
+/// connection) may run on the server: the tool's own queries, and the scenario's setup and final
+/// query, which run there too. A session's statements are not bounded so: their waits are what
+/// a run observes, and `--step-timeout` bounds them.
+const OWN_STATEMENT_TIMEOUT: &str = "60s";
+
+/// How long closing may wait for the server: ending a run's backends and dropping its schema.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The configuration of one of the tool's own connections: the user's, with a statement
+/// timeout set at connection start-up (no extra round trip), so that none of its queries can
+/// wait forever on the server (a lock held by another client, say).
+fn own(config: &Config) -> Config {
+    let mut own = config.clone();
+    let options = match config.get_options() {
+        Some(options) if !options.trim().is_empty() => format!("{options} "),
+        _ => String::new(),
+    };
+    own.options(format!(
+        "{options}-c statement_timeout={OWN_STATEMENT_TIMEOUT}"
+    ));
+    own
 }
 
 /// Ends the backends and waits, asking the server, until they are gone (at most 10 s): a
