@@ -63,6 +63,7 @@ pub async fn run(
         interleavings.push(interleaving.clone());
     }
     let mut engine = connect(&request.connect, notice).await?;
+    warn_of_privileges(&engine, &request.scenarios, notice);
     let outcome = guarded(run_all(
         &mut engine,
         request,
@@ -100,6 +101,7 @@ pub async fn explore(
     progress: &mut dyn FnMut(&Explored),
 ) -> Result<Vec<Exploration>, AppError> {
     let mut engine = connect(&request.connect, notice).await?;
+    warn_of_privileges(&engine, std::slice::from_ref(&request.scenario), notice);
     let outcome = guarded(explore_all(&mut engine, request, progress)).await;
     conclude(outcome, engine.close().await)
 }
@@ -135,6 +137,29 @@ async fn explore_all(
         explorations.push(Exploration { level, explored });
     }
     Ok(explorations)
+}
+
+/// A scenario file is code: on a user's server its SQL runs with the connecting user's own
+/// privileges. Said once, in one line, for files that are not built-ins.
+fn warn_of_privileges(engine: &Engine, scenarios: &[Scenario], notice: &mut dyn FnMut(&str)) {
+    let Some(user) = engine.users_server() else {
+        return;
+    };
+    let files: Vec<&str> = scenarios
+        .iter()
+        .filter_map(|s| s.file())
+        .filter_map(|f| f.to_str())
+        .collect();
+    if let Some(first) = files.first() {
+        let more = match files.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        notice(&format!(
+            "notice: {first}{more} runs with the privileges of {user}: its SQL can reach \
+             whatever that user can, outside the run's own schema too"
+        ));
+    }
 }
 
 /// Connects as asked, passing on the engine's notice (the SQLite fallback).

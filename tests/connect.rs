@@ -118,3 +118,75 @@ fn a_bad_connection_option_names_the_option_and_what_it_allows() {
         );
     }
 }
+
+/// `host=... port=... user=anomalies dbname=postgres` of a server of the test's own, as its
+/// four settings.
+fn settings(url: &str) -> Vec<(String, String)> {
+    url.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_service_names_the_server_and_the_password_file_is_read_as_libpq_reads_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = crate::runner::UserServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let service = dir.path().join("services.conf");
+    let mut section = String::from("[scratch]\n");
+    for (key, value) in settings(&server.url) {
+        section.push_str(&format!("{key}={value}\n"));
+    }
+    std::fs::write(&service, section).unwrap();
+    let run = |passfile: &std::path::Path| {
+        anomalies()
+            .args([
+                "run",
+                "lost-update",
+                "--url",
+                "application_name=service-test",
+            ])
+            .env("PGSERVICE", "scratch")
+            .env("PGSERVICEFILE", &service)
+            .env("PGPASSFILE", passfile)
+            .env_remove("PGHOST")
+            .env_remove("PGPORT")
+            .output()
+            .unwrap()
+    };
+    // The service alone reaches the server (the URL names none of host, port, user, dbname).
+    let missing = dir.path().join("no-such-passfile");
+    let output = run(&missing);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // A password file that others can read, with a line for this server, is refused as libpq
+    // refuses it: the line matched (the host is the server's socket directory).
+    let passfile = dir.path().join("pgpass");
+    std::fs::write(&passfile, "*:*:postgres:anomalies:hunter2\n").unwrap();
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = run(&passfile);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(
+        err.contains("can be read by others (mode 0644)") && err.contains("chmod 0600"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    // Private, it is used (the server trusts the socket, so any password passes).
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = run(&passfile);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // A service nobody defines is named.
+    let output = anomalies()
+        .args(["run", "lost-update", "--url", "application_name=x"])
+        .env("PGSERVICE", "nowhere")
+        .env("PGSERVICEFILE", &service)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("PGSERVICE names service `nowhere`, which none of"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -419,7 +419,18 @@ fn ctrl_c_during_a_step_cleans_up_and_exits_130() {
     .unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
-    assert_eq!(stderr(&output), "error: interrupted; cleaned up\n");
+    // A file that is not a built-in, on a user's server: first the one-line notice that it
+    // runs with the user's privileges.
+    let err = stderr(&output);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with(
+            "notice: tests/fixtures/slow.toml runs with the privileges of user anomalies at "
+        ),
+        "{err}"
+    );
+    assert_eq!(lines[1], "error: interrupted; cleaned up");
     assert_eq!(server.query(OUR_SCHEMAS), Vec::<String>::new());
     assert_eq!(server.until_empty(OUR_BACKENDS), Vec::<String>::new());
 }

@@ -74,7 +74,10 @@ fn a_server_out_of_connections_says_how_many_the_scenario_needs() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    let err = stderr(&output);
+    // After the notice that a file runs with the user's privileges, the error.
+    let all = stderr(&output);
+    let err = all.lines().last().unwrap_or_default().to_string();
+    assert!(all.starts_with("notice: "), "{all}");
     assert!(
         err.starts_with("error: the scenario's 5 sessions need 6 connections to"),
         "{err}"
@@ -269,4 +272,26 @@ fn a_setup_that_moves_the_search_path_cannot_change_the_verdict() {
         ["30"]
     );
     server.execute("DROP TABLE public.accounts");
+}
+
+#[test]
+fn a_file_on_a_users_server_says_whose_privileges_it_runs_with_and_a_builtin_does_not() {
+    let server = UserServer::start();
+    let run = |target: &str| {
+        let output = anomalies()
+            .args(["run", target, "--url", &server.url])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        stderr(&output)
+    };
+    assert_eq!(run("lost-update"), "");
+    let err = run("tests/fixtures/booking.toml");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "notice: tests/fixtures/booking.toml runs with the privileges of user anomalies at "
+        ),
+        "{err}"
+    );
 }

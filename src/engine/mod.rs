@@ -131,6 +131,14 @@ impl Engine {
         }
     }
 
+    /// On a user's server (`--url`), who the tool connects as: `user me at db:5432/scratch`.
+    pub fn users_server(&self) -> Option<String> {
+        match self {
+            Engine::Postgres(engine) => engine.users_server(),
+            Engine::Sqlite(_) => None,
+        }
+    }
+
     pub fn info(&self) -> &EngineInfo {
         match self {
             Engine::Postgres(engine) => &engine.info,

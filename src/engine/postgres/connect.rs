@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
+use super::passfile;
 use crate::engine::EngineError;
 use crate::level::SessionLevel;
 
@@ -88,6 +89,10 @@ pub(super) fn config_from_url(url: &str, timeout: Duration) -> Result<Config, En
         ))
     })?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // A service's settings come before the PG* variables, as in libpq.
+    if let Some(name) = env("PGSERVICE") {
+        fill_from(&mut config, &passfile::service(&name)?);
+    }
     if config.get_hosts().is_empty() {
         match env("PGHOST") {
             Some(host) => {
@@ -121,7 +126,63 @@ pub(super) fn config_from_url(url: &str, timeout: Duration) -> Result<Config, En
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(timeout);
     }
+    if config.get_password().is_none() {
+        if let Some(file) = passfile::password_file() {
+            if let Some(password) = passfile::password(&file, &wanted(&config))? {
+                config.password(password);
+            }
+        }
+    }
     Ok(config)
+}
+
+/// What a password file line is matched against: the first host and port, the database (the
+/// user's name when none is given) and the user.
+fn wanted(config: &Config) -> passfile::Wanted<'_> {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.as_str(),
+        Some(Host::Unix(path)) => path.to_str().unwrap_or_default(),
+        None => "localhost",
+    };
+    let user = config.get_user().unwrap_or_default();
+    passfile::Wanted {
+        host,
+        port: config.get_ports().first().copied().unwrap_or(5432),
+        dbname: config.get_dbname().unwrap_or(user),
+        user,
+    }
+}
+
+/// Fills what `config` leaves out from `service`'s settings.
+fn fill_from(config: &mut Config, service: &Config) {
+    if config.get_hosts().is_empty() {
+        for host in service.get_hosts() {
+            match host {
+                Host::Tcp(name) => config.host(name),
+                Host::Unix(path) => config.host_path(path),
+            };
+        }
+    }
+    if config.get_ports().is_empty() {
+        for port in service.get_ports() {
+            config.port(*port);
+        }
+    }
+    if let (None, Some(user)) = (config.get_user(), service.get_user()) {
+        config.user(user);
+    }
+    if let (None, Some(password)) = (config.get_password(), service.get_password()) {
+        config.password(password);
+    }
+    if let (None, Some(dbname)) = (config.get_dbname(), service.get_dbname()) {
+        config.dbname(dbname);
+    }
+    if let (None, Some(timeout)) = (config.get_connect_timeout(), service.get_connect_timeout()) {
+        config.connect_timeout(*timeout);
+    }
+    if let (None, Some(options)) = (config.get_options(), service.get_options()) {
+        config.options(options);
+    }
 }
 
 /// `host:port/dbname`, never the password.

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_postgres::{Client, Config, SimpleQueryMessage, Statement};
 
 mod connect;
+mod passfile;
 mod reply;
 
 use connect::{characteristics_sql, config_from_url, connect_bound, describe, no_answer};
@@ -174,6 +175,18 @@ impl PgEngine {
              them taken by others; it said: {reason}",
             scenario.sessions.len(),
             scenario.sessions.len() + 1
+        ))
+    }
+
+    /// On a user's server, who the tool connects as and where; `None` on a throwaway cluster.
+    pub fn users_server(&self) -> Option<String> {
+        if self.cluster.is_some() {
+            return None;
+        }
+        Some(format!(
+            "user {} at {}",
+            self.config.get_user().unwrap_or("?"),
+            self.info.detail
         ))
     }
 
