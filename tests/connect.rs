@@ -99,11 +99,11 @@ fn a_bad_connection_option_names_the_option_and_what_it_allows() {
     for (url, expected) in [
         (
             "host=localhost sslmode=bogus",
-            "invalid value for option `sslmode` (allowed: disable, prefer, require)",
+            "invalid value for option `sslmode` (allowed: disable, prefer, require, verify-ca, verify-full)",
         ),
         (
             "postgresql://u@localhost/db?sslmode=bogus",
-            "invalid value for option `sslmode` (allowed: disable, prefer, require)",
+            "invalid value for option `sslmode` (allowed: disable, prefer, require, verify-ca, verify-full)",
         ),
         (
             "host=localhost sslmod=require",

@@ -14,4 +14,5 @@ mod session_level;
 mod sessions;
 mod step;
 mod support;
+mod tls;
 mod verdicts;

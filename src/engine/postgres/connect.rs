@@ -4,8 +4,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config, Connection, NoTls};
+
+use super::tls::{self, Tls};
 
 use super::passfile;
 use crate::engine::EngineError;
@@ -17,21 +20,39 @@ pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connects, with the whole start-up bounded by the connect timeout: TCP, the protocol
 /// handshake and authentication (tokio-postgres bounds only the TCP part, so a server that
 /// accepts and never answers would hang forever).
-pub(super) async fn connect(config: &Config, target: &str) -> Result<Client, EngineError> {
+pub(super) async fn connect(
+    config: &Config,
+    tls: &Tls,
+    target: &str,
+) -> Result<Client, EngineError> {
     let bound = connect_bound(config);
     let failed = |reason: String| EngineError::Connect {
         target: target.to_string(),
         reason,
     };
-    let (client, connection) = tokio::time::timeout(bound, config.connect(NoTls))
+    let started = async {
+        match tls.connector() {
+            None => config.connect(NoTls).await.map(run_connection),
+            Some(connector) => config.connect(connector.clone()).await.map(run_connection),
+        }
+    };
+    tokio::time::timeout(bound, started)
         .await
         .map_err(|_| failed(no_answer(bound)))?
-        .map_err(|e| failed(connect_error_text(&e)))?;
+        .map_err(|e| failed(connect_error_text(&e)))
+}
+
+/// The client, its connection driven in the background: it ends when the client is dropped,
+/// and its errors surface through the client.
+fn run_connection<S, T>((client, connection): (Client, Connection<S, T>)) -> Client
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
-        // The connection ends when its client is dropped; errors surface through the client.
         let _ = connection.await;
     });
-    Ok(client)
+    client
 }
 
 /// The bound on a connection's start-up and on the tool's first query.
@@ -78,6 +99,19 @@ pub(super) fn characteristics_sql(level: &SessionLevel) -> String {
         sql.push_str(", DEFERRABLE");
     }
     sql
+}
+
+/// The configuration and TLS set-up a `--url` asks for: the TLS options are taken out of the
+/// string (tokio-postgres knows only some of them) before the rest is parsed.
+pub(super) fn config_and_tls(url: &str, timeout: Duration) -> Result<(Config, Tls), EngineError> {
+    let not_a_url =
+        |e: String| EngineError::Setup(format!("--url is not a PostgreSQL connection string: {e}"));
+    let env = |name: &str| std::env::var(name).ok();
+    let (url, options) = tls::take_options(url, env).map_err(not_a_url)?;
+    let mut config = config_from_url(&url, timeout)?;
+    let tls = tls::setup(&mut config, &options)
+        .map_err(|e| EngineError::Setup(format!("cannot set up TLS: {e}")))?;
+    Ok((config, tls))
 }
 
 /// Builds a configuration from a URL (or key=value string) and the PG* variables, as libpq does.
@@ -214,7 +248,10 @@ const OPTIONS: &[(&str, &str)] = &[
     ("dbname", ""),
     ("options", ""),
     ("application_name", ""),
-    ("sslmode", "disable, prefer, require"),
+    ("sslmode", tls::MODES),
+    ("sslrootcert", ""),
+    ("sslcert", ""),
+    ("sslkey", ""),
     ("sslnegotiation", "postgres, direct"),
     ("connect_timeout", "seconds"),
     ("tcp_user_timeout", "seconds"),
@@ -228,8 +265,8 @@ const OPTIONS: &[(&str, &str)] = &[
 ];
 
 /// A bad connection string, naming the option and what it allows: `invalid value for option
-/// `sslmode` (allowed: disable, prefer, require)`, `unknown option `sslmod`; did you mean
-/// `sslmode`?`.
+/// `channel_binding` (allowed: disable, prefer, require)`, `unknown option `sslmod`; did you
+/// mean `sslmode`?`.
 fn option_error(error: &tokio_postgres::Error) -> String {
     let Some(source) = std::error::Error::source(error) else {
         return error.to_string();

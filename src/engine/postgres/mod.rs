@@ -14,10 +14,12 @@ use tokio_postgres::{Client, Config, SimpleQueryMessage, Statement};
 mod connect;
 mod passfile;
 mod reply;
+mod tls;
 
-use connect::{characteristics_sql, config_from_url, connect_bound, describe, no_answer};
+use connect::{characteristics_sql, config_and_tls, connect_bound, describe, no_answer};
 use connect::{connect, error_text, pg_error};
 use reply::{first_value, step_result};
+use tls::Tls;
 
 use crate::engine::cluster::Cluster;
 use crate::engine::{snapshot_sql, EngineError, EngineInfo, Settled};
@@ -30,6 +32,7 @@ type Reply = Pin<Box<dyn Future<Output = Result<Vec<SimpleQueryMessage>, tokio_p
 pub struct PgEngine {
     pub info: EngineInfo,
     config: Config,
+    tls: Tls,
     admin: Arc<Client>,
     /// Runs not yet finished; `close` cleans up what an interrupted run left.
     live: Live,
@@ -80,13 +83,14 @@ static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
 impl PgEngine {
     /// Connects to the server a URL names, filling gaps from the PG* variables.
     pub async fn connect_url(url: &str, timeout: Duration) -> Result<PgEngine, EngineError> {
-        let config = config_from_url(url, timeout)?;
+        let (config, tls) = config_and_tls(url, timeout)?;
         let target = describe(&config);
-        let admin = connect(&own(&config), &target).await?;
+        let admin = connect(&own(&config), &tls, &target).await?;
         // The first query is bounded too: a server can finish the handshake and then stall.
         let bound = connect_bound(&config);
+        let started = PgEngine::new(config, tls, admin, target.clone(), None);
         let engine =
-            tokio::time::timeout(bound, PgEngine::new(config, admin, target.clone(), None))
+            tokio::time::timeout(bound, started)
                 .await
                 .map_err(|_| EngineError::Connect {
                     target,
@@ -103,9 +107,10 @@ impl PgEngine {
             .await
             .map_err(|e| EngineError::Setup(format!("starting the server panicked: {e}")))??;
         let config = cluster.config();
-        let admin = connect(&own(&config), "the throwaway cluster").await?;
-        let engine =
-            PgEngine::new(config, admin, "throwaway cluster".into(), Some(cluster)).await?;
+        let tls = Tls::none();
+        let admin = connect(&own(&config), &tls, "the throwaway cluster").await?;
+        let detail = "throwaway cluster".into();
+        let engine = PgEngine::new(config, tls, admin, detail, Some(cluster)).await?;
         // The cluster is ours alone: clear what a run killed without a chance to clean up left.
         let stale = engine
             .admin
@@ -124,6 +129,7 @@ impl PgEngine {
 
     async fn new(
         config: Config,
+        tls: Tls,
         admin: Client,
         detail: String,
         cluster: Option<Cluster>,
@@ -147,6 +153,7 @@ impl PgEngine {
                 detail,
             },
             config,
+            tls,
             admin: Arc::new(admin),
             live: Live::default(),
             cluster,
@@ -195,7 +202,7 @@ impl PgEngine {
         scenario: &Scenario,
         levels: &[SessionLevel],
     ) -> Result<PgRun, EngineError> {
-        let control = Arc::new(connect(&own(&self.config), "the server").await?);
+        let control = Arc::new(connect(&own(&self.config), &self.tls, "the server").await?);
         // The schema's advisory lock is taken, and the backend known, before the schema is asked
         // for: a sweep never drops a live run's schema, and `close` can end this backend and
         // wait for it, whatever it was doing when the run was interrupted. A name whose lock is
@@ -268,6 +275,7 @@ impl PgEngine {
         // The level is set for the session, not inside the transaction: the scenario's own first
         // statement is the one that takes the snapshot.
         let base = &self.config;
+        let tls = &self.tls;
         let connects = scenario
             .sessions
             .iter()
@@ -281,7 +289,7 @@ impl PgEngine {
                 async move {
                     let mut config = base.clone();
                     config.application_name(&name);
-                    let client = connect(&config, "the server").await?;
+                    let client = connect(&config, tls, "the server").await?;
                     let pid = first_value(&client.simple_query(&init).await.map_err(pg_error)?)
                         .and_then(|pid| pid.parse().ok())
                         .ok_or_else(|| EngineError::Postgres("no backend pid".into()))?;
