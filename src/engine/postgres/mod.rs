@@ -4,18 +4,20 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_postgres::{Client, Config, SimpleQueryMessage, Statement};
 
+mod cleanup;
 mod connect;
 mod passfile;
 mod reply;
 mod tls;
 
+use cleanup::{claim_schema, drop_schema, end_backends, lock, own, sweep_stale_schemas};
+use cleanup::{Live, LiveRun, CLOSE_TIMEOUT, SCHEMA_COMMENT};
 use connect::{characteristics_sql, config_and_tls, connect_bound, describe, no_answer};
 use connect::{connect, error_text, pg_error};
 use reply::{first_value, step_result};
@@ -39,27 +41,6 @@ pub struct PgEngine {
     cluster: Option<Cluster>,
 }
 
-/// The runs that have not finished (schema and session backends), shared by the engine and its
-/// runs, so that `close` can clean up after an interrupted or panicked run.
-type Live = Arc<Mutex<Vec<LiveRun>>>;
-
-#[derive(Debug, Clone)]
-struct LiveRun {
-    schema: String,
-    /// Every backend the run has opened, its control connection's first: `close` ends them
-    /// and waits until they are gone before it drops the schema, so that no statement of the
-    /// run (a `CREATE SCHEMA` still in flight, say) can land after the drop.
-    pids: Vec<i32>,
-}
-
-/// The first key of the session advisory lock a run's control connection holds on its schema
-/// (`'anom'`); the second is the schema name's hash. A schema whose lock nobody holds belongs
-/// to no live run.
-const SCHEMA_LOCK_CLASS: i32 = 0x616e_6f6d;
-
-/// The comment every run's schema carries, so that a sweep drops only schemas the tool made.
-const SCHEMA_COMMENT: &str = "made by anomalies for one run; dropped when the run ends";
-
 pub struct PgRun {
     schema: String,
     /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
@@ -77,8 +58,6 @@ struct PgSession {
     pid: i32,
     in_flight: Option<Reply>,
 }
-
-static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl PgEngine {
     /// Connects to the server a URL names, filling gaps from the PG* variables.
@@ -203,36 +182,7 @@ impl PgEngine {
         levels: &[SessionLevel],
     ) -> Result<PgRun, EngineError> {
         let control = Arc::new(connect(&own(&self.config), &self.tls, "the server").await?);
-        // The schema's advisory lock is taken, and the backend known, before the schema is asked
-        // for: a sweep never drops a live run's schema, and `close` can end this backend and
-        // wait for it, whatever it was doing when the run was interrupted. A name whose lock is
-        // taken (another run's name with the same hash) is passed over.
-        let mut claimed = None;
-        for _ in 0..8 {
-            let schema = format!(
-                "anomalies_{}_{}_{}",
-                std::process::id(),
-                RUN_COUNTER.fetch_add(1, Ordering::Relaxed),
-                scenario.id.replace('-', "_").to_lowercase()
-            );
-            let row = control
-                .query_one(
-                    "SELECT pg_catalog.pg_backend_pid(), \
-                     pg_catalog.pg_try_advisory_lock($1, pg_catalog.hashtext($2))",
-                    &[&SCHEMA_LOCK_CLASS, &schema],
-                )
-                .await
-                .map_err(pg_error)?;
-            if row.get::<_, bool>(1) {
-                claimed = Some((schema, row.get::<_, i32>(0)));
-                break;
-            }
-        }
-        let Some((schema, control_pid)) = claimed else {
-            return Err(EngineError::Postgres(
-                "no free schema lock for the run after 8 names".into(),
-            ));
-        };
+        let (schema, control_pid) = claim_schema(&control, &scenario.id).await?;
         lock(&self.live).push(LiveRun {
             schema: schema.clone(),
             pids: vec![control_pid],
@@ -521,109 +471,4 @@ impl PgRun {
         lock(&self.live).retain(|run| run.schema != self.schema);
         Ok(())
     }
-}
-
-fn lock(live: &Live) -> std::sync::MutexGuard<'_, Vec<LiveRun>> {
-    live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// How long a statement on one of the tool's own connections (the engine's, each run's control
-/// connection) may run on the server: the tool's own queries, and the scenario's setup and final
-/// query, which run there too. A session's statements are not bounded so: their waits are what
-/// a run observes, and `--step-timeout` bounds them.
-const OWN_STATEMENT_TIMEOUT: &str = "60s";
-
-/// How long closing may wait for the server: ending a run's backends and dropping its schema.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The configuration of one of the tool's own connections: the user's, with a statement
-/// timeout set at connection start-up (no extra round trip), so that none of its queries can
-/// wait forever on the server (a lock held by another client, say).
-fn own(config: &Config) -> Config {
-    let mut own = config.clone();
-    let options = match config.get_options() {
-        Some(options) if !options.trim().is_empty() => format!("{options} "),
-        _ => String::new(),
-    };
-    own.options(format!(
-        "{options}-c statement_timeout={OWN_STATEMENT_TIMEOUT}"
-    ));
-    own
-}
-
-/// Ends the backends and waits, asking the server, until they are gone (at most 10 s): a
-/// backend that is gone has committed or rolled back all it was doing.
-async fn end_backends(admin: &Client, pids: &[i32]) -> Result<(), EngineError> {
-    admin
-        .query(
-            "SELECT pg_catalog.pg_terminate_backend(pid) FROM unnest($1::int4[]) AS pid",
-            &[&pids],
-        )
-        .await
-        .map_err(pg_error)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = ANY($1)",
-                &[&pids],
-            )
-            .await
-            .map_err(pg_error)?
-            .get(0);
-        if left == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(EngineError::Postgres(format!(
-                "{left} backend(s) of an interrupted run did not end within 10 s"
-            )));
-        }
-    }
-}
-
-/// Drops the schemas earlier runs left on a shared server (killed before they could clean
-/// up): only schemas named and commented as the tool makes them, and only when no live run
-/// holds their advisory lock. A run takes its lock before it creates its schema, so a schema
-/// whose lock is free has no live owner.
-async fn sweep_stale_schemas(admin: &Client) -> Result<(), EngineError> {
-    let stale = admin
-        .query(
-            "SELECT n.nspname::text FROM pg_catalog.pg_namespace n \
-             WHERE n.nspname ~ '^anomalies_[0-9]+_[0-9]+_[a-z0-9_]+$' \
-             AND pg_catalog.obj_description(n.oid, 'pg_namespace') = $1",
-            &[&SCHEMA_COMMENT],
-        )
-        .await
-        .map_err(pg_error)?;
-    for row in stale {
-        let schema: String = row.get(0);
-        let free: bool = admin
-            .query_one(
-                "SELECT pg_catalog.pg_try_advisory_lock($1, pg_catalog.hashtext($2))",
-                &[&SCHEMA_LOCK_CLASS, &schema],
-            )
-            .await
-            .map_err(pg_error)?
-            .get(0);
-        if free {
-            let dropped = drop_schema(admin, &schema).await;
-            admin
-                .query(
-                    "SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))",
-                    &[&SCHEMA_LOCK_CLASS, &schema],
-                )
-                .await
-                .map_err(pg_error)?;
-            dropped?;
-        }
-    }
-    Ok(())
-}
-
-async fn drop_schema(client: &Client, schema: &str) -> Result<(), EngineError> {
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .map_err(pg_error)
 }
