@@ -18,6 +18,7 @@
 //! user, or else `nobody`, and own their slot.
 
 mod binaries;
+mod health;
 mod server;
 mod slot;
 
@@ -35,8 +36,8 @@ pub use binaries::{find_bindir, has_server};
 use binaries::major_version_of;
 use server::{stop_orphan, Server, ORPHAN_TIMEOUT, START_TIMEOUT};
 use slot::{
-    cache_root, check_socket_path, check_traversable, initdb_once, make_dirs, private_dir,
-    server_user, take_slot, SLOTS, SOCKET_PATH_MAX,
+    cache_root, check_socket_path, check_traversable, initdb_once, make_dirs, manifest,
+    private_dir, server_user, set_aside, take_slot, Owner, TakenSlot, SLOTS, SOCKET_PATH_MAX,
 };
 
 /// A failure to start or stop a throwaway server.
@@ -83,7 +84,12 @@ pub enum ClusterError {
     )]
     Orphan { pid: i32 },
     #[error("the PostgreSQL server exited before accepting connections ({status}){log}")]
-    StartFailed { status: String, log: String },
+    StartFailed {
+        status: String,
+        /// Its first FATAL or PANIC line, for a notice.
+        reason: String,
+        log: String,
+    },
     #[error(
         "the PostgreSQL server did not accept connections within {} s{log}",
         START_TIMEOUT.as_secs()
@@ -107,6 +113,8 @@ pub struct Cluster {
     slot_dir: PathBuf,
     socket_dir: PathBuf,
     major: u32,
+    /// What starting had to repair in the slot, one line for the user.
+    notice: Option<String>,
     /// Held until the Cluster is dropped, after the server has stopped.
     _lock: Flock<File>,
 }
@@ -134,21 +142,39 @@ impl Cluster {
         if let Some(owner) = &owner {
             check_traversable(&pg_dir, owner)?;
         }
-        let (slot, slot_dir, lock) = take_slot(&pg_dir, owner.as_ref())?;
-        let data_dir = slot_dir.join("data");
+        let TakenSlot {
+            number: slot,
+            dir: slot_dir,
+            lock,
+            fresh,
+            note,
+        } = take_slot(&pg_dir, owner.as_ref())?;
+        let mut notes: Vec<String> = note.into_iter().collect();
         let socket_dir = slot_dir.join("sock");
-        initdb_once(bindir, &slot_dir, owner.as_ref())?;
+        let healer = Healer {
+            bindir,
+            slot_dir: &slot_dir,
+            major,
+            owner: owner.as_ref(),
+        };
+        healer.prepare(fresh, &mut notes)?;
         private_dir(&socket_dir, owner.as_ref())?;
-        stop_orphan(&data_dir, &socket_dir)?;
-        let server = Server::launch(&postgres, &slot_dir, &socket_dir, owner.as_ref())?;
+        let server = healer.launch(&postgres, &socket_dir, &mut notes)?;
         Ok(Cluster {
             server: Some(server),
             slot,
             slot_dir,
             socket_dir,
             major,
+            notice: (!notes.is_empty()).then(|| format!("notice: {}", notes.join("; "))),
             _lock: lock,
         })
+    }
+
+    /// What starting had to repair in the cache (a damaged slot initialised again, a stale
+    /// `postmaster.pid` removed), as one line for the user; `None` when nothing was wrong.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
     }
 
     /// Connection settings: host = the private socket directory, port, user = "anomalies",
@@ -183,6 +209,65 @@ impl Drop for Cluster {
         if let Some(mut server) = self.server.take() {
             let _ = server.stop();
         }
+    }
+}
+
+/// Makes a held slot's data directory whole before and after its server's first try: one
+/// that fails the cheap checks, or whose server will not start, is set aside and initialised
+/// again, once. Only ever used on a slot whose lock this run holds.
+struct Healer<'a> {
+    bindir: &'a Path,
+    slot_dir: &'a Path,
+    major: u32,
+    owner: Option<&'a Owner>,
+}
+
+impl Healer<'_> {
+    /// Initialises the slot if it has no data directory, or heals it if the checks fail. A
+    /// slot this run has just made is initialised without a note.
+    fn prepare(&self, fresh: bool, notes: &mut Vec<String>) -> Result<(), ClusterError> {
+        let data_dir = self.slot_dir.join("data");
+        if fresh {
+            return initdb_once(self.bindir, self.slot_dir, self.owner);
+        }
+        let manifest = match data_dir.join("PG_VERSION").exists() {
+            true => manifest(self.slot_dir, self.owner).ok(),
+            false => None,
+        };
+        match health::damage(&data_dir, self.major, manifest.as_deref()) {
+            Some(wrong) => self.heal(&wrong, notes),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the server; if it will not start, heals the slot and starts it once more.
+    fn launch(
+        &self,
+        postgres: &Path,
+        socket_dir: &Path,
+        notes: &mut Vec<String>,
+    ) -> Result<Server, ClusterError> {
+        let data_dir = self.slot_dir.join("data");
+        notes.extend(stop_orphan(&data_dir, socket_dir)?);
+        match Server::launch(postgres, self.slot_dir, socket_dir, self.owner) {
+            Err(ClusterError::StartFailed { reason, .. }) => {
+                self.heal(&format!("its server would not start: {reason}"), notes)?;
+                stop_orphan(&data_dir, socket_dir)?;
+                Server::launch(postgres, self.slot_dir, socket_dir, self.owner)
+            }
+            launched => launched,
+        }
+    }
+
+    fn heal(&self, wrong: &str, notes: &mut Vec<String>) -> Result<(), ClusterError> {
+        set_aside(self.slot_dir)?;
+        initdb_once(self.bindir, self.slot_dir, self.owner)?;
+        notes.push(format!(
+            "the cached PostgreSQL cluster in {} was damaged ({wrong}), so it was set aside and \
+             initialised again",
+            self.slot_dir.display()
+        ));
+        Ok(())
     }
 }
 
