@@ -161,6 +161,27 @@ fn every_kind_of_damage_to_a_cached_slot_heals_on_the_next_run() {
     assert_eq!(processes_mentioning(template.path()), Vec::<String>::new());
 }
 
+#[test]
+fn a_grown_cache_is_compacted_before_its_server_starts() {
+    let cache = open_tempdir();
+    let first = run_lost_update(cache.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    let record = pg_dir(cache.path()).join("slot-0").join("compacted");
+    // As if the databases had grown since a compaction when they were empty.
+    write(&record, b"0");
+    let compacting = run_lost_update(cache.path());
+    assert!(compacting.status.success(), "{}", stderr(&compacting));
+    // A failed compaction would say so.
+    assert!(
+        !stderr(&compacting).contains("notice"),
+        "{}",
+        stderr(&compacting)
+    );
+    let size: u64 = fs::read_to_string(&record).unwrap().trim().parse().unwrap();
+    assert!(size > 1_000_000, "base/ is {size} bytes after compaction");
+    assert_eq!(processes_mentioning(cache.path()), Vec::<String>::new());
+}
+
 /// Damages a copy of `template`, then checks that a run heals it with one notice and that the
 /// run after it is clean.
 fn heals(template: &Path, damage: &Damage) -> Result<(), String> {

@@ -7,7 +7,14 @@
 //! - `data/`: the data directory (made in `data.tmp/` and renamed, so it is whole or absent);
 //! - `sock/`: the private directory of the server's Unix socket (the server listens on no TCP
 //!   port);
-//! - `initdb.log`: what the last `initdb` of the slot printed.
+//! - `initdb.log`: what the last `initdb` of the slot printed;
+//! - `manifest`: fingerprints of the configuration files as initdb left them;
+//! - `compacted`: the size of `data/base/` after initdb or the last compaction;
+//! - `data.damaged/`: a damaged data directory on its way out (removed at once).
+//!
+//! A slot whose data directory fails the checks of `health.rs`, or whose server will not
+//! start, is set aside and initialised again by the run that holds its lock, which then tells
+//! the user what was wrong ([`Cluster::notice`]).
 //!
 //! The server is a child of this process in its own process group, so a Ctrl-C at the terminal
 //! reaches only us and we stop it ourselves; if we are killed outright, the kernel sends it
@@ -18,6 +25,7 @@
 //! user, or else `nobody`, and own their slot.
 
 mod binaries;
+mod compact;
 mod health;
 mod server;
 mod slot;
@@ -249,6 +257,11 @@ impl Healer<'_> {
     ) -> Result<Server, ClusterError> {
         let data_dir = self.slot_dir.join("data");
         notes.extend(stop_orphan(&data_dir, socket_dir)?);
+        notes.extend(compact::compact_if_grown(
+            postgres,
+            self.slot_dir,
+            self.owner,
+        ));
         match Server::launch(postgres, self.slot_dir, socket_dir, self.owner) {
             Err(ClusterError::StartFailed { reason, .. }) => {
                 self.heal(&format!("its server would not start: {reason}"), notes)?;

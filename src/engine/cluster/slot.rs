@@ -2,7 +2,7 @@
 //! one, and how `initdb` fills it once.
 
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use nix::unistd::{chown, Gid, Uid, User};
 
+use super::compact::record_size;
 use super::health::{manifest_of, MANIFEST};
 use super::server::{confine, format_log, spawn_lasting, LOG_SHOW};
 use super::{io_error, ClusterError, DB_USER};
@@ -22,6 +23,11 @@ pub(super) const SLOTS: usize = 8;
 pub(super) const SOCKET_NAME: &str = ".s.PGSQL.5432";
 /// The longest socket path the kernel takes (`sun_path` is 108 bytes with its final NUL).
 pub(super) const SOCKET_PATH_MAX: usize = 107;
+
+/// Settings of a new data directory, in its `postgresql.auto.conf` (not on the server's command
+/// line, which would refuse them for a directory made with 16 MB segments): keep two WAL segments
+/// of 1 MB, the least allowed, rather than up to 80 MB, so the cache stays small.
+const WAL_SETTINGS: &str = "min_wal_size = '2MB'\nmax_wal_size = '8MB'\n";
 
 /// The user the server runs as when we are root.
 pub(super) struct Owner {
@@ -312,6 +318,8 @@ pub(super) fn initdb_once(
             "--auth=trust",
             "--no-sync",
             "--no-instructions",
+            // 1 MB WAL segments, not 16: see WAL_SETTINGS.
+            "--wal-segsize=1",
         ])
         .args(["-E", "UTF8", "--locale=C"])
         .stdout(log_copy)
@@ -331,12 +339,22 @@ pub(super) fn initdb_once(
             output: format_log("its output", tail.iter().copied()),
         });
     }
+    let auto_conf = tmp_dir.join("postgresql.auto.conf");
+    OpenOptions::new()
+        .append(true)
+        .open(&auto_conf)
+        .and_then(|mut file| file.write_all(WAL_SETTINGS.as_bytes()))
+        .map_err(io_error(format!("cannot write {}", auto_conf.display())))?;
     fs::rename(&tmp_dir, &data_dir).map_err(io_error(format!(
         "cannot rename {} to {}",
         tmp_dir.display(),
         data_dir.display()
     )))?;
-    write_manifest(slot_dir, owner)
+    write_manifest(slot_dir, owner)?;
+    record_size(slot_dir).map_err(io_error(format!(
+        "cannot record the size of {}",
+        data_dir.display()
+    )))
 }
 
 /// Removes a file or a directory tree, if there; a tree made read-only is made writable first.
