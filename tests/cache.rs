@@ -182,6 +182,39 @@ fn a_grown_cache_is_compacted_before_its_server_starts() {
     assert_eq!(processes_mentioning(cache.path()), Vec::<String>::new());
 }
 
+#[test]
+fn a_failing_initdb_is_one_line_and_exit_2() {
+    let cache = open_tempdir();
+    let bindir = open_tempdir();
+    script(
+        &bindir.path().join("postgres"),
+        "echo 'postgres (PostgreSQL) 15.4'",
+    );
+    script(
+        &bindir.path().join("initdb"),
+        "echo 'initdb: error: the disk is made of cheese' >&2; exit 1",
+    );
+    let output = anomalies()
+        .args(["run", "lost-update", "--engine", "postgres", "--pg-bindir"])
+        .arg(bindir.path())
+        .env("ANOMALIES_CACHE_DIR", cache.path())
+        .output()
+        .expect("the binary runs");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("initdb failed") && err.contains("the disk is made of cheese"),
+        "{err}"
+    );
+}
+
+/// An executable shell script at `path` with `body`.
+fn script(path: &Path, body: &str) {
+    write(path, format!("#!/bin/sh\n{body}\n").as_bytes());
+    chmod(path, 0o755);
+}
+
 /// Damages a copy of `template`, then checks that a run heals it with one notice and that the
 /// run after it is clean.
 fn heals(template: &Path, damage: &Damage) -> Result<(), String> {

@@ -49,9 +49,10 @@ pub(super) fn manifest_of(data_dir: &Path) -> io::Result<String> {
     Ok(text)
 }
 
-/// Why a server would not start, from its log: its first FATAL or PANIC message, else its last
-/// few lines (a message printed before logging starts spans lines), on one line.
-pub(super) fn start_failure_reason<'a>(log: impl Iterator<Item = &'a str>) -> String {
+/// Why a server would not start (or initdb failed), from its log: its first FATAL or PANIC
+/// message, else its last few lines (a message printed before logging starts spans lines), on
+/// one line.
+pub(super) fn failure_reason<'a>(log: impl Iterator<Item = &'a str>) -> String {
     let lines: Vec<&str> = log.filter(|line| !line.trim().is_empty()).collect();
     let fatal = lines.iter().find_map(|line| {
         ["FATAL:", "PANIC:"]
@@ -235,7 +236,7 @@ mod tests {
             "2026-01-01 00:00:00.002 UTC [7] LOG:  database system is shut down",
         ];
         assert_eq!(
-            start_failure_reason(log.into_iter()),
+            failure_reason(log.into_iter()),
             "FATAL: incorrect checksum in control file"
         );
         let unlogged = [
@@ -244,16 +245,13 @@ mod tests {
             "but could not open file \"/d/global/pg_control\": Permission denied",
         ];
         assert_eq!(
-            start_failure_reason(unlogged.into_iter()),
+            failure_reason(unlogged.into_iter()),
             "postgres: could not find the database system Expected to find it in the directory \
              \"/d\", but could not open file \"/d/global/pg_control\": Permission denied"
         );
+        assert_eq!(failure_reason(["", "bye  now"].into_iter()), "bye now");
         assert_eq!(
-            start_failure_reason(["", "bye  now"].into_iter()),
-            "bye now"
-        );
-        assert_eq!(
-            start_failure_reason(std::iter::empty()),
+            failure_reason(std::iter::empty()),
             "it exited without a word"
         );
     }

@@ -79,11 +79,12 @@ pub enum ClusterError {
     NotTraversable { user: String, dir: PathBuf },
     #[error("all {SLOTS} throwaway PostgreSQL cluster slots under {} are in use by other runs", .dir.display())]
     NoFreeSlot { dir: PathBuf },
-    #[error("initdb failed for {} ({status}){output}", .dir.display())]
+    #[error("initdb failed for {} ({status}): {reason} (its output is in {})", .dir.display(), .log.display())]
     Initdb {
         dir: PathBuf,
         status: String,
-        output: String,
+        reason: String,
+        log: PathBuf,
     },
     #[error(
         "a PostgreSQL server left running by an earlier run (pid {pid}) did not exit within {} s \
@@ -91,12 +92,11 @@ pub enum ClusterError {
         ORPHAN_TIMEOUT.as_secs()
     )]
     Orphan { pid: i32 },
-    #[error("the PostgreSQL server exited before accepting connections ({status}){log}")]
+    #[error("the PostgreSQL server exited before accepting connections ({status}): {reason}")]
     StartFailed {
         status: String,
-        /// Its first FATAL or PANIC line, for a notice.
+        /// Its first FATAL or PANIC line, or its last lines, on one line.
         reason: String,
-        log: String,
     },
     #[error(
         "the PostgreSQL server did not accept connections within {} s{log}",

@@ -16,7 +16,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::health::start_failure_reason;
+use super::health::failure_reason;
 use super::slot::{Owner, SOCKET_NAME};
 use super::{io_error, ClusterError};
 
@@ -125,12 +125,8 @@ impl Server {
                     Err(err) => format!("cannot learn how: {err}"),
                 };
                 server.join_drain();
-                let reason = start_failure_reason(lock_log(&server.log).iter().map(String::as_str));
-                Err(ClusterError::StartFailed {
-                    status,
-                    reason,
-                    log: server.log_tail(),
-                })
+                let reason = failure_reason(lock_log(&server.log).iter().map(String::as_str));
+                Err(ClusterError::StartFailed { status, reason })
             }
             None => {
                 let log = server.log_tail();

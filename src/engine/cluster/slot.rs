@@ -13,8 +13,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::{chown, Gid, Uid, User};
 
 use super::compact::record_size;
-use super::health::{manifest_of, MANIFEST};
-use super::server::{confine, format_log, spawn_lasting, LOG_SHOW};
+use super::health::{failure_reason, manifest_of, MANIFEST};
+use super::server::{confine, spawn_lasting};
 use super::{io_error, ClusterError, DB_USER};
 
 /// How many servers can run at once from one cache.
@@ -330,13 +330,11 @@ pub(super) fn initdb_once(
         .map_err(io_error(format!("cannot run {}", initdb.display())))?;
     if !status.success() {
         let output = fs::read(&log_path).unwrap_or_default();
-        let output = String::from_utf8_lossy(&output);
-        let lines: Vec<&str> = output.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(LOG_SHOW)..];
         return Err(ClusterError::Initdb {
             dir: tmp_dir,
             status: status.to_string(),
-            output: format_log("its output", tail.iter().copied()),
+            reason: failure_reason(String::from_utf8_lossy(&output).lines()),
+            log: log_path,
         });
     }
     let auto_conf = tmp_dir.join("postgresql.auto.conf");
