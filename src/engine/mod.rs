@@ -110,10 +110,11 @@ impl Engine {
                         .to_string(),
                 };
                 match bindir {
-                    Some(bindir) => Ok((
-                        Engine::Postgres(Box::new(postgres::PgEngine::throwaway(&bindir).await?)),
-                        None,
-                    )),
+                    Some(bindir) => {
+                        let engine = postgres::PgEngine::throwaway(&bindir).await?;
+                        let notice = engine.cluster_notice();
+                        Ok((Engine::Postgres(Box::new(engine)), notice))
+                    }
                     None if choice == Choice::Auto => Ok((
                         Engine::Sqlite(sqlite::SqliteEngine::new()?),
                         Some(format!(

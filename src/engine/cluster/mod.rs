@@ -7,7 +7,14 @@
 //! - `data/`: the data directory (made in `data.tmp/` and renamed, so it is whole or absent);
 //! - `sock/`: the private directory of the server's Unix socket (the server listens on no TCP
 //!   port);
-//! - `initdb.log`: what the last `initdb` of the slot printed.
+//! - `initdb.log`: what the last `initdb` of the slot printed;
+//! - `manifest`: fingerprints of the configuration files as initdb left them;
+//! - `compacted`: the size of `data/base/` after initdb or the last compaction;
+//! - `data.damaged/`: a damaged data directory on its way out (removed at once).
+//!
+//! A slot whose data directory fails the checks of `health.rs`, or whose server will not
+//! start, is set aside and initialised again by the run that holds its lock, which then tells
+//! the user what was wrong ([`Cluster::notice`]).
 //!
 //! The server is a child of this process in its own process group, so a Ctrl-C at the terminal
 //! reaches only us and we stop it ourselves; if we are killed outright, the kernel sends it
@@ -18,6 +25,8 @@
 //! user, or else `nobody`, and own their slot.
 
 mod binaries;
+mod compact;
+mod health;
 mod server;
 mod slot;
 
@@ -35,8 +44,8 @@ pub use binaries::{find_bindir, has_server};
 use binaries::major_version_of;
 use server::{stop_orphan, Server, ORPHAN_TIMEOUT, START_TIMEOUT};
 use slot::{
-    cache_root, check_socket_path, check_traversable, initdb_once, make_dirs, private_dir,
-    server_user, take_slot, SLOTS, SOCKET_PATH_MAX,
+    cache_root, check_socket_path, check_traversable, initdb_once, make_dirs, manifest,
+    private_dir, server_user, set_aside, take_slot, Owner, TakenSlot, SLOTS, SOCKET_PATH_MAX,
 };
 
 /// A failure to start or stop a throwaway server.
@@ -70,11 +79,12 @@ pub enum ClusterError {
     NotTraversable { user: String, dir: PathBuf },
     #[error("all {SLOTS} throwaway PostgreSQL cluster slots under {} are in use by other runs", .dir.display())]
     NoFreeSlot { dir: PathBuf },
-    #[error("initdb failed for {} ({status}){output}", .dir.display())]
+    #[error("initdb failed for {} ({status}): {reason} (its output is in {})", .dir.display(), .log.display())]
     Initdb {
         dir: PathBuf,
         status: String,
-        output: String,
+        reason: String,
+        log: PathBuf,
     },
     #[error(
         "a PostgreSQL server left running by an earlier run (pid {pid}) did not exit within {} s \
@@ -82,8 +92,12 @@ pub enum ClusterError {
         ORPHAN_TIMEOUT.as_secs()
     )]
     Orphan { pid: i32 },
-    #[error("the PostgreSQL server exited before accepting connections ({status}){log}")]
-    StartFailed { status: String, log: String },
+    #[error("the PostgreSQL server exited before accepting connections ({status}): {reason}")]
+    StartFailed {
+        status: String,
+        /// Its first FATAL or PANIC line, or its last lines, on one line.
+        reason: String,
+    },
     #[error(
         "the PostgreSQL server did not accept connections within {} s{log}",
         START_TIMEOUT.as_secs()
@@ -107,6 +121,8 @@ pub struct Cluster {
     slot_dir: PathBuf,
     socket_dir: PathBuf,
     major: u32,
+    /// What starting had to repair in the slot, one line for the user.
+    notice: Option<String>,
     /// Held until the Cluster is dropped, after the server has stopped.
     _lock: Flock<File>,
 }
@@ -134,21 +150,39 @@ impl Cluster {
         if let Some(owner) = &owner {
             check_traversable(&pg_dir, owner)?;
         }
-        let (slot, slot_dir, lock) = take_slot(&pg_dir, owner.as_ref())?;
-        let data_dir = slot_dir.join("data");
+        let TakenSlot {
+            number: slot,
+            dir: slot_dir,
+            lock,
+            fresh,
+            note,
+        } = take_slot(&pg_dir, owner.as_ref())?;
+        let mut notes: Vec<String> = note.into_iter().collect();
         let socket_dir = slot_dir.join("sock");
-        initdb_once(bindir, &slot_dir, owner.as_ref())?;
+        let healer = Healer {
+            bindir,
+            slot_dir: &slot_dir,
+            major,
+            owner: owner.as_ref(),
+        };
+        healer.prepare(fresh, &mut notes)?;
         private_dir(&socket_dir, owner.as_ref())?;
-        stop_orphan(&data_dir, &socket_dir)?;
-        let server = Server::launch(&postgres, &slot_dir, &socket_dir, owner.as_ref())?;
+        let server = healer.launch(&postgres, &socket_dir, &mut notes)?;
         Ok(Cluster {
             server: Some(server),
             slot,
             slot_dir,
             socket_dir,
             major,
+            notice: (!notes.is_empty()).then(|| format!("notice: {}", notes.join("; "))),
             _lock: lock,
         })
+    }
+
+    /// What starting had to repair in the cache (a damaged slot initialised again, a stale
+    /// `postmaster.pid` removed), as one line for the user; `None` when nothing was wrong.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
     }
 
     /// Connection settings: host = the private socket directory, port, user = "anomalies",
@@ -183,6 +217,70 @@ impl Drop for Cluster {
         if let Some(mut server) = self.server.take() {
             let _ = server.stop();
         }
+    }
+}
+
+/// Makes a held slot's data directory whole before and after its server's first try: one
+/// that fails the cheap checks, or whose server will not start, is set aside and initialised
+/// again, once. Only ever used on a slot whose lock this run holds.
+struct Healer<'a> {
+    bindir: &'a Path,
+    slot_dir: &'a Path,
+    major: u32,
+    owner: Option<&'a Owner>,
+}
+
+impl Healer<'_> {
+    /// Initialises the slot if it has no data directory, or heals it if the checks fail. A
+    /// slot this run has just made is initialised without a note.
+    fn prepare(&self, fresh: bool, notes: &mut Vec<String>) -> Result<(), ClusterError> {
+        let data_dir = self.slot_dir.join("data");
+        if fresh {
+            return initdb_once(self.bindir, self.slot_dir, self.owner);
+        }
+        let manifest = match data_dir.join("PG_VERSION").exists() {
+            true => manifest(self.slot_dir, self.owner).ok(),
+            false => None,
+        };
+        match health::damage(&data_dir, self.major, manifest.as_deref()) {
+            Some(wrong) => self.heal(&wrong, notes),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the server; if it will not start, heals the slot and starts it once more.
+    fn launch(
+        &self,
+        postgres: &Path,
+        socket_dir: &Path,
+        notes: &mut Vec<String>,
+    ) -> Result<Server, ClusterError> {
+        let data_dir = self.slot_dir.join("data");
+        notes.extend(stop_orphan(&data_dir, socket_dir)?);
+        notes.extend(compact::compact_if_grown(
+            postgres,
+            self.slot_dir,
+            self.owner,
+        ));
+        match Server::launch(postgres, self.slot_dir, socket_dir, self.owner) {
+            Err(ClusterError::StartFailed { reason, .. }) => {
+                self.heal(&format!("its server would not start: {reason}"), notes)?;
+                stop_orphan(&data_dir, socket_dir)?;
+                Server::launch(postgres, self.slot_dir, socket_dir, self.owner)
+            }
+            launched => launched,
+        }
+    }
+
+    fn heal(&self, wrong: &str, notes: &mut Vec<String>) -> Result<(), ClusterError> {
+        set_aside(self.slot_dir)?;
+        initdb_once(self.bindir, self.slot_dir, self.owner)?;
+        notes.push(format!(
+            "the cached PostgreSQL cluster in {} was damaged ({wrong}), so it was set aside and \
+             initialised again",
+            self.slot_dir.display()
+        ));
+        Ok(())
     }
 }
 

@@ -16,6 +16,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::health::failure_reason;
 use super::slot::{Owner, SOCKET_NAME};
 use super::{io_error, ClusterError};
 
@@ -124,10 +125,8 @@ impl Server {
                     Err(err) => format!("cannot learn how: {err}"),
                 };
                 server.join_drain();
-                Err(ClusterError::StartFailed {
-                    status,
-                    log: server.log_tail(),
-                })
+                let reason = failure_reason(lock_log(&server.log).iter().map(String::as_str));
+                Err(ClusterError::StartFailed { status, reason })
             }
             None => {
                 let log = server.log_tail();
@@ -302,7 +301,11 @@ pub(super) fn format_log<'a>(what: &str, lines: impl Iterator<Item = &'a str>) -
 
 /// Stops a server that an earlier run of this slot left behind (it was killed before it could
 /// stop it), and removes its stale lock files. We hold the slot's lock, so no live run owns it.
-pub(super) fn stop_orphan(data_dir: &Path, socket_dir: &Path) -> Result<(), ClusterError> {
+/// Returns a note when `postmaster.pid` named a process that is not the slot's server.
+pub(super) fn stop_orphan(
+    data_dir: &Path,
+    socket_dir: &Path,
+) -> Result<Option<String>, ClusterError> {
     let pid_file = data_dir.join("postmaster.pid");
     let text = match fs::read_to_string(&pid_file) {
         Ok(text) => text,
@@ -316,8 +319,14 @@ pub(super) fn stop_orphan(data_dir: &Path, socket_dir: &Path) -> Result<(), Clus
         .map(i32::abs)
         .filter(|pid| *pid > 0)
         .map(Pid::from_raw);
+    let mut note = None;
     if let Some(pid) = pid {
-        if is_postmaster_of(pid, data_dir) {
+        if !is_postmaster_of(pid, data_dir) {
+            note = Some(format!(
+                "{} named pid {pid}, which is not its server, so it was removed",
+                pid_file.display()
+            ));
+        } else {
             match kill(pid, Signal::SIGQUIT) {
                 Ok(()) | Err(Errno::ESRCH) => {}
                 Err(errno) => {
@@ -350,7 +359,7 @@ pub(super) fn stop_orphan(data_dir: &Path, socket_dir: &Path) -> Result<(), Clus
             Err(err) => return Err(io_error(format!("cannot remove {}", stale.display()))(err)),
         }
     }
-    Ok(())
+    Ok(note)
 }
 
 /// Whether `pid` is a live process working in `data_dir` (a postmaster changes into its data

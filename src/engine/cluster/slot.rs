@@ -2,7 +2,7 @@
 //! one, and how `initdb` fills it once.
 
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +12,9 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use nix::unistd::{chown, Gid, Uid, User};
 
-use super::server::{confine, format_log, spawn_lasting, LOG_SHOW};
+use super::compact::record_size;
+use super::health::{failure_reason, manifest_of, MANIFEST};
+use super::server::{confine, spawn_lasting};
 use super::{io_error, ClusterError, DB_USER};
 
 /// How many servers can run at once from one cache.
@@ -21,6 +23,11 @@ pub(super) const SLOTS: usize = 8;
 pub(super) const SOCKET_NAME: &str = ".s.PGSQL.5432";
 /// The longest socket path the kernel takes (`sun_path` is 108 bytes with its final NUL).
 pub(super) const SOCKET_PATH_MAX: usize = 107;
+
+/// Settings of a new data directory, in its `postgresql.auto.conf` (not on the server's command
+/// line, which would refuse them for a directory made with 16 MB segments): keep two WAL segments
+/// of 1 MB, the least allowed, rather than up to 80 MB, so the cache stays small.
+const WAL_SETTINGS: &str = "min_wal_size = '2MB'\nmax_wal_size = '8MB'\n";
 
 /// The user the server runs as when we are root.
 pub(super) struct Owner {
@@ -159,13 +166,23 @@ fn give_tree(path: &Path, owner: &Owner) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// Locks the first free slot: its number, its directory and the held lock.
-pub(super) fn take_slot(
-    pg_dir: &Path,
-    owner: Option<&Owner>,
-) -> Result<(usize, PathBuf, Flock<File>), ClusterError> {
-    for slot in 0..SLOTS {
-        let slot_dir = pg_dir.join(format!("slot-{slot}"));
+/// A slot this run holds.
+pub(super) struct TakenSlot {
+    pub(super) number: usize,
+    pub(super) dir: PathBuf,
+    pub(super) lock: Flock<File>,
+    /// Whether this run made the slot's directory: an empty slot is then no damage.
+    pub(super) fresh: bool,
+    /// What had to be repaired to take it, for the notice.
+    pub(super) note: Option<String>,
+}
+
+/// Locks the first free slot.
+pub(super) fn take_slot(pg_dir: &Path, owner: Option<&Owner>) -> Result<TakenSlot, ClusterError> {
+    for number in 0..SLOTS {
+        let slot_dir = pg_dir.join(format!("slot-{number}"));
+        let note = replace_non_directory(&slot_dir)?;
+        let fresh = !slot_dir.exists();
         private_dir(&slot_dir, owner)?;
         let lock_path = slot_dir.join("lock");
         let file = OpenOptions::new()
@@ -196,11 +213,78 @@ pub(super) fn take_slot(
                 give_tree(&slot_dir, owner)?;
             }
         }
-        return Ok((slot, slot_dir, lock));
+        return Ok(TakenSlot {
+            number,
+            dir: slot_dir,
+            lock,
+            fresh,
+            note,
+        });
     }
     Err(ClusterError::NoFreeSlot {
         dir: pg_dir.to_path_buf(),
     })
+}
+
+/// Removes what stands at a slot's path if it is not a directory (a file, a link). Nobody can
+/// hold the lock of such a slot, and `remove_file` cannot remove the directory of another run
+/// that got there first.
+fn replace_non_directory(slot_dir: &Path) -> Result<Option<String>, ClusterError> {
+    match fs::symlink_metadata(slot_dir) {
+        Ok(meta) if !meta.is_dir() => match fs::remove_file(slot_dir) {
+            Ok(()) => Ok(Some(format!(
+                "{} was not a directory, so it was replaced",
+                slot_dir.display()
+            ))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(io_error(format!("cannot remove {}", slot_dir.display()))(
+                err,
+            )),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Moves a held slot's data directory out of the way and removes it, so that the next
+/// [`initdb_once`] makes it again. The caller holds the slot's lock.
+pub(super) fn set_aside(slot_dir: &Path) -> Result<(), ClusterError> {
+    let data_dir = slot_dir.join("data");
+    let aside = slot_dir.join("data.damaged");
+    remove_any(&aside)?;
+    if fs::symlink_metadata(&data_dir).is_ok() {
+        fs::rename(&data_dir, &aside).map_err(io_error(format!(
+            "cannot move {} aside",
+            data_dir.display()
+        )))?;
+    }
+    remove_any(&aside)
+}
+
+/// The slot's manifest of its configuration files; one is written from the files as they are
+/// when a slot made before manifests has none.
+pub(super) fn manifest(slot_dir: &Path, owner: Option<&Owner>) -> Result<String, ClusterError> {
+    let path = slot_dir.join(MANIFEST);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(text),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            write_manifest(slot_dir, owner)?;
+            fs::read_to_string(&path).map_err(io_error(format!("cannot read {}", path.display())))
+        }
+        Err(err) => Err(io_error(format!("cannot read {}", path.display()))(err)),
+    }
+}
+
+fn write_manifest(slot_dir: &Path, owner: Option<&Owner>) -> Result<(), ClusterError> {
+    let data_dir = slot_dir.join("data");
+    let text = manifest_of(&data_dir).map_err(io_error(format!(
+        "cannot read the configuration files in {}",
+        data_dir.display()
+    )))?;
+    let path = slot_dir.join(MANIFEST);
+    let tmp = slot_dir.join(format!("{MANIFEST}.tmp"));
+    fs::write(&tmp, text).map_err(io_error(format!("cannot write {}", tmp.display())))?;
+    give(&tmp, owner)?;
+    fs::rename(&tmp, &path).map_err(io_error(format!("cannot write {}", path.display())))
 }
 
 /// Runs initdb into `slot_dir/data` unless a finished data directory is there.
@@ -234,6 +318,8 @@ pub(super) fn initdb_once(
             "--auth=trust",
             "--no-sync",
             "--no-instructions",
+            // 1 MB WAL segments, not 16: see WAL_SETTINGS.
+            "--wal-segsize=1",
         ])
         .args(["-E", "UTF8", "--locale=C"])
         .stdout(log_copy)
@@ -244,31 +330,59 @@ pub(super) fn initdb_once(
         .map_err(io_error(format!("cannot run {}", initdb.display())))?;
     if !status.success() {
         let output = fs::read(&log_path).unwrap_or_default();
-        let output = String::from_utf8_lossy(&output);
-        let lines: Vec<&str> = output.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(LOG_SHOW)..];
         return Err(ClusterError::Initdb {
             dir: tmp_dir,
             status: status.to_string(),
-            output: format_log("its output", tail.iter().copied()),
+            reason: failure_reason(String::from_utf8_lossy(&output).lines()),
+            log: log_path,
         });
     }
+    let auto_conf = tmp_dir.join("postgresql.auto.conf");
+    OpenOptions::new()
+        .append(true)
+        .open(&auto_conf)
+        .and_then(|mut file| file.write_all(WAL_SETTINGS.as_bytes()))
+        .map_err(io_error(format!("cannot write {}", auto_conf.display())))?;
     fs::rename(&tmp_dir, &data_dir).map_err(io_error(format!(
         "cannot rename {} to {}",
         tmp_dir.display(),
         data_dir.display()
+    )))?;
+    write_manifest(slot_dir, owner)?;
+    record_size(slot_dir).map_err(io_error(format!(
+        "cannot record the size of {}",
+        data_dir.display()
     )))
 }
 
-/// Removes a file or a directory tree, if there.
+/// Removes a file or a directory tree, if there; a tree made read-only is made writable first.
 fn remove_any(path: &Path) -> Result<(), ClusterError> {
     let result = match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).or_else(|err| {
+            if err.kind() != io::ErrorKind::PermissionDenied {
+                return Err(err);
+            }
+            make_writable(path)?;
+            fs::remove_dir_all(path)
+        }),
         Ok(_) => fs::remove_file(path),
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(err) => Err(err),
     };
     result.map_err(io_error(format!("cannot remove {}", path.display())))
+}
+
+/// Lets us change every directory under `path` (itself included; links not followed).
+fn make_writable(path: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    fs::set_permissions(path, Permissions::from_mode(meta.mode() | 0o700))?;
+    for entry in fs::read_dir(path)? {
+        make_writable(&entry?.path())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

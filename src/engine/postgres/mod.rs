@@ -106,6 +106,11 @@ impl PgEngine {
         Ok(engine)
     }
 
+    /// What starting the throwaway cluster had to repair in its cache, to tell the user.
+    pub fn cluster_notice(&self) -> Option<String> {
+        self.cluster.as_ref()?.notice().map(str::to_owned)
+    }
+
     async fn new(
         config: Config,
         tls: Tls,
