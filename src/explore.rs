@@ -212,13 +212,7 @@ fn interleaving(scenario: &Scenario, sequence: &[usize]) -> Interleaving {
         .collect();
     let name = steps
         .iter()
-        .map(|id| {
-            format!(
-                "{}.{}",
-                scenario.sessions[id.session].name,
-                scenario.step(*id).name
-            )
-        })
+        .map(|id| scenario.step_name(*id))
         .collect::<Vec<_>>()
         .join(" ");
     Interleaving { name, steps }

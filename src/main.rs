@@ -126,8 +126,8 @@ fn list(format: Format) -> anyhow::Result<()> {
 
 /// A command that printed its runs exits 2 when one of them was broken: a scenario error has
 /// no verdict, so the command did not do what was asked.
-fn exit_code(reports: &[Report]) -> i32 {
-    if reports.iter().any(|r| r.verdict.is_error()) {
+fn exit_code<'a>(reports: impl IntoIterator<Item = &'a Report>) -> i32 {
+    if reports.into_iter().any(|r| r.verdict.is_error()) {
         exit::ERROR
     } else {
         exit::OK
@@ -282,11 +282,12 @@ fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
         Format::Json => render::explore::json(&request.scenario, &request.orders, &explorations),
     };
     print(&text)?;
-    let broken = explorations
-        .iter()
-        .flat_map(|e| &e.explored)
-        .any(|e| e.report.verdict.is_error());
-    Ok(if broken { exit::ERROR } else { exit::OK })
+    Ok(exit_code(
+        explorations
+            .iter()
+            .flat_map(|e| &e.explored)
+            .map(|e| &e.report),
+    ))
 }
 
 /// Runs the selected scenarios (each followed by its fixes' variants when `fixes`) on each

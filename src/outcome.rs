@@ -1,7 +1,5 @@
 //! Judging a run: (Scenario, Timeline) -> Verdict. Pure.
 
-use serde::Serialize;
-
 use crate::scenario::expected::{Expected, Mechanism};
 use crate::scenario::expr::Unfit;
 use crate::scenario::{display_name, Places, Scenario, StepId};
@@ -18,9 +16,8 @@ pub enum Finding {
 }
 
 /// The judgement of one run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
-    #[serde(skip)]
     pub finding: Finding,
     /// The step that waited or failed, when that is what prevented the anomaly or broke the run.
     pub cause: Option<Cause>,
@@ -28,35 +25,27 @@ pub struct Verdict {
     pub witness: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Cause {
     Failed {
-        #[serde(skip)]
         step: StepId,
         error: DbError,
     },
     TimedOut {
-        #[serde(skip)]
         step: StepId,
         after_ms: u64,
     },
     /// Waited for a session that had nothing left to run, so the runner cancelled it.
     Stuck {
-        #[serde(skip)]
         step: StepId,
-        #[serde(skip)]
         blocked_by: Vec<usize>,
     },
     Waited {
-        #[serde(skip)]
         step: StepId,
-        #[serde(skip)]
         blocked_by: Vec<usize>,
     },
     /// The session rolled back after this step and ran its transaction again.
     Retried {
-        #[serde(skip)]
         step: StepId,
         attempt: u32,
         reason: RetryReason,
@@ -65,20 +54,19 @@ pub enum Cause {
     },
     /// The step matched no row and the session stopped there.
     GaveUp {
-        #[serde(skip)]
         step: StepId,
     },
     /// This step failed, but only after the condition was settled by steps that had finished
     /// (after a wait, when one came first): the failure prevented nothing.
     SettledBefore {
-        #[serde(skip)]
         step: StepId,
         error: DbError,
-        #[serde(skip)]
         waited: Option<(StepId, Vec<usize>)>,
     },
     /// A reference the run could not fill: `FILE:LINE:COL: no column fre in john.look …`.
-    Broken { message: String },
+    Broken {
+        message: String,
+    },
 }
 
 impl Finding {
@@ -248,13 +236,7 @@ impl Verdict {
 
 /// What broke a run: `alice.check failed with 42703 (column "totl" does not exist)`.
 fn broken_phrase(scenario: &Scenario, cause: &Cause) -> String {
-    let name = |step: &StepId| {
-        format!(
-            "{}.{}",
-            scenario.sessions[step.session].name,
-            scenario.step(*step).name
-        )
-    };
+    let name = |step: &StepId| scenario.step_name(*step);
     match cause {
         Cause::Failed { step, error } => format!(
             "{} failed with {} ({})",

@@ -180,26 +180,22 @@ impl ResultSet {
     /// The value of `column` in the first row: `Ok(None)` when there is no row, `Err` when the
     /// rows have no such column, naming the columns they do have and the closest one.
     /// `source` names the rows in the message: `john.look`, `the final query`.
-    pub fn checked_first(
-        &self,
-        column: &str,
-        source: &str,
-    ) -> Result<Option<Option<&str>>, String> {
-        if !self.columns.iter().any(|c| c == column) {
+    pub fn first(&self, column: &str, source: &str) -> Result<Option<Option<&str>>, String> {
+        let Some(index) = self.columns.iter().position(|c| c == column) else {
             let columns: Vec<&str> = self.columns.iter().map(String::as_str).collect();
             return Err(no_column(column, &columns, source));
-        }
-        Ok(self.first(column))
-    }
-
-    /// The value of `column` in the first row; `None` when there is no such row or column.
-    pub fn first(&self, column: &str) -> Option<Option<&str>> {
-        let index = self.columns.iter().position(|c| c == column)?;
-        self.rows.first().map(|row| row[index].as_deref())
+        };
+        Ok(self.rows.first().map(|row| row[index].as_deref()))
     }
 }
 
 impl EventKind {
+    /// The step failed, or the runner cancelled it (timed out, or stuck waiting).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, EventKind::TimedOut { .. } | EventKind::Stuck { .. })
+            || matches!(self.result(), Some(StepResult::Failed(_)))
+    }
+
     /// The result of a step that finished, with or without waiting.
     pub fn result(&self) -> Option<&StepResult> {
         match self {

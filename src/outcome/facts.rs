@@ -84,10 +84,7 @@ fn outcome(timeline: &Timeline, id: StepId, source: &str) -> StepOutcome {
 fn failure_stands(timeline: &Timeline, session: usize) -> bool {
     let events = &timeline.events;
     events.iter().enumerate().any(|(index, event)| {
-        let failed = matches!(
-            &event.kind,
-            EventKind::TimedOut { .. } | EventKind::Stuck { .. }
-        ) || matches!(event.kind.result(), Some(StepResult::Failed(_)));
+        let failed = event.kind.is_failure();
         let retried = matches!(
             events.get(index + 1).map(|next| &next.kind),
             Some(EventKind::Retried { .. })

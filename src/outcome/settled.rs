@@ -5,7 +5,7 @@
 
 use crate::scenario::expr::Mention;
 use crate::scenario::{Scenario, StepId};
-use crate::timeline::{EventKind, StepResult, Timeline};
+use crate::timeline::{StepResult, Timeline};
 
 /// The position of the run's first failure (a failed step, or a wait the runner cancelled),
 /// when the condition was already settled by then.
@@ -23,10 +23,11 @@ pub(super) fn failure_after_settled(scenario: &Scenario, timeline: &Timeline) ->
 }
 
 fn first_failure(timeline: &Timeline) -> Option<usize> {
-    timeline.events.iter().position(|event| {
-        matches!(event.kind, EventKind::Stuck { .. })
-            || matches!(event.kind.result(), Some(StepResult::Failed(_)))
-    })
+    // A timed-out step never gets here: it makes the run an error first.
+    timeline
+        .events
+        .iter()
+        .position(|event| event.kind.is_failure())
 }
 
 /// The step returned before `failure`, and nothing of it happened after.

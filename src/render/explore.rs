@@ -137,11 +137,8 @@ pub fn json(scenario: &Scenario, orders: &Orders, explorations: &[Exploration]) 
                 "counts": Counts::of(&exploration.explored),
                 "orders": exploration.explored.iter().map(|e| {
                     let mut order = value!({
-                        "order": e.order.steps.iter().map(|id| format!(
-                            "{}.{}",
-                            scenario.sessions[id.session].name,
-                            scenario.step(*id).name
-                        )).collect::<Vec<_>>(),
+                        "order": e.order.steps.iter().map(|id| scenario.step_name(*id))
+                            .collect::<Vec<_>>(),
                         "outcome": e.outcome.describe(scenario),
                     });
                     if e.report.timeline.impossible.is_none() {

@@ -109,13 +109,7 @@ fn cause(scenario: &Scenario, verdict: &Verdict) -> Value {
     if !verdict.is_error() {
         return Value::Null;
     }
-    let step = |id: &StepId| {
-        format!(
-            "{}.{}",
-            scenario.sessions[id.session].name,
-            scenario.step(*id).name
-        )
-    };
+    let step = |id: &StepId| scenario.step_name(*id);
     match &verdict.cause {
         Some(Cause::Failed { step: id, error }) => value!({
             "kind": "failed",

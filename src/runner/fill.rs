@@ -4,23 +4,24 @@ use crate::scenario::template::SqlHole;
 use crate::scenario::{Scenario, StepId};
 use crate::timeline::{StepResult, Timeline};
 
-/// The step's SQL with `${step.column}` filled from what its session read earlier, or why
-/// a hole cannot be filled: the scenario is broken, and the step is not sent.
-pub(super) fn filled(
-    scenario: &Scenario,
-    timeline: &Timeline,
-    id: StepId,
-) -> Result<String, String> {
-    let step = scenario.step(id);
+/// A step's SQL as the timeline shows it, with every `${step.column}` its session can fill
+/// filled and the others as written; and why the first of those cannot be filled, if one
+/// cannot: the scenario is broken then, and the step is not sent.
+pub(super) struct Filled {
+    pub sql: String,
+    pub problem: Option<String>,
+}
+
+/// Fills the step's holes from what its session read earlier in the run.
+pub(super) fn fill(scenario: &Scenario, timeline: &Timeline, id: StepId) -> Filled {
     let mut problem = None;
-    let sql = step.sql.render(|hole| {
-        let value = hole_value(scenario, timeline, id.session, hole);
-        value.unwrap_or_else(|why| {
+    let sql = scenario.step(id).sql.render(|hole| {
+        hole_value(scenario, timeline, id.session, hole).unwrap_or_else(|why| {
             problem.get_or_insert(why);
             format!("${{{}.{}}}", hole.step_name, hole.column)
         })
     });
-    problem.map_or(Ok(sql), Err)
+    Filled { sql, problem }
 }
 
 fn hole_value(
@@ -33,11 +34,11 @@ fn hole_value(
         session,
         step: hole.step,
     };
-    let source = format!("{}.{}", scenario.sessions[session].name, hole.step_name);
+    let source = scenario.step_name(earlier);
     let reference = format!("${{{}.{}}}", hole.step_name, hole.column);
     let problem = |message: String| format!("{}: {message}", hole.at);
     match timeline.result_of(earlier) {
-        Some(StepResult::Rows(rows)) => match rows.checked_first(&hole.column, &source) {
+        Some(StepResult::Rows(rows)) => match rows.first(&hole.column, &source) {
             Ok(Some(Some(value))) => Ok(sql_literal(value)),
             Ok(Some(None)) => Ok("NULL".to_string()),
             Ok(None) => Err(problem(format!(
@@ -53,18 +54,6 @@ fn hole_value(
             "{source} has not returned anything, so {reference} has no value"
         ))),
     }
-}
-
-/// The SQL a timeline shows for a step: filled where it can be, as written where not.
-pub(super) fn shown(scenario: &Scenario, timeline: &Timeline, id: StepId) -> String {
-    filled(scenario, timeline, id).unwrap_or_else(|_| {
-        scenario.step(id).sql.render(|hole| {
-            match hole_value(scenario, timeline, id.session, hole) {
-                Ok(value) => value,
-                Err(_) => format!("${{{}.{}}}", hole.step_name, hole.column),
-            }
-        })
-    })
 }
 
 /// A value read by the database, written back into SQL: numbers as they are, text quoted.
@@ -99,14 +88,12 @@ mod tests {
             }],
             ..Default::default()
         };
-        filled(
-            &scenario,
-            &timeline,
-            StepId {
-                session: 1,
-                step: 2,
-            },
-        )
+        let write = StepId {
+            session: 1,
+            step: 2,
+        };
+        let filled = fill(&scenario, &timeline, write);
+        filled.problem.map_or(Ok(filled.sql), Err)
     }
 
     fn rows(columns: &[&str], rows: &[&[Option<&str>]]) -> StepResult {

@@ -169,14 +169,9 @@ impl Replay<'_> {
         self.timeline.events.len() - 1
     }
 
-    /// The step's SQL with `${step.column}` filled, or why it cannot be.
-    fn filled(&self, id: StepId) -> Result<String, String> {
-        fill::filled(self.scenario, &self.timeline, id)
-    }
-
-    /// The SQL a timeline shows for a step.
+    /// The SQL a timeline shows for a step: its holes filled where they can be.
     fn sql(&self, id: StepId) -> String {
-        fill::shown(self.scenario, &self.timeline, id)
+        fill::fill(self.scenario, &self.timeline, id).sql
     }
 
     fn skip(&mut self, id: StepId) {
@@ -187,16 +182,13 @@ impl Replay<'_> {
     /// Sends a step and records where it stands. Returns whether it finished (or was cancelled),
     /// which may let waiting sessions go on.
     async fn send(&mut self, id: StepId, deferred: bool) -> Result<bool, EngineError> {
-        let sql = match self.filled(id) {
-            Ok(sql) => sql,
-            Err(problem) => {
-                let sql = self.sql(id);
-                let index = self.push(id, sql, EventKind::NotSent { problem }, deferred);
-                self.last_finish = Some(index);
-                self.fail(id.session).await?;
-                return Ok(true);
-            }
-        };
+        let fill::Filled { sql, problem } = fill::fill(self.scenario, &self.timeline, id);
+        if let Some(problem) = problem {
+            let index = self.push(id, sql, EventKind::NotSent { problem }, deferred);
+            self.last_finish = Some(index);
+            self.fail(id.session).await?;
+            return Ok(true);
+        }
         let started = Instant::now();
         self.run.send(id.session, &sql);
         match self.run.settle(id.session, self.deadline()).await? {

@@ -4,7 +4,8 @@ pub mod expected;
 pub mod expr;
 mod load;
 mod per_engine;
-pub mod prose;
+#[cfg(test)]
+mod prose;
 mod raw;
 pub mod template;
 pub mod version;
@@ -331,6 +332,11 @@ impl Scenario {
 
     pub fn step(&self, id: StepId) -> &Step {
         &self.sessions[id.session].steps[id.step]
+    }
+
+    /// `alice.read`: a step as a scenario file names it.
+    pub fn step_name(&self, id: StepId) -> String {
+        format!("{}.{}", self.sessions[id.session].name, self.step(id).name)
     }
 
     /// `alice.read` by name.
