@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anomalies::scenario::EngineKind;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -57,7 +59,7 @@ pub struct ExploreArgs {
     pub level: LevelArg,
 
     /// Which database, as for `run`.
-    #[arg(long, short, value_enum, default_value_t = EngineArg::Auto)]
+    #[arg(long, short, value_parser = engine_arg(), default_value = "auto")]
     pub engine: EngineArg,
 
     /// Explore with one of the scenario's fixes in place.
@@ -86,8 +88,8 @@ pub struct Selection {
     /// Scenario files or directories of them (default: the built-in scenarios).
     pub paths: Vec<String>,
 
-    /// Engines to run on: auto, postgres, sqlite, all, or a list such as postgres,sqlite.
-    #[arg(long, short, value_delimiter = ',', default_value = "auto")]
+    /// Engines to run on: auto, an engine, all, or a list such as postgres,mariadb.
+    #[arg(long, short, value_delimiter = ',', value_parser = engines_arg(), default_value = "auto")]
     pub engine: Vec<EnginesArg>,
 
     #[command(flatten)]
@@ -110,6 +112,11 @@ pub struct ConnectionArgs {
     /// `postgres` and `initdb`) instead of searching PATH, pg_config and /usr/lib/postgresql.
     #[arg(long, env = "ANOMALIES_PG_BINDIR", value_name = "DIR")]
     pub pg_bindir: Option<PathBuf>,
+
+    /// Start the throwaway MariaDB from the server binaries in this directory (with `mariadbd`
+    /// or `mysqld`) instead of searching PATH and /usr/sbin.
+    #[arg(long, env = "ANOMALIES_MARIADB_BINDIR", value_name = "DIR")]
+    pub mariadb_bindir: Option<PathBuf>,
 
     /// Cancel a step that neither finishes nor waits on a lock within this time.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
@@ -158,11 +165,11 @@ pub struct CheckArgs {
     pub strict: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `auto`, an engine's name, or `all` (for `matrix` and `check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnginesArg {
     Auto,
-    Postgres,
-    Sqlite,
+    Only(EngineKind),
     All,
 }
 
@@ -205,9 +212,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FIX")]
     pub fix: Option<String>,
 
-    /// Which database: a URL means PostgreSQL there; `auto` otherwise starts a throwaway
-    /// PostgreSQL from installed server binaries, or falls back to embedded SQLite.
-    #[arg(long, short, value_enum, default_value_t = EngineArg::Auto)]
+    /// Which database: a URL means the engine its scheme names (mysql:// and mariadb:// mean
+    /// MariaDB, anything else PostgreSQL); `auto` otherwise starts a throwaway PostgreSQL from
+    /// installed server binaries, or falls back to embedded SQLite.
+    #[arg(long, short, value_parser = engine_arg(), default_value = "auto")]
     pub engine: EngineArg,
 
     #[command(flatten)]
@@ -244,11 +252,31 @@ pub enum LevelArg {
     All,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `auto` or an engine's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineArg {
     Auto,
-    Postgres,
-    Sqlite,
+    Only(EngineKind),
+}
+
+/// The engines' names come from the engines themselves, so a new one needs nothing here.
+fn engine_arg() -> impl TypedValueParser<Value = EngineArg> {
+    let names = std::iter::once("auto").chain(EngineKind::ALL.map(EngineKind::name));
+    PossibleValuesParser::new(names.collect::<Vec<_>>())
+        .map(|name| EngineKind::named(&name).map_or(EngineArg::Auto, EngineArg::Only))
+}
+
+fn engines_arg() -> impl TypedValueParser<Value = EnginesArg> {
+    let names = ["auto", "all"]
+        .into_iter()
+        .chain(EngineKind::ALL.map(EngineKind::name));
+    PossibleValuesParser::new(names.collect::<Vec<_>>()).map(|name| {
+        match (name.as_str(), EngineKind::named(&name)) {
+            (_, Some(kind)) => EnginesArg::Only(kind),
+            ("all", None) => EnginesArg::All,
+            _ => EnginesArg::Auto,
+        }
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -17,7 +17,7 @@ use anomalies::level::Level;
 use anomalies::render::{self, Style};
 use anomalies::report::Report;
 use anomalies::runner::RunOptions;
-use anomalies::scenario::Scenario;
+use anomalies::scenario::{EngineKind, Scenario};
 use cli::{
     CheckArgs, CheckFormat, Cli, ColorArg, Command, ConnectionArgs, EngineArg, EnginesArg,
     ExploreArgs, Format, LevelArg, MatrixArgs, MatrixFormat, RunArgs, RunFormat, Selection,
@@ -310,15 +310,14 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
     }
     let mut choices = Vec::new();
     for engine in &selection.engine {
-        let expanded: &[Choice] = match engine {
-            EnginesArg::Auto => &[Choice::Auto],
-            EnginesArg::Postgres => &[Choice::Postgres],
-            EnginesArg::Sqlite => &[Choice::Sqlite],
-            EnginesArg::All => &[Choice::Postgres, Choice::Sqlite],
+        let expanded: Vec<Choice> = match engine {
+            EnginesArg::Auto => vec![Choice::Auto],
+            EnginesArg::Only(kind) => vec![Choice::Only(*kind)],
+            EnginesArg::All => EngineKind::ALL.map(Choice::Only).to_vec(),
         };
         for choice in expanded {
-            if !choices.contains(choice) {
-                choices.push(*choice);
+            if !choices.contains(&choice) {
+                choices.push(choice);
             }
         }
     }
@@ -361,8 +360,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn engine_choice(engine: EngineArg) -> Choice {
     match engine {
         EngineArg::Auto => Choice::Auto,
-        EngineArg::Postgres => Choice::Postgres,
-        EngineArg::Sqlite => Choice::Sqlite,
+        EngineArg::Only(kind) => Choice::Only(kind),
     }
 }
 
@@ -385,6 +383,7 @@ fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOption
         url: connection.url.clone(),
         connect_timeout: connection.connect_timeout,
         pg_bindir: connection.pg_bindir.clone(),
+        mariadb_bindir: connection.mariadb_bindir.clone(),
     }
 }
 

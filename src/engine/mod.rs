@@ -5,12 +5,14 @@
 //! connection per session, at one isolation level. The runner drives a `Run` step by step.
 
 pub mod cluster;
+mod mariadb;
 mod postgres;
 mod sqlite;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -21,21 +23,23 @@ use crate::timeline::{ResultSet, StepResult};
 /// Which engine a user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
-    /// A URL means PostgreSQL there; else installed server binaries mean a throwaway PostgreSQL;
-    /// else SQLite.
+    /// A URL means the engine its scheme names (PostgreSQL unless `mysql://` or `mariadb://`);
+    /// else installed PostgreSQL server binaries mean a throwaway PostgreSQL; else SQLite.
     Auto,
-    Postgres,
-    Sqlite,
+    Only(EngineKind),
 }
 
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     pub choice: Choice,
-    /// A libpq-style URL or key=value string; PG* variables fill in what it leaves out.
+    /// A URL (or, for PostgreSQL, a libpq key=value string); PostgreSQL's PG* variables fill in
+    /// what it leaves out.
     pub url: Option<String>,
     pub connect_timeout: Duration,
     /// Server binaries to start a throwaway PostgreSQL from, instead of searching for them.
     pub pg_bindir: Option<PathBuf>,
+    /// Server binaries to start a throwaway MariaDB from, instead of searching for them.
+    pub mariadb_bindir: Option<PathBuf>,
 }
 
 /// What the header says about the database.
@@ -53,27 +57,85 @@ pub struct EngineInfo {
 pub enum EngineError {
     #[error("{0}")]
     Setup(String),
+    /// No server binaries to start a throwaway server from (`Choice::Auto` then falls back).
+    #[error("{0}")]
+    NoServer(String),
     #[error("cannot connect to PostgreSQL at {target}: {reason}")]
     Connect { target: String, reason: String },
+    #[error("cannot connect to MariaDB at {target}: {reason}")]
+    MariadbConnect { target: String, reason: String },
     #[error("PostgreSQL: {0}")]
     Postgres(String),
+    #[error("MariaDB: {0}")]
+    Mariadb(String),
     #[error("SQLite: {0}")]
     Sqlite(String),
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
 }
 
-/// A connected database.
-pub enum Engine {
-    Postgres(Box<postgres::PgEngine>),
-    Sqlite(sqlite::SqliteEngine),
+/// What one engine's folder implements: a connected database. Everything outside `engine/`
+/// sees only [`Engine`], so a new engine is a folder and one arm in [`Engine::connect`].
+#[async_trait(?Send)]
+pub(crate) trait Backend {
+    fn info(&self) -> &EngineInfo;
+
+    /// On a user's server, who the tool connects as: `user me at db:5432/scratch`.
+    fn users_server(&self) -> Option<String> {
+        None
+    }
+
+    /// The level the engine really runs when asked for `level`.
+    fn effective_level(&self, level: Level) -> Level;
+
+    /// What the header adds to the engine's detail for a run whose sessions run at `levels`.
+    fn detail_at(&self, _scenario: &Scenario, _levels: &[SessionLevel]) -> String {
+        String::new()
+    }
+
+    async fn prepare(
+        &mut self,
+        scenario: &Scenario,
+        levels: &[SessionLevel],
+    ) -> Result<Box<dyn BackendRun>, EngineError>;
+
+    async fn close(self: Box<Self>) -> Result<(), EngineError>;
 }
 
-/// One scenario at one level, ready to run: its data set up, one connection per session.
-pub enum Run {
-    Postgres(postgres::PgRun),
-    Sqlite(sqlite::SqliteRun),
+/// What one engine's folder implements: a prepared run (see [`Run`] for each method's contract).
+#[async_trait(?Send)]
+pub(crate) trait BackendRun {
+    fn send(&mut self, session: usize, sql: &str);
+
+    async fn settle(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError>;
+
+    async fn recheck(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
+        self.settle(session, deadline).await
+    }
+
+    fn breaks_deadlocks(&self) -> bool {
+        true
+    }
+
+    async fn wait_any(
+        &mut self,
+        waiting: &[usize],
+        deadline: Instant,
+    ) -> Result<Option<(usize, Settled)>, EngineError>;
+
+    async fn cancel(&mut self, session: usize) -> Result<(), EngineError>;
+    async fn rollback(&mut self, session: usize) -> Result<(), EngineError>;
+    async fn save_initial_state(&mut self) -> Result<(), EngineError>;
+    async fn reset(&mut self) -> Result<(), EngineError>;
+    async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError>;
+    async fn finish(self: Box<Self>) -> Result<(), EngineError>;
 }
+
+/// A connected database.
+pub struct Engine(Box<dyn Backend>);
+
+/// One scenario at one level, ready to run: its data set up, one connection per session.
+pub struct Run(Box<dyn BackendRun>);
 
 /// Where a sent step stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,74 +147,51 @@ pub enum Settled {
     TimedOut,
 }
 
+type Connected = (Box<dyn Backend>, Option<String>);
+
 impl Engine {
     /// Connects as the options say; also returns a notice to show the user, if any.
     pub async fn connect(
         options: &ConnectOptions,
     ) -> Result<(Engine, Option<String>), EngineError> {
-        match (options.choice, &options.url) {
-            (Choice::Sqlite, _) => Ok((Engine::Sqlite(sqlite::SqliteEngine::new()?), None)),
-            (Choice::Postgres | Choice::Auto, Some(url)) => Ok((
-                Engine::Postgres(Box::new(
-                    postgres::PgEngine::connect_url(url, options.connect_timeout).await?,
-                )),
-                None,
-            )),
-            (choice, None) => {
-                let bindir = match &options.pg_bindir {
-                    Some(dir) => cluster::has_server(dir).then(|| dir.clone()),
-                    None => cluster::find_bindir(),
-                };
-                let looked = match &options.pg_bindir {
-                    Some(dir) => format!("no PostgreSQL server binaries in {}", dir.display()),
-                    None => "no PostgreSQL server binaries found (looked on PATH, through \
-                             pg_config and under /usr/lib/postgresql/*/bin)"
-                        .to_string(),
-                };
-                match bindir {
-                    Some(bindir) => {
-                        let engine = postgres::PgEngine::throwaway(&bindir).await?;
-                        let notice = engine.cluster_notice();
-                        Ok((Engine::Postgres(Box::new(engine)), notice))
-                    }
-                    None if choice == Choice::Auto => Ok((
-                        Engine::Sqlite(sqlite::SqliteEngine::new()?),
-                        Some(format!(
-                            "notice: {looked} and no --url given, so this runs on embedded \
-                             SQLite; install the PostgreSQL server (apt-get install postgresql) \
-                             or pass --url to see PostgreSQL"
-                        )),
-                    )),
-                    None => Err(EngineError::Setup(format!(
-                        "{looked}: install the PostgreSQL server (apt-get install postgresql), \
-                         point --pg-bindir at its binaries, or pass --url"
-                    ))),
-                }
+        let kind = match (options.choice, &options.url) {
+            (Choice::Only(kind), _) => kind,
+            (Choice::Auto, Some(url)) if mariadb::claims_url(url) => EngineKind::Mariadb,
+            (Choice::Auto, _) => EngineKind::Postgres,
+        };
+        let connected: Result<Connected, EngineError> = match kind {
+            EngineKind::Postgres => postgres::open(options).await,
+            EngineKind::Mariadb => mariadb::open(options).await,
+            EngineKind::Sqlite => sqlite::open(options),
+        };
+        let (backend, notice) = match connected {
+            Err(EngineError::NoServer(looked)) if options.choice == Choice::Auto => {
+                let (backend, _) = sqlite::open(options)?;
+                let notice = format!(
+                    "notice: {looked} and no --url given, so this runs on embedded SQLite; \
+                     install the PostgreSQL server (apt-get install postgresql) or pass --url \
+                     to see PostgreSQL"
+                );
+                (backend, Some(notice))
             }
-        }
+            other => other?,
+        };
+        Ok((Engine(backend), notice))
     }
 
     /// On a user's server (`--url`), who the tool connects as: `user me at db:5432/scratch`.
     pub fn users_server(&self) -> Option<String> {
-        match self {
-            Engine::Postgres(engine) => engine.users_server(),
-            Engine::Sqlite(_) => None,
-        }
+        self.0.users_server()
     }
 
     pub fn info(&self) -> &EngineInfo {
-        match self {
-            Engine::Postgres(engine) => &engine.info,
-            Engine::Sqlite(engine) => &engine.info,
-        }
+        self.0.info()
     }
 
     /// The header's description of the engine for a run whose sessions run at `levels`.
     pub fn info_at(&self, scenario: &Scenario, levels: &[SessionLevel]) -> EngineInfo {
         let mut info = self.info().clone();
-        if matches!(self, Engine::Sqlite(_)) {
-            info.detail.push_str(&sqlite::detail(scenario, levels));
-        }
+        info.detail.push_str(&self.0.detail_at(scenario, levels));
         info
     }
 
@@ -176,41 +215,27 @@ impl Engine {
 
     /// The level the engine really runs when asked for `level`.
     pub fn effective_level(&self, level: Level) -> Level {
-        match (self, level) {
-            (Engine::Postgres(_), Level::ReadUncommitted) => Level::ReadCommitted,
-            (Engine::Postgres(_), level) => level,
-            (Engine::Sqlite(_), Level::ReadUncommitted) => Level::ReadUncommitted,
-            (Engine::Sqlite(_), _) => Level::Serializable,
-        }
+        self.0.effective_level(level)
     }
 
     /// Sets up the scenario's data privately and opens one connection per session, each at its
     /// level in a run at `level` ([`Engine::session_levels`]).
     pub async fn prepare(&mut self, scenario: &Scenario, level: Level) -> Result<Run, EngineError> {
         let levels = self.session_levels(scenario, level);
-        match self {
-            Engine::Postgres(engine) => Ok(Run::Postgres(engine.prepare(scenario, &levels).await?)),
-            Engine::Sqlite(engine) => Ok(Run::Sqlite(engine.prepare(scenario, &levels)?)),
-        }
+        Ok(Run(self.0.prepare(scenario, &levels).await?))
     }
 
     /// Removes whatever a run that did not finish left (schemas, files) and stops a throwaway
     /// server. Safe to call after an interrupted or panicked run.
     pub async fn close(self) -> Result<(), EngineError> {
-        match self {
-            Engine::Postgres(engine) => (*engine).close().await,
-            Engine::Sqlite(engine) => engine.close(),
-        }
+        self.0.close().await
     }
 }
 
 impl Run {
     /// Sends a step's SQL on a session's connection, without waiting for its answer.
     pub fn send(&mut self, session: usize, sql: &str) {
-        match self {
-            Run::Postgres(run) => run.send(session, sql),
-            Run::Sqlite(run) => run.send(session, sql),
-        }
+        self.0.send(session, sql)
     }
 
     /// Waits until the step sent on `session` finishes or the database says it waits.
@@ -219,10 +244,7 @@ impl Run {
         session: usize,
         deadline: Instant,
     ) -> Result<Settled, EngineError> {
-        match self {
-            Run::Postgres(run) => run.settle(session, deadline).await,
-            Run::Sqlite(run) => run.settle(session, deadline).await,
-        }
+        self.0.settle(session, deadline).await
     }
 
     /// After another step finished: has the waiting step on `session` finished, or does it wait still?
@@ -231,19 +253,13 @@ impl Run {
         session: usize,
         deadline: Instant,
     ) -> Result<Settled, EngineError> {
-        match self {
-            Run::Postgres(run) => run.settle(session, deadline).await,
-            Run::Sqlite(run) => run.recheck(session, deadline).await,
-        }
+        self.0.recheck(session, deadline).await
     }
 
     /// Whether the engine ends a cycle of waits by itself (picks a deadlock victim) rather than
     /// refusing the step that would close it.
     pub fn breaks_deadlocks(&self) -> bool {
-        match self {
-            Run::Postgres(_) => true,
-            Run::Sqlite(_) => false,
-        }
+        self.0.breaks_deadlocks()
     }
 
     /// Waits until one of the `waiting` sessions' steps ends by itself (a deadlock victim, say).
@@ -253,74 +269,57 @@ impl Run {
         waiting: &[usize],
         deadline: Instant,
     ) -> Result<Option<(usize, Settled)>, EngineError> {
-        match self {
-            Run::Postgres(run) => run.wait_any(waiting, deadline).await,
-            // SQLite's busy handler waits for the runner's word, and SQLite answers a deadlock
-            // with SQLITE_BUSY at once instead of waiting: a wait still open now never ends.
-            Run::Sqlite(_) => Ok(None),
-        }
+        self.0.wait_any(waiting, deadline).await
     }
 
     /// Cancels the step in flight on `session` and returns once it has ended.
     pub async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
-        match self {
-            Run::Postgres(run) => run.cancel(session).await,
-            Run::Sqlite(run) => run.cancel(session).await,
-        }
+        self.0.cancel(session).await
     }
 
     /// Rolls back whatever transaction `session` has open.
     pub async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
-        match self {
-            Run::Postgres(run) => run.rollback(session).await,
-            Run::Sqlite(run) => run.rollback(session).await,
-        }
+        self.0.rollback(session).await
     }
 
     /// Keeps a copy of the data as the setup left it, for [`Run::reset`]. Once per run.
     pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
-        match self {
-            Run::Postgres(run) => run.save_initial_state().await,
-            Run::Sqlite(run) => run.save_initial_state().await,
-        }
+        self.0.save_initial_state().await
     }
 
     /// Rolls back every session and puts the data back as the setup left it (DELETE and
     /// INSERT from the saved copy: no DDL), so the same connections can replay another order.
     pub async fn reset(&mut self) -> Result<(), EngineError> {
-        match self {
-            Run::Postgres(run) => run.reset().await,
-            Run::Sqlite(run) => run.reset().await,
-        }
+        self.0.reset().await
     }
 
     /// Runs the scenario's final check query on the end state, from outside the sessions.
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
-        match self {
-            Run::Postgres(run) => run.final_query(sql).await,
-            Run::Sqlite(run) => run.final_query(sql).await,
-        }
+        self.0.final_query(sql).await
     }
 
     /// Closes the sessions and removes the run's data.
     pub async fn finish(self) -> Result<(), EngineError> {
-        match self {
-            Run::Postgres(run) => run.finish().await,
-            Run::Sqlite(run) => run.finish().await,
-        }
+        self.0.finish().await
     }
 }
 
 /// SQL of the tool's own that keeps a copy of `tables` as the setup left them, and SQL that puts
 /// them back (DELETE and INSERT, no DDL), for replaying many orders on one set of connections.
-fn snapshot_sql(tables: &[String]) -> (String, String) {
+/// `quote` is the engine's identifier quote (`"`, or MariaDB's backtick).
+fn snapshot_sql(tables: &[String], quote: char) -> (String, String) {
+    let q = |name: &str| format!("{quote}{name}{quote}");
+    let saved = |t: &str| q(&format!("anomalies_saved_{t}"));
     let save = tables
         .iter()
-        .map(|t| format!("CREATE TABLE \"anomalies_saved_{t}\" AS SELECT * FROM \"{t}\";"))
+        .map(|t| format!("CREATE TABLE {} AS SELECT * FROM {};", saved(t), q(t)))
         .collect();
-    let deletes = tables.iter().rev().map(|t| format!("DELETE FROM \"{t}\";"));
+    let deletes = tables
+        .iter()
+        .rev()
+        .map(|t| format!("DELETE FROM {};", q(t)));
     let inserts = tables
         .iter()
-        .map(|t| format!("INSERT INTO \"{t}\" SELECT * FROM \"anomalies_saved_{t}\";"));
+        .map(|t| format!("INSERT INTO {} SELECT * FROM {};", q(t), saved(t)));
     (save, deletes.chain(inserts).collect())
 }

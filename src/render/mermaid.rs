@@ -14,10 +14,7 @@ pub fn mermaid(report: &Report) -> String {
         .iter()
         .map(|s| display_name(&s.name))
         .collect();
-    let database = match report.engine.name {
-        crate::scenario::EngineKind::Postgres => "PostgreSQL",
-        crate::scenario::EngineKind::Sqlite => "SQLite",
-    };
+    let database = report.engine.name.label();
     let mut out = String::from("sequenceDiagram\n");
     out.push_str(&format!(
         "    title {} at {} ({} {})\n",

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_postgres::{Client, Config, SimpleQueryMessage, Statement};
 
+mod backend;
 mod cleanup;
 mod connect;
 mod passfile;
@@ -22,6 +23,8 @@ use connect::{characteristics_sql, config_and_tls, connect_bound, describe, no_a
 use connect::{connect, error_text, pg_error};
 use reply::{first_value, step_result};
 use tls::Tls;
+
+pub(super) use backend::open;
 
 use crate::engine::cluster::Cluster;
 use crate::engine::{snapshot_sql, EngineError, EngineInfo, Settled};
@@ -426,7 +429,7 @@ impl PgRun {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        let (save, restore) = snapshot_sql(&tables);
+        let (save, restore) = snapshot_sql(&tables, '"');
         self.control.batch_execute(&save).await.map_err(pg_error)?;
         self.restore = Some(restore);
         Ok(())

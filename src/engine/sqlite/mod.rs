@@ -15,7 +15,10 @@ use tokio::time::Instant;
 
 use session::{busy_handler, execute, spawn_session, Poke, SessionEvent, SqliteSession, TxnState};
 
-use crate::engine::{snapshot_sql, EngineError, EngineInfo, Settled};
+use async_trait::async_trait;
+
+use crate::engine::{snapshot_sql, Backend, BackendRun, ConnectOptions, Connected};
+use crate::engine::{EngineError, EngineInfo, Settled};
 use crate::level::{Level, SessionLevel};
 use crate::scenario::{display_name, EngineKind, Scenario};
 use crate::timeline::{ResultSet, StepResult};
@@ -100,7 +103,7 @@ impl SqliteEngine {
         })
     }
 
-    pub fn prepare(
+    fn prepare(
         &mut self,
         scenario: &Scenario,
         levels: &[SessionLevel],
@@ -157,8 +160,40 @@ impl SqliteEngine {
             states,
         })
     }
+}
 
-    pub fn close(self) -> Result<(), EngineError> {
+/// Opens the embedded engine (it needs no server, and so no option).
+pub(super) fn open(_options: &ConnectOptions) -> Result<Connected, EngineError> {
+    Ok((Box::new(SqliteEngine::new()?), None))
+}
+
+#[async_trait(?Send)]
+impl Backend for SqliteEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    /// SQLite has two levels: READ UNCOMMITTED (with a shared cache) and SERIALIZABLE.
+    fn effective_level(&self, level: Level) -> Level {
+        match level {
+            Level::ReadUncommitted => Level::ReadUncommitted,
+            _ => Level::Serializable,
+        }
+    }
+
+    fn detail_at(&self, scenario: &Scenario, levels: &[SessionLevel]) -> String {
+        detail(scenario, levels)
+    }
+
+    async fn prepare(
+        &mut self,
+        scenario: &Scenario,
+        levels: &[SessionLevel],
+    ) -> Result<Box<dyn BackendRun>, EngineError> {
+        Ok(Box::new(SqliteEngine::prepare(self, scenario, levels)?))
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), EngineError> {
         self.dir
             .close()
             .map_err(|e| EngineError::Sqlite(format!("cannot remove the temporary directory: {e}")))
@@ -171,7 +206,7 @@ fn reads_uncommitted(level: &SessionLevel) -> bool {
 
 /// What the header adds to the engine's description for a run at `levels`: the shared cache
 /// and who reads uncommitted, and who runs with `query_only`.
-pub(super) fn detail(scenario: &Scenario, levels: &[SessionLevel]) -> String {
+fn detail(scenario: &Scenario, levels: &[SessionLevel]) -> String {
     let who = |wanted: fn(&SessionLevel) -> bool| -> Option<Vec<String>> {
         let names: Vec<String> = scenario
             .sessions
@@ -199,19 +234,15 @@ fn sqlite_error(error: rusqlite::Error) -> EngineError {
     EngineError::Sqlite(error.to_string())
 }
 
-impl SqliteRun {
-    pub fn send(&mut self, session: usize, sql: &str) {
+#[async_trait(?Send)]
+impl BackendRun for SqliteRun {
+    fn send(&mut self, session: usize, sql: &str) {
         if let Some(commands) = &self.sessions[session].commands {
             // A closed channel means the thread ended; settle reports it.
             let _ = commands.send(sql.to_string());
         }
     }
-
-    pub async fn settle(
-        &mut self,
-        session: usize,
-        deadline: Instant,
-    ) -> Result<Settled, EngineError> {
+    async fn settle(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
         let event = tokio::time::timeout_at(deadline, self.sessions[session].events.recv()).await;
         match event {
             Err(_) => Ok(Settled::TimedOut),
@@ -229,37 +260,15 @@ impl SqliteRun {
             }
         }
     }
-
     /// Lets a waiting session's busy handler retry, then reports where it stands.
-    pub async fn recheck(
-        &mut self,
-        session: usize,
-        deadline: Instant,
-    ) -> Result<Settled, EngineError> {
+    async fn recheck(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
         if self.sessions[session].in_busy_handler {
             self.sessions[session].in_busy_handler = false;
             let _ = self.sessions[session].pokes.send(Poke::Retry);
         }
         self.settle(session, deadline).await
     }
-
-    /// Who holds what `session` waits for: SQLite has one writer at a time, so the sessions in a
-    /// write transaction; failing that, those holding a read lock.
-    fn holders(&self, session: usize) -> Vec<usize> {
-        let with = |wanted: TxnState| -> Vec<usize> {
-            (0..self.states.len())
-                .filter(|s| *s != session && self.states[*s] == wanted)
-                .collect()
-        };
-        let writers = with(TxnState::Write);
-        if writers.is_empty() {
-            with(TxnState::Read)
-        } else {
-            writers
-        }
-    }
-
-    pub async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
+    async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
         let s = &mut self.sessions[session];
         s.interrupt.interrupt();
         if s.in_busy_handler {
@@ -270,29 +279,7 @@ impl SqliteRun {
         self.discard_answer(session).await;
         Ok(())
     }
-
-    /// Waits for the answer to what `session` was last sent, giving up any lock wait, and keeps
-    /// the transaction state it reports. `None` when the session's thread has ended.
-    async fn answer(&mut self, session: usize) -> Option<StepResult> {
-        loop {
-            match self.sessions[session].events.recv().await? {
-                SessionEvent::Done(result, state) => {
-                    self.states[session] = state;
-                    return Some(result);
-                }
-                SessionEvent::Waiting => {
-                    let _ = self.sessions[session].pokes.send(Poke::GiveUp);
-                }
-            }
-        }
-    }
-
-    /// The answer to what `session` was last sent is not a step result: wait for it, drop it.
-    async fn discard_answer(&mut self, session: usize) {
-        let _ = self.answer(session).await;
-    }
-
-    pub async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
+    async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
         if self.states[session] == TxnState::None {
             return Ok(());
         }
@@ -300,22 +287,7 @@ impl SqliteRun {
         self.discard_answer(session).await;
         Ok(())
     }
-
-    /// Runs SQL of the tool's own on session 0's connection, which must be idle.
-    async fn tool_sql(&mut self, sql: &str) -> Result<StepResult, EngineError> {
-        self.send(0, sql);
-        match self.answer(0).await {
-            Some(StepResult::Failed(e)) => {
-                Err(EngineError::Sqlite(format!("{}: {}", e.code, e.message)))
-            }
-            Some(result) => Ok(result),
-            None => Err(EngineError::Sqlite(
-                "a session thread ended unexpectedly".into(),
-            )),
-        }
-    }
-
-    pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
+    async fn save_initial_state(&mut self) -> Result<(), EngineError> {
         let listed = self
             .tool_sql(
                 "SELECT name FROM sqlite_master WHERE type = 'table' \
@@ -326,13 +298,12 @@ impl SqliteRun {
             return Err(EngineError::Sqlite("no table list".into()));
         };
         let tables: Vec<String> = set.rows.iter().filter_map(|row| row[0].clone()).collect();
-        let (save, restore) = snapshot_sql(&tables);
+        let (save, restore) = snapshot_sql(&tables, '"');
         self.tool_sql(&save).await?;
         self.restore = Some(restore);
         Ok(())
     }
-
-    pub async fn reset(&mut self) -> Result<(), EngineError> {
+    async fn reset(&mut self) -> Result<(), EngineError> {
         for session in 0..self.sessions.len() {
             self.rollback(session).await?;
         }
@@ -343,8 +314,7 @@ impl SqliteRun {
         };
         self.tool_sql(&restore).await.map(|_| ())
     }
-
-    pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
+    async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
         let path = self.path.clone();
         let sql = sql.to_string();
         let result = tokio::task::spawn_blocking(move || {
@@ -365,12 +335,12 @@ impl SqliteRun {
             )),
         }
     }
-
-    pub async fn finish(mut self) -> Result<(), EngineError> {
-        for session in 0..self.sessions.len() {
-            self.rollback(session).await?;
+    async fn finish(self: Box<Self>) -> Result<(), EngineError> {
+        let mut this = *self;
+        for session in 0..this.sessions.len() {
+            this.rollback(session).await?;
         }
-        let threads: Vec<JoinHandle<()>> = self
+        let threads: Vec<JoinHandle<()>> = this
             .sessions
             .iter_mut()
             .filter_map(|s| {
@@ -386,10 +356,74 @@ impl SqliteRun {
         .await
         .map_err(|e| EngineError::Sqlite(format!("a session thread panicked: {e}")))?;
         for suffix in ["", "-wal", "-shm"] {
-            let mut file = self.path.clone().into_os_string();
+            let mut file = this.path.clone().into_os_string();
             file.push(suffix);
             let _ = std::fs::remove_file(file);
         }
         Ok(())
+    }
+
+    fn breaks_deadlocks(&self) -> bool {
+        false
+    }
+
+    // SQLite's busy handler waits for the runner's word, and SQLite answers a deadlock with
+    // SQLITE_BUSY at once instead of waiting: a wait still open now never ends by itself.
+    async fn wait_any(
+        &mut self,
+        _waiting: &[usize],
+        _deadline: Instant,
+    ) -> Result<Option<(usize, Settled)>, EngineError> {
+        Ok(None)
+    }
+}
+
+impl SqliteRun {
+    /// Who holds what `session` waits for: SQLite has one writer at a time, so the sessions in a
+    /// write transaction; failing that, those holding a read lock.
+    fn holders(&self, session: usize) -> Vec<usize> {
+        let with = |wanted: TxnState| -> Vec<usize> {
+            (0..self.states.len())
+                .filter(|s| *s != session && self.states[*s] == wanted)
+                .collect()
+        };
+        let writers = with(TxnState::Write);
+        if writers.is_empty() {
+            with(TxnState::Read)
+        } else {
+            writers
+        }
+    }
+    /// Waits for the answer to what `session` was last sent, giving up any lock wait, and keeps
+    /// the transaction state it reports. `None` when the session's thread has ended.
+    async fn answer(&mut self, session: usize) -> Option<StepResult> {
+        loop {
+            match self.sessions[session].events.recv().await? {
+                SessionEvent::Done(result, state) => {
+                    self.states[session] = state;
+                    return Some(result);
+                }
+                SessionEvent::Waiting => {
+                    let _ = self.sessions[session].pokes.send(Poke::GiveUp);
+                }
+            }
+        }
+    }
+    /// The answer to what `session` was last sent is not a step result: wait for it, drop it.
+    async fn discard_answer(&mut self, session: usize) {
+        let _ = self.answer(session).await;
+    }
+    /// Runs SQL of the tool's own on session 0's connection, which must be idle.
+    async fn tool_sql(&mut self, sql: &str) -> Result<StepResult, EngineError> {
+        self.send(0, sql);
+        match self.answer(0).await {
+            Some(StepResult::Failed(e)) => {
+                Err(EngineError::Sqlite(format!("{}: {}", e.code, e.message)))
+            }
+            Some(result) => Ok(result),
+            None => Err(EngineError::Sqlite(
+                "a session thread ended unexpectedly".into(),
+            )),
+        }
     }
 }

@@ -14,7 +14,7 @@ use crate::scenario::{EngineKind, FixInfo, Scenario};
 
 mod levels;
 
-const ENGINES: [EngineKind; 2] = [EngineKind::Postgres, EngineKind::Sqlite];
+const ENGINES: [EngineKind; 3] = EngineKind::ALL;
 
 pub fn text(scenario: &Scenario, style: Style) -> String {
     let paint = Paint(style.color);

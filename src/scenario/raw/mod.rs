@@ -282,17 +282,13 @@ pub(super) fn engine_named(
     span: Range<usize>,
     at: &Locator,
 ) -> Result<EngineKind, ScenarioError> {
-    match name {
-        "postgres" => Ok(EngineKind::Postgres),
-        "sqlite" => Ok(EngineKind::Sqlite),
-        other => Err(at.error(
+    EngineKind::named(name).ok_or_else(|| {
+        let names = EngineKind::ALL.map(EngineKind::name);
+        at.error(
             span,
-            format!(
-                "unknown engine `{other}`{}",
-                suggestion(other, &["postgres", "sqlite"])
-            ),
-        )),
-    }
+            format!("unknown engine `{name}`{}", suggestion(name, &names)),
+        )
+    })
 }
 
 /// The values of a `<key>_on` table by engine, each engine name checked.

@@ -1,0 +1,236 @@
+//! MariaDB and MySQL through mysql_async: a worker task per session connection, a control
+//! connection per run that sets up a private database and asks `SHOW ENGINE INNODB STATUS`
+//! whether a session waits.
+
+mod connect;
+mod footprint;
+mod probe;
+mod reply;
+mod run;
+mod worker;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mysql_async::{Opts, OptsBuilder};
+
+use connect::{connect, describe, opts_from_url};
+use footprint::{claim_database, create_database, end_connections, lock, sweep_stale};
+use footprint::{drop_database, Live, LiveRun, CLEANUP_TIMEOUT};
+use run::{MariaRun, MariaSession};
+use worker::Worker;
+
+pub(super) use connect::claims_url;
+
+use crate::engine::{Backend, BackendRun, ConnectOptions, Connected, EngineError, EngineInfo};
+use crate::level::{Level, SessionLevel};
+use crate::scenario::{EngineKind, Scenario};
+
+pub struct MariaEngine {
+    info: EngineInfo,
+    opts: Opts,
+    timeout: Duration,
+    admin: Worker,
+    /// MariaDB rather than MySQL: database comments, `max_statement_time`.
+    mariadb: bool,
+    /// Runs not yet finished; `close` cleans up what an interrupted run left.
+    live: Live,
+    /// On a user's server, who the tool connects as: `user app at db:3306/app`.
+    users_server: Option<String>,
+}
+
+/// The server the URL names. (A throwaway server comes with the engine's server module.)
+pub(super) async fn open(options: &ConnectOptions) -> Result<Connected, EngineError> {
+    let Some(url) = &options.url else {
+        return Err(EngineError::Setup(
+            "MariaDB needs --url mysql://… or mariadb://… (a throwaway MariaDB is not built yet)"
+                .into(),
+        ));
+    };
+    let opts = opts_from_url(url)?;
+    let target = describe(&opts);
+    let user = opts.user().unwrap_or("root").to_string();
+    let engine = MariaEngine::connect(opts, options.connect_timeout, &target).await?;
+    sweep_stale(&engine.admin, engine.mariadb).await?;
+    let engine = MariaEngine {
+        users_server: Some(format!("user {user} at {target}")),
+        ..engine
+    };
+    Ok((Box::new(engine), None))
+}
+
+impl MariaEngine {
+    async fn connect(
+        opts: Opts,
+        timeout: Duration,
+        target: &str,
+    ) -> Result<MariaEngine, EngineError> {
+        let admin = Worker::start(connect(&opts, timeout, target).await?);
+        // The first query is bounded too: a server can finish the handshake and then stall.
+        let version = tokio::time::timeout(timeout, admin.value("SELECT VERSION()"))
+            .await
+            .map_err(|_| EngineError::MariadbConnect {
+                target: target.to_string(),
+                reason: format!("no answer within {}", humantime::format_duration(timeout)),
+            })??
+            .unwrap_or_default();
+        let mariadb = version.contains("MariaDB");
+        own_limits(&admin, mariadb).await?;
+        let shown = version.split('-').next().unwrap_or(&version).to_string();
+        Ok(MariaEngine {
+            info: EngineInfo {
+                name: EngineKind::Mariadb,
+                version: shown,
+                detail: if mariadb {
+                    target.to_string()
+                } else {
+                    format!("MySQL, {target}")
+                },
+            },
+            opts,
+            timeout,
+            admin,
+            mariadb,
+            live: Live::default(),
+            users_server: None,
+        })
+    }
+}
+
+/// The tool's own connections wait at most a minute for a statement or a lock.
+async fn own_limits(conn: &Worker, mariadb: bool) -> Result<(), EngineError> {
+    let statement = if mariadb {
+        "SET SESSION max_statement_time = 60"
+    } else {
+        "SET SESSION max_execution_time = 60000"
+    };
+    conn.query(&format!("{statement}; SET SESSION lock_wait_timeout = 60"))
+        .await
+        .map(|_| ())
+}
+
+/// `SET SESSION TRANSACTION ISOLATION LEVEL …, READ ONLY`: for the session's next
+/// transactions, so nothing of the tool's runs inside one.
+fn characteristics_sql(level: &SessionLevel) -> String {
+    let mut sql = format!(
+        "SET SESSION TRANSACTION ISOLATION LEVEL {}",
+        level.effective.sql()
+    );
+    if level.read_only {
+        sql.push_str(", READ ONLY");
+    }
+    sql
+}
+
+#[async_trait(?Send)]
+impl Backend for MariaEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn users_server(&self) -> Option<String> {
+        self.users_server.clone()
+    }
+
+    /// InnoDB runs all four levels as themselves.
+    fn effective_level(&self, level: Level) -> Level {
+        level
+    }
+
+    fn detail_at(&self, scenario: &Scenario, levels: &[SessionLevel]) -> String {
+        let deferrable: Vec<&str> = scenario
+            .sessions
+            .iter()
+            .zip(levels)
+            .filter(|(_, level)| level.deferrable)
+            .map(|(session, _)| session.name.as_str())
+            .collect();
+        if deferrable.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", no DEFERRABLE on MariaDB (asked for {})",
+                deferrable.join(", ")
+            )
+        }
+    }
+
+    async fn prepare(
+        &mut self,
+        scenario: &Scenario,
+        levels: &[SessionLevel],
+    ) -> Result<Box<dyn BackendRun>, EngineError> {
+        let target = describe(&self.opts);
+        let control = Worker::start(connect(&self.opts, self.timeout, &target).await?);
+        own_limits(&control, self.mariadb).await?;
+        let database = claim_database(&control, &scenario.id).await?;
+        lock(&self.live).push(LiveRun {
+            database: database.clone(),
+            connections: vec![control.id],
+        });
+        create_database(&control, &database, self.mariadb).await?;
+        control.query(&scenario.setup).await.map_err(|e| {
+            let EngineError::Mariadb(text) = e else {
+                return e;
+            };
+            EngineError::Setup(format!(
+                "{}: the setup SQL failed on MariaDB: {text}",
+                scenario.setup_at
+            ))
+        })?;
+        // The setup may have moved the control connection elsewhere (`USE other`): the tool's
+        // own queries on it (the final query, the data reset) read the run's database.
+        control.query(&format!("USE `{database}`")).await?;
+
+        let session_opts: Opts = OptsBuilder::from_opts(self.opts.clone())
+            .db_name(Some(database.clone()))
+            .into();
+        let timeout = self.timeout;
+        let connects = levels.iter().map(|level| {
+            let opts = &session_opts;
+            let target = &target;
+            async move {
+                let worker = Worker::start(connect(opts, timeout, target).await?);
+                worker.query(&characteristics_sql(level)).await?;
+                Ok::<_, EngineError>(MariaSession {
+                    worker,
+                    in_flight: None,
+                })
+            }
+        });
+        let sessions = futures_util::future::try_join_all(connects).await?;
+        if let Some(run) = lock(&self.live).iter_mut().find(|r| r.database == database) {
+            run.connections.extend(sessions.iter().map(|s| s.worker.id));
+        }
+        Ok(Box::new(MariaRun {
+            database,
+            live: self.live.clone(),
+            control,
+            sessions,
+            restore: None,
+        }))
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), EngineError> {
+        let cleanup = async {
+            let left: Vec<LiveRun> = lock(&self.live).clone();
+            let mut result = Ok(());
+            for run in &left {
+                if let Err(e) = end_connections(&self.admin, &run.connections).await {
+                    result = Err(e);
+                }
+                if let Err(e) = drop_database(&self.admin, &run.database).await {
+                    result = Err(e);
+                }
+            }
+            result
+        };
+        match tokio::time::timeout(CLEANUP_TIMEOUT, cleanup).await {
+            Ok(result) => result,
+            Err(_) => Err(EngineError::Mariadb(format!(
+                "the server did not answer the clean-up within {}",
+                humantime::format_duration(CLEANUP_TIMEOUT)
+            ))),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! One scenario at one level on MariaDB: a worker per session, and a control worker that asks
+//! the server whether a session waits, cancels, and reads the end state.
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use async_trait::async_trait;
+
+use super::footprint::{drop_database, lock, Live};
+use super::probe::lock_wait;
+use super::worker::{received, step_result, Answer, Worker};
+use crate::engine::{snapshot_sql, BackendRun, EngineError, Settled};
+use crate::timeline::{ResultSet, StepResult};
+
+pub(super) struct MariaRun {
+    pub(super) database: String,
+    pub(super) live: Live,
+    pub(super) control: Worker,
+    pub(super) sessions: Vec<MariaSession>,
+    /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
+    pub(super) restore: Option<String>,
+}
+
+pub(super) struct MariaSession {
+    pub(super) worker: Worker,
+    pub(super) in_flight: Option<oneshot::Receiver<Answer>>,
+}
+
+/// Waits other than InnoDB's row and table locks, as the connection's state names them: a
+/// `GET_LOCK` (`User lock`) or a metadata lock (`Waiting for table metadata lock`).
+fn waits_by_state(state: &str) -> bool {
+    state == "User lock" || (state.starts_with("Waiting for") && state.ends_with("lock"))
+}
+
+impl MariaRun {
+    fn session_of(&self, id: u32) -> Option<usize> {
+        self.sessions.iter().position(|s| s.worker.id == id)
+    }
+
+    /// Asks the server once whether connection `id` waits, and for which sessions.
+    async fn probe(&self, id: u32) -> Result<Option<Vec<usize>>, EngineError> {
+        let sets = self
+            .control
+            .query(&format!(
+                "SHOW ENGINE INNODB STATUS; \
+                 SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = {id}"
+            ))
+            .await?;
+        let status = sets
+            .first()
+            .and_then(|set| set.rows.first())
+            .and_then(|row| row.get(2).cloned().flatten())
+            .unwrap_or_default();
+        if let Some(blockers) = lock_wait(&status, id) {
+            let mut sessions: Vec<usize> = blockers
+                .iter()
+                .filter_map(|b| self.session_of(*b))
+                .collect();
+            sessions.sort_unstable();
+            sessions.dedup();
+            return Ok(Some(sessions));
+        }
+        let state = sets
+            .get(1)
+            .and_then(|set| set.rows.first())
+            .and_then(|row| row.first().cloned().flatten())
+            .unwrap_or_default();
+        Ok(waits_by_state(&state).then(Vec::new))
+    }
+}
+
+#[async_trait(?Send)]
+impl BackendRun for MariaRun {
+    fn send(&mut self, session: usize, sql: &str) {
+        let answer = self.sessions[session].worker.submit(sql);
+        self.sessions[session].in_flight = Some(answer);
+    }
+
+    /// Polls the step's reply and, from the first moment, asks the server whether the session
+    /// waits; whichever answers first decides.
+    async fn settle(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
+        let id = self.sessions[session].worker.id;
+        let Some(mut reply) = self.sessions[session].in_flight.take() else {
+            return Err(EngineError::Mariadb("no step in flight".into()));
+        };
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut reply => {
+                    return Ok(Settled::Done(step_result(received(answer)?)?));
+                }
+                waits = self.probe(id) => {
+                    if let Some(blocked_by) = waits? {
+                        self.sessions[session].in_flight = Some(reply);
+                        return Ok(Settled::Waiting(blocked_by));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.sessions[session].in_flight = Some(reply);
+                    return Ok(Settled::TimedOut);
+                }
+            }
+        }
+    }
+
+    async fn wait_any(
+        &mut self,
+        waiting: &[usize],
+        deadline: Instant,
+    ) -> Result<Option<(usize, Settled)>, EngineError> {
+        let replies: Vec<(usize, &mut oneshot::Receiver<Answer>)> = self
+            .sessions
+            .iter_mut()
+            .enumerate()
+            .filter(|(index, _)| waiting.contains(index))
+            .filter_map(|(index, session)| session.in_flight.as_mut().map(|r| (index, r)))
+            .collect();
+        if replies.is_empty() {
+            return Ok(None);
+        }
+        let (indices, receivers): (Vec<usize>, Vec<_>) = replies.into_iter().unzip();
+        let any = futures_util::future::select_all(receivers);
+        let (answer, position, _) = match tokio::time::timeout_at(deadline, any).await {
+            Ok(done) => done,
+            Err(_) => return Ok(None),
+        };
+        let session = indices[position];
+        self.sessions[session].in_flight = None;
+        Ok(Some((
+            session,
+            Settled::Done(step_result(received(answer)?)?),
+        )))
+    }
+
+    async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
+        let id = self.sessions[session].worker.id;
+        self.control.query(&format!("KILL QUERY {id}")).await?;
+        if let Some(reply) = self.sessions[session].in_flight.take() {
+            // The killed statement answers 1317; it is not a step result.
+            let _ = reply.await;
+        }
+        Ok(())
+    }
+
+    async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
+        self.sessions[session]
+            .worker
+            .query("ROLLBACK")
+            .await
+            .map(|_| ())
+    }
+
+    async fn save_initial_state(&mut self) -> Result<(), EngineError> {
+        let sets = self
+            .control
+            .query(&format!(
+                "SELECT TABLE_NAME FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = '{}' AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+                self.database
+            ))
+            .await?;
+        let tables: Vec<String> = sets
+            .into_iter()
+            .flat_map(|set| set.rows)
+            .filter_map(|row| row.into_iter().next().flatten())
+            .collect();
+        let (save, restore) = snapshot_sql(&tables, '`');
+        self.control.query(&save).await?;
+        // The tables go back in name order: the restore checks no foreign key meanwhile.
+        self.restore = Some(format!(
+            "SET foreign_key_checks = 0; {restore} SET foreign_key_checks = 1"
+        ));
+        Ok(())
+    }
+
+    async fn reset(&mut self) -> Result<(), EngineError> {
+        let Some(restore) = self.restore.clone() else {
+            return Err(EngineError::Setup(
+                "reset before the initial state was saved".into(),
+            ));
+        };
+        // Every session's ROLLBACK and the restore go out at once.
+        let rollbacks = self
+            .sessions
+            .iter()
+            .map(|session| session.worker.submit("ROLLBACK"))
+            .collect::<Vec<_>>();
+        let restored = self.control.submit(&restore);
+        for answer in futures_util::future::join_all(rollbacks).await {
+            received(answer)?.map_err(|e| EngineError::Mariadb(e.to_string()))?;
+        }
+        received(restored.await)?
+            .map(|_| ())
+            .map_err(|e| EngineError::Mariadb(e.to_string()))
+    }
+
+    async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
+        match step_result(received(self.control.submit(sql).await)?)? {
+            StepResult::Rows(rows) => Ok(rows),
+            StepResult::Failed(e) => Err(EngineError::Setup(format!(
+                "the final check query failed: {}",
+                e.message
+            ))),
+            StepResult::Command { .. } => Err(EngineError::Setup(
+                "the final check query returned no rows".into(),
+            )),
+        }
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), EngineError> {
+        for session in &self.sessions {
+            // Ends a transaction a cancelled or stuck step may have left open.
+            let _ = session.worker.query("ROLLBACK").await;
+        }
+        drop(self.sessions);
+        drop_database(&self.control, &self.database).await?;
+        lock(&self.live).retain(|run| run.database != self.database);
+        Ok(())
+    }
+}

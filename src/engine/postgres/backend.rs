@@ -1,0 +1,118 @@
+//! PostgreSQL behind the engine seam: which server to reach (a URL, or a throwaway cluster
+//! from installed binaries), and the seam's methods.
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::{PgEngine, PgRun};
+use crate::engine::cluster;
+use crate::engine::Settled;
+use crate::engine::{Backend, BackendRun, ConnectOptions, Connected, EngineError, EngineInfo};
+use crate::level::{Level, SessionLevel};
+use crate::scenario::Scenario;
+use crate::timeline::ResultSet;
+
+/// The server the URL names, else a throwaway cluster; [`EngineError::NoServer`] when there is
+/// no URL and no server binaries.
+pub(in crate::engine) async fn open(options: &ConnectOptions) -> Result<Connected, EngineError> {
+    if let Some(url) = &options.url {
+        let engine = PgEngine::connect_url(url, options.connect_timeout).await?;
+        return Ok((Box::new(engine), None));
+    }
+    let bindir = match &options.pg_bindir {
+        Some(dir) => cluster::has_server(dir).then(|| dir.clone()),
+        None => cluster::find_bindir(),
+    };
+    let Some(bindir) = bindir else {
+        let looked = match &options.pg_bindir {
+            Some(dir) => format!("no PostgreSQL server binaries in {}", dir.display()),
+            None => "no PostgreSQL server binaries found (looked on PATH, through pg_config and \
+                     under /usr/lib/postgresql/*/bin)"
+                .to_string(),
+        };
+        return Err(match options.choice {
+            crate::engine::Choice::Auto => EngineError::NoServer(looked),
+            _ => EngineError::Setup(format!(
+                "{looked}: install the PostgreSQL server (apt-get install postgresql), point \
+                 --pg-bindir at its binaries, or pass --url"
+            )),
+        });
+    };
+    let engine = PgEngine::throwaway(&bindir).await?;
+    let notice = engine.cluster_notice();
+    Ok((Box::new(engine), notice))
+}
+
+#[async_trait(?Send)]
+impl Backend for PgEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn users_server(&self) -> Option<String> {
+        PgEngine::users_server(self)
+    }
+
+    /// PostgreSQL runs READ UNCOMMITTED as READ COMMITTED.
+    fn effective_level(&self, level: Level) -> Level {
+        match level {
+            Level::ReadUncommitted => Level::ReadCommitted,
+            level => level,
+        }
+    }
+
+    async fn prepare(
+        &mut self,
+        scenario: &Scenario,
+        levels: &[SessionLevel],
+    ) -> Result<Box<dyn BackendRun>, EngineError> {
+        Ok(Box::new(PgEngine::prepare(self, scenario, levels).await?))
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), EngineError> {
+        PgEngine::close(*self).await
+    }
+}
+
+#[async_trait(?Send)]
+impl BackendRun for PgRun {
+    fn send(&mut self, session: usize, sql: &str) {
+        PgRun::send(self, session, sql)
+    }
+
+    async fn settle(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
+        PgRun::settle(self, session, deadline).await
+    }
+
+    async fn wait_any(
+        &mut self,
+        waiting: &[usize],
+        deadline: Instant,
+    ) -> Result<Option<(usize, Settled)>, EngineError> {
+        PgRun::wait_any(self, waiting, deadline).await
+    }
+
+    async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
+        PgRun::cancel(self, session).await
+    }
+
+    async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
+        PgRun::rollback(self, session).await
+    }
+
+    async fn save_initial_state(&mut self) -> Result<(), EngineError> {
+        PgRun::save_initial_state(self).await
+    }
+
+    async fn reset(&mut self) -> Result<(), EngineError> {
+        PgRun::reset(self).await
+    }
+
+    async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
+        PgRun::final_query(self, sql).await
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), EngineError> {
+        PgRun::finish(*self).await
+    }
+}
