@@ -182,8 +182,11 @@ impl Backend for MariaEngine {
         // own queries on it (the final query, the data reset) read the run's database.
         control.query(&format!("USE `{database}`")).await?;
 
+        // A step's row count is the rows it matched, as on PostgreSQL and SQLite (MariaDB would
+        // otherwise count only rows whose value changed).
         let session_opts: Opts = OptsBuilder::from_opts(self.opts.clone())
             .db_name(Some(database.clone()))
+            .client_found_rows(true)
             .into();
         let timeout = self.timeout;
         let connects = levels.iter().map(|level| {

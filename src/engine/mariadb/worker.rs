@@ -125,6 +125,9 @@ async fn read_sets(conn: &mut Conn, sql: &str) -> Answer {
             affected,
         });
         if reply.is_empty() {
+            // A later statement's error waits as the pending result, which `is_empty` does not
+            // count: reading once more brings it out (and reads nothing when there is none).
+            let _: Vec<Row> = reply.collect().await?;
             return Ok(sets);
         }
     }
