@@ -168,7 +168,7 @@ sql = "UPDATE t SET v = 0"
         check_error(
             "setup_on.sqlite",
             "setup_on.mysql",
-            "locks.toml:7:10: unknown engine `mysql`; known: postgres, sqlite",
+            "locks.toml:7:10: unknown engine `mysql`; did you mean `mariadb`? (it covers MySQL too)",
         );
         check_error(
             "setup_on.postgres",

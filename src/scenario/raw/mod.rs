@@ -284,10 +284,12 @@ pub(super) fn engine_named(
 ) -> Result<EngineKind, ScenarioError> {
     EngineKind::named(name).ok_or_else(|| {
         let names = EngineKind::ALL.map(EngineKind::name);
-        at.error(
-            span,
-            format!("unknown engine `{name}`{}", suggestion(name, &names)),
-        )
+        let hint = if name.eq_ignore_ascii_case("mysql") {
+            "; did you mean `mariadb`? (it covers MySQL too)".to_string()
+        } else {
+            suggestion(name, &names)
+        };
+        at.error(span, format!("unknown engine `{name}`{hint}"))
     })
 }
 
