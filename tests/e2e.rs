@@ -89,6 +89,9 @@ macro_rules! engine_tests {
         mod postgres {
             $(#[test] fn $name() { super::check_all_levels($id, super::EngineKind::Postgres); })*
         }
+        mod mariadb {
+            $(#[test] fn $name() { super::check_all_levels($id, super::EngineKind::Mariadb); })*
+        }
         mod sqlite {
             $(#[test] fn $name() { super::check_all_levels($id, super::EngineKind::Sqlite); })*
         }

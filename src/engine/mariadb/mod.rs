@@ -24,7 +24,7 @@ pub(super) use connect::claims_url;
 
 use crate::engine::{Backend, BackendRun, ConnectOptions, Connected, EngineError, EngineInfo};
 use crate::level::{Level, SessionLevel};
-use crate::scenario::{EngineKind, Scenario};
+use crate::scenario::{display_name, EngineKind, Scenario};
 
 pub struct MariaEngine {
     info: EngineInfo,
@@ -138,7 +138,7 @@ impl Backend for MariaEngine {
     }
 
     fn detail_at(&self, scenario: &Scenario, levels: &[SessionLevel]) -> String {
-        let deferrable: Vec<&str> = scenario
+        let deferrable: Vec<String> = scenario
             .sessions
             .iter()
             .zip(levels)

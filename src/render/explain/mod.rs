@@ -100,8 +100,10 @@ pub fn text(scenario: &Scenario, style: Style) -> String {
     }
     paragraph(
         &mut out,
-        "PostgreSQL runs read uncommitted as read committed; SQLite runs every level but read \
-         uncommitted as serializable (read uncommitted is its shared-cache mode).",
+        "PostgreSQL runs read uncommitted as read committed; MariaDB (InnoDB) runs all four, with \
+         snapshots only for plain reads and SERIALIZABLE's reads taking shared locks; SQLite runs \
+         every level but read uncommitted as serializable (read uncommitted is its shared-cache \
+         mode).",
         2,
     );
     out.push('\n');
