@@ -143,7 +143,7 @@ impl Backend for MariaEngine {
             .iter()
             .zip(levels)
             .filter(|(_, level)| level.deferrable)
-            .map(|(session, _)| session.name.as_str())
+            .map(|(session, _)| display_name(&session.name))
             .collect();
         if deferrable.is_empty() {
             String::new()
