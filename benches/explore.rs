@@ -86,10 +86,11 @@ async fn explore_orders(
     conninfo: &str,
 ) -> (Vec<Interleaving>, usize, Vec<f64>, f64) {
     let options = ConnectOptions {
-        choice: Choice::Postgres,
+        choice: Choice::Only(anomalies::scenario::EngineKind::Postgres),
         url: Some(conninfo.to_string()),
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
+        mariadb_bindir: None,
     };
     let (mut engine, _) = Engine::connect(&options).await.expect("connect");
     let run_options = RunOptions {

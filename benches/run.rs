@@ -3,10 +3,11 @@
 //! - replay: one interleaving on open connections (the runner and the engine, no setup), also
 //!   with fixes in place whose sessions retry (attempt 2 included in the time);
 //! - prepare + finish: a private schema or file, the setup SQL, one connection per session;
-//! - wait detection: from sending a step that blocks on a row lock to knowing it waits;
+//! - wait detection: from sending a step that blocks on a row lock to knowing it waits, and from
+//!   the blocker's ROLLBACK to knowing the wait ended (PostgreSQL and MariaDB);
 //! - the whole command, server start and stop included, as a user types it.
 //!
-//! PostgreSQL is a throwaway cluster started from the installed server binaries.
+//! PostgreSQL and MariaDB are throwaway servers started from the installed server binaries.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use anomalies::engine::{Choice, ConnectOptions, Engine, Settled};
 use anomalies::level::Level;
 use anomalies::runner::{replay, RunOptions};
-use anomalies::scenario::Scenario;
+use anomalies::scenario::{EngineKind, Scenario};
 
 const ROUNDS: usize = 200;
 const COMMAND_ROUNDS: usize = 20;
@@ -24,8 +25,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    for choice in [Choice::Postgres, Choice::Sqlite] {
-        runtime.block_on(engine_figures(choice));
+    for kind in EngineKind::ALL {
+        runtime.block_on(engine_figures(Choice::Only(kind)));
     }
     command_figures();
 }
@@ -36,6 +37,7 @@ async fn engine_figures(choice: Choice) {
         url: None,
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
+        mariadb_bindir: None,
     };
     let (mut engine, _) = Engine::connect(&options).await.expect("engine");
     let info = engine.info().clone();
@@ -91,18 +93,20 @@ async fn engine_figures(choice: Choice) {
             stats(&mut prepares)
         );
     }
-    if choice == Choice::Postgres {
+    if choice != Choice::Only(EngineKind::Sqlite) {
         wait_detection(&mut engine).await;
     }
     engine.close().await.expect("close");
 }
 
 /// Alice holds a row lock; John's UPDATE of the same row is sent and settled: how long until
-/// the runner knows John waits?
+/// the runner knows John waits? And once Alice rolls back, how long until it knows John's UPDATE
+/// is done?
 async fn wait_detection(engine: &mut Engine) {
     let scenario = Scenario::load("lost-update").expect("built-in");
     let deadline = || tokio::time::Instant::now() + Duration::from_secs(10);
     let mut waits = Vec::new();
+    let mut ends = Vec::new();
     for _ in 0..ROUNDS {
         let mut run = engine
             .prepare(&scenario, Level::ReadCommitted)
@@ -126,7 +130,13 @@ async fn wait_detection(engine: &mut Engine) {
             "John should wait for Alice"
         );
         run.rollback(0).await.expect("rollback");
-        run.recheck(1, deadline()).await.expect("recheck");
+        let started = Instant::now();
+        let settled = run.recheck(1, deadline()).await.expect("recheck");
+        ends.push(started.elapsed());
+        assert!(
+            matches!(settled, Settled::Done(_)),
+            "John's UPDATE should be done once Alice rolled back: {settled:?}"
+        );
         run.rollback(1).await.expect("rollback");
         run.finish().await.expect("finish");
     }
@@ -134,13 +144,17 @@ async fn wait_detection(engine: &mut Engine) {
         "  wait detection (send → known waiting): {}",
         stats(&mut waits)
     );
+    println!(
+        "  wait end (blocker's ROLLBACK returned → step known done): {}",
+        stats(&mut ends)
+    );
 }
 
 /// The command as a user runs it, twice warm per engine.
 fn command_figures() {
     let binary = env!("CARGO_BIN_EXE_anomalies");
     println!("\nwhole command, {COMMAND_ROUNDS} runs each (warm cache)");
-    for engine in ["postgres", "sqlite"] {
+    for engine in EngineKind::ALL.map(EngineKind::name) {
         let mut times = Vec::new();
         for _ in 0..COMMAND_ROUNDS {
             let started = Instant::now();

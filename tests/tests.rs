@@ -7,6 +7,7 @@ mod cli;
 mod connect;
 mod e2e;
 mod explore;
+mod mariadb;
 mod outcome_forms;
 mod per_engine;
 mod pictures;

@@ -5,7 +5,7 @@
 //! connection per session, at one isolation level. The runner drives a `Run` step by step.
 
 pub mod cluster;
-mod mariadb;
+pub mod mariadb;
 mod postgres;
 mod sqlite;
 

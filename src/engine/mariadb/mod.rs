@@ -26,7 +26,7 @@ use crate::engine::{Backend, BackendRun, ConnectOptions, Connected, EngineError,
 use crate::level::{Level, SessionLevel};
 use crate::scenario::{display_name, EngineKind, Scenario};
 
-pub struct MariaEngine {
+pub(crate) struct MariaEngine {
     info: EngineInfo,
     opts: Opts,
     timeout: Duration,
