@@ -4,6 +4,7 @@
 //! SQLite); [`Engine::prepare`] makes a [`Run`]: a private copy of a scenario's data and one
 //! connection per session, at one isolation level. The runner drives a `Run` step by step.
 
+mod cache;
 pub mod cluster;
 mod postgres;
 mod sqlite;
