@@ -90,6 +90,7 @@ async fn explore_orders(
         url: Some(conninfo.to_string()),
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
+        mariadb_bindir: None,
     };
     let (mut engine, _) = Engine::connect(&options).await.expect("connect");
     let run_options = RunOptions {

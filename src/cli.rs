@@ -111,6 +111,12 @@ pub struct ConnectionArgs {
     #[arg(long, env = "ANOMALIES_PG_BINDIR", value_name = "DIR")]
     pub pg_bindir: Option<PathBuf>,
 
+    /// Start the throwaway MariaDB from the `mariadbd` (or `mysqld`) in this directory, with
+    /// `mariadb-install-db` beside it, in ../bin or in ../scripts, instead of searching PATH
+    /// and /usr/sbin.
+    #[arg(long, env = "ANOMALIES_MARIADB_BINDIR", value_name = "DIR")]
+    pub mariadb_bindir: Option<PathBuf>,
+
     /// Cancel a step that neither finishes nor waits on a lock within this time.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub step_timeout: Duration,

@@ -385,6 +385,7 @@ fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOption
         url: connection.url.clone(),
         connect_timeout: connection.connect_timeout,
         pg_bindir: connection.pg_bindir.clone(),
+        mariadb_bindir: connection.mariadb_bindir.clone(),
     }
 }
 

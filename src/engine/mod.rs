@@ -6,6 +6,7 @@
 
 mod cache;
 pub mod cluster;
+pub mod mariadb;
 mod postgres;
 mod sqlite;
 
@@ -37,6 +38,8 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Server binaries to start a throwaway PostgreSQL from, instead of searching for them.
     pub pg_bindir: Option<PathBuf>,
+    /// The directory of `mariadbd` to start a throwaway MariaDB from, instead of searching.
+    pub mariadb_bindir: Option<PathBuf>,
 }
 
 /// What the header says about the database.
@@ -62,6 +65,8 @@ pub enum EngineError {
     Sqlite(String),
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    MariaServer(#[from] mariadb::server::MariaError),
 }
 
 /// A connected database.

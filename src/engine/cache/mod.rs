@@ -148,7 +148,27 @@ fn user_choices(flavor: &Flavor) -> String {
     named.join(" nor ")
 }
 
+/// The length and the 64-bit FNV-1a hash of `bytes`: stable across builds, unlike std's hasher.
+/// Manifests of the files an initialisation wrote keep these.
+pub(crate) fn fingerprint(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{}:{hash:016x}", bytes.len())
+}
+
 pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> CacheError {
     let what = what.into();
     move |err| CacheError::Io { what, err }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_tell_contents_apart() {
+        assert_eq!(fingerprint(b""), "0:cbf29ce484222325");
+        assert_ne!(fingerprint(b"ab"), fingerprint(b"ba"));
+    }
 }
