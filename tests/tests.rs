@@ -7,6 +7,8 @@ mod cli;
 mod connect;
 mod e2e;
 mod explore;
+mod mariadb_heal;
+mod mariadb_server;
 mod outcome_forms;
 mod per_engine;
 mod pictures;

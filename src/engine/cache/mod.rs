@@ -122,7 +122,10 @@ pub enum CacheError {
         .flavor.engine,
         START_TIMEOUT.as_secs()
     )]
-    StartTimeout { flavor: &'static Flavor, log: String },
+    StartTimeout {
+        flavor: &'static Flavor,
+        log: String,
+    },
     #[error("cannot send {signal} to the {} server (pid {pid}): {errno}", .flavor.engine)]
     Signal {
         flavor: &'static Flavor,

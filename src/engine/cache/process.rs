@@ -56,8 +56,8 @@ impl Server {
         mut command: Command,
     ) -> Result<Server, CacheError> {
         command.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child =
-            spawn_lasting(command).map_err(io_error(format!("cannot run {}", program.display())))?;
+        let mut child = spawn_lasting(command)
+            .map_err(io_error(format!("cannot run {}", program.display())))?;
         let log = Log::default();
         let (events, incoming) = mpsc::channel();
         let drain = match child.stderr.take() {

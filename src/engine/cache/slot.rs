@@ -305,7 +305,9 @@ mod tests {
 
     #[test]
     fn long_socket_paths_are_refused() {
-        let long = PathBuf::from("/").join("x".repeat(100)).join(".s.PGSQL.5432");
+        let long = PathBuf::from("/")
+            .join("x".repeat(100))
+            .join(".s.PGSQL.5432");
         assert!(matches!(
             check_socket_path(&FLAVOR, &long),
             Err(CacheError::SocketPathTooLong { .. })

@@ -98,7 +98,10 @@ impl Cluster {
         let major = major_version_of(&postgres)?;
         let owner = server_user(&FLAVOR)?;
         let pg_dir = cache_root(&FLAVOR)?.join(format!("pg-{major}"));
-        check_socket_path(&FLAVOR, &pg_dir.join("slot-0").join("sock").join(SOCKET_NAME))?;
+        check_socket_path(
+            &FLAVOR,
+            &pg_dir.join("slot-0").join("sock").join(SOCKET_NAME),
+        )?;
         make_dirs(&pg_dir)?;
         if let Some(owner) = &owner {
             check_traversable(&FLAVOR, &pg_dir, owner)?;

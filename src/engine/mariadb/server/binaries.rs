@@ -47,6 +47,11 @@ pub(super) fn find(bindir: Option<&Path>) -> Result<Binaries, MariaError> {
     // The real file, whose directory is its installation's (Debian's /usr/sbin/mysqld is a
     // link to mariadbd; /sbin may be a link to /usr/sbin).
     let server = fs::canonicalize(&found).unwrap_or(found);
+    let version = version_of(&server)?;
+    let series = series_of(&version).ok_or_else(|| MariaError::Version {
+        program: server.clone(),
+        detail: format!("unexpected version {version:?}"),
+    })?;
     let server_dir = server.parent().unwrap_or(Path::new("/"));
     let mut install_dirs = vec![
         server_dir.to_path_buf(),
@@ -64,11 +69,6 @@ pub(super) fn find(bindir: Option<&Path>) -> Result<Binaries, MariaError> {
                 None => format!("beside it, in ../bin, in ../scripts, on PATH or in {SYSTEM_BIN}"),
             },
         })?;
-    let version = version_of(&server)?;
-    let series = series_of(&version).ok_or_else(|| MariaError::Version {
-        program: server.clone(),
-        detail: format!("unexpected version {version:?}"),
-    })?;
     Ok(Binaries {
         server,
         install_db,
@@ -118,8 +118,8 @@ fn version_of(server: &Path) -> Result<String, MariaError> {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(failed(format!("{}: {}", output.status, stderr.trim())));
     }
-    let version =
-        parse_version(&text).ok_or_else(|| failed(format!("unexpected output {:?}", text.trim())))?;
+    let version = parse_version(&text)
+        .ok_or_else(|| failed(format!("unexpected output {:?}", text.trim())))?;
     if !version.contains("MariaDB") {
         return Err(MariaError::NotMariaDb {
             program: server.to_path_buf(),
@@ -164,7 +164,8 @@ mod tests {
             parse_version(debian).as_deref(),
             Some("10.11.19-MariaDB-0+deb12u1")
         );
-        let mysql = "/usr/sbin/mysqld  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)";
+        let mysql =
+            "/usr/sbin/mysqld  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)";
         assert_eq!(parse_version(mysql).as_deref(), Some("8.0.36"));
         assert_eq!(parse_version("mariadbd Ver"), None);
         assert_eq!(parse_version("nonsense"), None);

@@ -33,7 +33,8 @@ enum Rule {
 /// manifest, when it has one.
 pub(super) fn damage(data_dir: &Path, manifest: Option<&str>) -> Option<String> {
     check_data_dir(data_dir).or_else(|| {
-        manifest.and_then(|manifest| manifest_damage(manifest, |name| fs::read(data_dir.join(name))))
+        manifest
+            .and_then(|manifest| manifest_damage(manifest, |name| fs::read(data_dir.join(name))))
     })
 }
 

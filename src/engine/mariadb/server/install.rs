@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 
 use super::binaries::Binaries;
 use super::health::{failure_reason, manifest_of, MANIFEST};
-use super::process::{path_setting, FILE_SETTINGS};
+use super::process::{path_setting, FILE_SETTINGS, RUN_DIR};
 use super::MariaError;
 use crate::engine::cache::slot::{give, remove_any, Owner};
 use crate::engine::cache::spawn::{confine, spawn_lasting};
@@ -69,6 +69,9 @@ pub(super) fn install_once(
     }
     command
         .arg(path_setting("datadir", &tmp_dir))
+        // Not /tmp: a MariaDB server that starts removes every `#sql*` file in its tmpdir,
+        // which are the temporary tables of any other server bootstrapping there.
+        .arg(path_setting("tmpdir", &slot_dir.join(RUN_DIR)))
         .args([
             "--skip-test-db",
             "--auth-root-authentication-method=normal",

@@ -127,9 +127,11 @@ impl MariaServer {
     /// [`MariaServer::start`] with the cache at `cache_root` instead of the tool's.
     pub fn start_in(bindir: Option<&Path>, cache_root: &Path) -> Result<MariaServer, MariaError> {
         let binaries = binaries::find(bindir)?;
-        let root = std::path::absolute(cache_root).map_err(crate::engine::cache::io_error(
-            format!("cannot resolve the cache directory {}", cache_root.display()),
-        ))?;
+        let root =
+            std::path::absolute(cache_root).map_err(crate::engine::cache::io_error(format!(
+                "cannot resolve the cache directory {}",
+                cache_root.display()
+            )))?;
         start_with(&binaries, &root)
     }
 
@@ -199,8 +201,9 @@ fn start_with(binaries: &Binaries, root: &Path) -> Result<MariaServer, MariaErro
         slot_dir: &slot_dir,
         owner: owner.as_ref(),
     };
-    healer.prepare(fresh, &mut notes)?;
+    // Before the data directory: mariadb-install-db's server keeps its temporary files there.
     private_dir(&slot_dir.join(RUN_DIR), owner.as_ref())?;
+    healer.prepare(fresh, &mut notes)?;
     let server = healer.launch(&mut notes)?;
     Ok(MariaServer {
         server: Some(server),

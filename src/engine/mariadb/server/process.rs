@@ -30,7 +30,8 @@ pub(super) static FLAVOR: Flavor = Flavor {
 /// `innodb_lock_wait_timeout` of the throwaway server: see [`SETTINGS`].
 pub const LOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// The slot's directory of the server's socket, pid file and temporary files.
+/// The slot's directory of the server's socket, pid file and temporary files (its own: a
+/// starting server removes the `#sql*` files in its tmpdir, another server's included).
 pub(super) const RUN_DIR: &str = "run";
 pub(super) const SOCKET_NAME: &str = "mariadbd.sock";
 const PID_NAME: &str = "mariadbd.pid";
