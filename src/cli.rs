@@ -113,8 +113,9 @@ pub struct ConnectionArgs {
     #[arg(long, env = "ANOMALIES_PG_BINDIR", value_name = "DIR")]
     pub pg_bindir: Option<PathBuf>,
 
-    /// Start the throwaway MariaDB from the server binaries in this directory (with `mariadbd`
-    /// or `mysqld`) instead of searching PATH and /usr/sbin.
+    /// Start the throwaway MariaDB from the `mariadbd` (or `mysqld`) in this directory, with
+    /// `mariadb-install-db` beside it, in ../bin or in ../scripts, instead of searching PATH
+    /// and /usr/sbin.
     #[arg(long, env = "ANOMALIES_MARIADB_BINDIR", value_name = "DIR")]
     pub mariadb_bindir: Option<PathBuf>,
 

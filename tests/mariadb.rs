@@ -41,9 +41,14 @@ fn deadline() -> tokio::time::Instant {
 #[test]
 fn a_wait_that_ended_is_never_reported_as_waiting() {
     runtime().block_on(async {
-        let (mut engine, _) = Engine::connect(&throwaway()).await.expect("a MariaDB server");
+        let (mut engine, _) = Engine::connect(&throwaway())
+            .await
+            .expect("a MariaDB server");
         let scenario = Scenario::load("lost-update").unwrap();
-        let mut run = engine.prepare(&scenario, Level::ReadCommitted).await.unwrap();
+        let mut run = engine
+            .prepare(&scenario, Level::ReadCommitted)
+            .await
+            .unwrap();
         run.save_initial_state().await.unwrap();
         for round in 0..100 {
             for (session, sql) in [
@@ -86,9 +91,14 @@ fn a_wait_that_ended_is_never_reported_as_waiting() {
 #[test]
 fn a_step_of_several_statements_reports_its_last_rows_or_its_failure() {
     runtime().block_on(async {
-        let (mut engine, _) = Engine::connect(&throwaway()).await.expect("a MariaDB server");
+        let (mut engine, _) = Engine::connect(&throwaway())
+            .await
+            .expect("a MariaDB server");
         let scenario = Scenario::load("lost-update").unwrap();
-        let mut run = engine.prepare(&scenario, Level::ReadCommitted).await.unwrap();
+        let mut run = engine
+            .prepare(&scenario, Level::ReadCommitted)
+            .await
+            .unwrap();
         run.send(
             0,
             "UPDATE accounts SET balance = 7 WHERE id = 1; SELECT balance FROM accounts",
@@ -102,7 +112,10 @@ fn a_step_of_several_statements_reports_its_last_rows_or_its_failure() {
         else {
             panic!("the second statement fails");
         };
-        assert_eq!((error.kind, error.code.as_str()), (ErrorKind::UndefinedObject, "1054"));
+        assert_eq!(
+            (error.kind, error.code.as_str()),
+            (ErrorKind::UndefinedObject, "1054")
+        );
         run.send(0, "SELECT 2 AS two");
         let Settled::Done(StepResult::Rows(rows)) = run.settle(0, deadline()).await.unwrap() else {
             panic!("rows");
@@ -227,7 +240,10 @@ fn a_killed_runs_database_is_dropped_by_the_next_run_and_a_live_ones_is_not() {
         // for a guess.
         let started = std::time::Instant::now();
         while server.ours().len() < count {
-            assert!(started.elapsed() < Duration::from_secs(20), "no database appeared");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no database appeared"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
@@ -291,12 +307,20 @@ fn a_mariadb_that_never_answers_fails_within_the_connect_timeout() {
 #[test]
 fn a_bad_mariadb_url_is_one_line_without_the_password() {
     let output = anomalies()
-        .args(["run", "lost-update", "--url", "mysql://app:secret@db:notaport/app"])
+        .args([
+            "run",
+            "lost-update",
+            "--url",
+            "mysql://app:secret@db:notaport/app",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let text = stderr(&output);
-    assert!(text.starts_with("error: --url is not a MariaDB connection URL"), "{text}");
+    assert!(
+        text.starts_with("error: --url is not a MariaDB connection URL"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(!text.contains("secret"), "{text}");
 }

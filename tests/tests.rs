@@ -8,6 +8,8 @@ mod connect;
 mod e2e;
 mod explore;
 mod mariadb;
+mod mariadb_heal;
+mod mariadb_server;
 mod outcome_forms;
 mod per_engine;
 mod pictures;

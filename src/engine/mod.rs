@@ -4,6 +4,7 @@
 //! SQLite); [`Engine::prepare`] makes a [`Run`]: a private copy of a scenario's data and one
 //! connection per session, at one isolation level. The runner drives a `Run` step by step.
 
+mod cache;
 pub mod cluster;
 pub mod mariadb;
 mod postgres;
@@ -38,7 +39,7 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Server binaries to start a throwaway PostgreSQL from, instead of searching for them.
     pub pg_bindir: Option<PathBuf>,
-    /// Server binaries to start a throwaway MariaDB from, instead of searching for them.
+    /// The directory of `mariadbd` to start a throwaway MariaDB from, instead of searching.
     pub mariadb_bindir: Option<PathBuf>,
 }
 
@@ -72,6 +73,8 @@ pub enum EngineError {
     Sqlite(String),
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    MariaServer(#[from] mariadb::server::MariaError),
 }
 
 /// What one engine's folder implements: a connected database. Everything outside `engine/`

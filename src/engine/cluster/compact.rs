@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 
 use nix::sys::signal::Signal;
 
-use super::server::{confine, spawn_lasting};
-use super::slot::Owner;
 use super::DB_NAME;
+use crate::engine::cache::slot::Owner;
+use crate::engine::cache::spawn::{confine, spawn_lasting};
 
 /// Growth of `base/` past its size after the last compaction that triggers the next one.
 const COMPACT_GROWTH: u64 = 2 * 1024 * 1024;

@@ -35,50 +35,25 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use nix::fcntl::Flock;
-use nix::sys::signal::Signal;
 
 pub use binaries::{find_bindir, has_server};
 
-use binaries::major_version_of;
-use server::{stop_orphan, Server, ORPHAN_TIMEOUT, START_TIMEOUT};
-use slot::{
-    cache_root, check_socket_path, check_traversable, initdb_once, make_dirs, manifest,
-    private_dir, server_user, set_aside, take_slot, Owner, TakenSlot, SLOTS, SOCKET_PATH_MAX,
+use crate::engine::cache::process::Server;
+use crate::engine::cache::slot::{
+    cache_root, check_socket_path, check_traversable, make_dirs, private_dir, server_user,
+    set_aside, take_slot, Owner, TakenSlot,
 };
+use crate::engine::cache::CacheError;
+use binaries::major_version_of;
+use server::{stop_orphan, FLAVOR};
+use slot::{initdb_once, manifest, SOCKET_NAME};
 
 /// A failure to start or stop a throwaway server.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error(
-        "cannot find a cache directory for the throwaway PostgreSQL cluster: set \
-         ANOMALIES_CACHE_DIR or HOME"
-    )]
-    NoCacheDir,
-    #[error(
-        "running as root, and there is neither a `postgres` nor a `nobody` user to run the \
-         PostgreSQL server as (it refuses to run as root)"
-    )]
-    NoServerUser,
-    #[error("{what}: {err}")]
-    Io { what: String, err: io::Error },
     #[error("cannot tell the version of {}: {detail}", .program.display())]
     Version { program: PathBuf, detail: String },
-    #[error(
-        "the PostgreSQL socket path {} would be {len} bytes, over the {SOCKET_PATH_MAX} bytes \
-         Unix sockets allow: set ANOMALIES_CACHE_DIR to a shorter directory",
-        .path.display()
-    )]
-    SocketPathTooLong { path: PathBuf, len: usize },
-    #[error(
-        "the PostgreSQL server runs as user {user}, who cannot enter {}: make it traversable \
-         (chmod o+x) or set ANOMALIES_CACHE_DIR to a directory that is",
-        .dir.display()
-    )]
-    NotTraversable { user: String, dir: PathBuf },
-    #[error("all {SLOTS} throwaway PostgreSQL cluster slots under {} are in use by other runs", .dir.display())]
-    NoFreeSlot { dir: PathBuf },
     #[error("initdb failed for {} ({status}): {reason} (its output is in {})", .dir.display(), .log.display())]
     Initdb {
         dir: PathBuf,
@@ -86,31 +61,9 @@ pub enum ClusterError {
         reason: String,
         log: PathBuf,
     },
-    #[error(
-        "a PostgreSQL server left running by an earlier run (pid {pid}) did not exit within {} s \
-         of SIGQUIT",
-        ORPHAN_TIMEOUT.as_secs()
-    )]
-    Orphan { pid: i32 },
-    #[error("the PostgreSQL server exited before accepting connections ({status}): {reason}")]
-    StartFailed {
-        status: String,
-        /// Its first FATAL or PANIC line, or its last lines, on one line.
-        reason: String,
-    },
-    #[error(
-        "the PostgreSQL server did not accept connections within {} s{log}",
-        START_TIMEOUT.as_secs()
-    )]
-    StartTimeout { log: String },
-    #[error("cannot send {signal} to the PostgreSQL server (pid {pid}): {errno}")]
-    Signal {
-        signal: Signal,
-        pid: i32,
-        errno: Errno,
-    },
-    #[error("the PostgreSQL server {what}{log}")]
-    Stop { what: String, log: String },
+    /// The cache, the slot or the server process, which every engine's throwaway shares.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 /// A running throwaway server and the slot it holds.
@@ -143,12 +96,15 @@ impl Cluster {
     pub fn start(bindir: &Path) -> Result<Cluster, ClusterError> {
         let postgres = bindir.join("postgres");
         let major = major_version_of(&postgres)?;
-        let owner = server_user()?;
-        let pg_dir = cache_root()?.join(format!("pg-{major}"));
-        check_socket_path(&pg_dir.join("slot-0").join("sock"))?;
+        let owner = server_user(&FLAVOR)?;
+        let pg_dir = cache_root(&FLAVOR)?.join(format!("pg-{major}"));
+        check_socket_path(
+            &FLAVOR,
+            &pg_dir.join("slot-0").join("sock").join(SOCKET_NAME),
+        )?;
         make_dirs(&pg_dir)?;
         if let Some(owner) = &owner {
-            check_traversable(&pg_dir, owner)?;
+            check_traversable(&FLAVOR, &pg_dir, owner)?;
         }
         let TakenSlot {
             number: slot,
@@ -156,7 +112,7 @@ impl Cluster {
             lock,
             fresh,
             note,
-        } = take_slot(&pg_dir, owner.as_ref())?;
+        } = take_slot(&FLAVOR, &pg_dir, owner.as_ref())?;
         let mut notes: Vec<String> = note.into_iter().collect();
         let socket_dir = slot_dir.join("sock");
         let healer = Healer {
@@ -206,7 +162,7 @@ impl Cluster {
     /// releases the slot.
     pub fn stop(mut self) -> Result<(), ClusterError> {
         match self.server.take() {
-            Some(mut server) => server.stop(),
+            Some(mut server) => Ok(server.stop()?),
             None => Ok(()),
         }
     }
@@ -262,11 +218,11 @@ impl Healer<'_> {
             self.slot_dir,
             self.owner,
         ));
-        match Server::launch(postgres, self.slot_dir, socket_dir, self.owner) {
-            Err(ClusterError::StartFailed { reason, .. }) => {
+        match server::launch(postgres, self.slot_dir, socket_dir, self.owner) {
+            Err(ClusterError::Cache(CacheError::StartFailed { reason, .. })) => {
                 self.heal(&format!("its server would not start: {reason}"), notes)?;
                 stop_orphan(&data_dir, socket_dir)?;
-                Server::launch(postgres, self.slot_dir, socket_dir, self.owner)
+                server::launch(postgres, self.slot_dir, socket_dir, self.owner)
             }
             launched => launched,
         }
@@ -291,7 +247,7 @@ const PORT: u16 = 5432;
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> ClusterError {
     let what = what.into();
-    move |err| ClusterError::Io { what, err }
+    move |err| ClusterError::Cache(CacheError::Io { what, err })
 }
 
 #[cfg(test)]
@@ -299,6 +255,7 @@ mod tests {
     use std::thread;
     use std::time::{Duration, Instant};
 
+    use nix::errno::Errno;
     use nix::sys::signal::kill;
     use nix::unistd::Pid;
 

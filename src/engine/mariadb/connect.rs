@@ -83,10 +83,6 @@ pub(super) fn error_text(error: &mysql_async::Error) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-pub(super) fn my_error(error: mysql_async::Error) -> EngineError {
-    EngineError::Mariadb(error_text(&error))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ mod footprint;
 mod probe;
 mod reply;
 mod run;
+pub mod server;
 mod worker;
 
 use std::time::Duration;
@@ -14,10 +15,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mysql_async::{Opts, OptsBuilder};
 
-use connect::{connect, describe, opts_from_url};
-use footprint::{claim_database, create_database, end_connections, lock, sweep_stale};
+use connect::{connect, describe, opts_for_socket, opts_from_url};
+use footprint::{claim_database, create_database, drop_all, end_connections, lock, sweep_stale};
 use footprint::{drop_database, Live, LiveRun, CLEANUP_TIMEOUT};
 use run::{MariaRun, MariaSession};
+use server::MariaServer;
 use worker::Worker;
 
 pub(super) use connect::claims_url;
@@ -37,15 +39,32 @@ pub(crate) struct MariaEngine {
     live: Live,
     /// On a user's server, who the tool connects as: `user app at db:3306/app`.
     users_server: Option<String>,
+    /// The throwaway server, stopped by `close` (and by its `Drop` on a panic).
+    server: Option<MariaServer>,
 }
 
-/// The server the URL names. (A throwaway server comes with the engine's server module.)
+/// The server the URL names, else a throwaway server started from the installed binaries.
 pub(super) async fn open(options: &ConnectOptions) -> Result<Connected, EngineError> {
     let Some(url) = &options.url else {
-        return Err(EngineError::Setup(
-            "MariaDB needs --url mysql://… or mariadb://… (a throwaway MariaDB is not built yet)"
-                .into(),
-        ));
+        let bindir = options.mariadb_bindir.clone();
+        let server = tokio::task::spawn_blocking(move || MariaServer::start(bindir.as_deref()))
+            .await
+            .map_err(|e| EngineError::Setup(format!("starting the server panicked: {e}")))??;
+        let notice = server.notice().map(str::to_owned);
+        let opts = opts_for_socket(server.socket());
+        let target = "the throwaway server";
+        let engine = MariaEngine::connect(opts, options.connect_timeout, target).await?;
+        // The server is ours alone: clear what a run killed without a chance to clean up left.
+        drop_all(&engine.admin).await?;
+        let engine = MariaEngine {
+            info: EngineInfo {
+                detail: "throwaway server".into(),
+                ..engine.info
+            },
+            server: Some(server),
+            ..engine
+        };
+        return Ok((Box::new(engine), notice));
     };
     let opts = opts_from_url(url)?;
     let target = describe(&opts);
@@ -93,6 +112,7 @@ impl MariaEngine {
             mariadb,
             live: Live::default(),
             users_server: None,
+            server: None,
         })
     }
 }
@@ -228,12 +248,20 @@ impl Backend for MariaEngine {
             }
             result
         };
-        match tokio::time::timeout(CLEANUP_TIMEOUT, cleanup).await {
+        let result = match tokio::time::timeout(CLEANUP_TIMEOUT, cleanup).await {
             Ok(result) => result,
             Err(_) => Err(EngineError::Mariadb(format!(
                 "the server did not answer the clean-up within {}",
                 humantime::format_duration(CLEANUP_TIMEOUT)
             ))),
+        };
+        let this = *self;
+        drop(this.admin);
+        if let Some(server) = this.server {
+            tokio::task::spawn_blocking(move || server.stop())
+                .await
+                .map_err(|e| EngineError::Setup(format!("stopping the server panicked: {e}")))??;
         }
+        result
     }
 }

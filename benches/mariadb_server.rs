@@ -1,0 +1,89 @@
+//! `cargo bench --bench mariadb_server`: what the throwaway MariaDB server costs. Prints medians
+//! and spreads; asserts nothing but that it works.
+//!
+//! - cold start: an empty cache to a server that accepts connections (`mariadb-install-db`
+//!   included), each in a fresh private cache;
+//! - install: the `mariadb-install-db` part of it, timed apart from the server's first start;
+//! - warm start: a cached slot to a server that accepts connections;
+//! - stop: SIGTERM (fast shutdown) until the server has exited.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anomalies::engine::mariadb::server::MariaServer;
+
+const COLD_ROUNDS: usize = 5;
+const WARM_ROUNDS: usize = 30;
+
+fn main() {
+    let mut colds = Vec::new();
+    let mut installs = Vec::new();
+    for _ in 0..COLD_ROUNDS {
+        let cache = open_tempdir();
+        let started = Instant::now();
+        let server = MariaServer::start_in(None, cache.path()).expect("a cold start");
+        colds.push(started.elapsed());
+        installs.extend(install_time(server.slot_dir()));
+        server.stop().expect("a stop");
+    }
+    let cache = open_tempdir();
+    MariaServer::start_in(None, cache.path())
+        .expect("a first start")
+        .stop()
+        .expect("a stop");
+    let mut warms = Vec::new();
+    let mut stops = Vec::new();
+    for _ in 0..WARM_ROUNDS {
+        let started = Instant::now();
+        let server = MariaServer::start_in(None, cache.path()).expect("a warm start");
+        warms.push(started.elapsed());
+        assert!(server.notice().is_none(), "{:?}", server.notice());
+        let started = Instant::now();
+        server.stop().expect("a stop");
+        stops.push(started.elapsed());
+    }
+    println!("\nthrowaway MariaDB server");
+    println!("  cold start (install + start): {}", stats(&mut colds));
+    if !installs.is_empty() {
+        println!("  of which mariadb-install-db:  {}", stats(&mut installs));
+    }
+    println!("  warm start:                   {}", stats(&mut warms));
+    println!("  stop:                         {}", stats(&mut stops));
+}
+
+/// How long `mariadb-install-db` ran: from its log's birth to the manifest written after it
+/// (`None` where the file system keeps no birth times).
+fn install_time(slot: &Path) -> Option<Duration> {
+    let born = std::fs::metadata(slot.join("install.log"))
+        .and_then(|meta| meta.created())
+        .ok()?;
+    let manifest = std::fs::metadata(slot.join("manifest"))
+        .and_then(|meta| meta.modified())
+        .ok()?;
+    manifest.duration_since(born).ok()
+}
+
+/// A temporary directory the server's user can traverse when we are root.
+fn open_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the temporary directory");
+    dir
+}
+
+fn stats(samples: &mut [Duration]) -> String {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "median {}, p90 {}, min {} (n = {})",
+        ms(at(0.5)),
+        ms(at(0.9)),
+        ms(samples[0]),
+        samples.len()
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
