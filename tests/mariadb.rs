@@ -231,36 +231,55 @@ fn a_killed_runs_database_is_dropped_by_the_next_run_and_a_live_ones_is_not() {
             .arg(file)
             .args(["--url", &server.url, "--step-timeout", "60s"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let appears = |count: usize| {
-        // The run's database appears within a second or two; polling the server, not sleeping
-        // for a guess.
+    // Polls the server (no guessed sleep) until a database of the tool's not in `known` is
+    // there, and returns it; the child's error if it ended first.
+    let appears = |child: &mut std::process::Child, known: &[String]| -> String {
         let started = std::time::Instant::now();
-        while server.ours().len() < count {
+        loop {
+            if let Some(new) = server.ours().into_iter().find(|name| !known.contains(name)) {
+                return new;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut text = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut text)
+                    .unwrap();
+                panic!("the run ended ({status}) before its database appeared: {text}");
+            }
             assert!(
-                started.elapsed() < Duration::from_secs(20),
+                started.elapsed() < Duration::from_secs(60),
                 "no database appeared"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
     let mut killed = start(&slow);
-    appears(1);
-    let left = server.ours();
+    let killed_database = appears(&mut killed, &[]);
     killed.kill().unwrap();
     killed.wait().unwrap();
-    assert_eq!(server.ours(), left, "SIGKILL leaves the database");
+    assert_eq!(
+        server.ours(),
+        [killed_database.clone()],
+        "SIGKILL leaves the database"
+    );
 
+    // The next run drops it before it makes its own.
     let mut live = start(&slow);
-    appears(2);
-    let live_database: Vec<String> = server
-        .ours()
-        .into_iter()
-        .filter(|name| !left.contains(name))
-        .collect();
+    let live_database = appears(&mut live, std::slice::from_ref(&killed_database));
+    assert_eq!(
+        server.ours(),
+        [live_database.clone()],
+        "the killed run's database is gone"
+    );
+    // A run beside a live one leaves the live one's database alone.
     let output = anomalies()
         .args(["run", "lost-update", "--url", &server.url])
         .output()
@@ -268,8 +287,8 @@ fn a_killed_runs_database_is_dropped_by_the_next_run_and_a_live_ones_is_not() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         server.ours(),
-        live_database,
-        "the killed run's database is gone, the live run's is not"
+        [live_database],
+        "the live run's database stays"
     );
     live.kill().unwrap();
     live.wait().unwrap();
