@@ -27,7 +27,9 @@ pub(super) static FLAVOR: Flavor = Flavor {
     failure_reason,
 };
 
-/// `innodb_lock_wait_timeout` of the throwaway server: see [`SETTINGS`].
+/// The throwaway server's `innodb_lock_wait_timeout`: why 8 s is told at the setting, in
+/// [`SETTINGS`] (a test checks that the server runs with this value). A session can set its own
+/// (`SET SESSION innodb_lock_wait_timeout = …`), say when `--step-timeout` is shorter.
 pub const LOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The slot's directory of the server's socket, pid file and temporary files (its own: a
