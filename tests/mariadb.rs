@@ -267,7 +267,7 @@ fn a_killed_runs_database_is_dropped_by_the_next_run_and_a_live_ones_is_not() {
     killed.wait().unwrap();
     assert_eq!(
         server.ours(),
-        [killed_database.clone()],
+        std::slice::from_ref(&killed_database),
         "SIGKILL leaves the database"
     );
 
@@ -276,7 +276,7 @@ fn a_killed_runs_database_is_dropped_by_the_next_run_and_a_live_ones_is_not() {
     let live_database = appears(&mut live, std::slice::from_ref(&killed_database));
     assert_eq!(
         server.ours(),
-        [live_database.clone()],
+        std::slice::from_ref(&live_database),
         "the killed run's database is gone"
     );
     // A run beside a live one leaves the live one's database alone.
