@@ -1,5 +1,6 @@
 //! PostgreSQL through tokio-postgres: one connection per session, one control connection that
-//! sets up data and asks the server whether a session waits.
+//! makes the run's schema (and role) and asks the server whether a session waits, and the
+//! connection the setup and the final query run on (the run's role's, or the control one).
 
 use std::future::Future;
 use std::path::Path;
@@ -14,20 +15,22 @@ mod cleanup;
 mod connect;
 mod passfile;
 mod reply;
+mod role;
 mod tls;
 
-use cleanup::{claim_schema, drop_schema, end_backends, lock, own, sweep_stale_schemas};
-use cleanup::{Live, LiveRun, CLOSE_TIMEOUT, SCHEMA_COMMENT};
+use cleanup::{claim_schema, clear_cluster, drop_schema, end_backends, lock, own, sweep_stale};
+use cleanup::{try_lock, unlock, Live, LiveRun, CLOSE_TIMEOUT, SCHEMA_COMMENT};
 use connect::{characteristics_sql, config_and_tls, connect_bound, describe, no_answer};
-use connect::{connect, error_text, pg_error};
+use connect::{connect, out_of_connections, pg_error, setup_failed};
 use reply::{first_value, step_result};
+use role::{confinement, drop_role, Confinement, RunRole, CONFINED};
 use tls::Tls;
 
 use crate::engine::cluster::Cluster;
 use crate::engine::{snapshot_sql, EngineError, EngineInfo, Settled};
 use crate::level::SessionLevel;
 use crate::scenario::{EngineKind, Scenario};
-use crate::timeline::{ResultSet, StepResult};
+use crate::timeline::{ErrorKind, ResultSet, StepResult};
 
 type Reply = Pin<Box<dyn Future<Output = Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>>>>;
 
@@ -36,6 +39,10 @@ pub struct PgEngine {
     config: Config,
     tls: Tls,
     admin: Arc<Client>,
+    /// `current_database()`, which a run's role's comment names.
+    database: String,
+    /// Whether runs get roles of their own.
+    confinement: Confinement,
     /// Runs not yet finished; `close` cleans up what an interrupted run left.
     live: Live,
     cluster: Option<Cluster>,
@@ -47,6 +54,10 @@ pub struct PgRun {
     restore: Option<String>,
     live: Live,
     control: Arc<Client>,
+    /// Where the setup, the final query and the data's save and reset run: the run's role's
+    /// own connection, or the control connection when the run has no role.
+    data: Arc<Client>,
+    role: Option<String>,
     probe: Statement,
     blockers: Statement,
     sessions: Vec<PgSession>,
@@ -68,14 +79,16 @@ impl PgEngine {
         // The first query is bounded too: a server can finish the handshake and then stall.
         let bound = connect_bound(&config);
         let started = PgEngine::new(config, tls, admin, target.clone(), None);
-        let engine =
+        let mut engine =
             tokio::time::timeout(bound, started)
                 .await
                 .map_err(|_| EngineError::Connect {
                     target,
                     reason: no_answer(bound),
                 })??;
-        sweep_stale_schemas(&engine.admin).await?;
+        sweep_stale(&engine.admin, &engine.database).await?;
+        engine.confinement =
+            confinement(&engine.admin, &engine.config, &engine.tls, &engine.database).await?;
         Ok(engine)
     }
 
@@ -90,19 +103,7 @@ impl PgEngine {
         let admin = connect(&own(&config), &tls, "the throwaway cluster").await?;
         let detail = "throwaway cluster".into();
         let engine = PgEngine::new(config, tls, admin, detail, Some(cluster)).await?;
-        // The cluster is ours alone: clear what a run killed without a chance to clean up left.
-        let stale = engine
-            .admin
-            .query(
-                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'anomalies\\_%'",
-                &[],
-            )
-            .await
-            .map_err(pg_error)?;
-        for row in stale {
-            let name: String = row.get(0);
-            drop_schema(&engine.admin, &name).await?;
-        }
+        clear_cluster(&engine.admin).await?;
         Ok(engine)
     }
 
@@ -118,18 +119,26 @@ impl PgEngine {
         detail: String,
         cluster: Option<Cluster>,
     ) -> Result<PgEngine, EngineError> {
-        let version = first_value(
-            &admin
-                .simple_query("SHOW server_version")
-                .await
-                .map_err(pg_error)?,
-        )
-        .unwrap_or_default();
+        let row = admin
+            .query_one(
+                "SELECT pg_catalog.current_setting('server_version'), \
+                 pg_catalog.current_database()::text, rolsuper \
+                 FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        let (version, database): (String, String) = (row.get(0), row.get(1));
         let version = version
             .split_whitespace()
             .next()
             .unwrap_or_default()
             .to_string();
+        // Decided again, once the sweep is done, on a user's server; a throwaway cluster's
+        // user is its superuser, and its pg_hba.conf trusts every local role.
+        let confinement = Confinement::Role {
+            grant: !row.get::<_, bool>(2),
+        };
         Ok(PgEngine {
             info: EngineInfo {
                 name: EngineKind::Postgres,
@@ -139,43 +148,25 @@ impl PgEngine {
             config,
             tls,
             admin: Arc::new(admin),
+            database,
+            confinement,
             live: Live::default(),
             cluster,
         })
     }
 
-    /// A session's connection refused because the server has no slot left (53300) says how many
-    /// the scenario needs and how many the server allows; any other error stays as it is.
-    async fn out_of_connections(&self, error: EngineError, scenario: &Scenario) -> EngineError {
-        let EngineError::Connect { target, reason } = &error else {
-            return error;
-        };
-        if !reason.contains("(53300)") {
-            return error;
-        }
-        let allowed = self
-            .admin
-            .simple_query("SHOW max_connections")
-            .await
-            .ok()
-            .and_then(|messages| first_value(&messages))
-            .unwrap_or_else(|| "?".into());
-        EngineError::Setup(format!(
-            "the scenario's {} sessions need {} connections to {target} (one per session and a \
-             control connection), but the server allows max_connections = {allowed}, some of \
-             them taken by others; it said: {reason}",
-            scenario.sessions.len(),
-            scenario.sessions.len() + 1
-        ))
-    }
-
-    /// On a user's server, who the tool connects as and where; `None` on a throwaway cluster.
+    /// On a user's server where runs have the user's own privileges (no role of their own),
+    /// who the user is, where, and why: `user few at db:5432/app, who may not create roles`;
+    /// `None` where each run has its own role, and on a throwaway cluster.
     pub fn users_server(&self) -> Option<String> {
+        let Confinement::User { why } = &self.confinement else {
+            return None;
+        };
         if self.cluster.is_some() {
             return None;
         }
         Some(format!(
-            "user {} at {}",
+            "user {} at {}, {why}",
             self.config.get_user().unwrap_or("?"),
             self.info.detail
         ))
@@ -188,29 +179,56 @@ impl PgEngine {
     ) -> Result<PgRun, EngineError> {
         let control = Arc::new(connect(&own(&self.config), &self.tls, "the server").await?);
         let (schema, control_pid) = claim_schema(&control, &scenario.id).await?;
+        let role = match &self.confinement {
+            Confinement::Role { grant } => Some((RunRole::new(&schema)?, *grant)),
+            Confinement::User { .. } => None,
+        };
         lock(&self.live).push(LiveRun {
             schema: schema.clone(),
+            role: role.as_ref().map(|(role, _)| role.name.clone()),
             pids: vec![control_pid],
         });
-        control
-            .batch_execute(&format!(
-                "CREATE SCHEMA {schema}; COMMENT ON SCHEMA {schema} IS '{SCHEMA_COMMENT}'; \
-                 SET search_path TO {schema}"
-            ))
+        let make = match &role {
+            Some((role, grant)) => role.create_sql(&self.database, *grant, true),
+            None => {
+                format!("CREATE SCHEMA {schema}; COMMENT ON SCHEMA {schema} IS '{SCHEMA_COMMENT}'")
+            }
+        };
+        control.batch_execute(&make).await.map_err(pg_error)?;
+        // The scenario's own SQL runs as the run's role, if it has one: the setup and the final
+        // query on a connection of their own, the steps on the sessions'.
+        let (base, data) = match &role {
+            Some((role, _)) => {
+                let base = role.config(&self.config);
+                let mut config = own(&base);
+                config.application_name("anomalies (setup)");
+                match connect(&config, &self.tls, "the server").await {
+                    Ok(data) => (base, Arc::new(data)),
+                    Err(error) => {
+                        return Err(out_of_connections(&self.admin, error, scenario, true).await)
+                    }
+                }
+            }
+            None => (self.config.clone(), control.clone()),
+        };
+        let data_pid = first_value(
+            &data
+                .simple_query(&format!(
+                    "SET search_path TO {schema}; SELECT pg_catalog.pg_backend_pid()"
+                ))
+                .await
+                .map_err(pg_error)?,
+        )
+        .and_then(|pid| pid.parse::<i32>().ok());
+        if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {
+            run.pids.extend(data_pid.filter(|pid| *pid != control_pid));
+        }
+        data.batch_execute(&scenario.setup)
             .await
-            .map_err(pg_error)?;
-        control.batch_execute(&scenario.setup).await.map_err(|e| {
-            EngineError::Setup(format!(
-                "{}: the setup SQL failed on PostgreSQL: {}",
-                scenario.setup_at,
-                error_text(&e)
-            ))
-        })?;
-        // The setup is the scenario's own SQL and may have moved the control connection's
-        // search_path (`SET search_path TO public`): the tool's own queries on it (the final
-        // query, the data reset) read the run's schema whatever the setup did.
-        control
-            .batch_execute(&format!("SET search_path TO {schema}"))
+            .map_err(|e| setup_failed(&scenario.setup_at, &e, role.is_some()))?;
+        // The setup may have moved its connection's search_path (`SET search_path TO
+        // public`): the final query reads the run's schema whatever the setup did.
+        data.batch_execute(&format!("SET search_path TO {schema}"))
             .await
             .map_err(pg_error)?;
         let probe = control
@@ -229,7 +247,7 @@ impl PgEngine {
 
         // The level is set for the session, not inside the transaction: the scenario's own first
         // statement is the one that takes the snapshot.
-        let base = &self.config;
+        let base = &base;
         let tls = &self.tls;
         let connects = scenario
             .sessions
@@ -257,7 +275,9 @@ impl PgEngine {
             });
         let sessions = match futures_util::future::try_join_all(connects).await {
             Ok(sessions) => sessions,
-            Err(error) => return Err(self.out_of_connections(error, scenario).await),
+            Err(error) => {
+                return Err(out_of_connections(&self.admin, error, scenario, role.is_some()).await)
+            }
         };
         let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
         if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {
@@ -268,6 +288,8 @@ impl PgEngine {
             restore: None,
             live: self.live.clone(),
             control,
+            data,
+            role: role.map(|(role, _)| role.name),
             probe,
             blockers,
             sessions,
@@ -293,20 +315,31 @@ impl PgEngine {
         result
     }
 
-    /// Ends what the runs that did not finish left: their backends, then their schemas.
+    /// Ends what the runs that did not finish left: their backends, then their schemas and
+    /// roles. Each run's lock is taken again once its control connection is gone, so that a
+    /// sweep by another run does not drop the same things at the same time.
     async fn clean_up_live(&self) -> Result<(), EngineError> {
         let mut result = Ok(());
         let left: Vec<LiveRun> = lock(&self.live).clone();
         for run in &left {
             // A session may be inside a long statement or a lock wait; the server would not
             // notice its closed connection until then, and its locks would hold up the drop.
-            if !run.pids.is_empty() {
-                if let Err(e) = end_backends(&self.admin, &run.pids).await {
+            let role = run.role.as_deref();
+            if let Err(e) = end_backends(&self.admin, &run.pids, role).await {
+                result = Err(e);
+            }
+            let held = try_lock(&self.admin, &run.schema).await.unwrap_or(false);
+            let dropped = match role {
+                Some(role) => drop_role(&self.admin, role).await,
+                None => drop_schema(&self.admin, &run.schema).await,
+            };
+            if let Err(e) = dropped {
+                result = Err(e);
+            }
+            if held {
+                if let Err(e) = unlock(&self.admin, &run.schema).await {
                     result = Err(e);
                 }
-            }
-            if let Err(e) = drop_schema(&self.admin, &run.schema).await {
-                result = Err(e);
             }
         }
         result
@@ -414,7 +447,7 @@ impl PgRun {
 
     pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
         let tables: Vec<String> = self
-            .control
+            .data
             .query(
                 "SELECT c.relname::text FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -427,8 +460,14 @@ impl PgRun {
             .map(|row| row.get(0))
             .collect();
         let (save, restore) = snapshot_sql(&tables);
-        self.control.batch_execute(&save).await.map_err(pg_error)?;
-        self.restore = Some(restore);
+        // The tables' names are the run's schema's, ahead of the catalog's (a table may be
+        // called `pg_class`), whatever the final query did to the search path.
+        let path = format!("SET search_path TO {}, pg_catalog; ", self.schema);
+        self.data
+            .batch_execute(&format!("{path}{save}"))
+            .await
+            .map_err(pg_error)?;
+        self.restore = Some(format!("{path}{restore}"));
         Ok(())
     }
 
@@ -445,7 +484,7 @@ impl PgRun {
             .map(|session| session.client.simple_query("ROLLBACK"));
         let (rolled_back, restored) = tokio::join!(
             futures_util::future::join_all(rollbacks),
-            self.control.batch_execute(restore)
+            self.data.batch_execute(restore)
         );
         for result in rolled_back {
             result.map_err(pg_error)?;
@@ -453,12 +492,19 @@ impl PgRun {
         restored.map_err(pg_error)
     }
 
+    /// Runs the final query on the run's schema: an earlier final query (in `explore`) may
+    /// have moved the search path.
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
-        match step_result(self.control.simple_query(sql).await)? {
+        let sql = format!("SET search_path TO {}; {sql}", self.schema);
+        match step_result(self.data.simple_query(&sql).await)? {
             Settled::Done(StepResult::Rows(rows)) => Ok(rows),
             Settled::Done(StepResult::Failed(e)) => Err(EngineError::Setup(format!(
-                "the final check query failed: {}",
-                e.message
+                "the final check query failed: {}{}",
+                e.message,
+                match (e.kind, &self.role) {
+                    (ErrorKind::Privilege, Some(_)) => format!(" ({}); {CONFINED}", e.code),
+                    _ => String::new(),
+                }
             ))),
             _ => Err(EngineError::Setup(
                 "the final check query returned no rows".into(),
@@ -467,12 +513,25 @@ impl PgRun {
     }
 
     pub async fn finish(self) -> Result<(), EngineError> {
-        for session in &self.sessions {
-            // Ends a transaction a cancelled or stuck step may have left open.
-            let _ = session.client.simple_query("ROLLBACK").await;
+        match &self.role {
+            Some(role) => {
+                drop(self.sessions);
+                drop(self.data);
+                // Its backends (the sessions', the setup's) end, their transactions rolled
+                // back, before the role and all it owns are dropped: a temporary table that one
+                // of them is dropping as it exits is not dropped twice.
+                end_backends(&self.control, &[], Some(role)).await?;
+                drop_role(&self.control, role).await?;
+            }
+            None => {
+                for session in &self.sessions {
+                    // Ends a transaction a cancelled or stuck step may have left open.
+                    let _ = session.client.simple_query("ROLLBACK").await;
+                }
+                drop(self.sessions);
+                drop_schema(&self.control, &self.schema).await?;
+            }
         }
-        drop(self.sessions);
-        drop_schema(&self.control, &self.schema).await?;
         lock(&self.live).retain(|run| run.schema != self.schema);
         Ok(())
     }
