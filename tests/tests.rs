@@ -4,6 +4,7 @@
 mod cache;
 mod check;
 mod cli;
+mod confine;
 mod connect;
 mod e2e;
 mod explore;

@@ -251,6 +251,36 @@ pub(super) async fn clear_cluster(admin: &Client) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Ends what the runs that did not finish left: their backends, then their schemas and roles.
+/// Each run's lock is taken again once its control connection is gone, so that a sweep by
+/// another run does not drop the same things at the same time.
+pub(super) async fn clean_up_live(admin: &Client, live: &Live) -> Result<(), EngineError> {
+    let mut result = Ok(());
+    let left: Vec<LiveRun> = lock(live).clone();
+    for run in &left {
+        // A session may be inside a long statement or a lock wait; the server would not
+        // notice its closed connection until then, and its locks would hold up the drop.
+        let role = run.role.as_deref();
+        if let Err(e) = end_backends(admin, &run.pids, role).await {
+            result = Err(e);
+        }
+        let held = try_lock(admin, &run.schema).await.unwrap_or(false);
+        let dropped = match role {
+            Some(role) => drop_role(admin, role).await,
+            None => drop_schema(admin, &run.schema).await,
+        };
+        if let Err(e) = dropped {
+            result = Err(e);
+        }
+        if held {
+            if let Err(e) = unlock(admin, &run.schema).await {
+                result = Err(e);
+            }
+        }
+    }
+    result
+}
+
 pub(super) async fn drop_schema(client: &Client, schema: &str) -> Result<(), EngineError> {
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))

@@ -16,14 +16,16 @@ mod connect;
 mod passfile;
 mod reply;
 mod role;
+mod session;
 mod tls;
 
-use cleanup::{claim_schema, clear_cluster, drop_schema, end_backends, lock, own, sweep_stale};
-use cleanup::{try_lock, unlock, Live, LiveRun, CLOSE_TIMEOUT, SCHEMA_COMMENT};
-use connect::{characteristics_sql, config_and_tls, connect_bound, describe, no_answer};
-use connect::{connect, out_of_connections, pg_error, setup_failed};
-use reply::{first_value, step_result};
+use cleanup::{claim_schema, clean_up_live, clear_cluster, drop_schema, end_backends, lock, own};
+use cleanup::{sweep_stale, Live, LiveRun, CLOSE_TIMEOUT, SCHEMA_COMMENT};
+use connect::{config_and_tls, connect, connect_bound, describe, no_answer};
+use connect::{out_of_connections, pg_error};
+use reply::step_result;
 use role::{confinement, drop_role, Confinement, RunRole, CONFINED};
+use session::{connect_data, connect_sessions, set_up};
 use tls::Tls;
 
 use crate::engine::cluster::Cluster;
@@ -196,41 +198,30 @@ impl PgEngine {
         };
         control.batch_execute(&make).await.map_err(pg_error)?;
         // The scenario's own SQL runs as the run's role, if it has one: the setup and the final
-        // query on a connection of their own, the steps on the sessions'.
-        let (base, data) = match &role {
-            Some((role, _)) => {
-                let base = role.config(&self.config);
-                let mut config = own(&base);
-                config.application_name("anomalies (setup)");
-                match connect(&config, &self.tls, "the server").await {
-                    Ok(data) => (base, Arc::new(data)),
-                    Err(error) => {
-                        return Err(out_of_connections(&self.admin, error, scenario, true).await)
-                    }
-                }
-            }
-            None => (self.config.clone(), control.clone()),
+        // query on a connection of their own, the steps on the sessions'. The sessions connect
+        // while the setup runs.
+        let base = match &role {
+            Some((role, _)) => role.config(&self.config),
+            None => self.config.clone(),
         };
-        let data_pid = first_value(
-            &data
-                .simple_query(&format!(
-                    "SET search_path TO {schema}; SELECT pg_catalog.pg_backend_pid()"
-                ))
-                .await
-                .map_err(pg_error)?,
-        )
-        .and_then(|pid| pid.parse::<i32>().ok());
-        if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {
-            run.pids.extend(data_pid.filter(|pid| *pid != control_pid));
-        }
-        data.batch_execute(&scenario.setup)
-            .await
-            .map_err(|e| setup_failed(&scenario.setup_at, &e, role.is_some()))?;
-        // The setup may have moved its connection's search_path (`SET search_path TO
-        // public`): the final query reads the run's schema whatever the setup did.
-        data.batch_execute(&format!("SET search_path TO {schema}"))
-            .await
-            .map_err(pg_error)?;
+        let data = async {
+            let (data, pid) = match &role {
+                Some(_) => {
+                    let (data, pid) = connect_data(&base, &self.tls).await?;
+                    (Arc::new(data), pid)
+                }
+                None => (control.clone(), control_pid),
+            };
+            set_up(&data, &schema, scenario, role.is_some()).await?;
+            Ok((data, pid))
+        };
+        let sessions = connect_sessions(&base, &self.tls, &schema, scenario, levels);
+        let ((data, data_pid), sessions) = match tokio::try_join!(data, sessions) {
+            Ok(connected) => connected,
+            Err(error) => {
+                return Err(out_of_connections(&self.admin, error, scenario, role.is_some()).await)
+            }
+        };
         let probe = control
             .prepare("SELECT pg_catalog.pg_isolation_test_session_is_blocked($1, $2)")
             .await
@@ -244,43 +235,10 @@ impl PgEngine {
             )
             .await
             .map_err(pg_error)?;
-
-        // The level is set for the session, not inside the transaction: the scenario's own first
-        // statement is the one that takes the snapshot.
-        let base = &base;
-        let tls = &self.tls;
-        let connects = scenario
-            .sessions
-            .iter()
-            .zip(levels)
-            .map(|(session, level)| {
-                let init = format!(
-                    "SET search_path TO {schema}; {}; SELECT pg_backend_pid()",
-                    characteristics_sql(level)
-                );
-                let name = format!("anomalies {}", session.name);
-                async move {
-                    let mut config = base.clone();
-                    config.application_name(&name);
-                    let client = connect(&config, tls, "the server").await?;
-                    let pid = first_value(&client.simple_query(&init).await.map_err(pg_error)?)
-                        .and_then(|pid| pid.parse().ok())
-                        .ok_or_else(|| EngineError::Postgres("no backend pid".into()))?;
-                    Ok::<_, EngineError>(PgSession {
-                        client: Arc::new(client),
-                        pid,
-                        in_flight: None,
-                    })
-                }
-            });
-        let sessions = match futures_util::future::try_join_all(connects).await {
-            Ok(sessions) => sessions,
-            Err(error) => {
-                return Err(out_of_connections(&self.admin, error, scenario, role.is_some()).await)
-            }
-        };
         let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
         if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {
+            run.pids
+                .extend(Some(data_pid).filter(|pid| *pid != control_pid));
             run.pids.extend(&pids);
         }
         Ok(PgRun {
@@ -298,7 +256,7 @@ impl PgEngine {
     }
 
     pub async fn close(self) -> Result<(), EngineError> {
-        let cleanup = self.clean_up_live();
+        let cleanup = clean_up_live(&self.admin, &self.live);
         let result = match tokio::time::timeout(CLOSE_TIMEOUT, cleanup).await {
             Ok(result) => result,
             Err(_) => Err(EngineError::Postgres(format!(
@@ -311,36 +269,6 @@ impl PgEngine {
             tokio::task::spawn_blocking(move || cluster.stop())
                 .await
                 .map_err(|e| EngineError::Setup(format!("stopping the server panicked: {e}")))??;
-        }
-        result
-    }
-
-    /// Ends what the runs that did not finish left: their backends, then their schemas and
-    /// roles. Each run's lock is taken again once its control connection is gone, so that a
-    /// sweep by another run does not drop the same things at the same time.
-    async fn clean_up_live(&self) -> Result<(), EngineError> {
-        let mut result = Ok(());
-        let left: Vec<LiveRun> = lock(&self.live).clone();
-        for run in &left {
-            // A session may be inside a long statement or a lock wait; the server would not
-            // notice its closed connection until then, and its locks would hold up the drop.
-            let role = run.role.as_deref();
-            if let Err(e) = end_backends(&self.admin, &run.pids, role).await {
-                result = Err(e);
-            }
-            let held = try_lock(&self.admin, &run.schema).await.unwrap_or(false);
-            let dropped = match role {
-                Some(role) => drop_role(&self.admin, role).await,
-                None => drop_schema(&self.admin, &run.schema).await,
-            };
-            if let Err(e) = dropped {
-                result = Err(e);
-            }
-            if held {
-                if let Err(e) = unlock(&self.admin, &run.schema).await {
-                    result = Err(e);
-                }
-            }
         }
         result
     }

@@ -7,7 +7,8 @@
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 
-use super::cleanup::{claim_schema, drop_schema, unlock, SCHEMA_COMMENT};
+use super::cleanup::{claim_schema, drop_schema, end_backends, own, unlock};
+use super::cleanup::{CLOSE_TIMEOUT, SCHEMA_COMMENT};
 use super::connect::{connect, error_text, pg_error};
 use super::tls::Tls;
 use crate::engine::EngineError;
@@ -157,26 +158,90 @@ pub(super) async fn confinement(
 ) -> Result<Confinement, EngineError> {
     let row = admin
         .query_one(
-            "SELECT rolsuper, rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER",
+            "SELECT rolsuper, rolcreaterole, rolinherit FROM pg_catalog.pg_roles \
+             WHERE rolname = CURRENT_USER",
             &[],
         )
         .await
         .map_err(pg_error)?;
-    let (superuser, createrole): (bool, bool) = (row.get(0), row.get(1));
+    let (superuser, createrole, inherit): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
     if !superuser && !createrole {
         return Ok(Confinement::User {
             why: "who may not create roles".into(),
         });
     }
+    if !superuser && !inherit {
+        return Ok(Confinement::User {
+            why: NOINHERIT.into(),
+        });
+    }
     let grant = !superuser;
-    let (name, _) = claim_schema(admin, "probe").await?;
+    let (name, maker) = claim_schema(admin, "probe").await?;
+    let mut guard = ProbeGuard {
+        config: own(config),
+        tls: tls.clone(),
+        maker,
+        name: name.clone(),
+        armed: true,
+    };
     let probed = probe(admin, config, tls, database, &name, grant).await;
-    let dropped = drop_role(admin, &name).await;
+    // The probe role owns nothing: no DROP OWNED, which needs its privileges.
+    let dropped = admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
+        .await
+        .map_err(pg_error);
+    guard.armed = dropped.is_err();
     unlock(admin, &name).await?;
     let confinement = probed?;
     dropped?;
     Ok(confinement)
 }
+
+/// Drops the probe role when the probe does not finish: the command was interrupted while it
+/// connected, so no engine is left to clean up. On a thread of its own, over a connection of
+/// its own (the future that made the role is gone, and the runtime may be stopping), it ends
+/// the backend that made the role and any logged in as it, and waits until they are gone (a
+/// `CREATE ROLE` still in flight has committed by then), then drops the role. Bounded by the
+/// connect timeout and [`CLOSE_TIMEOUT`].
+struct ProbeGuard {
+    config: Config,
+    tls: Tls,
+    maker: i32,
+    name: String,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (config, tls, maker) = (self.config.clone(), self.tls.clone(), self.maker);
+        let name = std::mem::take(&mut self.name);
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let work = async {
+                    let client = connect(&config, &tls, "the server").await.ok()?;
+                    end_backends(&client, &[maker], Some(&name)).await.ok()?;
+                    let drop = format!("DROP ROLE IF EXISTS {name}");
+                    client.batch_execute(&drop).await.ok()
+                };
+                tokio::time::timeout(CLOSE_TIMEOUT, work)
+                    .await
+                    .ok()
+                    .flatten()
+            })
+        });
+        let _ = cleanup.join();
+    }
+}
+
+const NOINHERIT: &str = "who does not inherit its roles' privileges (NOINHERIT), which cleaning \
+                         up after a role of the run's own needs";
 
 async fn probe(
     admin: &Client,
@@ -202,9 +267,7 @@ async fn probe(
         .get(0);
     if !inherits {
         return Ok(Confinement::User {
-            why: "as it does not inherit the privileges of the roles it is a member of \
-                  (NOINHERIT), which cleaning up after a role of the run's own needs"
-                .into(),
+            why: NOINHERIT.into(),
         });
     }
     match connect(&role.config(config), tls, "the server").await {
