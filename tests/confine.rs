@@ -9,12 +9,11 @@ use serde_json::Value;
 
 use crate::runner::UserServer;
 use crate::support::{anomalies, open_tempdir, stderr, stdout};
-use crate::tls::Server;
 
 /// The run's roles and schemas left on the server (the cluster's own user is `anomalies`).
 pub(crate) const OUR_ROLES: &str =
     "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'anomalies\\_%' ORDER BY 1";
-const OUR_SCHEMAS: &str =
+pub(crate) const OUR_SCHEMAS: &str =
     "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'anomalies%' ORDER BY 1";
 const BILLING: &str =
     "SELECT string_agg(id || ':' || amount, ',' ORDER BY id) FROM billing.invoices";
@@ -167,13 +166,13 @@ fn a_scenario_file_reaches_only_its_own_schema_as_a_superuser_or_a_createrole_us
 }
 
 /// A database of the test's own, `name`, dropped (with what the test made in it) on drop.
-struct Database<'a> {
+pub(crate) struct Database<'a> {
     server: &'a UserServer,
     name: String,
 }
 
 impl<'a> Database<'a> {
-    fn create(server: &'a UserServer, name: &str) -> Database<'a> {
+    pub(crate) fn create(server: &'a UserServer, name: &str) -> Database<'a> {
         server.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         server.execute(&format!("CREATE DATABASE {name}"));
         Database {
@@ -182,7 +181,7 @@ impl<'a> Database<'a> {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.server
             .url
             .replace("dbname=postgres", &format!("dbname={}", self.name))
@@ -312,106 +311,48 @@ fn a_live_runs_role_is_not_swept_by_another_run() {
     assert_eq!(server.query(OUR_SCHEMAS), Vec::<String>::new());
 }
 
-/// `anomalies run tests/fixtures/booking.toml --url URL`: it succeeds; its stderr.
-fn booking(url: &str) -> String {
-    let output = anomalies()
-        .args(["run", "tests/fixtures/booking.toml", "--url", url])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{url}: {}", stderr(&output));
-    stderr(&output)
-}
-
 #[test]
-fn without_a_role_of_its_own_a_run_has_the_users_privileges_and_says_why() {
+fn an_operator_the_role_plants_in_public_never_runs_in_the_tools_own_queries() {
     let server = UserServer::start();
-    // A user that may not create roles, and one that may but inherits no role's privileges.
-    for (user, attributes) in [("plain", ""), ("noinherit", "CREATEROLE NOINHERIT")] {
-        drop_user(&server, user);
-        server.execute(&format!("CREATE ROLE {user} LOGIN {attributes}"));
-        server.execute(&format!("GRANT CREATE ON DATABASE postgres TO {user}"));
-    }
-    let notice = |user: &str, database: &str, why: &str| {
-        format!(
-            "notice: tests/fixtures/booking.toml runs with the privileges of user {user} at {}/{database}, \
-             {why}: its SQL can reach whatever that user can, outside the run's own schema too\n",
-            server.at
-        )
-    };
-    assert_eq!(
-        booking(&server.url.replace("user=anomalies", "user=plain")),
-        notice("plain", "postgres", "who may not create roles")
+    let database = Database::create(&server, "confine_operator");
+    in_database(
+        &server,
+        &database,
+        "GRANT CREATE ON SCHEMA public TO PUBLIC",
     );
-    assert_eq!(
-        booking(&server.url.replace("user=anomalies", "user=noinherit")),
-        notice(
-            "noinherit",
-            "postgres",
-            "who does not inherit its roles' privileges (NOINHERIT), which cleaning up after \
-             a role of the run's own needs"
-        )
-    );
-    // A database only its owner and superusers may connect to: the run's role cannot log in.
-    let database = Database::create(&server, "confine_closed");
-    server.execute("REVOKE CONNECT ON DATABASE confine_closed FROM PUBLIC");
-    let err = booking(&database.url());
-    let why = "as a role made for the run could not log in (permission denied for database \
-               \"confine_closed\" (42501))";
-    assert_eq!(err, notice("anomalies", "confine_closed", why));
-    // A built-in says nothing either way.
+    // An exact-typed `||` for integer arrays in public would win over the catalog's
+    // polymorphic one in the query that asks whom a waiting session waits for, if the control
+    // connection searched public, and its function would run with the user's privileges.
+    let trap = "CREATE FUNCTION public.cat_pids(a INTEGER[], b INTEGER[]) RETURNS INTEGER[]\n\
+                LANGUAGE plpgsql AS $$ BEGIN\n\
+                CREATE TABLE IF NOT EXISTS public.escalated (who TEXT);\n\
+                INSERT INTO public.escalated VALUES (current_user);\n\
+                RETURN pg_catalog.array_cat(a, b); END $$;\n\
+                CREATE OPERATOR public.|| (LEFTARG = INTEGER[], RIGHTARG = INTEGER[], \
+                FUNCTION = public.cat_pids);\n";
+    let builtin = include_str!("../scenarios/lost-update.toml");
+    let marker = "INSERT INTO accounts VALUES (1, 'alice and john', 200);\n";
+    let text = builtin.replacen(marker, &format!("{marker}{trap}"), 1);
+    assert_ne!(text, builtin);
+    let dir = open_tempdir();
+    let path = dir.path().join("trap.toml");
+    std::fs::write(&path, text).unwrap();
+    // At repeatable read, John's UPDATE waits for Alice: the control connection asks whom for.
     let output = anomalies()
-        .args(["run", "lost-update", "--url", &database.url()])
+        .arg("run")
+        .arg(&path)
+        .args(["--url", &database.url(), "--level", "repeatable-read"])
+        .args(["--format", "json"])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(stderr(&output), "");
-    drop(database);
+    let run: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|event| event["event"] == "waiting"));
+    let escalated = "SELECT count(*)::text FROM pg_class WHERE relname = 'escalated'";
+    assert_eq!(in_database(&server, &database, escalated), ["0"]);
     assert_eq!(server.query(OUR_ROLES), Vec::<String>::new());
-    assert_eq!(server.query(OUR_SCHEMAS), Vec::<String>::new());
-    for user in ["plain", "noinherit"] {
-        drop_user(&server, user);
-    }
-}
-
-/// The first column of `sql`'s rows, as user postgres on a test server of its own.
-fn query_own(server: &Server, sql: &str) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let url = server.url("127.0.0.1", "dbname=postgres");
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let rows = client.query(sql, &[]).await.unwrap();
-        rows.iter().map(|row| row.get::<_, String>(0)).collect()
-    })
-}
-
-#[test]
-fn a_role_logs_in_with_its_password_over_scram_and_where_pg_hba_refuses_it_the_run_falls_back() {
-    // The user is trusted; every other role must log in with its password, over SCRAM.
-    let scram = "host all postgres 127.0.0.0/8 trust\nhost all all 127.0.0.0/8 scram-sha-256\n";
-    let server = Server::start_with(false, Some(scram));
-    let url = server.url("127.0.0.1", "dbname=postgres");
-    // No notice: the runs had roles of their own, which logged in with their passwords.
-    assert_eq!(booking(&url), "");
-    assert_eq!(query_own(&server, OUR_ROLES), Vec::<String>::new());
-    // Only the user may log in: the run's role is refused, and the run says so.
-    server.set_hba("host all postgres 127.0.0.0/8 trust\n");
-    let err = booking(&url);
-    assert!(
-        err.starts_with(&format!(
-            "notice: tests/fixtures/booking.toml runs with the privileges of user postgres at \
-             127.0.0.1:{}/postgres, as a role made for the run could not log in (no \
-             pg_hba.conf entry for host \"127.0.0.1\", user \"anomalies_",
-            server.port
-        )),
-        "{err}"
-    );
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert_eq!(query_own(&server, OUR_ROLES), Vec::<String>::new());
-    server.stop();
 }

@@ -311,3 +311,47 @@ fn a_setup_that_moves_the_search_path_cannot_change_the_verdict() {
     );
     server.execute("DROP TABLE public.accounts");
 }
+
+#[test]
+fn a_final_query_that_moves_the_search_path_cannot_change_the_next_orders_verdict() {
+    let server = UserServer::start();
+    // The user's table of the same name, which everyone may read and change.
+    server.execute("DROP TABLE IF EXISTS public.accounts");
+    server.execute(
+        "CREATE TABLE public.accounts (id INTEGER PRIMARY KEY, owner TEXT, balance INTEGER)",
+    );
+    server.execute("INSERT INTO public.accounts VALUES (1, 'someone', 30)");
+    server.execute("GRANT ALL ON public.accounts TO PUBLIC");
+    let dir = open_tempdir();
+    let path = dir.path().join("moves.toml");
+    let builtin = include_str!("../scenarios/lost-update.toml");
+    let text = builtin.replacen(
+        "final = \"SELECT balance FROM accounts WHERE id = 1\"",
+        "final = \"SELECT balance FROM accounts WHERE id = 1; SET search_path TO public\"",
+        1,
+    );
+    assert_ne!(text, builtin);
+    std::fs::write(&path, text).unwrap();
+    let explore = |target: &std::path::Path| {
+        let output = anomalies()
+            .arg("explore")
+            .arg(target)
+            .args(["--url", &server.url, "--level", "read-committed"])
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let explored: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        explored["levels"][0]["counts"].clone()
+    };
+    // Every order reads the run's balance, and the data is put back in the run's schema.
+    assert_eq!(
+        explore(&path),
+        explore(std::path::Path::new("scenarios/lost-update.toml"))
+    );
+    assert_eq!(
+        server.query("SELECT balance::text FROM public.accounts"),
+        ["30"]
+    );
+    server.execute("DROP TABLE public.accounts");
+}

@@ -11,6 +11,7 @@ mod explore;
 mod outcome_forms;
 mod per_engine;
 mod pictures;
+mod roles;
 mod runner;
 mod session_level;
 mod sessions;

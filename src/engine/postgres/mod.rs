@@ -389,7 +389,8 @@ impl PgRun {
             .collect();
         let (save, restore) = snapshot_sql(&tables);
         // The tables' names are the run's schema's, ahead of the catalog's (a table may be
-        // called `pg_class`), whatever the final query did to the search path.
+        // called `pg_class`), whatever a final query did to the search path; and the next
+        // order's final query reads the run's schema again.
         let path = format!("SET search_path TO {}, pg_catalog; ", self.schema);
         self.data
             .batch_execute(&format!("{path}{save}"))
@@ -420,11 +421,8 @@ impl PgRun {
         restored.map_err(pg_error)
     }
 
-    /// Runs the final query on the run's schema: an earlier final query (in `explore`) may
-    /// have moved the search path.
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
-        let sql = format!("SET search_path TO {}; {sql}", self.schema);
-        match step_result(self.data.simple_query(&sql).await)? {
+        match step_result(self.data.simple_query(sql).await)? {
             Settled::Done(StepResult::Rows(rows)) => Ok(rows),
             Settled::Done(StepResult::Failed(e)) => Err(EngineError::Setup(format!(
                 "the final check query failed: {}{}",
