@@ -132,7 +132,9 @@ impl Engine {
         }
     }
 
-    /// On a user's server (`--url`), who the tool connects as: `user me at db:5432/scratch`.
+    /// On a user's server (`--url`) where scenarios run with the user's own privileges (runs get
+    /// no roles of their own), who that is and why: `user me at db:5432/app, who may not create
+    /// roles`.
     pub fn users_server(&self) -> Option<String> {
         match self {
             Engine::Postgres(engine) => engine.users_server(),

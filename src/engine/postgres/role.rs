@@ -45,20 +45,27 @@ impl std::fmt::Debug for RunRole {
 
 impl RunRole {
     /// A role named `name`, with a random password of 32 letters and digits (190 bits, from
-    /// the operating system's generator).
+    /// the operating system's generator, each letter or digit as likely as any other).
     pub(super) fn new(name: &str) -> Result<RunRole, EngineError> {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut bytes = [0u8; 32];
+        let random = |bytes: &mut [u8]| {
+            getrandom::fill(bytes)
+                .map_err(|e| EngineError::Setup(format!("no random password for the run: {e}")))
+        };
+        let mut password = String::new();
+        while password.len() < 32 {
+            let mut bytes = [0u8; 64];
+            random(&mut bytes)?;
+            // Bytes from 248 (4 × 62) up are passed over, so that `% 62` favours none.
+            let fair = bytes.iter().map(|b| usize::from(*b)).filter(|b| *b < 248);
+            let wanted = 32 - password.len();
+            password.extend(
+                fair.map(|b| ALPHABET[b % ALPHABET.len()] as char)
+                    .take(wanted),
+            );
+        }
         let mut salt = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .and_then(|()| getrandom::fill(&mut salt))
-            .map_err(|e| EngineError::Setup(format!("no random password for the run: {e}")))?;
-        let password = bytes
-            .iter()
-            // 256 = 4 × 62 + 8: the first 8 letters come up a little more often (6 of 32 bits
-            // lost of 192).
-            .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-            .collect();
+        random(&mut salt)?;
         Ok(RunRole {
             name: name.to_string(),
             password,
@@ -100,9 +107,9 @@ impl RunRole {
 
 /// The SCRAM-SHA-256 verifier of `password` (RFC 5802 and 7677), as PostgreSQL stores it:
 /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, so the password itself is never
-/// sent. One iteration: the iterations stretch a password that could be guessed, and 190
-/// random bits cannot be; the 4096 that libpq uses cost 50 ms a run in a debug build (4 ms
-/// in release), and as much again at each login of a session where the server asks for SCRAM.
+/// sent. One iteration: iterations stretch a password that could be guessed, and 190 random
+/// bits cannot be. The 4096 that libpq uses cost 65 ms a run in a debug build, and as much
+/// again at each session's login where the server asks for SCRAM.
 fn scram_verifier(password: &str, salt: &[u8; 16]) -> String {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
@@ -201,7 +208,8 @@ pub(super) async fn confinement(
 /// connected, so no engine is left to clean up. On a thread of its own, over a connection of
 /// its own (the future that made the role is gone, and the runtime may be stopping), it ends
 /// the backend that made the role and any logged in as it, and waits until they are gone (a
-/// `CREATE ROLE` still in flight has committed by then), then drops the role. Bounded by the
+/// `CREATE ROLE` still in flight has committed or rolled back by then), then drops the role.
+/// Bounded by the
 /// connect timeout and [`CLOSE_TIMEOUT`].
 struct ProbeGuard {
     config: Config,
