@@ -129,13 +129,19 @@ pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// the search path: a function or operator someone made in `public` (a run's role can, where
 /// PUBLIC may create there) never stands in for the catalog's in the tool's own queries.
 pub(super) fn own(config: &Config) -> Config {
+    own_in(config, "pg_catalog")
+}
+
+/// As [`own`], with `search_path` (a run's schema, for the connection its setup and final query
+/// run on: set at start-up, no extra round trip).
+pub(super) fn own_in(config: &Config, search_path: &str) -> Config {
     let mut own = config.clone();
     let options = match config.get_options() {
         Some(options) if !options.trim().is_empty() => format!("{options} "),
         _ => String::new(),
     };
     own.options(format!(
-        "{options}-c statement_timeout={OWN_STATEMENT_TIMEOUT} -c search_path=pg_catalog"
+        "{options}-c statement_timeout={OWN_STATEMENT_TIMEOUT} -c search_path={search_path}"
     ));
     own
 }

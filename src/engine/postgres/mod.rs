@@ -192,9 +192,10 @@ impl PgEngine {
         });
         let make = match &role {
             Some((role, grant)) => role.create_sql(&self.database, *grant, true),
-            None => {
-                format!("CREATE SCHEMA {schema}; COMMENT ON SCHEMA {schema} IS '{SCHEMA_COMMENT}'")
-            }
+            None => format!(
+                "CREATE SCHEMA {schema}; COMMENT ON SCHEMA {schema} IS '{SCHEMA_COMMENT}'; \
+                 SET search_path TO {schema}"
+            ),
         };
         control.batch_execute(&make).await.map_err(pg_error)?;
         // The scenario's own SQL runs as the run's role, if it has one: the setup and the final
@@ -205,18 +206,16 @@ impl PgEngine {
             None => self.config.clone(),
         };
         let data = async {
-            let (data, pid) = match &role {
-                Some(_) => {
-                    let (data, pid) = connect_data(&base, &self.tls).await?;
-                    (Arc::new(data), pid)
-                }
-                None => (control.clone(), control_pid),
+            let data = match &role {
+                // Its backends are found by the role's name: no pid to keep.
+                Some(_) => Arc::new(connect_data(&base, &self.tls, &schema).await?),
+                None => control.clone(),
             };
             set_up(&data, &schema, scenario, role.is_some()).await?;
-            Ok((data, pid))
+            Ok(data)
         };
         let sessions = connect_sessions(&base, &self.tls, &schema, scenario, levels);
-        let ((data, data_pid), sessions) = match tokio::try_join!(data, sessions) {
+        let (data, sessions) = match tokio::try_join!(data, sessions) {
             Ok(connected) => connected,
             Err(error) => {
                 return Err(out_of_connections(&self.admin, error, scenario, role.is_some()).await)
@@ -237,8 +236,6 @@ impl PgEngine {
             .map_err(pg_error)?;
         let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
         if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {
-            run.pids
-                .extend(Some(data_pid).filter(|pid| *pid != control_pid));
             run.pids.extend(&pids);
         }
         Ok(PgRun {
@@ -441,13 +438,16 @@ impl PgRun {
     pub async fn finish(self) -> Result<(), EngineError> {
         match &self.role {
             Some(role) => {
+                // Closing its connections ends its backends (the sessions', the setup's) and
+                // rolls their transactions back; the role and all it owns are dropped as they
+                // go. Should the drop fail (a temporary table that an exiting backend was
+                // dropping at the same time, say), it is tried again once they are gone.
                 drop(self.sessions);
                 drop(self.data);
-                // Its backends (the sessions', the setup's) end, their transactions rolled
-                // back, before the role and all it owns are dropped: a temporary table that one
-                // of them is dropping as it exits is not dropped twice.
-                end_backends(&self.control, &[], Some(role)).await?;
-                drop_role(&self.control, role).await?;
+                if drop_role(&self.control, role).await.is_err() {
+                    end_backends(&self.control, &[], Some(role)).await?;
+                    drop_role(&self.control, role).await?;
+                }
             }
             None => {
                 for session in &self.sessions {

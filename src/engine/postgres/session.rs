@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio_postgres::{Client, Config};
 
-use super::cleanup::own;
+use super::cleanup::own_in;
 use super::connect::{characteristics_sql, connect, pg_error, setup_failed};
 use super::reply::first_value;
 use super::tls::Tls;
@@ -49,31 +49,33 @@ pub(super) async fn connect_sessions(
     futures_util::future::try_join_all(connects).await
 }
 
-/// Runs the scenario's setup on `data`, in the run's schema, and puts the search path back on
-/// the run's schema after it: the setup may have moved it (`SET search_path TO public`), and the
-/// final query reads the run's schema whatever the setup did. `role`: the run has one.
+/// Runs the scenario's setup on `data`, whose search path is the run's schema, and puts the
+/// search path back on it after: the setup may have moved it (`SET search_path TO public`), and
+/// the final query reads the run's schema whatever the setup did. `role`: the run has one.
 pub(super) async fn set_up(
     data: &Client,
     schema: &str,
     scenario: &Scenario,
     role: bool,
 ) -> Result<(), EngineError> {
-    let path = format!("SET search_path TO {schema}");
-    data.batch_execute(&path).await.map_err(pg_error)?;
     data.batch_execute(&scenario.setup)
         .await
         .map_err(|e| setup_failed(&scenario.setup_at, &e, role))?;
-    data.batch_execute(&path).await.map_err(pg_error)
+    data.batch_execute(&format!("SET search_path TO {schema}"))
+        .await
+        .map_err(pg_error)
 }
 
 /// The connection of a run's role that its setup and final query run on: one of the tool's
-/// own (with its statement timeout), as the role. Returns it with its backend.
-pub(super) async fn connect_data(role: &Config, tls: &Tls) -> Result<(Client, i32), EngineError> {
-    let mut config = own(role);
+/// own (with its statement timeout), as the role, in the run's schema.
+pub(super) async fn connect_data(
+    role: &Config,
+    tls: &Tls,
+    schema: &str,
+) -> Result<Client, EngineError> {
+    let mut config = own_in(role, schema);
     config.application_name("anomalies (setup)");
-    let client = connect(&config, tls, "the server").await?;
-    let pid = backend_pid(&client, "SELECT pg_catalog.pg_backend_pid()").await?;
-    Ok((client, pid))
+    connect(&config, tls, "the server").await
 }
 
 /// Runs `sql`, whose last statement returns the backend's pid.
