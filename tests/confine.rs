@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::runner::UserServer;
 use crate::support::{anomalies, open_tempdir, stderr, stdout};
+use crate::user_server::UserServer;
 
 /// The run's roles and schemas left on the server (the cluster's own user is `anomalies`).
 pub(crate) const OUR_ROLES: &str =

@@ -5,9 +5,9 @@
 use serde_json::Value;
 
 use crate::confine::{drop_user, Database, OUR_ROLES, OUR_SCHEMAS};
-use crate::runner::UserServer;
 use crate::support::{anomalies, stderr, stdout};
 use crate::tls::Server;
+use crate::user_server::UserServer;
 
 /// `anomalies run tests/fixtures/booking.toml --url URL`: it succeeds; its stderr.
 fn booking(url: &str) -> String {

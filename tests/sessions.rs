@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use crate::confine::OUR_ROLES;
-use crate::runner::UserServer;
 use crate::support::{anomalies, open_tempdir, stderr, stdout};
+use crate::user_server::UserServer;
 
 /// A scenario of `n` sessions, each inserting its own row, all begun before any inserts.
 fn many(n: usize) -> String {

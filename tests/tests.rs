@@ -18,4 +18,5 @@ mod sessions;
 mod step;
 mod support;
 mod tls;
+mod user_server;
 mod verdicts;
