@@ -139,8 +139,9 @@ async fn explore_all(
     Ok(explorations)
 }
 
-/// A scenario file is code: on a user's server its SQL runs with the connecting user's own
-/// privileges. Said once, in one line, for files that are not built-ins.
+/// A scenario file is code: on a user's server where runs cannot have roles of their own, its
+/// SQL runs with the connecting user's own privileges. Said once, in one line, with why, for
+/// files that are not built-ins.
 fn warn_of_privileges(engine: &Engine, scenarios: &[Scenario], notice: &mut dyn FnMut(&str)) {
     let Some(user) = engine.users_server() else {
         return;
@@ -157,7 +158,7 @@ fn warn_of_privileges(engine: &Engine, scenarios: &[Scenario], notice: &mut dyn 
         };
         notice(&format!(
             "notice: {first}{more} runs with the privileges of {user}: its SQL can reach \
-             whatever that user can, outside the run's own schema too"
+             whatever that user can, outside the run's own data too"
         ));
     }
 }

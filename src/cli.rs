@@ -104,7 +104,8 @@ pub struct Selection {
 #[derive(Debug, clap::Args)]
 pub struct ConnectionArgs {
     /// A PostgreSQL URL or key=value connection string; PG* variables fill in the rest.
-    /// Runs work in schemas of their own, dropped afterwards.
+    /// Runs work in schemas of their own and, where the user may create roles, as roles of
+    /// their own, dropped afterwards.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub url: Option<String>,
 

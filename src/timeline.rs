@@ -139,6 +139,9 @@ pub enum ErrorKind {
     DataException,
     /// A write in a read-only transaction or database.
     ReadOnly,
+    /// A privilege the session's user lacks: `permission denied for schema billing`, `must be
+    /// owner of table accounts` (on PostgreSQL, a run's own role may reach only its schema).
+    Privilege,
     /// Cancelled (a statement timeout).
     Cancelled,
     Other,
@@ -159,6 +162,7 @@ impl ErrorKind {
             | ErrorKind::UndefinedObject
             | ErrorKind::DataException
             | ErrorKind::ReadOnly
+            | ErrorKind::Privilege
             | ErrorKind::Cancelled
             | ErrorKind::Other => false,
         }

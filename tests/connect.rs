@@ -131,7 +131,7 @@ fn settings(url: &str) -> Vec<(String, String)> {
 #[test]
 fn a_service_names_the_server_and_the_password_file_is_read_as_libpq_reads_it() {
     use std::os::unix::fs::PermissionsExt;
-    let server = crate::runner::UserServer::start();
+    let server = crate::user_server::UserServer::start();
     let dir = tempfile::tempdir().unwrap();
     let service = dir.path().join("services.conf");
     let mut section = String::from("[scratch]\n");

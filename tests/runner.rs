@@ -4,12 +4,11 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anomalies::engine::cluster::{find_bindir, Cluster};
 use serde_json::Value;
-use tokio_postgres::config::Host;
-use tokio_postgres::NoTls;
 
+use crate::confine::OUR_ROLES;
 use crate::support::{anomalies, stderr, stdout};
+use crate::user_server::UserServer;
 
 fn run_json(fixture: &str, engine: &str, level: &str, extra: &[&str]) -> Value {
     run_json_exiting(fixture, engine, level, extra, 0)
@@ -271,80 +270,6 @@ fn a_step_that_neither_finishes_nor_waits_is_cancelled_after_the_step_timeout() 
     assert_eq!(run["cause"]["step"], "alice.slow");
 }
 
-/// A server of the test's own, standing in for a user's: reached only through --url.
-pub(crate) struct UserServer {
-    cluster: Option<Cluster>,
-    pub(crate) url: String,
-    runtime: tokio::runtime::Runtime,
-    client: tokio_postgres::Client,
-}
-
-impl UserServer {
-    pub(crate) fn start() -> UserServer {
-        let bindir = find_bindir().expect("PostgreSQL server binaries are not installed");
-        let cluster = Cluster::start(&bindir).expect("a server starts");
-        let config = cluster.config();
-        let Some(Host::Unix(socket)) = config.get_hosts().first() else {
-            panic!("the cluster listens on a unix socket");
-        };
-        let url = format!(
-            "host={} port={} user=anomalies dbname=postgres",
-            socket.display(),
-            config.get_ports()[0]
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = runtime.block_on(async {
-            let (client, connection) = config.connect(NoTls).await.unwrap();
-            tokio::spawn(connection);
-            client
-        });
-        UserServer {
-            cluster: Some(cluster),
-            url,
-            runtime,
-            client,
-        }
-    }
-
-    pub(crate) fn execute(&self, sql: &str) {
-        self.runtime
-            .block_on(self.client.execute(sql, &[]))
-            .unwrap();
-    }
-
-    pub(crate) fn query(&self, sql: &str) -> Vec<String> {
-        self.runtime
-            .block_on(self.client.query(sql, &[]))
-            .unwrap()
-            .iter()
-            .map(|row| row.get::<_, String>(0))
-            .collect()
-    }
-
-    /// Asks the server until `sql` returns no rows; the backends of a closed client take a
-    /// moment to exit.
-    fn until_empty(&self, sql: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let rows = self.query(sql);
-            if rows.is_empty() || Instant::now() > deadline {
-                return rows;
-            }
-        }
-    }
-}
-
-impl Drop for UserServer {
-    fn drop(&mut self) {
-        if let Some(cluster) = self.cluster.take() {
-            let _ = cluster.stop();
-        }
-    }
-}
-
 const OUR_SCHEMAS: &str = "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'anomalies%'";
 const OUR_BACKENDS: &str =
     "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'anomalies %'";
@@ -384,6 +309,7 @@ fn a_users_server_keeps_its_data_and_gets_nothing_left_behind() {
     server.query(&format!("DROP SCHEMA {schema} CASCADE"));
     assert_eq!(balances, ["7"]);
     assert_eq!(server.query(OUR_SCHEMAS), Vec::<String>::new());
+    assert_eq!(server.query(OUR_ROLES), Vec::<String>::new());
     assert_eq!(server.until_empty(OUR_BACKENDS), Vec::<String>::new());
 }
 
@@ -419,19 +345,14 @@ fn ctrl_c_during_a_step_cleans_up_and_exits_130() {
     .unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
-    // A file that is not a built-in, on a user's server: first the one-line notice that it
-    // runs with the user's privileges.
+    // A file that is not a built-in, on a user's server where the user may create roles: it
+    // runs as a role of its own, so there is no notice of the user's privileges.
     let err = stderr(&output);
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 2, "{err}");
-    assert!(
-        lines[0].starts_with(
-            "notice: tests/fixtures/slow.toml runs with the privileges of user anomalies at "
-        ),
-        "{err}"
-    );
-    assert_eq!(lines[1], "error: interrupted; cleaned up");
+    assert_eq!(lines.len(), 1, "{err}");
+    assert_eq!(lines[0], "error: interrupted; cleaned up");
     assert_eq!(server.query(OUR_SCHEMAS), Vec::<String>::new());
+    assert_eq!(server.query(OUR_ROLES), Vec::<String>::new());
     assert_eq!(server.until_empty(OUR_BACKENDS), Vec::<String>::new());
 }
 

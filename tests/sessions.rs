@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 
-use crate::runner::UserServer;
+use crate::confine::OUR_ROLES;
 use crate::support::{anomalies, open_tempdir, stderr, stdout};
+use crate::user_server::UserServer;
 
 /// A scenario of `n` sessions, each inserting its own row, all begun before any inserts.
 fn many(n: usize) -> String {
@@ -74,7 +75,8 @@ fn a_server_out_of_connections_says_how_many_the_scenario_needs() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    // After the notice that a file runs with the user's privileges, the error.
+    // After the notice that a file runs with the user's privileges (few may not create roles),
+    // the error.
     let all = stderr(&output);
     let err = all.lines().last().unwrap_or_default().to_string();
     assert!(all.starts_with("notice: "), "{all}");
@@ -93,6 +95,7 @@ fn a_server_out_of_connections_says_how_many_the_scenario_needs() {
     assert!(server
         .query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'anomalies%'")
         .is_empty());
+    assert_eq!(server.query(OUR_ROLES), Vec::<String>::new());
 }
 
 /// The `anomalies-sqlite-*` folders in `dir` that hold a lock file.
@@ -160,7 +163,7 @@ fn a_killed_sqlite_runs_folder_is_removed_by_the_next_run_and_a_live_ones_is_not
 }
 
 #[test]
-fn sigint_at_any_instant_leaves_no_schema_on_a_users_server() {
+fn sigint_at_any_instant_leaves_no_schema_or_role_on_a_users_server() {
     use std::time::Duration;
     let server = UserServer::start();
     let ours = "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'anomalies%'";
@@ -193,6 +196,11 @@ fn sigint_at_any_instant_leaves_no_schema_on_a_users_server() {
             other => panic!("round {round}: {other:?}: {}", stderr(&output)),
         }
         assert_eq!(server.query(ours), Vec::<String>::new(), "round {round}");
+        assert_eq!(
+            server.query(OUR_ROLES),
+            Vec::<String>::new(),
+            "round {round}"
+        );
     }
     // Most rounds are interrupted somewhere along the way, not after the run.
     assert!(
@@ -202,18 +210,39 @@ fn sigint_at_any_instant_leaves_no_schema_on_a_users_server() {
 }
 
 #[test]
-fn a_killed_runs_schema_is_swept_by_the_next_run_and_a_live_ones_is_not() {
+fn a_killed_runs_schema_and_role_are_swept_by_the_next_run_and_a_live_ones_are_not() {
     let server = UserServer::start();
-    // A schema as a killed run leaves it: named and commented as the tool makes them, its
-    // advisory lock free. And one a live run holds: its lock taken by this test's connection.
+    // Schemas and roles as killed runs leave them: named and commented as the tool makes them,
+    // their advisory lock free. And one a live run holds: its lock taken by this test's
+    // connection.
     let comment = "made by anomalies for one run; dropped when the run ends";
     for schema in ["anomalies_1_0_lost_update", "anomalies_2_0_lost_update"] {
         server.execute(&format!("CREATE SCHEMA {schema}"));
         server.execute(&format!("COMMENT ON SCHEMA {schema} IS '{comment}'"));
     }
-    server.execute(
-        "SELECT pg_advisory_lock(x'616e6f6d'::int, hashtext('anomalies_2_0_lost_update'))",
-    );
+    let here = "made by anomalies for one run in database postgres; dropped when the run ends";
+    let elsewhere = "made by anomalies for one run in database other; dropped when the run ends";
+    for (role, comment) in [
+        ("anomalies_1_1_lost_update", Some(here)),
+        ("anomalies_2_1_lost_update", Some(here)),
+        // A run's role in another database: its lock is there, not here.
+        ("anomalies_4_0_lost_update", Some(elsewhere)),
+        // A user's role that only looks like ours.
+        ("anomalies_5_0_mine", None),
+    ] {
+        server.execute(&format!("CREATE ROLE {role} LOGIN"));
+        if let Some(comment) = comment {
+            server.execute(&format!("COMMENT ON ROLE {role} IS '{comment}'"));
+        }
+    }
+    // The stale role owns its schema, as a run's role does.
+    server
+        .execute("CREATE SCHEMA anomalies_1_1_lost_update AUTHORIZATION anomalies_1_1_lost_update");
+    for held in ["anomalies_2_0_lost_update", "anomalies_2_1_lost_update"] {
+        server.execute(&format!(
+            "SELECT pg_advisory_lock(x'616e6f6d'::int, hashtext('{held}'))"
+        ));
+    }
     // And a user's schema that only looks like ours.
     server.execute("CREATE SCHEMA anomalies_3_0_mine");
     let output = anomalies()
@@ -227,9 +256,18 @@ fn a_killed_runs_schema_is_swept_by_the_next_run_and_a_live_ones_is_not() {
         ),
         ["anomalies_2_0_lost_update", "anomalies_3_0_mine"]
     );
+    let kept = [
+        "anomalies_2_1_lost_update",
+        "anomalies_4_0_lost_update",
+        "anomalies_5_0_mine",
+    ];
+    assert_eq!(server.query(OUR_ROLES), kept);
     // The server's data directory is a cached one, which later tests count schemas in.
     server.execute("SELECT pg_advisory_unlock_all()");
     server.execute("DROP SCHEMA anomalies_2_0_lost_update, anomalies_3_0_mine");
+    for role in kept {
+        server.execute(&format!("DROP ROLE {role}"));
+    }
 }
 
 #[test]
@@ -275,23 +313,45 @@ fn a_setup_that_moves_the_search_path_cannot_change_the_verdict() {
 }
 
 #[test]
-fn a_file_on_a_users_server_says_whose_privileges_it_runs_with_and_a_builtin_does_not() {
+fn a_final_query_that_moves_the_search_path_cannot_change_the_next_orders_verdict() {
     let server = UserServer::start();
-    let run = |target: &str| {
+    // The user's table of the same name, which everyone may read and change.
+    server.execute("DROP TABLE IF EXISTS public.accounts");
+    server.execute(
+        "CREATE TABLE public.accounts (id INTEGER PRIMARY KEY, owner TEXT, balance INTEGER)",
+    );
+    server.execute("INSERT INTO public.accounts VALUES (1, 'someone', 30)");
+    server.execute("GRANT ALL ON public.accounts TO PUBLIC");
+    let dir = open_tempdir();
+    let path = dir.path().join("moves.toml");
+    let builtin = include_str!("../scenarios/lost-update.toml");
+    let text = builtin.replacen(
+        "final = \"SELECT balance FROM accounts WHERE id = 1\"",
+        "final = \"SELECT balance FROM accounts WHERE id = 1; SET search_path TO public\"",
+        1,
+    );
+    assert_ne!(text, builtin);
+    std::fs::write(&path, text).unwrap();
+    let explore = |target: &std::path::Path| {
         let output = anomalies()
-            .args(["run", target, "--url", &server.url])
+            .arg("explore")
+            .arg(target)
+            .args(["--url", &server.url, "--level", "read-committed"])
+            .args(["--format", "json"])
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", stderr(&output));
-        stderr(&output)
+        let explored: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        explored["levels"][0]["counts"].clone()
     };
-    assert_eq!(run("lost-update"), "");
-    let err = run("tests/fixtures/booking.toml");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.starts_with(
-            "notice: tests/fixtures/booking.toml runs with the privileges of user anomalies at "
-        ),
-        "{err}"
+    // Every order reads the run's balance, and the data is put back in the run's schema.
+    assert_eq!(
+        explore(&path),
+        explore(std::path::Path::new("scenarios/lost-update.toml"))
     );
+    assert_eq!(
+        server.query("SELECT balance::text FROM public.accounts"),
+        ["30"]
+    );
+    server.execute("DROP TABLE public.accounts");
 }

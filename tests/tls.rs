@@ -36,18 +36,24 @@ extendedKeyUsage = clientAuth
 ";
 
 /// A PostgreSQL server of the test's own, on 127.0.0.1 and .2 and a free port; `hostssl` only
-/// when TLS is on, database `template1` asking for a client certificate.
-struct Server {
+/// when TLS is on, database `template1` asking for a client certificate (or the test's own
+/// `pg_hba.conf`).
+pub(crate) struct Server {
     dir: tempfile::TempDir,
     pg_ctl: PathBuf,
     data: PathBuf,
     owner: Option<User>,
-    port: u16,
+    pub(crate) port: u16,
     running: bool,
 }
 
 impl Server {
     fn start(ssl: bool) -> Server {
+        Server::start_with(ssl, None)
+    }
+
+    /// A server whose `pg_hba.conf` is `hba`, when given.
+    pub(crate) fn start_with(ssl: bool, hba: Option<&str>) -> Server {
         let bindir = find_bindir()
             .expect("PostgreSQL server binaries are not installed (apt-get install postgresql)");
         let dir = open_tempdir();
@@ -84,6 +90,9 @@ impl Server {
         std::fs::copy(server.dir.path().join("ca.crt"), &target).unwrap();
         give(&target, server.owner.as_ref());
         server.configure(ssl);
+        if let Some(hba) = hba {
+            std::fs::write(server.data.join("pg_hba.conf"), hba).unwrap();
+        }
         let log = home.join("log").to_str().unwrap().to_string();
         server.run(
             &server.pg_ctl,
@@ -113,6 +122,29 @@ impl Server {
         std::fs::write(self.data.join("pg_hba.conf"), hba).unwrap();
     }
 
+    /// Writes `hba` as the server's `pg_hba.conf` and has the server read it again: returns
+    /// once its log says it has (the postmaster reads `pg_hba.conf` as it handles the signal).
+    pub(crate) fn set_hba(&self, hba: &str) {
+        let log = self.data.parent().unwrap().join("log");
+        let reloads = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("reloading configuration files")
+                .count()
+        };
+        let before = reloads();
+        std::fs::write(self.data.join("pg_hba.conf"), hba).unwrap();
+        let data = self.data.to_str().unwrap().to_string();
+        self.run(&self.pg_ctl, &["reload", "-D", &data]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while reloads() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never reloaded"
+            );
+        }
+    }
+
     /// Runs a server binary as the server's user; it must succeed.
     fn run(&self, program: &Path, args: &[&str]) {
         let mut command = Command::new(program);
@@ -137,12 +169,12 @@ impl Server {
     }
 
     /// `host=… port=… user=postgres dbname=postgres` and `extra`.
-    fn url(&self, host: &str, extra: &str) -> String {
+    pub(crate) fn url(&self, host: &str, extra: &str) -> String {
         format!("host={host} port={} user=postgres {extra}", self.port)
     }
 
     /// Stops the server and removes its directory; no process of it is left.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.halt();
         let path = self.dir.path().to_path_buf();
         assert_eq!(processes_mentioning(&path), Vec::<String>::new());

@@ -182,7 +182,9 @@ impl Engine {
         Ok((Engine(backend), notice))
     }
 
-    /// On a user's server (`--url`), who the tool connects as: `user me at db:5432/scratch`.
+    /// On a user's server (`--url`) where scenarios run with the user's own privileges (runs get
+    /// no roles of their own), who that is and why: `user me at db:5432/app, who may not create
+    /// roles`.
     pub fn users_server(&self) -> Option<String> {
         self.0.users_server()
     }

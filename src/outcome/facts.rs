@@ -198,6 +198,7 @@ mod tests {
             ErrorKind::UndefinedObject,
             ErrorKind::DataException,
             ErrorKind::ReadOnly,
+            ErrorKind::Privilege,
             ErrorKind::Cancelled,
             ErrorKind::Other,
         ];
@@ -214,6 +215,7 @@ mod tests {
                 | ErrorKind::UndefinedObject
                 | ErrorKind::DataException
                 | ErrorKind::ReadOnly
+                | ErrorKind::Privilege
                 | ErrorKind::Cancelled
                 | ErrorKind::Other => {}
             }

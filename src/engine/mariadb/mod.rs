@@ -72,7 +72,10 @@ pub(super) async fn open(options: &ConnectOptions) -> Result<Connected, EngineEr
     let engine = MariaEngine::connect(opts, options.connect_timeout, &target).await?;
     sweep_stale(&engine.admin, engine.mariadb).await?;
     let engine = MariaEngine {
-        users_server: Some(format!("user {user} at {target}")),
+        // MariaDB runs get no account of their own (yet): a file runs with the user's rights.
+        users_server: Some(format!(
+            "user {user} at {target} (MariaDB runs get no account of their own)"
+        )),
         ..engine
     };
     Ok((Box::new(engine), None))

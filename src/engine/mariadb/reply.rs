@@ -32,6 +32,8 @@ fn error_kind(code: u16) -> ErrorKind {
         1264 | 1365 | 1292 | 1366 | 1690 | 1406 | 1265 => ErrorKind::DataException,
         // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION.
         1792 => ErrorKind::ReadOnly,
+        // Access denied: to a database, a table, a column, a command; a privilege it needs.
+        1044 | 1142 | 1143 | 1227 | 1370 => ErrorKind::Privilege,
         // Interrupted (KILL QUERY), or a statement time limit.
         1317 | 1969 | 3024 => ErrorKind::Cancelled,
         _ => ErrorKind::Other,
@@ -65,7 +67,7 @@ mod tests {
         for code in [1213, 1205, 1020, 1062, 4025, 3819, 1452, 1048] {
             assert!(error_kind(code).is_mechanism(), "{code}");
         }
-        for code in [1064, 1146, 1054, 1317, 1792, 1365, 9999] {
+        for code in [1064, 1146, 1054, 1317, 1792, 1365, 1142, 9999] {
             assert!(!error_kind(code).is_mechanism(), "{code}");
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, Connection, NoTls};
 
 use super::tls::{self, Tls};
@@ -13,6 +14,7 @@ use super::tls::{self, Tls};
 use super::passfile;
 use crate::engine::EngineError;
 use crate::level::SessionLevel;
+use crate::scenario::{Place, Scenario};
 
 /// How long a connection's start-up may take when the connection string says nothing.
 pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,6 +101,55 @@ pub(super) fn characteristics_sql(level: &SessionLevel) -> String {
         sql.push_str(", DEFERRABLE");
     }
     sql
+}
+
+/// A session's connection refused because the server has no slot left (53300) says how many
+/// the scenario needs and how many the server allows; any other error stays as it is. `role`:
+/// the run has a role of its own, whose setup and final query have a connection of their own.
+pub(super) async fn out_of_connections(
+    admin: &Client,
+    error: EngineError,
+    scenario: &Scenario,
+    role: bool,
+) -> EngineError {
+    let EngineError::Connect { target, reason } = &error else {
+        return error;
+    };
+    if !reason.contains("(53300)") {
+        return error;
+    }
+    let allowed = admin
+        .simple_query("SHOW max_connections")
+        .await
+        .ok()
+        .and_then(|messages| super::reply::first_value(&messages))
+        .unwrap_or_else(|| "?".into());
+    let (own, more) = match role {
+        true => (", a control connection and one for the setup", 2),
+        false => (" and a control connection", 1),
+    };
+    EngineError::Setup(format!(
+        "the scenario's {} sessions need {} connections to {target} (one per session{own}), \
+         but the server allows max_connections = {allowed}, some of them taken by others; it \
+         said: {reason}",
+        scenario.sessions.len(),
+        scenario.sessions.len() + more
+    ))
+}
+
+/// The setup SQL failed: where, and what the server said; a privilege it lacked, when the
+/// scenario runs as a role of its own, says so.
+pub(super) fn setup_failed(at: &Place, error: &tokio_postgres::Error, role: bool) -> EngineError {
+    let hint = match error.code() {
+        Some(code) if role && *code == SqlState::INSUFFICIENT_PRIVILEGE => {
+            format!("; {}", super::role::CONFINED)
+        }
+        _ => String::new(),
+    };
+    EngineError::Setup(format!(
+        "{at}: the setup SQL failed on PostgreSQL: {}{hint}",
+        error_text(error)
+    ))
 }
 
 /// The configuration and TLS set-up a `--url` asks for: the TLS options are taken out of the

@@ -1,5 +1,6 @@
 //! PostgreSQL through tokio-postgres: one connection per session, one control connection that
-//! sets up data and asks the server whether a session waits.
+//! makes the run's schema (and role) and asks the server whether a session waits, and the
+//! connection the setup and the final query run on (the run's role's, or the control one).
 
 use std::future::Future;
 use std::path::Path;
@@ -15,13 +16,17 @@ mod cleanup;
 mod connect;
 mod passfile;
 mod reply;
+mod role;
+mod session;
 mod tls;
 
-use cleanup::{claim_schema, drop_schema, end_backends, lock, own, sweep_stale_schemas};
-use cleanup::{Live, LiveRun, CLOSE_TIMEOUT, SCHEMA_COMMENT};
-use connect::{characteristics_sql, config_and_tls, connect_bound, describe, no_answer};
-use connect::{connect, error_text, pg_error};
-use reply::{first_value, step_result};
+use cleanup::{claim_schema, clean_up_live, clear_cluster, drop_schema, end_backends, lock, own};
+use cleanup::{sweep_stale, Live, LiveRun, CLOSE_TIMEOUT, SCHEMA_COMMENT};
+use connect::{config_and_tls, connect, connect_bound, describe, no_answer};
+use connect::{out_of_connections, pg_error};
+use reply::step_result;
+use role::{confinement, drop_role, Confinement, RunRole, CONFINED};
+use session::{connect_data, connect_sessions, set_up};
 use tls::Tls;
 
 pub(super) use backend::open;
@@ -30,7 +35,7 @@ use crate::engine::cluster::Cluster;
 use crate::engine::{snapshot_sql, EngineError, EngineInfo, Settled};
 use crate::level::SessionLevel;
 use crate::scenario::{EngineKind, Scenario};
-use crate::timeline::{ResultSet, StepResult};
+use crate::timeline::{ErrorKind, ResultSet, StepResult};
 
 type Reply = Pin<Box<dyn Future<Output = Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>>>>;
 
@@ -39,6 +44,10 @@ pub struct PgEngine {
     config: Config,
     tls: Tls,
     admin: Arc<Client>,
+    /// `current_database()`, which a run's role's comment names.
+    database: String,
+    /// Whether runs get roles of their own.
+    confinement: Confinement,
     /// Runs not yet finished; `close` cleans up what an interrupted run left.
     live: Live,
     cluster: Option<Cluster>,
@@ -50,6 +59,10 @@ pub struct PgRun {
     restore: Option<String>,
     live: Live,
     control: Arc<Client>,
+    /// Where the setup, the final query and the data's save and reset run: the run's role's
+    /// own connection, or the control connection when the run has no role.
+    data: Arc<Client>,
+    role: Option<String>,
     probe: Statement,
     blockers: Statement,
     sessions: Vec<PgSession>,
@@ -71,14 +84,16 @@ impl PgEngine {
         // The first query is bounded too: a server can finish the handshake and then stall.
         let bound = connect_bound(&config);
         let started = PgEngine::new(config, tls, admin, target.clone(), None);
-        let engine =
+        let mut engine =
             tokio::time::timeout(bound, started)
                 .await
                 .map_err(|_| EngineError::Connect {
                     target,
                     reason: no_answer(bound),
                 })??;
-        sweep_stale_schemas(&engine.admin).await?;
+        sweep_stale(&engine.admin, &engine.database).await?;
+        engine.confinement =
+            confinement(&engine.admin, &engine.config, &engine.tls, &engine.database).await?;
         Ok(engine)
     }
 
@@ -93,19 +108,7 @@ impl PgEngine {
         let admin = connect(&own(&config), &tls, "the throwaway cluster").await?;
         let detail = "throwaway cluster".into();
         let engine = PgEngine::new(config, tls, admin, detail, Some(cluster)).await?;
-        // The cluster is ours alone: clear what a run killed without a chance to clean up left.
-        let stale = engine
-            .admin
-            .query(
-                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'anomalies\\_%'",
-                &[],
-            )
-            .await
-            .map_err(pg_error)?;
-        for row in stale {
-            let name: String = row.get(0);
-            drop_schema(&engine.admin, &name).await?;
-        }
+        clear_cluster(&engine.admin).await?;
         Ok(engine)
     }
 
@@ -121,18 +124,26 @@ impl PgEngine {
         detail: String,
         cluster: Option<Cluster>,
     ) -> Result<PgEngine, EngineError> {
-        let version = first_value(
-            &admin
-                .simple_query("SHOW server_version")
-                .await
-                .map_err(pg_error)?,
-        )
-        .unwrap_or_default();
+        let row = admin
+            .query_one(
+                "SELECT pg_catalog.current_setting('server_version'), \
+                 pg_catalog.current_database()::text, rolsuper \
+                 FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        let (version, database): (String, String) = (row.get(0), row.get(1));
         let version = version
             .split_whitespace()
             .next()
             .unwrap_or_default()
             .to_string();
+        // Decided again, once the sweep is done, on a user's server; a throwaway cluster's
+        // user is its superuser, and its pg_hba.conf trusts every local role.
+        let confinement = Confinement::Role {
+            grant: !row.get::<_, bool>(2),
+        };
         Ok(PgEngine {
             info: EngineInfo {
                 name: EngineKind::Postgres,
@@ -142,43 +153,25 @@ impl PgEngine {
             config,
             tls,
             admin: Arc::new(admin),
+            database,
+            confinement,
             live: Live::default(),
             cluster,
         })
     }
 
-    /// A session's connection refused because the server has no slot left (53300) says how many
-    /// the scenario needs and how many the server allows; any other error stays as it is.
-    async fn out_of_connections(&self, error: EngineError, scenario: &Scenario) -> EngineError {
-        let EngineError::Connect { target, reason } = &error else {
-            return error;
-        };
-        if !reason.contains("(53300)") {
-            return error;
-        }
-        let allowed = self
-            .admin
-            .simple_query("SHOW max_connections")
-            .await
-            .ok()
-            .and_then(|messages| first_value(&messages))
-            .unwrap_or_else(|| "?".into());
-        EngineError::Setup(format!(
-            "the scenario's {} sessions need {} connections to {target} (one per session and a \
-             control connection), but the server allows max_connections = {allowed}, some of \
-             them taken by others; it said: {reason}",
-            scenario.sessions.len(),
-            scenario.sessions.len() + 1
-        ))
-    }
-
-    /// On a user's server, who the tool connects as and where; `None` on a throwaway cluster.
+    /// On a user's server where runs have the user's own privileges (no role of their own),
+    /// who the user is, where, and why: `user few at db:5432/app, who may not create roles`;
+    /// `None` where each run has its own role, and on a throwaway cluster.
     pub fn users_server(&self) -> Option<String> {
+        let Confinement::User { why } = &self.confinement else {
+            return None;
+        };
         if self.cluster.is_some() {
             return None;
         }
         Some(format!(
-            "user {} at {}",
+            "user {} at {}, {why}",
             self.config.get_user().unwrap_or("?"),
             self.info.detail
         ))
@@ -191,31 +184,46 @@ impl PgEngine {
     ) -> Result<PgRun, EngineError> {
         let control = Arc::new(connect(&own(&self.config), &self.tls, "the server").await?);
         let (schema, control_pid) = claim_schema(&control, &scenario.id).await?;
+        let role = match &self.confinement {
+            Confinement::Role { grant } => Some((RunRole::new(&schema)?, *grant)),
+            Confinement::User { .. } => None,
+        };
         lock(&self.live).push(LiveRun {
             schema: schema.clone(),
+            role: role.as_ref().map(|(role, _)| role.name.clone()),
             pids: vec![control_pid],
         });
-        control
-            .batch_execute(&format!(
+        let make = match &role {
+            Some((role, grant)) => role.create_sql(&self.database, *grant, true),
+            None => format!(
                 "CREATE SCHEMA {schema}; COMMENT ON SCHEMA {schema} IS '{SCHEMA_COMMENT}'; \
                  SET search_path TO {schema}"
-            ))
-            .await
-            .map_err(pg_error)?;
-        control.batch_execute(&scenario.setup).await.map_err(|e| {
-            EngineError::Setup(format!(
-                "{}: the setup SQL failed on PostgreSQL: {}",
-                scenario.setup_at,
-                error_text(&e)
-            ))
-        })?;
-        // The setup is the scenario's own SQL and may have moved the control connection's
-        // search_path (`SET search_path TO public`): the tool's own queries on it (the final
-        // query, the data reset) read the run's schema whatever the setup did.
-        control
-            .batch_execute(&format!("SET search_path TO {schema}"))
-            .await
-            .map_err(pg_error)?;
+            ),
+        };
+        control.batch_execute(&make).await.map_err(pg_error)?;
+        // The scenario's own SQL runs as the run's role, if it has one: the setup and the final
+        // query on a connection of their own, the steps on the sessions'. The sessions connect
+        // while the setup runs.
+        let base = match &role {
+            Some((role, _)) => role.config(&self.config),
+            None => self.config.clone(),
+        };
+        let data = async {
+            let data = match &role {
+                // Its backends are found by the role's name: no pid to keep.
+                Some(_) => Arc::new(connect_data(&base, &self.tls, &schema).await?),
+                None => control.clone(),
+            };
+            set_up(&data, &schema, scenario, role.is_some()).await?;
+            Ok(data)
+        };
+        let sessions = connect_sessions(&base, &self.tls, &schema, scenario, levels);
+        let (data, sessions) = match tokio::try_join!(data, sessions) {
+            Ok(connected) => connected,
+            Err(error) => {
+                return Err(out_of_connections(&self.admin, error, scenario, role.is_some()).await)
+            }
+        };
         let probe = control
             .prepare("SELECT pg_catalog.pg_isolation_test_session_is_blocked($1, $2)")
             .await
@@ -229,39 +237,6 @@ impl PgEngine {
             )
             .await
             .map_err(pg_error)?;
-
-        // The level is set for the session, not inside the transaction: the scenario's own first
-        // statement is the one that takes the snapshot.
-        let base = &self.config;
-        let tls = &self.tls;
-        let connects = scenario
-            .sessions
-            .iter()
-            .zip(levels)
-            .map(|(session, level)| {
-                let init = format!(
-                    "SET search_path TO {schema}; {}; SELECT pg_backend_pid()",
-                    characteristics_sql(level)
-                );
-                let name = format!("anomalies {}", session.name);
-                async move {
-                    let mut config = base.clone();
-                    config.application_name(&name);
-                    let client = connect(&config, tls, "the server").await?;
-                    let pid = first_value(&client.simple_query(&init).await.map_err(pg_error)?)
-                        .and_then(|pid| pid.parse().ok())
-                        .ok_or_else(|| EngineError::Postgres("no backend pid".into()))?;
-                    Ok::<_, EngineError>(PgSession {
-                        client: Arc::new(client),
-                        pid,
-                        in_flight: None,
-                    })
-                }
-            });
-        let sessions = match futures_util::future::try_join_all(connects).await {
-            Ok(sessions) => sessions,
-            Err(error) => return Err(self.out_of_connections(error, scenario).await),
-        };
         let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
         if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {
             run.pids.extend(&pids);
@@ -271,6 +246,8 @@ impl PgEngine {
             restore: None,
             live: self.live.clone(),
             control,
+            data,
+            role: role.map(|(role, _)| role.name),
             probe,
             blockers,
             sessions,
@@ -279,7 +256,7 @@ impl PgEngine {
     }
 
     pub async fn close(self) -> Result<(), EngineError> {
-        let cleanup = self.clean_up_live();
+        let cleanup = clean_up_live(&self.admin, &self.live);
         let result = match tokio::time::timeout(CLOSE_TIMEOUT, cleanup).await {
             Ok(result) => result,
             Err(_) => Err(EngineError::Postgres(format!(
@@ -292,25 +269,6 @@ impl PgEngine {
             tokio::task::spawn_blocking(move || cluster.stop())
                 .await
                 .map_err(|e| EngineError::Setup(format!("stopping the server panicked: {e}")))??;
-        }
-        result
-    }
-
-    /// Ends what the runs that did not finish left: their backends, then their schemas.
-    async fn clean_up_live(&self) -> Result<(), EngineError> {
-        let mut result = Ok(());
-        let left: Vec<LiveRun> = lock(&self.live).clone();
-        for run in &left {
-            // A session may be inside a long statement or a lock wait; the server would not
-            // notice its closed connection until then, and its locks would hold up the drop.
-            if !run.pids.is_empty() {
-                if let Err(e) = end_backends(&self.admin, &run.pids).await {
-                    result = Err(e);
-                }
-            }
-            if let Err(e) = drop_schema(&self.admin, &run.schema).await {
-                result = Err(e);
-            }
         }
         result
     }
@@ -417,7 +375,7 @@ impl PgRun {
 
     pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
         let tables: Vec<String> = self
-            .control
+            .data
             .query(
                 "SELECT c.relname::text FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -430,8 +388,15 @@ impl PgRun {
             .map(|row| row.get(0))
             .collect();
         let (save, restore) = snapshot_sql(&tables, '"');
-        self.control.batch_execute(&save).await.map_err(pg_error)?;
-        self.restore = Some(restore);
+        // The tables' names are the run's schema's, ahead of the catalog's (a table may be
+        // called `pg_class`), whatever a final query did to the search path; and the next
+        // order's final query reads the run's schema again.
+        let path = format!("SET search_path TO {}, pg_catalog; ", self.schema);
+        self.data
+            .batch_execute(&format!("{path}{save}"))
+            .await
+            .map_err(pg_error)?;
+        self.restore = Some(format!("{path}{restore}"));
         Ok(())
     }
 
@@ -448,7 +413,7 @@ impl PgRun {
             .map(|session| session.client.simple_query("ROLLBACK"));
         let (rolled_back, restored) = tokio::join!(
             futures_util::future::join_all(rollbacks),
-            self.control.batch_execute(restore)
+            self.data.batch_execute(restore)
         );
         for result in rolled_back {
             result.map_err(pg_error)?;
@@ -457,11 +422,15 @@ impl PgRun {
     }
 
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
-        match step_result(self.control.simple_query(sql).await)? {
+        match step_result(self.data.simple_query(sql).await)? {
             Settled::Done(StepResult::Rows(rows)) => Ok(rows),
             Settled::Done(StepResult::Failed(e)) => Err(EngineError::Setup(format!(
-                "the final check query failed: {}",
-                e.message
+                "the final check query failed: {}{}",
+                e.message,
+                match (e.kind, &self.role) {
+                    (ErrorKind::Privilege, Some(_)) => format!(" ({}); {CONFINED}", e.code),
+                    _ => String::new(),
+                }
             ))),
             _ => Err(EngineError::Setup(
                 "the final check query returned no rows".into(),
@@ -470,12 +439,28 @@ impl PgRun {
     }
 
     pub async fn finish(self) -> Result<(), EngineError> {
-        for session in &self.sessions {
-            // Ends a transaction a cancelled or stuck step may have left open.
-            let _ = session.client.simple_query("ROLLBACK").await;
+        match &self.role {
+            Some(role) => {
+                // Closing its connections ends its backends (the sessions', the setup's) and
+                // rolls their transactions back; the role and all it owns are dropped as they
+                // go. Should the drop fail (a temporary table that an exiting backend was
+                // dropping at the same time, say), it is tried again once they are gone.
+                drop(self.sessions);
+                drop(self.data);
+                if drop_role(&self.control, role).await.is_err() {
+                    end_backends(&self.control, &[], Some(role)).await?;
+                    drop_role(&self.control, role).await?;
+                }
+            }
+            None => {
+                for session in &self.sessions {
+                    // Ends a transaction a cancelled or stuck step may have left open.
+                    let _ = session.client.simple_query("ROLLBACK").await;
+                }
+                drop(self.sessions);
+                drop_schema(&self.control, &self.schema).await?;
+            }
         }
-        drop(self.sessions);
-        drop_schema(&self.control, &self.schema).await?;
         lock(&self.live).retain(|run| run.schema != self.schema);
         Ok(())
     }

@@ -92,6 +92,8 @@ fn error_kind(code: &SqlState) -> ErrorKind {
         ErrorKind::DataException
     } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
         ErrorKind::ReadOnly
+    } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        ErrorKind::Privilege
     } else {
         ErrorKind::Other
     }

@@ -172,7 +172,7 @@ pub enum Mention<'a> {
 }
 
 /// The portable error kinds, as `error(step)` gives them (kebab-case `ErrorKind`).
-pub const ERROR_KINDS: [&str; 12] = [
+pub const ERROR_KINDS: [&str; 13] = [
     "serialization-failure",
     "deadlock",
     "lock-not-available",
@@ -183,6 +183,7 @@ pub const ERROR_KINDS: [&str; 12] = [
     "undefined-object",
     "data-exception",
     "read-only",
+    "privilege",
     "cancelled",
     "other",
 ];

@@ -1,0 +1,105 @@
+//! A server of the test's own standing in for a user's: a cached throwaway cluster, reached
+//! by the tool only through `--url`, and by the test through a client of its own.
+
+use std::time::{Duration, Instant};
+
+use anomalies::engine::cluster::{find_bindir, Cluster};
+use tokio_postgres::config::Host;
+use tokio_postgres::NoTls;
+
+/// A server of the test's own, standing in for a user's: reached only through --url.
+pub(crate) struct UserServer {
+    cluster: Option<Cluster>,
+    pub(crate) url: String,
+    /// `socket:port`, as the tool describes the server (`socket:port/database`).
+    pub(crate) at: String,
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl UserServer {
+    pub(crate) fn start() -> UserServer {
+        let bindir = find_bindir().expect("PostgreSQL server binaries are not installed");
+        let cluster = Cluster::start(&bindir).expect("a server starts");
+        let config = cluster.config();
+        let Some(Host::Unix(socket)) = config.get_hosts().first() else {
+            panic!("the cluster listens on a unix socket");
+        };
+        let url = format!(
+            "host={} port={} user=anomalies dbname=postgres",
+            socket.display(),
+            config.get_ports()[0]
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = runtime.block_on(async {
+            let (client, connection) = config.connect(NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+        });
+        let at = format!("{}:{}", socket.display(), config.get_ports()[0]);
+        UserServer {
+            cluster: Some(cluster),
+            url,
+            at,
+            runtime,
+            client,
+        }
+    }
+
+    pub(crate) fn execute(&self, sql: &str) {
+        self.runtime
+            .block_on(self.client.execute(sql, &[]))
+            .unwrap();
+    }
+
+    pub(crate) fn query(&self, sql: &str) -> Vec<String> {
+        self.runtime
+            .block_on(self.client.query(sql, &[]))
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect()
+    }
+
+    /// Runs `sql` in `database`, on a connection of its own, and returns the first column.
+    pub(crate) fn query_in(&self, database: &str, sql: &str) -> Vec<String> {
+        let mut config = self.cluster.as_ref().expect("the server runs").config();
+        config.dbname(database);
+        self.runtime.block_on(async {
+            let (client, connection) = config.connect(NoTls).await.unwrap();
+            let connection = tokio::spawn(connection);
+            let rows = client.simple_query(sql).await.unwrap();
+            drop(client);
+            let _ = connection.await;
+            rows.iter()
+                .filter_map(|message| match message {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// Asks the server until `sql` returns no rows; the backends of a closed client take a
+    /// moment to exit.
+    pub(crate) fn until_empty(&self, sql: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = self.query(sql);
+            if rows.is_empty() || Instant::now() > deadline {
+                return rows;
+            }
+        }
+    }
+}
+
+impl Drop for UserServer {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.cluster.take() {
+            let _ = cluster.stop();
+        }
+    }
+}
