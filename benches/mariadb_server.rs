@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use anomalies::engine::mariadb::server::MariaServer;
 
+#[path = "support/stats.rs"]
+mod stats;
+use stats::stats;
+
 const COLD_ROUNDS: usize = 5;
 const WARM_ROUNDS: usize = 30;
 
@@ -70,20 +74,4 @@ fn open_tempdir() -> tempfile::TempDir {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod the temporary directory");
     dir
-}
-
-fn stats(samples: &mut [Duration]) -> String {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    format!(
-        "median {}, p90 {}, min {} (n = {})",
-        ms(at(0.5)),
-        ms(at(0.9)),
-        ms(samples[0]),
-        samples.len()
-    )
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }

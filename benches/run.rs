@@ -17,6 +17,10 @@ use anomalies::level::Level;
 use anomalies::runner::{replay, RunOptions};
 use anomalies::scenario::{EngineKind, Scenario};
 
+#[path = "support/stats.rs"]
+mod stats;
+use stats::stats;
+
 const ROUNDS: usize = 200;
 const COMMAND_ROUNDS: usize = 20;
 
@@ -182,20 +186,4 @@ fn command_figures() {
             stats(&mut times)
         );
     }
-}
-
-fn stats(samples: &mut [Duration]) -> String {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    format!(
-        "median {}, p90 {}, min {} (n = {})",
-        ms(at(0.5)),
-        ms(at(0.9)),
-        ms(samples[0]),
-        samples.len()
-    )
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::level::{Level, SessionLevel};
 use crate::scenario::{EngineKind, Scenario};
-use crate::timeline::{ResultSet, StepResult};
+use crate::timeline::{DbError, ResultSet, StepResult};
 
 /// Which engine a user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,6 +306,25 @@ impl Run {
     /// Closes the sessions and removes the run's data.
     pub async fn finish(self) -> Result<(), EngineError> {
         self.0.finish().await
+    }
+}
+
+/// The final query's answer as rows: a failure, or a command with no rows, is the tool's error.
+/// `more` adds to a failure's message (PostgreSQL says when the run's role lacked a privilege).
+fn final_rows(
+    result: StepResult,
+    more: impl FnOnce(&DbError) -> String,
+) -> Result<ResultSet, EngineError> {
+    match result {
+        StepResult::Rows(rows) => Ok(rows),
+        StepResult::Failed(e) => Err(EngineError::Setup(format!(
+            "the final check query failed: {}{}",
+            e.message,
+            more(&e)
+        ))),
+        StepResult::Command { .. } => Err(EngineError::Setup(
+            "the final check query returned no rows".into(),
+        )),
     }
 }
 

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use super::footprint::{drop_database, lock, Live};
 use super::probe::lock_wait;
 use super::worker::{received, step_result, Answer, Worker};
-use crate::engine::{snapshot_sql, BackendRun, EngineError, Settled};
-use crate::timeline::{ResultSet, StepResult};
+use crate::engine::{final_rows, snapshot_sql, BackendRun, EngineError, Settled};
+use crate::timeline::ResultSet;
 
 pub(super) struct MariaRun {
     pub(super) database: String,
@@ -195,16 +195,10 @@ impl BackendRun for MariaRun {
     }
 
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
-        match step_result(received(self.control.submit(sql).await)?)? {
-            StepResult::Rows(rows) => Ok(rows),
-            StepResult::Failed(e) => Err(EngineError::Setup(format!(
-                "the final check query failed: {}",
-                e.message
-            ))),
-            StepResult::Command { .. } => Err(EngineError::Setup(
-                "the final check query returned no rows".into(),
-            )),
-        }
+        final_rows(
+            step_result(received(self.control.submit(sql).await)?)?,
+            |_| String::new(),
+        )
     }
 
     async fn finish(self: Box<Self>) -> Result<(), EngineError> {

@@ -32,10 +32,10 @@ use tls::Tls;
 pub(super) use backend::open;
 
 use crate::engine::cluster::Cluster;
-use crate::engine::{snapshot_sql, EngineError, EngineInfo, Settled};
+use crate::engine::{final_rows, snapshot_sql, EngineError, EngineInfo, Settled};
 use crate::level::SessionLevel;
 use crate::scenario::{EngineKind, Scenario};
-use crate::timeline::{ErrorKind, ResultSet, StepResult};
+use crate::timeline::{ErrorKind, ResultSet};
 
 type Reply = Pin<Box<dyn Future<Output = Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>>>>;
 
@@ -422,20 +422,15 @@ impl PgRun {
     }
 
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
-        match step_result(self.data.simple_query(sql).await)? {
-            Settled::Done(StepResult::Rows(rows)) => Ok(rows),
-            Settled::Done(StepResult::Failed(e)) => Err(EngineError::Setup(format!(
-                "the final check query failed: {}{}",
-                e.message,
-                match (e.kind, &self.role) {
-                    (ErrorKind::Privilege, Some(_)) => format!(" ({}); {CONFINED}", e.code),
-                    _ => String::new(),
-                }
-            ))),
-            _ => Err(EngineError::Setup(
+        let Settled::Done(result) = step_result(self.data.simple_query(sql).await)? else {
+            return Err(EngineError::Setup(
                 "the final check query returned no rows".into(),
-            )),
-        }
+            ));
+        };
+        final_rows(result, |e| match (e.kind, &self.role) {
+            (ErrorKind::Privilege, Some(_)) => format!(" ({}); {CONFINED}", e.code),
+            _ => String::new(),
+        })
     }
 
     pub async fn finish(self) -> Result<(), EngineError> {

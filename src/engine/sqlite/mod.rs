@@ -17,7 +17,7 @@ use session::{busy_handler, execute, spawn_session, Poke, SessionEvent, SqliteSe
 
 use async_trait::async_trait;
 
-use crate::engine::{snapshot_sql, Backend, BackendRun, ConnectOptions, Connected};
+use crate::engine::{final_rows, snapshot_sql, Backend, BackendRun, ConnectOptions, Connected};
 use crate::engine::{EngineError, EngineInfo, Settled};
 use crate::level::{Level, SessionLevel};
 use crate::scenario::{display_name, EngineKind, Scenario};
@@ -324,17 +324,9 @@ impl BackendRun for SqliteRun {
         .await
         .map_err(|e| EngineError::Sqlite(format!("the final check query panicked: {e}")))?
         .map_err(sqlite_error)?;
-        match result {
-            StepResult::Rows(rows) => Ok(rows),
-            StepResult::Failed(e) => Err(EngineError::Setup(format!(
-                "the final check query failed: {}",
-                e.message
-            ))),
-            StepResult::Command { .. } => Err(EngineError::Setup(
-                "the final check query returned no rows".into(),
-            )),
-        }
+        final_rows(result, |_| String::new())
     }
+
     async fn finish(self: Box<Self>) -> Result<(), EngineError> {
         let mut this = *self;
         for session in 0..this.sessions.len() {
