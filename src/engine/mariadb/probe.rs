@@ -224,5 +224,30 @@ fn heap_no(line: &str) -> Option<u64> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// The name argument of the first `GET_LOCK(…)` in a statement, as SQL text (`'job'`, or an
+/// expression such as `CONCAT(DATABASE(), '.job')`): the control connection, in the run's
+/// database too, evaluates it to ask who holds that lock.
+pub(super) fn get_lock_name(statement: &str) -> Option<&str> {
+    let start = statement.to_ascii_uppercase().find("GET_LOCK(")? + "GET_LOCK(".len();
+    let rest = &statement[start..];
+    let (mut depth, mut quote) = (0usize, None::<char>);
+    for (at, c) in rest.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') if depth == 0 => return None,
+            (None, ')') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                let name = rest[..at].trim();
+                return (!name.is_empty()).then_some(name);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests;

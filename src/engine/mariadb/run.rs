@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use async_trait::async_trait;
 
 use super::footprint::{drop_database, lock, Live};
-use super::probe::lock_wait;
+use super::probe::{get_lock_name, lock_wait};
 use super::worker::{received, step_result, Answer, Worker};
 use crate::engine::{final_rows, snapshot_sql, BackendRun, EngineError, Settled};
 use crate::timeline::ResultSet;
@@ -43,7 +43,7 @@ impl MariaRun {
             .control
             .query(&format!(
                 "SHOW ENGINE INNODB STATUS; \
-                 SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = {id}"
+                 SELECT STATE, INFO FROM information_schema.PROCESSLIST WHERE ID = {id}"
             ))
             .await?;
         let status = sets
@@ -60,12 +60,30 @@ impl MariaRun {
             sessions.dedup();
             return Ok(Some(sessions));
         }
-        let state = sets
-            .get(1)
-            .and_then(|set| set.rows.first())
-            .and_then(|row| row.first().cloned().flatten())
-            .unwrap_or_default();
-        Ok(waits_by_state(&state).then(Vec::new))
+        let row = sets.get(1).and_then(|set| set.rows.first());
+        let column = |i: usize| row.and_then(|row| row.get(i).cloned().flatten());
+        let state = column(0).unwrap_or_default();
+        if !waits_by_state(&state) {
+            return Ok(None);
+        }
+        // The state is the waiter's own word, and it lags: a released lock is granted to the
+        // waiter at once, but its state says `User lock` until its thread runs again. For a
+        // GET_LOCK the lock's owner is never stale: ask who holds the name it waits for.
+        let statement = column(1).unwrap_or_default();
+        let Some(name) = get_lock_name(&statement) else {
+            return Ok(Some(Vec::new()));
+        };
+        let holder = self
+            .control
+            .value(&format!("SELECT IS_USED_LOCK({name})"))
+            .await?
+            .and_then(|holder| holder.parse::<u32>().ok());
+        Ok(match holder {
+            // Free, or already granted to it: the wait is over, its answer is on the way.
+            None => None,
+            Some(holder) if holder == id => None,
+            Some(holder) => Some(self.session_of(holder).into_iter().collect()),
+        })
     }
 }
 

@@ -75,3 +75,15 @@ fn innodb_conflict_rules() {
     elsewhere.target = Target::Record(1, 3, 3);
     assert!(!conflicts(&x_record, &elsewhere));
 }
+
+#[test]
+fn the_name_a_get_lock_waits_for_is_found_in_its_statement() {
+    assert_eq!(get_lock_name("SELECT GET_LOCK('job', 10)"), Some("'job'"));
+    assert_eq!(
+        get_lock_name("SELECT get_lock(CONCAT(DATABASE(), '.job-1001'), 3600) AS locked"),
+        Some("CONCAT(DATABASE(), '.job-1001')")
+    );
+    assert_eq!(get_lock_name("SELECT GET_LOCK('a,b', 1)"), Some("'a,b'"));
+    assert_eq!(get_lock_name("UPDATE t SET x = 1"), None);
+    assert_eq!(get_lock_name("SELECT GET_LOCK()"), None);
+}
