@@ -3,13 +3,13 @@
 //! Every case works on a copy of one cache initialised once, in a private cache directory.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command as StdCommand;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
 
+use crate::damage::{chmod, copy_tree, dead_pid, empty, engine_dir, make_foreign, remove};
+use crate::damage::{truncate, write};
 use crate::support::{anomalies, open_tempdir, processes_mentioning, stderr};
 
 /// One kind of damage: what it does to `slot-0/`, and words the notice must contain.
@@ -166,7 +166,9 @@ fn a_grown_cache_is_compacted_before_its_server_starts() {
     let cache = open_tempdir();
     let first = run_lost_update(cache.path());
     assert!(first.status.success(), "{}", stderr(&first));
-    let record = pg_dir(cache.path()).join("slot-0").join("compacted");
+    let record = engine_dir(cache.path(), "pg-")
+        .join("slot-0")
+        .join("compacted");
     // As if the databases had grown since a compaction when they were empty.
     write(&record, b"0");
     let compacting = run_lost_update(cache.path());
@@ -219,8 +221,8 @@ fn script(path: &Path, body: &str) {
 /// run after it is clean.
 fn heals(template: &Path, damage: &Damage) -> Result<(), String> {
     let cache = open_tempdir();
-    copy_tree(&pg_dir(template), cache.path());
-    let slot = pg_dir(cache.path()).join("slot-0");
+    copy_tree(&engine_dir(template, "pg-"), cache.path());
+    let slot = engine_dir(cache.path(), "pg-").join("slot-0");
     (damage.apply)(&slot);
     let healing = run_lost_update(cache.path());
     let healing_err = stderr(&healing);
@@ -262,80 +264,10 @@ fn run_lost_update(cache: &Path) -> std::process::Output {
         .expect("the binary runs")
 }
 
-/// The cache's `pg-<major>` directory.
-fn pg_dir(cache: &Path) -> std::path::PathBuf {
-    fs::read_dir(cache)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with("pg-"))
-        })
-        .expect("the cache has a pg-<major> directory")
-}
-
-/// Copies `from` into `to` with its owners and modes (a slot is the server user's when we are
-/// root).
-fn copy_tree(from: &Path, to: &Path) {
-    let status = StdCommand::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp runs");
-    assert!(
-        status.success(),
-        "cp -a {} {}",
-        from.display(),
-        to.display()
-    );
-}
-
-fn write(path: &Path, bytes: &[u8]) {
-    fs::write(path, bytes).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
-}
-
-fn truncate(path: &Path, len: u64) {
-    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
-    file.set_len(len).unwrap();
-}
-
 fn append_garbage(path: &Path) {
     let mut text = fs::read(path).unwrap();
     text.extend_from_slice(b"\n\x01 this is = = not a \"setting\n");
     write(path, &text);
-}
-
-fn remove(path: &Path) {
-    let meta = fs::symlink_metadata(path).unwrap();
-    let removed = match meta.is_dir() {
-        true => fs::remove_dir_all(path),
-        false => fs::remove_file(path),
-    };
-    removed.unwrap_or_else(|err| panic!("remove {}: {err}", path.display()));
-}
-
-/// Removes everything in `dir`, and keeps it.
-fn empty(dir: &Path) {
-    for entry in fs::read_dir(dir).unwrap() {
-        remove(&entry.unwrap().path());
-    }
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// As root, gives `path` (mode 0600) to root, so the server's user cannot read it; otherwise
-/// takes every permission away, which is what the server sees of a foreign file.
-fn make_foreign(path: &Path) {
-    if nix::unistd::Uid::effective().is_root() {
-        std::os::unix::fs::chown(path, Some(0), Some(0)).unwrap();
-        chmod(path, 0o600);
-    } else {
-        chmod(path, 0o000);
-    }
 }
 
 /// The directory of the `postgres` database: the highest-numbered one in `base/` (5 since
@@ -354,12 +286,4 @@ fn write_pid_file(slot: &Path, pid: u32) {
     let data = slot.join("data");
     let text = format!("{pid}\n{}\n", data.display());
     write(&data.join("postmaster.pid"), text.as_bytes());
-}
-
-/// The pid of a process that has exited.
-fn dead_pid() -> u32 {
-    let mut child = StdCommand::new("true").spawn().expect("true runs");
-    let pid = child.id();
-    child.wait().expect("true exits");
-    pid
 }

@@ -4,15 +4,15 @@
 //! private cache directory; modelled on `cache.rs`, PostgreSQL's.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
 
 use anomalies::engine::mariadb::server::MariaServer;
 
+use crate::damage::{chmod, copy_tree, dead_pid, empty, engine_dir, make_foreign, remove};
+use crate::damage::{truncate, write};
 use crate::mariadb_server::{procedures_work, start};
 use crate::support::{open_tempdir, processes_mentioning};
 
@@ -173,8 +173,8 @@ fn every_kind_of_damage_to_a_cached_mariadb_slot_heals_on_the_next_start() {
 /// when nothing is worth one) and working procedures, and that the start after it is clean.
 fn heals(template: &Path, damage: &Damage) -> Result<(), String> {
     let cache = open_tempdir();
-    copy_tree(&maria_dir(template), cache.path());
-    let slot = maria_dir(cache.path()).join("slot-0");
+    copy_tree(&engine_dir(template, "mariadb-"), cache.path());
+    let slot = engine_dir(cache.path(), "mariadb-").join("slot-0");
     (damage.apply)(&slot);
     let result = check_heals(cache.path(), damage);
     let left = processes_mentioning(cache.path());
@@ -212,87 +212,9 @@ fn check_heals(cache: &Path, damage: &Damage) -> Result<(), String> {
         .map_err(|err| format!("the next server did not stop: {err}"))
 }
 
-/// The cache's `mariadb-<major.minor>` directory.
-fn maria_dir(cache: &Path) -> PathBuf {
-    fs::read_dir(cache)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with("mariadb-"))
-        })
-        .expect("the cache has a mariadb-<version> directory")
-}
-
-/// Copies `from` into `to` with its owners and modes (a slot is the server user's when we are
-/// root).
-fn copy_tree(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp runs");
-    assert!(
-        status.success(),
-        "cp -a {} {}",
-        from.display(),
-        to.display()
-    );
-}
-
-fn write(path: &Path, bytes: &[u8]) {
-    fs::write(path, bytes).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
-}
-
 /// Writes `bytes` over the start of `path`, keeping its length.
 fn overwrite(path: &Path, bytes: &[u8]) {
     use std::io::Write;
     let mut file = fs::OpenOptions::new().write(true).open(path).unwrap();
     file.write_all(bytes).unwrap();
-}
-
-fn truncate(path: &Path, len: u64) {
-    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
-    file.set_len(len).unwrap();
-}
-
-fn remove(path: &Path) {
-    let meta = fs::symlink_metadata(path).unwrap();
-    let removed = match meta.is_dir() {
-        true => fs::remove_dir_all(path),
-        false => fs::remove_file(path),
-    };
-    removed.unwrap_or_else(|err| panic!("remove {}: {err}", path.display()));
-}
-
-/// Removes everything in `dir`, and keeps it.
-fn empty(dir: &Path) {
-    for entry in fs::read_dir(dir).unwrap() {
-        remove(&entry.unwrap().path());
-    }
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// As root, gives `path` (mode 0600) to root, so the server's user cannot read it; otherwise
-/// takes every permission away, which is what the server sees of a foreign file.
-fn make_foreign(path: &Path) {
-    if nix::unistd::Uid::effective().is_root() {
-        std::os::unix::fs::chown(path, Some(0), Some(0)).unwrap();
-        chmod(path, 0o600);
-    } else {
-        chmod(path, 0o000);
-    }
-}
-
-/// The pid of a process that has exited.
-fn dead_pid() -> u32 {
-    let mut child = Command::new("true").spawn().expect("true runs");
-    let pid = child.id();
-    child.wait().expect("true exits");
-    pid
 }

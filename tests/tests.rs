@@ -6,6 +6,7 @@ mod check;
 mod cli;
 mod confine;
 mod connect;
+mod damage;
 mod e2e;
 mod explore;
 mod mariadb;

@@ -171,12 +171,20 @@ pub(crate) struct TakenSlot {
     pub(crate) note: Option<String>,
 }
 
-/// Locks the first free slot of `engine_dir` (`slot-0/`, `slot-1/`, …).
+/// Locks the first free slot of `engine_dir` (`slot-0/`, `slot-1/`, …), once the engine's
+/// directory exists, the server's user can reach it, and the socket a slot's server makes
+/// (`socket_in(slot)`) has a path short enough.
 pub(crate) fn take_slot(
     flavor: &'static Flavor,
     engine_dir: &Path,
+    socket_in: impl Fn(&Path) -> PathBuf,
     owner: Option<&Owner>,
 ) -> Result<TakenSlot, CacheError> {
+    check_socket_path(flavor, &socket_in(&engine_dir.join("slot-0")))?;
+    make_dirs(engine_dir)?;
+    if let Some(owner) = owner {
+        check_traversable(flavor, engine_dir, owner)?;
+    }
     for number in 0..SLOTS {
         let slot_dir = engine_dir.join(format!("slot-{number}"));
         let note = replace_non_directory(&slot_dir)?;
@@ -287,6 +295,42 @@ fn make_writable(path: &Path) -> io::Result<()> {
         make_writable(&entry?.path())?;
     }
     Ok(())
+}
+
+/// The file in a slot that says what its data directory's files should be (each engine decides
+/// what it records), written once an initialisation is whole.
+pub(crate) const MANIFEST: &str = "manifest";
+
+/// The slot's manifest; one is made with `make` from the files as they are when the slot has
+/// none (made before manifests, or the run was killed between initialising and writing it).
+pub(crate) fn manifest(
+    slot_dir: &Path,
+    owner: Option<&Owner>,
+    make: impl FnOnce() -> Result<String, CacheError>,
+) -> Result<String, CacheError> {
+    let path = slot_dir.join(MANIFEST);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(text),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            write_manifest(slot_dir, owner, &make()?)?;
+            fs::read_to_string(&path).map_err(io_error(format!("cannot read {}", path.display())))
+        }
+        Err(err) => Err(io_error(format!("cannot read {}", path.display()))(err)),
+    }
+}
+
+/// Writes the slot's manifest whole or not at all: a temporary file, given to the server's
+/// user, renamed.
+pub(crate) fn write_manifest(
+    slot_dir: &Path,
+    owner: Option<&Owner>,
+    text: &str,
+) -> Result<(), CacheError> {
+    let path = slot_dir.join(MANIFEST);
+    let tmp = slot_dir.join(format!("{MANIFEST}.tmp"));
+    fs::write(&tmp, text).map_err(io_error(format!("cannot write {}", tmp.display())))?;
+    give(&tmp, owner)?;
+    fs::rename(&tmp, &path).map_err(io_error(format!("cannot write {}", path.display())))
 }
 
 #[cfg(test)]

@@ -9,8 +9,6 @@ use std::path::Path;
 
 use crate::engine::cache::fingerprint;
 
-/// The file, in a slot's directory, that fingerprints the configuration files initdb wrote.
-pub(super) const MANIFEST: &str = "manifest";
 /// The configuration files initdb writes and nothing of ours changes.
 const CONFIG_FILES: &[&str] = &[
     "postgresql.conf",

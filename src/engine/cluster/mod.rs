@@ -41,8 +41,7 @@ pub use binaries::{find_bindir, has_server};
 
 use crate::engine::cache::process::Server;
 use crate::engine::cache::slot::{
-    cache_root, check_socket_path, check_traversable, make_dirs, private_dir, server_user,
-    set_aside, take_slot, Owner, TakenSlot,
+    cache_root, private_dir, server_user, set_aside, take_slot, Owner, TakenSlot,
 };
 use crate::engine::cache::CacheError;
 use binaries::major_version_of;
@@ -98,21 +97,18 @@ impl Cluster {
         let major = major_version_of(&postgres)?;
         let owner = server_user(&FLAVOR)?;
         let pg_dir = cache_root(&FLAVOR)?.join(format!("pg-{major}"));
-        check_socket_path(
-            &FLAVOR,
-            &pg_dir.join("slot-0").join("sock").join(SOCKET_NAME),
-        )?;
-        make_dirs(&pg_dir)?;
-        if let Some(owner) = &owner {
-            check_traversable(&FLAVOR, &pg_dir, owner)?;
-        }
         let TakenSlot {
             number: slot,
             dir: slot_dir,
             lock,
             fresh,
             note,
-        } = take_slot(&FLAVOR, &pg_dir, owner.as_ref())?;
+        } = take_slot(
+            &FLAVOR,
+            &pg_dir,
+            |slot| slot.join("sock").join(SOCKET_NAME),
+            owner.as_ref(),
+        )?;
         let mut notes: Vec<String> = note.into_iter().collect();
         let socket_dir = slot_dir.join("sock");
         let healer = Healer {

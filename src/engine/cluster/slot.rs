@@ -2,17 +2,18 @@
 //! manifest of its configuration files, and how `initdb` fills it once.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
 use nix::sys::signal::Signal;
 
 use super::compact::record_size;
-use super::health::{failure_reason, manifest_of, MANIFEST};
+use super::health::{failure_reason, manifest_of};
 use super::{io_error, ClusterError, DB_USER};
 use crate::engine::cache::slot::{give, remove_any, Owner};
 use crate::engine::cache::spawn::{confine, spawn_lasting};
+use crate::engine::cache::{self, CacheError};
 
 /// The file name of the server's socket in its socket directory.
 pub(super) const SOCKET_NAME: &str = ".s.PGSQL.5432";
@@ -25,28 +26,26 @@ const WAL_SETTINGS: &str = "min_wal_size = '2MB'\nmax_wal_size = '8MB'\n";
 /// The slot's manifest of its configuration files; one is written from the files as they are
 /// when a slot made before manifests has none.
 pub(super) fn manifest(slot_dir: &Path, owner: Option<&Owner>) -> Result<String, ClusterError> {
-    let path = slot_dir.join(MANIFEST);
-    match fs::read_to_string(&path) {
-        Ok(text) => Ok(text),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            write_manifest(slot_dir, owner)?;
-            fs::read_to_string(&path).map_err(io_error(format!("cannot read {}", path.display())))
-        }
-        Err(err) => Err(io_error(format!("cannot read {}", path.display()))(err)),
-    }
+    Ok(cache::slot::manifest(slot_dir, owner, || {
+        configuration(slot_dir)
+    })?)
 }
 
 fn write_manifest(slot_dir: &Path, owner: Option<&Owner>) -> Result<(), ClusterError> {
+    Ok(cache::slot::write_manifest(
+        slot_dir,
+        owner,
+        &configuration(slot_dir)?,
+    )?)
+}
+
+/// What the manifest records: the configuration files as they are now.
+fn configuration(slot_dir: &Path) -> Result<String, CacheError> {
     let data_dir = slot_dir.join("data");
-    let text = manifest_of(&data_dir).map_err(io_error(format!(
+    manifest_of(&data_dir).map_err(cache::io_error(format!(
         "cannot read the configuration files in {}",
         data_dir.display()
-    )))?;
-    let path = slot_dir.join(MANIFEST);
-    let tmp = slot_dir.join(format!("{MANIFEST}.tmp"));
-    fs::write(&tmp, text).map_err(io_error(format!("cannot write {}", tmp.display())))?;
-    give(&tmp, owner)?;
-    fs::rename(&tmp, &path).map_err(io_error(format!("cannot write {}", path.display())))
+    )))
 }
 
 /// Runs initdb into `slot_dir/data` unless a finished data directory is there.

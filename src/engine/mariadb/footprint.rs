@@ -93,23 +93,11 @@ pub(super) async fn sweep_stale(admin: &Worker, mariadb: bool) -> Result<(), Eng
     } else {
         String::new()
     };
-    let sets = admin
-        .query(&format!(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
-             WHERE SCHEMA_NAME LIKE 'anomalies\\_%'{comment}"
-        ))
-        .await?;
-    let names: Vec<String> = sets
-        .into_iter()
-        .flat_map(|set| set.rows)
-        .filter_map(|row| row.into_iter().next().flatten())
-        .collect();
-    for name in names {
-        if admin
+    for name in ours(admin, &comment).await? {
+        let free = admin
             .value(&format!("SELECT IS_FREE_LOCK('{name}')"))
-            .await?
-            == Some("1".into())
-        {
+            .await?;
+        if free.as_deref() == Some("1") {
             drop_database(admin, &name).await?;
         }
     }
@@ -118,20 +106,20 @@ pub(super) async fn sweep_stale(admin: &Worker, mariadb: bool) -> Result<(), Eng
 
 /// Drops every `anomalies_*` database: on a throwaway server, all of them are ours.
 pub(super) async fn drop_all(admin: &Worker) -> Result<(), EngineError> {
-    let sets = admin
-        .query(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
-             WHERE SCHEMA_NAME LIKE 'anomalies\\_%'",
-        )
-        .await?;
-    for name in sets
-        .into_iter()
-        .flat_map(|set| set.rows)
-        .filter_map(|row| row.into_iter().next().flatten())
-    {
+    for name in ours(admin, "").await? {
         drop_database(admin, &name).await?;
     }
     Ok(())
+}
+
+/// The databases named as the tool names them, and meeting `more` (an SQL condition's tail).
+async fn ours(admin: &Worker, more: &str) -> Result<Vec<String>, EngineError> {
+    admin
+        .column(&format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
+             WHERE SCHEMA_NAME LIKE 'anomalies\\_%'{more}"
+        ))
+        .await
 }
 
 pub(super) async fn drop_database(conn: &Worker, name: &str) -> Result<(), EngineError> {

@@ -169,19 +169,14 @@ impl BackendRun for MariaRun {
     }
 
     async fn save_initial_state(&mut self) -> Result<(), EngineError> {
-        let sets = self
+        let tables = self
             .control
-            .query(&format!(
+            .column(&format!(
                 "SELECT TABLE_NAME FROM information_schema.TABLES \
                  WHERE TABLE_SCHEMA = '{}' AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
                 self.database
             ))
             .await?;
-        let tables: Vec<String> = sets
-            .into_iter()
-            .flat_map(|set| set.rows)
-            .filter_map(|row| row.into_iter().next().flatten())
-            .collect();
         let (save, restore) = snapshot_sql(&tables, '`');
         self.control.query(&save).await?;
         // The tables go back in name order: the restore checks no foreign key meanwhile.

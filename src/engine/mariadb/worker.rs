@@ -63,6 +63,16 @@ impl Worker {
         received(self.submit(sql).await)?.map_err(|e| EngineError::Mariadb(error_text(&e)))
     }
 
+    /// The first column of every row, NULLs left out.
+    pub(super) async fn column(&self, sql: &str) -> Result<Vec<String>, EngineError> {
+        let sets = self.query(sql).await?;
+        Ok(sets
+            .into_iter()
+            .flat_map(|set| set.rows)
+            .filter_map(|row| row.into_iter().next().flatten())
+            .collect())
+    }
+
     /// The first value of the last set of rows.
     pub(super) async fn value(&self, sql: &str) -> Result<Option<String>, EngineError> {
         let sets = self.query(sql).await?;

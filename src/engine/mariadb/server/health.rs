@@ -15,8 +15,6 @@ use std::path::Path;
 
 use crate::engine::cache::fingerprint;
 
-/// The file, in a slot's directory, that holds the manifest of the data directory.
-pub(super) const MANIFEST: &str = "manifest";
 /// The lines of a log without an error line that tell why the server would not start.
 const REASON_LINES: usize = 3;
 

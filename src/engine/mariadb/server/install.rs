@@ -2,19 +2,18 @@
 //! renamed to `data/` (so it is whole or absent), and the manifest of what it wrote is kept.
 
 use std::fs::{self, File};
-use std::io;
 use std::path::Path;
 use std::process::Command;
 
 use nix::sys::signal::Signal;
 
 use super::binaries::Binaries;
-use super::health::{failure_reason, manifest_of, MANIFEST};
+use super::health::{failure_reason, manifest_of};
 use super::process::{path_setting, FILE_SETTINGS, RUN_DIR};
 use super::MariaError;
 use crate::engine::cache::slot::{give, remove_any, Owner};
 use crate::engine::cache::spawn::{confine, spawn_lasting};
-use crate::engine::cache::{io_error, CacheError};
+use crate::engine::cache::{self, io_error, CacheError};
 
 /// The file `mariadb-install-db` writes last, and only when it succeeds: a data directory
 /// without it was never finished.
@@ -23,15 +22,7 @@ pub(super) const FINISHED: &str = "mysql_upgrade_info";
 /// The slot's manifest; one is written from the files as they are when a slot that was
 /// finished but not yet fingerprinted (the run was killed between the two) has none.
 pub(super) fn manifest(slot_dir: &Path, owner: Option<&Owner>) -> Result<String, CacheError> {
-    let path = slot_dir.join(MANIFEST);
-    match fs::read_to_string(&path) {
-        Ok(text) => Ok(text),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            write_manifest(slot_dir, owner)?;
-            fs::read_to_string(&path).map_err(io_error(format!("cannot read {}", path.display())))
-        }
-        Err(err) => Err(io_error(format!("cannot read {}", path.display()))(err)),
-    }
+    cache::slot::manifest(slot_dir, owner, || files(slot_dir))
 }
 
 /// Whether the slot's data directory was finished by `mariadb-install-db`.
@@ -117,14 +108,14 @@ fn basedir(server: &Path) -> Option<&Path> {
 }
 
 fn write_manifest(slot_dir: &Path, owner: Option<&Owner>) -> Result<(), CacheError> {
+    cache::slot::write_manifest(slot_dir, owner, &files(slot_dir)?)
+}
+
+/// What the manifest records: the data directory's files as they are now.
+fn files(slot_dir: &Path) -> Result<String, CacheError> {
     let data_dir = slot_dir.join("data");
-    let text = manifest_of(&data_dir).map_err(io_error(format!(
+    manifest_of(&data_dir).map_err(io_error(format!(
         "cannot read the files in {}",
         data_dir.display()
-    )))?;
-    let path = slot_dir.join(MANIFEST);
-    let tmp = slot_dir.join(format!("{MANIFEST}.tmp"));
-    fs::write(&tmp, text).map_err(io_error(format!("cannot write {}", tmp.display())))?;
-    give(&tmp, owner)?;
-    fs::rename(&tmp, &path).map_err(io_error(format!("cannot write {}", path.display())))
+    )))
 }

@@ -41,8 +41,7 @@ pub use process::LOCK_WAIT_TIMEOUT;
 
 use crate::engine::cache::process::Server;
 use crate::engine::cache::slot::{
-    cache_root, check_socket_path, check_traversable, make_dirs, private_dir, server_user,
-    set_aside, take_slot, Owner, TakenSlot,
+    cache_root, private_dir, server_user, set_aside, take_slot, Owner, TakenSlot,
 };
 use crate::engine::cache::CacheError;
 use binaries::Binaries;
@@ -183,18 +182,13 @@ impl Drop for MariaServer {
 fn start_with(binaries: &Binaries, root: &Path) -> Result<MariaServer, MariaError> {
     let owner = server_user(&FLAVOR)?;
     let engine_dir = root.join(format!("mariadb-{}", binaries.series));
-    check_socket_path(&FLAVOR, &socket_path(&engine_dir.join("slot-0")))?;
-    make_dirs(&engine_dir)?;
-    if let Some(owner) = &owner {
-        check_traversable(&FLAVOR, &engine_dir, owner)?;
-    }
     let TakenSlot {
         number: slot,
         dir: slot_dir,
         lock,
         fresh,
         note,
-    } = take_slot(&FLAVOR, &engine_dir, owner.as_ref())?;
+    } = take_slot(&FLAVOR, &engine_dir, socket_path, owner.as_ref())?;
     let mut notes: Vec<String> = note.into_iter().collect();
     let healer = Healer {
         binaries,
