@@ -10,6 +10,7 @@ pub mod mariadb;
 mod postgres;
 mod sqlite;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -307,6 +308,26 @@ impl Run {
     pub async fn finish(self) -> Result<(), EngineError> {
         self.0.finish().await
     }
+}
+
+/// The first reply to arrive, before `deadline`, of the `waiting` sessions that have one in
+/// flight (`replies` gives each session's, in session order): its session and its answer.
+async fn first_reply<'a, F: Future + Unpin + 'a>(
+    replies: impl Iterator<Item = Option<&'a mut F>>,
+    waiting: &[usize],
+    deadline: Instant,
+) -> Option<(usize, F::Output)> {
+    let (indices, futures): (Vec<usize>, Vec<&mut F>) = replies
+        .enumerate()
+        .filter(|(index, _)| waiting.contains(index))
+        .filter_map(|(index, reply)| reply.map(|r| (index, r)))
+        .unzip();
+    if futures.is_empty() {
+        return None;
+    }
+    let any = futures_util::future::select_all(futures);
+    let (answer, position, _) = tokio::time::timeout_at(deadline, any).await.ok()?;
+    Some((indices[position], answer))
 }
 
 /// The final query's answer as rows: a failure, or a command with no rows, is the tool's error.

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::footprint::{drop_database, lock, Live};
 use super::probe::{get_lock_name, lock_wait};
 use super::worker::{received, step_result, Answer, Worker};
-use crate::engine::{final_rows, snapshot_sql, BackendRun, EngineError, Settled};
+use crate::engine::{final_rows, first_reply, snapshot_sql, BackendRun, EngineError, Settled};
 use crate::timeline::ResultSet;
 
 pub(super) struct MariaRun {
@@ -126,23 +126,10 @@ impl BackendRun for MariaRun {
         waiting: &[usize],
         deadline: Instant,
     ) -> Result<Option<(usize, Settled)>, EngineError> {
-        let replies: Vec<(usize, &mut oneshot::Receiver<Answer>)> = self
-            .sessions
-            .iter_mut()
-            .enumerate()
-            .filter(|(index, _)| waiting.contains(index))
-            .filter_map(|(index, session)| session.in_flight.as_mut().map(|r| (index, r)))
-            .collect();
-        if replies.is_empty() {
+        let replies = self.sessions.iter_mut().map(|s| s.in_flight.as_mut());
+        let Some((session, answer)) = first_reply(replies, waiting, deadline).await else {
             return Ok(None);
-        }
-        let (indices, receivers): (Vec<usize>, Vec<_>) = replies.into_iter().unzip();
-        let any = futures_util::future::select_all(receivers);
-        let (answer, position, _) = match tokio::time::timeout_at(deadline, any).await {
-            Ok(done) => done,
-            Err(_) => return Ok(None),
         };
-        let session = indices[position];
         self.sessions[session].in_flight = None;
         Ok(Some((
             session,

@@ -32,7 +32,7 @@ use tls::Tls;
 pub(super) use backend::open;
 
 use crate::engine::cluster::Cluster;
-use crate::engine::{final_rows, snapshot_sql, EngineError, EngineInfo, Settled};
+use crate::engine::{final_rows, first_reply, snapshot_sql, EngineError, EngineInfo, Settled};
 use crate::level::SessionLevel;
 use crate::scenario::{EngineKind, Scenario};
 use crate::timeline::{ErrorKind, ResultSet};
@@ -325,23 +325,10 @@ impl PgRun {
         waiting: &[usize],
         deadline: Instant,
     ) -> Result<Option<(usize, Settled)>, EngineError> {
-        let replies: Vec<(usize, &mut Reply)> = self
-            .sessions
-            .iter_mut()
-            .enumerate()
-            .filter(|(index, _)| waiting.contains(index))
-            .filter_map(|(index, session)| session.in_flight.as_mut().map(|r| (index, r)))
-            .collect();
-        if replies.is_empty() {
+        let replies = self.sessions.iter_mut().map(|s| s.in_flight.as_mut());
+        let Some((session, answer)) = first_reply(replies, waiting, deadline).await else {
             return Ok(None);
-        }
-        let (indices, futures): (Vec<usize>, Vec<&mut Reply>) = replies.into_iter().unzip();
-        let any = futures_util::future::select_all(futures.into_iter().map(|r| r.as_mut()));
-        let (answer, position, _) = match tokio::time::timeout_at(deadline, any).await {
-            Ok(done) => done,
-            Err(_) => return Ok(None),
         };
-        let session = indices[position];
         self.sessions[session].in_flight = None;
         Ok(Some((session, step_result(answer)?)))
     }
