@@ -91,6 +91,7 @@ async fn explore_orders(
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
         mariadb_bindir: None,
+        redis_url: None,
     };
     let (mut engine, _) = Engine::connect(&options).await.expect("connect");
     let run_options = RunOptions {

@@ -42,6 +42,7 @@ async fn engine_figures(choice: Choice) {
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
         mariadb_bindir: None,
+        redis_url: None,
     };
     let (mut engine, _) = Engine::connect(&options).await.expect("engine");
     let info = engine.info().clone();

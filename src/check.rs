@@ -202,6 +202,7 @@ mod tests {
                 name: EngineKind::Postgres,
                 version: "15.20".into(),
                 detail: String::new(),
+                redis: None,
             },
             requested: Level::Serializable,
             effective: Level::Serializable,

@@ -120,11 +120,17 @@ pub struct ConnectionArgs {
     #[arg(long, env = "ANOMALIES_MARIADB_BINDIR", value_name = "DIR")]
     pub mariadb_bindir: Option<PathBuf>,
 
+    /// The Redis for scenarios with Redis steps (redis://, rediss:// or unix:// URL). Every key
+    /// a run uses carries a prefix of its own, and the run deletes exactly those keys. Without
+    /// it, such scenarios start a throwaway redis-server on a private socket.
+    #[arg(long, env = "ANOMALIES_REDIS_URL", hide_env_values = true, value_name = "URL")]
+    pub redis_url: Option<String>,
+
     /// Cancel a step that neither finishes nor waits on a lock within this time.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub step_timeout: Duration,
 
-    /// Give up connecting to a PostgreSQL server after this time.
+    /// Give up connecting to a database server (or Redis) after this time.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub connect_timeout: Duration,
 }

@@ -384,6 +384,7 @@ fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOption
         connect_timeout: connection.connect_timeout,
         pg_bindir: connection.pg_bindir.clone(),
         mariadb_bindir: connection.mariadb_bindir.clone(),
+        redis_url: connection.redis_url.clone(),
     }
 }
 

@@ -100,6 +100,116 @@ pub enum StepResult {
     Command { rows_affected: u64 },
     /// The statement failed; the runner rolled the session back.
     Failed(DbError),
+    /// What Redis answered a command (a Redis step is no part of any database transaction).
+    Reply(Reply),
+}
+
+/// Redis's answer to a step, with what the tool asked Redis about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reply {
+    pub value: ReplyValue,
+    /// A `SET … NX` that Redis refused: who holds the key and for how long (`GET`, `PTTL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+    /// An `until` step: how long it waited for the key to go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited_ms: Option<u64>,
+}
+
+/// A Redis value as the server sent it: `OK`, `(nil)`, `(integer) 1`, `"alice"`, a list. In
+/// JSON: null, a number, a string, an array.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyValue {
+    Nil,
+    Int(i64),
+    /// A status (`OK`, `PONG`) or a string.
+    Text { text: String, status: bool },
+    List(Vec<ReplyValue>),
+}
+
+impl Serialize for ReplyValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ReplyValue::Nil => serializer.serialize_none(),
+            ReplyValue::Int(n) => serializer.serialize_i64(*n),
+            ReplyValue::Text { text, .. } => serializer.serialize_str(text),
+            ReplyValue::List(items) => serializer.collect_seq(items),
+        }
+    }
+}
+
+/// Who holds a Redis key a session could not set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Held {
+    pub key: String,
+    /// The session whose `SET` put the key's value there, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<usize>,
+    /// The key's value, as `GET` returned it.
+    pub value: Option<String>,
+    /// Milliseconds of lease left (`PTTL`): -1 when the key never expires.
+    pub ttl_ms: i64,
+}
+
+impl ReplyValue {
+    /// `OK`, `(nil)`, `(integer) 2`, `"alice"`, `1) "a" 2) "b"`: as redis-cli shows it.
+    pub fn display(&self) -> String {
+        match self {
+            ReplyValue::Nil => "(nil)".to_string(),
+            ReplyValue::Int(n) => format!("(integer) {n}"),
+            ReplyValue::Text { text, status: true } => text.clone(),
+            ReplyValue::Text { text, status: false } => format!("{text:?}"),
+            ReplyValue::List(items) if items.is_empty() => "(empty array)".to_string(),
+            ReplyValue::List(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| format!("{}) {}", i + 1, item.display()))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    /// The value as a condition or a `${…}` hole reads it: `NULL` for nil, else its text.
+    fn cell(&self) -> Option<String> {
+        match self {
+            ReplyValue::Nil => None,
+            ReplyValue::Int(n) => Some(n.to_string()),
+            ReplyValue::Text { text, .. } => Some(text.clone()),
+            ReplyValue::List(_) => Some(self.display()),
+        }
+    }
+}
+
+impl Reply {
+    pub fn of(value: ReplyValue) -> Reply {
+        Reply {
+            value,
+            held: None,
+            waited_ms: None,
+        }
+    }
+
+    /// The reply as rows of one column, `reply`: one row, or one per item of a list. So
+    /// `john.lock.reply` reads it in a condition and `${lock.reply}` in a step.
+    pub fn rows(&self) -> ResultSet {
+        let rows = match &self.value {
+            ReplyValue::List(items) => items.iter().map(|item| vec![item.cell()]).collect(),
+            value => vec![vec![value.cell()]],
+        };
+        ResultSet {
+            columns: vec!["reply".to_string()],
+            rows,
+        }
+    }
+
+    /// Nil, 0 or an empty list: Redis set, deleted or found nothing (`no_rows` applies).
+    pub fn is_empty(&self) -> bool {
+        match &self.value {
+            ReplyValue::Nil | ReplyValue::Int(0) => true,
+            ReplyValue::List(items) => items.is_empty(),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -176,6 +286,7 @@ impl StepResult {
             StepResult::Rows(set) => set.rows.is_empty(),
             StepResult::Command { rows_affected } => *rows_affected == 0,
             StepResult::Failed(_) => false,
+            StepResult::Reply(reply) => reply.is_empty(),
         }
     }
 }

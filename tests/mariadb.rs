@@ -20,6 +20,7 @@ fn throwaway() -> ConnectOptions {
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
         mariadb_bindir: None,
+        redis_url: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod cache;
 pub mod cluster;
 pub mod mariadb;
 mod postgres;
+mod redis;
 mod sqlite;
 
 use std::future::Future;
@@ -42,6 +43,8 @@ pub struct ConnectOptions {
     pub pg_bindir: Option<PathBuf>,
     /// The directory of `mariadbd` to start a throwaway MariaDB from, instead of searching.
     pub mariadb_bindir: Option<PathBuf>,
+    /// The Redis that scenarios with Redis steps use; a throwaway `redis-server` when `None`.
+    pub redis_url: Option<String>,
 }
 
 /// What the header says about the database.
@@ -51,6 +54,10 @@ pub struct EngineInfo {
     pub version: String,
     /// `throwaway cluster`, `127.0.0.1:5432/app`, `journal wal`...
     pub detail: String,
+    /// For a scenario with Redis steps, the Redis beside the database: `Redis 7.0.15
+    /// (throwaway server)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
 }
 
 /// A failure of the tool's own work with a database: no server, a lost connection, bad setup SQL.
@@ -76,6 +83,12 @@ pub enum EngineError {
     Cluster(#[from] cluster::ClusterError),
     #[error(transparent)]
     MariaServer(#[from] mariadb::server::MariaError),
+    #[error("cannot connect to Redis at {target}: {reason}")]
+    RedisConnect { target: String, reason: String },
+    #[error("Redis: {0}")]
+    Redis(String),
+    #[error(transparent)]
+    RedisServer(#[from] redis::server::RedisServerError),
 }
 
 /// What one engine's folder implements: a connected database. Everything outside `engine/`
@@ -135,11 +148,23 @@ pub(crate) trait BackendRun {
     async fn finish(self: Box<Self>) -> Result<(), EngineError>;
 }
 
-/// A connected database.
-pub struct Engine(Box<dyn Backend>);
+/// A connected database, and the Redis beside it once a scenario needs one.
+pub struct Engine {
+    backend: Box<dyn Backend>,
+    /// Connected (or started) when the first scenario with Redis steps is prepared.
+    redis: Option<redis::Redis>,
+    redis_url: Option<String>,
+    connect_timeout: Duration,
+}
 
-/// One scenario at one level, ready to run: its data set up, one connection per session.
-pub struct Run(Box<dyn BackendRun>);
+/// One scenario at one level, ready to run: its data set up, one connection per session (and
+/// one to Redis per session, for a scenario with Redis steps).
+pub struct Run {
+    db: Box<dyn BackendRun>,
+    redis: Option<redis::RedisRun>,
+}
+
+pub(crate) use redis::Until;
 
 /// Where a sent step stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,24 +205,33 @@ impl Engine {
             }
             other => other?,
         };
-        Ok((Engine(backend), notice))
+        let engine = Engine {
+            backend,
+            redis: None,
+            redis_url: options.redis_url.clone(),
+            connect_timeout: options.connect_timeout,
+        };
+        Ok((engine, notice))
     }
 
     /// On a user's server (`--url`) where scenarios run with the user's own privileges (runs get
     /// no roles of their own), who that is and why: `user me at db:5432/app, who may not create
     /// roles`.
     pub fn users_server(&self) -> Option<String> {
-        self.0.users_server()
+        self.backend.users_server()
     }
 
     pub fn info(&self) -> &EngineInfo {
-        self.0.info()
+        self.backend.info()
     }
 
     /// The header's description of the engine for a run whose sessions run at `levels`.
     pub fn info_at(&self, scenario: &Scenario, levels: &[SessionLevel]) -> EngineInfo {
         let mut info = self.info().clone();
-        info.detail.push_str(&self.0.detail_at(scenario, levels));
+        info.detail.push_str(&self.backend.detail_at(scenario, levels));
+        if scenario.uses_redis() {
+            info.redis = self.redis.as_ref().map(|r| r.description().to_string());
+        }
         info
     }
 
@@ -221,27 +255,47 @@ impl Engine {
 
     /// The level the engine really runs when asked for `level`.
     pub fn effective_level(&self, level: Level) -> Level {
-        self.0.effective_level(level)
+        self.backend.effective_level(level)
     }
 
     /// Sets up the scenario's data privately and opens one connection per session, each at its
     /// level in a run at `level` ([`Engine::session_levels`]).
     pub async fn prepare(&mut self, scenario: &Scenario, level: Level) -> Result<Run, EngineError> {
         let levels = self.session_levels(scenario, level);
-        Ok(Run(self.0.prepare(scenario, &levels).await?))
+        let redis = match scenario.uses_redis() {
+            true => Some(self.redis().await?.run(scenario.sessions.len()).await?),
+            false => None,
+        };
+        let db = self.backend.prepare(scenario, &levels).await?;
+        Ok(Run { db, redis })
+    }
+
+    /// The Redis beside the database: connected, or started, the first time it is needed.
+    async fn redis(&mut self) -> Result<&mut redis::Redis, EngineError> {
+        if self.redis.is_none() {
+            let (redis, _) =
+                redis::Redis::open(self.redis_url.as_deref(), self.connect_timeout).await?;
+            self.redis = Some(redis);
+        }
+        Ok(self.redis.as_mut().expect("just connected"))
     }
 
     /// Removes whatever a run that did not finish left (schemas, files) and stops a throwaway
     /// server. Safe to call after an interrupted or panicked run.
     pub async fn close(self) -> Result<(), EngineError> {
-        self.0.close().await
+        let redis = match self.redis {
+            Some(redis) => redis.close().await,
+            None => Ok(()),
+        };
+        self.backend.close().await?;
+        redis
     }
 }
 
 impl Run {
     /// Sends a step's SQL on a session's connection, without waiting for its answer.
     pub fn send(&mut self, session: usize, sql: &str) {
-        self.0.send(session, sql)
+        self.db.send(session, sql)
     }
 
     /// Waits until the step sent on `session` finishes or the database says it waits.
@@ -250,7 +304,7 @@ impl Run {
         session: usize,
         deadline: Instant,
     ) -> Result<Settled, EngineError> {
-        self.0.settle(session, deadline).await
+        self.db.settle(session, deadline).await
     }
 
     /// After another step finished: has the waiting step on `session` finished, or does it wait still?
@@ -259,13 +313,13 @@ impl Run {
         session: usize,
         deadline: Instant,
     ) -> Result<Settled, EngineError> {
-        self.0.recheck(session, deadline).await
+        self.db.recheck(session, deadline).await
     }
 
     /// Whether the engine ends a cycle of waits by itself (picks a deadlock victim) rather than
     /// refusing the step that would close it.
     pub fn breaks_deadlocks(&self) -> bool {
-        self.0.breaks_deadlocks()
+        self.db.breaks_deadlocks()
     }
 
     /// Waits until one of the `waiting` sessions' steps ends by itself (a deadlock victim, say).
@@ -275,38 +329,79 @@ impl Run {
         waiting: &[usize],
         deadline: Instant,
     ) -> Result<Option<(usize, Settled)>, EngineError> {
-        self.0.wait_any(waiting, deadline).await
+        self.db.wait_any(waiting, deadline).await
     }
 
     /// Cancels the step in flight on `session` and returns once it has ended.
     pub async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
-        self.0.cancel(session).await
+        self.db.cancel(session).await
     }
 
     /// Rolls back whatever transaction `session` has open.
     pub async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
-        self.0.rollback(session).await
+        self.db.rollback(session).await
     }
 
     /// Keeps a copy of the data as the setup left it, for [`Run::reset`]. Once per run.
     pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
-        self.0.save_initial_state().await
+        self.db.save_initial_state().await
     }
 
     /// Rolls back every session and puts the data back as the setup left it (DELETE and
     /// INSERT from the saved copy: no DDL), so the same connections can replay another order.
     pub async fn reset(&mut self) -> Result<(), EngineError> {
-        self.0.reset().await
+        if let Some(redis) = &mut self.redis {
+            redis.reset().await?;
+        }
+        self.db.reset().await
     }
 
     /// Runs the scenario's final check query on the end state, from outside the sessions.
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
-        self.0.final_query(sql).await
+        self.db.final_query(sql).await
     }
 
     /// Closes the sessions and removes the run's data.
     pub async fn finish(self) -> Result<(), EngineError> {
-        self.0.finish().await
+        let redis = match self.redis {
+            Some(redis) => redis.finish().await,
+            None => Ok(()),
+        };
+        self.db.finish().await?;
+        redis
+    }
+
+    /// Sends a Redis step's command on the session's Redis connection and waits for the
+    /// answer; `None` if there is none by `deadline`. Redis never blocks a command for another
+    /// client's sake, so there is no wait to detect.
+    pub(crate) async fn redis_command(
+        &mut self,
+        session: usize,
+        command: &str,
+        deadline: Instant,
+    ) -> Result<Option<StepResult>, EngineError> {
+        self.redis_run()?.command(session, command, deadline).await
+    }
+
+    /// Who holds a Redis key, and for how long.
+    pub(crate) async fn redis_held(&mut self, key: &str) -> Result<crate::timeline::Held, EngineError> {
+        self.redis_run()?.held(key).await
+    }
+
+    /// Waits, asking Redis, until it has no `key`.
+    pub(crate) async fn redis_until(
+        &mut self,
+        session: usize,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Until, EngineError> {
+        self.redis_run()?.until_gone(session, key, deadline).await
+    }
+
+    fn redis_run(&mut self) -> Result<&mut redis::RedisRun, EngineError> {
+        self.redis
+            .as_mut()
+            .ok_or_else(|| EngineError::Redis("the run was prepared without Redis".into()))
     }
 }
 
@@ -338,6 +433,7 @@ fn final_rows(
 ) -> Result<ResultSet, EngineError> {
     match result {
         StepResult::Rows(rows) => Ok(rows),
+        StepResult::Reply(reply) => Ok(reply.rows()),
         StepResult::Failed(e) => Err(EngineError::Setup(format!(
             "the final check query failed: {}{}",
             e.message,

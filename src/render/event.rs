@@ -3,9 +3,9 @@
 
 use crate::outcome::{session_list, step_phrase};
 use crate::report::Report;
-use crate::scenario::{display_name, Scenario, StepId};
+use crate::scenario::{display_name, until_key, Scenario, StepId, StepKind};
 use crate::timeline::{
-    last_verb, verb, DbError, EventKind, ResultSet, RetryReason, StepResult, Timeline,
+    last_verb, verb, DbError, EventKind, Reply, ResultSet, RetryReason, StepResult, Timeline,
 };
 
 /// How a line should look.
@@ -57,7 +57,7 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
     if decided {
         lines.push((Tone::Plain, event.sql.clone()));
     } else if !matches!(event.kind, EventKind::Resumed { .. }) {
-        lines.push((Tone::Plain, shorten(&event.sql, 160)));
+        lines.push((Tone::Plain, shorten(&sent(scenario, event.step, &event.sql), 160)));
         let mut say = scenario.step(event.step).say.clone();
         if event.attempt > 1 {
             say.push_str(&format!(" (attempt {})", event.attempt));
@@ -70,12 +70,35 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
             "↪ deferred: sent once its earlier wait ended".to_string(),
         ));
     }
+    let until = scenario.step(event.step).kind == StepKind::Until;
     match &event.kind {
-        EventKind::Done { result } => lines.push(result_line(&event.sql, result)),
+        EventKind::Done { result } => lines.push(result_line(scenario, &event.sql, result)),
+        EventKind::Waiting { blocked_by } if until => lines.push((
+            Tone::Waiting,
+            format!(
+                "waits for {} lease on {} to expire",
+                owner(scenario, blocked_by),
+                event.sql
+            ),
+        )),
         EventKind::Waiting { blocked_by } => lines.push((
             Tone::Waiting,
             format!("waits for {}", session_list(scenario, blocked_by)),
         )),
+        EventKind::Resumed { result, .. } if until => {
+            let waited = match result {
+                StepResult::Reply(Reply {
+                    waited_ms: Some(ms),
+                    ..
+                }) => format!(" after {ms} ms"),
+                _ => String::new(),
+            };
+            lines.push((
+                Tone::Resumed,
+                format!("▶ {} is gone{waited}: the wait ends", event.sql),
+            ));
+            lines.push(result_line(scenario, &event.sql, result));
+        }
         EventKind::Resumed { result, after } => {
             let resumed = match after {
                 Some(after) => format!(
@@ -87,7 +110,7 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
                 None => format!("▶ {} ends on its own (deadlock broken)", verb(&event.sql)),
             };
             lines.push((Tone::Resumed, resumed));
-            lines.push(result_line(&event.sql, result));
+            lines.push(result_line(scenario, &event.sql, result));
         }
         EventKind::Skipped => {
             let gave_up = timeline.events[..index]
@@ -152,8 +175,46 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
     }
 }
 
-fn result_line(sql: &str, result: &StepResult) -> (Tone, String) {
+/// A step's text as the timeline shows it: SQL as sent, a Redis command after redis-cli's
+/// prompt, so it is never mistaken for part of the transaction.
+pub fn sent(scenario: &Scenario, step: StepId, text: &str) -> String {
+    match scenario.step(step).kind {
+        StepKind::Sql => text.to_string(),
+        StepKind::Redis => format!("redis> {text}"),
+        StepKind::Until => format!("redis> until {} expired", until_key(text).unwrap_or(text)),
+    }
+}
+
+/// `Alice's`, or `a` when nobody known holds it.
+fn owner(scenario: &Scenario, sessions: &[usize]) -> String {
+    match sessions {
+        [] => "a".to_string(),
+        sessions => format!("{}'s", session_list(scenario, sessions)),
+    }
+}
+
+/// `(nil): bill-lock is held by Alice, 48 ms of lease left`.
+fn reply_text(scenario: &Scenario, reply: &Reply) -> String {
+    let mut text = reply.value.display();
+    if let Some(held) = &reply.held {
+        let by = match (held.by, &held.value) {
+            (Some(session), _) => display_name(&scenario.sessions[session].name),
+            (None, Some(value)) => format!("{value:?}"),
+            (None, None) => "someone".to_string(),
+        };
+        let left = match held.ttl_ms {
+            -1 => ", with no expiry".to_string(),
+            ms if ms >= 0 => format!(", {ms} ms of lease left"),
+            _ => String::new(),
+        };
+        text.push_str(&format!(": {} is held by {by}{left}", held.key));
+    }
+    text
+}
+
+fn result_line(scenario: &Scenario, sql: &str, result: &StepResult) -> (Tone, String) {
     match result {
+        StepResult::Reply(reply) => (Tone::Result, format!("→ {}", reply_text(scenario, reply))),
         StepResult::Rows(set) => (Tone::Result, format!("→ {}", rows_text(set))),
         StepResult::Command { rows_affected } => {
             let mut text = match verb(sql).as_str() {

@@ -4,7 +4,7 @@ use serde_json::{json as value, Value};
 
 use crate::outcome::{Cause, Verdict};
 use crate::report::Report;
-use crate::scenario::{Scenario, StepId};
+use crate::scenario::{Scenario, StepId, StepKind};
 use crate::timeline::{EventKind, ResultSet, StepResult, Timeline};
 
 /// One run as a pretty-printed JSON object.
@@ -70,13 +70,20 @@ fn run_object(report: &Report) -> Value {
         "expected": report.expected.map(|e| e.to_string()),
         "matches_expectation": report.matches_expectation(),
         "timeline": report.timeline.events.iter().enumerate().map(|(index, event)| {
+            let step = scenario.step(event.step);
+            // A Redis step's text is no SQL: it goes under its own name.
+            let sent = match step.kind {
+                StepKind::Sql => "sql",
+                StepKind::Redis => "redis",
+                StepKind::Until => "until",
+            };
             let mut out = value!({
                 "position": index + 1,
                 "session": scenario.sessions[event.step.session].name,
-                "step": scenario.step(event.step).name,
-                "sql": event.sql,
-                "attempt": event.attempt,
+                "step": step.name,
             });
+            out[sent] = value!(event.sql);
+            out["attempt"] = value!(event.attempt);
             let fields = event_fields(scenario, event.step.session, &event.kind);
             if let (Value::Object(out), Value::Object(fields)) = (&mut out, fields) {
                 out.extend(fields);
@@ -137,13 +144,15 @@ fn names(scenario: &Scenario, sessions: &[usize]) -> Vec<String> {
 
 fn event_fields(scenario: &Scenario, session: usize, kind: &EventKind) -> Value {
     match kind {
-        EventKind::Done { result } => value!({ "event": "done", "result": result_value(result) }),
+        EventKind::Done { result } => {
+            value!({ "event": "done", "result": result_value(scenario, result) })
+        }
         EventKind::Waiting { blocked_by } => {
             value!({ "event": "waiting", "blocked_by": names(scenario, blocked_by) })
         }
         EventKind::Resumed { result, after } => value!({
             "event": "resumed",
-            "result": result_value(result),
+            "result": result_value(scenario, result),
             "released_by_position": after.map(|a| a + 1),
         }),
         EventKind::Skipped => value!({ "event": "skipped" }),
@@ -166,8 +175,23 @@ fn event_fields(scenario: &Scenario, session: usize, kind: &EventKind) -> Value 
     }
 }
 
-fn result_value(result: &StepResult) -> Value {
+fn result_value(scenario: &Scenario, result: &StepResult) -> Value {
     match result {
+        StepResult::Reply(reply) => {
+            let mut value = value!({ "type": "reply", "value": reply.value });
+            if let Some(held) = &reply.held {
+                value["held"] = value!({
+                    "key": held.key,
+                    "by": held.by.map(|s| &scenario.sessions[s].name),
+                    "value": held.value,
+                    "ttl_ms": held.ttl_ms,
+                });
+            }
+            if let Some(ms) = reply.waited_ms {
+                value["waited_ms"] = value!(ms);
+            }
+            value
+        }
         StepResult::Rows(set) => value!({ "type": "rows", "rows": rows(set) }),
         StepResult::Command { rows_affected } => {
             value!({ "type": "command", "rows_affected": rows_affected })

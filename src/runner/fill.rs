@@ -1,7 +1,7 @@
 //! Filling a step's `${step.column}` holes from what its session read earlier in the run.
 
 use crate::scenario::template::SqlHole;
-use crate::scenario::{Scenario, StepId};
+use crate::scenario::{Scenario, StepId, StepKind};
 use crate::timeline::{StepResult, Timeline};
 
 /// A step's SQL as the timeline shows it, with every `${step.column}` its session can fill
@@ -15,8 +15,15 @@ pub(super) struct Filled {
 /// Fills the step's holes from what its session read earlier in the run.
 pub(super) fn fill(scenario: &Scenario, timeline: &Timeline, id: StepId) -> Filled {
     let mut problem = None;
-    let sql = scenario.step(id).sql.render(|hole| {
-        hole_value(scenario, timeline, id.session, hole).unwrap_or_else(|why| {
+    let step = scenario.step(id);
+    let literal = |value: Option<&str>| match (step.kind, value) {
+        (StepKind::Sql, Some(value)) => sql_literal(value),
+        (StepKind::Sql, None) => "NULL".to_string(),
+        // Redis has no null argument: an empty one.
+        (_, value) => redis_argument(value.unwrap_or_default()),
+    };
+    let sql = step.sql.render(|hole| {
+        hole_value(scenario, timeline, id.session, hole, &literal).unwrap_or_else(|why| {
             problem.get_or_insert(why);
             format!("${{{}.{}}}", hole.step_name, hole.column)
         })
@@ -29,6 +36,7 @@ fn hole_value(
     timeline: &Timeline,
     session: usize,
     hole: &SqlHole,
+    literal: &dyn Fn(Option<&str>) -> String,
 ) -> Result<String, String> {
     let earlier = StepId {
         session,
@@ -37,23 +45,40 @@ fn hole_value(
     let source = scenario.step_name(earlier);
     let reference = format!("${{{}.{}}}", hole.step_name, hole.column);
     let problem = |message: String| format!("{}: {message}", hole.at);
-    match timeline.result_of(earlier) {
-        Some(StepResult::Rows(rows)) => match rows.first(&hole.column, &source) {
-            Ok(Some(Some(value))) => Ok(sql_literal(value)),
-            Ok(Some(None)) => Ok("NULL".to_string()),
+    let reply;
+    let rows = match timeline.result_of(earlier) {
+        Some(StepResult::Reply(answer)) => {
+            reply = answer.rows();
+            Some(&reply)
+        }
+        Some(StepResult::Rows(rows)) => Some(rows),
+        _ => None,
+    };
+    match (rows, timeline.result_of(earlier)) {
+        (Some(rows), _) => match rows.first(&hole.column, &source) {
+            Ok(Some(value)) => Ok(literal(value)),
             Ok(None) => Err(problem(format!(
                 "{source} returned no rows, so {reference} has no value (`no_rows = \
                  \"give-up\"` on {source} stops the session there instead)"
             ))),
             Err(message) => Err(problem(message)),
         },
-        Some(StepResult::Command { .. }) => Err(problem(format!(
+        (None, Some(StepResult::Command { .. })) => Err(problem(format!(
             "{source} is a command and returned no rows, so {reference} has no value"
         ))),
-        Some(StepResult::Failed(_)) | None => Err(problem(format!(
+        (None, _) => Err(problem(format!(
             "{source} has not returned anything, so {reference} has no value"
         ))),
     }
+}
+
+/// A value written into a Redis command: as it is, or quoted when it holds white space or
+/// quotes, so that it stays one argument.
+fn redis_argument(value: &str) -> String {
+    if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+        return value.to_string();
+    }
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// A value read by the database, written back into SQL: numbers as they are, text quoted.

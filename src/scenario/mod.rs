@@ -121,6 +121,9 @@ impl RetryOn {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub name: String,
+    /// Where the step goes: the session's database connection, or its Redis connection.
+    pub kind: StepKind,
+    /// What it sends: SQL, a Redis command, or for `until`, `KEY expired`.
     pub sql: SqlTemplate,
     /// The step's SQL on one engine, instead of `sql` (until [`Scenario::for_engine`]
     /// resolves it).
@@ -128,6 +131,32 @@ pub struct Step {
     pub say: String,
     /// What the application does when this step changes or returns no row.
     pub no_rows: Option<NoRows>,
+}
+
+/// Where a step goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// SQL, on the session's database connection.
+    Sql,
+    /// A Redis command (`redis = "SET lock alice NX PX 50"`), on the session's Redis
+    /// connection: no part of the session's database transaction.
+    Redis,
+    /// `until = "lock expired"`: the session waits, asking Redis, until it has no such key
+    /// (the lease ran out, or its holder deleted it).
+    Until,
+}
+
+impl Step {
+    /// Whether the step talks to Redis.
+    pub fn is_redis(&self) -> bool {
+        self.kind != StepKind::Sql
+    }
+}
+
+/// The key of an `until` step's text, `lock` for `lock expired`.
+pub fn until_key(text: &str) -> Option<&str> {
+    let key = text.trim().strip_suffix("expired")?.trim_end();
+    (!key.is_empty() && !key.contains(char::is_whitespace)).then_some(key)
 }
 
 /// The application's answer to a step that changed or returned no row.
@@ -358,6 +387,14 @@ impl Scenario {
             Some(fix) => format!("{} --fix {}", self.id, fix.id),
             None => self.id.clone(),
         }
+    }
+
+    /// Whether any step talks to Redis: a run needs a Redis beside the database.
+    pub fn uses_redis(&self) -> bool {
+        self.sessions
+            .iter()
+            .flat_map(|s| &s.steps)
+            .any(Step::is_redis)
     }
 
     pub fn step(&self, id: StepId) -> &Step {

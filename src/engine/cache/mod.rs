@@ -46,6 +46,9 @@ pub struct Flavor {
     pub(crate) quit_signal: Signal,
     /// Why a server would not start, from its log's lines, on one line.
     pub(crate) failure_reason: fn(&[&str]) -> String,
+    /// The server logs to its standard output rather than its standard error (Redis: it
+    /// cannot reopen an inherited pipe as `/dev/stderr` once it runs as another user).
+    pub(crate) logs_to_stdout: bool,
 }
 
 /// A failure of the shared machinery, worded for the engine whose server it is.

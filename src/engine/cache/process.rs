@@ -2,9 +2,9 @@
 //! it is ready and when it has exited; stopped by a fast shutdown that escalates, and by `Drop`.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -24,7 +24,7 @@ pub(crate) const LOG_SHOW: usize = 20;
 const FAST_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const IMMEDIATE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running server, our child, and the thread that reads its log (stderr).
+/// A running server, our child, and the thread that reads its log (stderr, or stdout).
 pub(crate) struct Server {
     pub(crate) child: Child,
     flavor: &'static Flavor,
@@ -55,12 +55,21 @@ impl Server {
         program: &Path,
         mut command: Command,
     ) -> Result<Server, CacheError> {
-        command.stdout(Stdio::null()).stderr(Stdio::piped());
+        if flavor.logs_to_stdout {
+            command.stdout(Stdio::piped()).stderr(Stdio::null());
+        } else {
+            command.stdout(Stdio::null()).stderr(Stdio::piped());
+        }
         let mut child = spawn_lasting(command)
             .map_err(io_error(format!("cannot run {}", program.display())))?;
         let log = Log::default();
         let (events, incoming) = mpsc::channel();
-        let drain = match child.stderr.take() {
+        let stream: Option<Box<dyn Read + Send>> = if flavor.logs_to_stdout {
+            child.stdout.take().map(|out| Box::new(out) as Box<dyn Read + Send>)
+        } else {
+            child.stderr.take().map(|err| Box::new(err) as Box<dyn Read + Send>)
+        };
+        let drain = match stream {
             Some(stderr) => {
                 let log = Arc::clone(&log);
                 thread::Builder::new()
@@ -245,7 +254,7 @@ impl Drop for Server {
 /// Reads the server's log line by line: keeps the last lines, tells when the server is ready
 /// (the first line that contains `ready`), and when the log closes. Reading on after readiness
 /// keeps the pipe from filling up, which would block the server.
-fn drain_log(stderr: ChildStderr, ready_marker: &str, log: &Log, events: &Sender<Event>) {
+fn drain_log(stderr: Box<dyn Read + Send>, ready_marker: &str, log: &Log, events: &Sender<Event>) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
     let mut ready = false;

@@ -345,6 +345,7 @@ mod tests {
         stop_signal: nix::sys::signal::Signal::SIGTERM,
         quit_signal: nix::sys::signal::Signal::SIGTERM,
         failure_reason: |_| String::new(),
+        logs_to_stdout: false,
     };
 
     #[test]

@@ -25,6 +25,7 @@ pub(super) static FLAVOR: Flavor = Flavor {
     stop_signal: Signal::SIGINT,
     quit_signal: Signal::SIGQUIT,
     failure_reason: |lines| failure_reason(lines.iter().copied()),
+    logs_to_stdout: false,
 };
 
 /// The server's settings: fast and disposable rather than durable.

@@ -108,6 +108,7 @@ impl MariaEngine {
                 } else {
                     format!("MySQL, {target}")
                 },
+                redis: None,
             },
             opts,
             timeout,

@@ -149,6 +149,7 @@ impl PgEngine {
                 name: EngineKind::Postgres,
                 version,
                 detail,
+                redis: None,
             },
             config,
             tls,

@@ -96,6 +96,7 @@ impl SqliteEngine {
                 name: EngineKind::Sqlite,
                 version: rusqlite::version().to_string(),
                 detail: "journal wal".to_string(),
+                redis: None,
             },
             dir,
             _lock: lock,

@@ -4,7 +4,7 @@ use toml::Spanned;
 
 use super::{
     check_name, engine_named, level_named, locate_step, suggestion, validate_base, File, Locator,
-    RawFix, RawSession,
+    RawFix, RawFixStep, RawSession, RawStep,
 };
 use crate::scenario::{Fix, FixInfo, Scenario, ScenarioError};
 
@@ -72,9 +72,15 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
     append_setup(&mut file, fix);
     for change in &fix.step {
         let reference = change.step.get_ref();
+        if let Some(after) = &change.after {
+            add_step(&mut file, change, after, at)?;
+            continue;
+        }
         let (session, step) = raw_step_position(&file.session, &change.step, at)?;
         if change.remove {
             let changed = change.sql.is_some()
+                || change.redis.is_some()
+                || change.until.is_some()
                 || !change.sql_on.is_empty()
                 || change.say.is_some()
                 || change.no_rows.is_some();
@@ -93,9 +99,12 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
             continue;
         }
         let target = &mut file.session[session].step[step];
-        if let Some(sql) = &change.sql {
-            // New SQL replaces the step on every engine: the old variants were of the old SQL.
-            target.sql = sql.clone();
+        if change.sql.is_some() || change.redis.is_some() || change.until.is_some() {
+            // What the step sends is replaced on every engine: the old variants were of the
+            // old SQL. A step that now goes to Redis sends no SQL.
+            target.sql = change.sql.clone();
+            target.redis = change.redis.clone();
+            target.until = change.until.clone();
             target.sql_on.clear();
         }
         for (engine, sql) in &change.sql_on {
@@ -144,8 +153,93 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
             target.deferrable = change.deferrable.clone();
         }
     }
+    if let Some(outcome) = &fix.outcome {
+        if let Some(anomaly) = &outcome.anomaly {
+            file.outcome.anomaly = anomaly.clone();
+        }
+        if let Some(prevented) = &outcome.prevented {
+            file.outcome.prevented = prevented.clone();
+        }
+    }
+    if !fix.interleaving.is_empty() {
+        file.interleaving = fix.interleaving.clone();
+    }
     file.expect = fix.expect.clone();
     Ok(file)
+}
+
+/// A step the fix adds (`step = "john.wait"`, `after = "john.try"`): placed after `after` in
+/// its session, and right after it in every interleaving that has it.
+fn add_step(
+    file: &mut File,
+    change: &RawFixStep,
+    after: &Spanned<String>,
+    at: &Locator,
+) -> Result<(), ScenarioError> {
+    let (session, step) = raw_step_position(&file.session, after, at)?;
+    let reference = change.step.get_ref().trim();
+    let Some((session_name, step_name)) = reference.split_once('.') else {
+        return Err(at.error(
+            change.step.span(),
+            format!("`{reference}` must name a session and a step, like john.wait"),
+        ));
+    };
+    let after_session = file.session[session].name.get_ref().clone();
+    if session_name != after_session {
+        return Err(at.error(
+            change.step.span(),
+            format!("`{reference}` is added after `{}`, a step of session `{after_session}`: a new step joins the session it follows", after.get_ref().trim()),
+        ));
+    }
+    if file.session[session]
+        .step
+        .iter()
+        .any(|s| s.name.get_ref() == step_name)
+    {
+        return Err(at.error(
+            change.step.span(),
+            format!("`{reference}` already exists; without `after` the fix changes it"),
+        ));
+    }
+    let Some(say) = &change.say else {
+        return Err(at.error(
+            change.step.span(),
+            format!("the new step `{reference}` needs its narration, `say`"),
+        ));
+    };
+    if change.remove {
+        return Err(at.error(
+            change.step.span(),
+            format!("`{reference}` is added; it can't also be removed"),
+        ));
+    }
+    let name = Spanned::new(
+        change.step.span().start..change.step.span().end,
+        step_name.to_string(),
+    );
+    let new = RawStep {
+        name,
+        sql: change.sql.clone(),
+        redis: change.redis.clone(),
+        until: change.until.clone(),
+        sql_on: change.sql_on.clone(),
+        say: say.clone(),
+        no_rows: change.no_rows.clone(),
+    };
+    file.session[session].step.insert(step + 1, new);
+    let after_name = after.get_ref().trim();
+    for interleaving in &mut file.interleaving {
+        if let Some(position) = interleaving
+            .steps
+            .iter()
+            .position(|s| s.get_ref().trim() == after_name)
+        {
+            interleaving
+                .steps
+                .insert(position + 1, Spanned::new(change.step.span(), reference.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// The fix's setup after the scenario's, on every engine: an engine with a variant of either

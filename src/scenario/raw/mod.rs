@@ -63,7 +63,10 @@ pub(super) struct RawSession {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStep {
     name: Spanned<String>,
-    sql: Spanned<String>,
+    /// What the step sends: SQL, a Redis command, or `until = "KEY expired"` (one of them).
+    sql: Option<Spanned<String>>,
+    redis: Option<Spanned<String>>,
+    until: Option<Spanned<String>>,
     /// `sql_on.sqlite = "..."`: the step's SQL on that engine, instead of `sql`.
     #[serde(default)]
     sql_on: RawOn<Spanned<String>>,
@@ -90,16 +93,27 @@ pub(super) struct RawFix {
     step: Vec<RawFixStep>,
     #[serde(default)]
     session: Vec<RawFixSession>,
+    /// New witnesses for the fix's runs: what its anomaly, or its prevention, looks like.
+    outcome: Option<RawFixOutcome>,
+    /// The fix's own interleavings, instead of the scenario's: for a fix whose steps come in
+    /// another order.
+    #[serde(default)]
+    interleaving: Vec<RawInterleaving>,
     #[serde(default)]
     expect: RawExpect,
 }
 
-/// A step the fix changes: new SQL, narration or no-row answer, or gone.
+/// A step the fix changes (new SQL or Redis command, narration or no-row answer), removes, or
+/// adds (`after = "john.try"`: a new step, placed after that one in its session and in every
+/// interleaving).
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFixStep {
     step: Spanned<String>,
+    after: Option<Spanned<String>>,
     sql: Option<Spanned<String>>,
+    redis: Option<Spanned<String>>,
+    until: Option<Spanned<String>>,
     #[serde(default)]
     sql_on: RawOn<Spanned<String>>,
     say: Option<String>,
@@ -118,6 +132,13 @@ pub(super) struct RawFixSession {
     level: Option<Spanned<String>>,
     read_only: Option<bool>,
     deferrable: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFixOutcome {
+    anomaly: Option<Spanned<String>>,
+    prevented: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Clone)]

@@ -8,8 +8,10 @@ use super::{
 };
 use crate::level::Level;
 use crate::scenario::template::SqlTemplate;
+use super::RawStep;
 use crate::scenario::{
-    Interleaving, NoRows, Pinned, Retry, RetryOn, ScenarioError, Session, Step, StepId,
+    until_key, Interleaving, NoRows, Pinned, Retry, RetryOn, ScenarioError, Session, Step,
+    StepId, StepKind,
 };
 
 pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>, ScenarioError> {
@@ -60,29 +62,34 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
                 earlier: &earlier,
                 later: &later,
             };
-            let sql = holes.parse(&raw_step.sql, at)?;
+            let (kind, text) = step_kind(raw_step, name, at)?;
+            let sql = holes.parse(text, at)?;
             let mut sql_on = Vec::new();
             for (engine, variant) in per_engine(&raw_step.sql_on, at)? {
                 sql_on.push((engine, holes.parse(variant, at)?));
             }
             let no_rows = match &raw_step.no_rows {
                 None => None,
-                Some(answer) => Some(match answer.get_ref().as_str() {
-                    "retry" => NoRows::Retry,
-                    "give-up" => NoRows::GiveUp,
+                Some(answer) => match answer.get_ref().as_str() {
+                    "retry" => Some(NoRows::Retry),
+                    "give-up" => Some(NoRows::GiveUp),
+                    // What a fix writes to undo the scenario's answer: the session goes on.
+                    "go-on" => None,
                     other => {
+                        let answers = ["retry", "give-up", "go-on"];
                         return Err(at.error(
                             answer.span(),
                             format!(
-                                "no_rows must be `retry` or `give-up`, found `{other}`{}",
-                                suggestion(other, &["retry", "give-up"])
+                                "no_rows must be `retry`, `give-up` or `go-on`, found `{other}`{}",
+                                suggestion(other, &answers)
                             ),
-                        ))
+                        ));
                     }
-                }),
+                },
             };
             steps.push(Step {
                 name: step_name.clone(),
+                kind,
                 sql,
                 sql_on,
                 say: raw_step.say.clone(),
@@ -99,6 +106,63 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
         });
     }
     Ok(sessions)
+}
+
+/// Where a step goes, and its text: exactly one of `sql`, `redis` and `until`. `until` reads
+/// `KEY expired`; its text is the key.
+fn step_kind<'a>(
+    raw: &'a RawStep,
+    session: &str,
+    at: &Locator,
+) -> Result<(StepKind, &'a Spanned<String>), ScenarioError> {
+    let name = format!("{session}.{}", raw.name.get_ref());
+    let given: Vec<(StepKind, &Spanned<String>)> = [
+        (StepKind::Sql, &raw.sql),
+        (StepKind::Redis, &raw.redis),
+        (StepKind::Until, &raw.until),
+    ]
+    .into_iter()
+    .filter_map(|(kind, text)| text.as_ref().map(|t| (kind, t)))
+    .collect();
+    let (kind, text) = match given.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(at.error(
+                raw.name.span(),
+                format!("step `{name}` sends nothing: give it `sql`, `redis` or `until`"),
+            ))
+        }
+        [_, (_, second), ..] => {
+            return Err(at.error(
+                second.span(),
+                format!(
+                    "step `{name}` has more than one of `sql`, `redis` and `until`; a step \
+                     goes to one place"
+                ),
+            ))
+        }
+    };
+    if kind != StepKind::Sql {
+        if let Some((engine, _)) = raw.sql_on.first() {
+            return Err(at.error(
+                engine.span(),
+                format!("step `{name}` sends no SQL, so it has no `sql_on`"),
+            ));
+        }
+    }
+    if kind == StepKind::Redis && text.get_ref().split_whitespace().next().is_none() {
+        return Err(at.error(text.span(), format!("step `{name}` has an empty Redis command")));
+    }
+    if kind == StepKind::Until && until_key(text.get_ref()).is_none() {
+        return Err(at.error(
+            text.span(),
+            format!(
+                "`until` reads `KEY expired` (the step waits until Redis has no KEY), found `{}`",
+                text.get_ref()
+            ),
+        ));
+    }
+    Ok((kind, text))
 }
 
 /// The steps a step's SQL may take values from (those before it in its session), and those it

@@ -25,6 +25,7 @@ pub(super) static FLAVOR: Flavor = Flavor {
     stop_signal: Signal::SIGTERM,
     quit_signal: Signal::SIGTERM,
     failure_reason,
+    logs_to_stdout: false,
 };
 
 /// The throwaway server's `innodb_lock_wait_timeout`: why 8 s is told at the setting, in
