@@ -14,6 +14,7 @@ mod mariadb_heal;
 mod mariadb_server;
 mod outcome_forms;
 mod per_engine;
+mod redis;
 mod pictures;
 mod roles;
 mod runner;

@@ -5,11 +5,15 @@ use comfy_table::{
     presets, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width,
 };
 
-use super::event::{describe_in, Tone};
+use super::event::{describe_in, sent, Tone};
 use super::Style;
 use crate::report::Report;
 use crate::scenario::{display_name, Scenario, StepId};
 use crate::timeline::Timeline;
+
+/// Under a timeline with Redis steps: they are no part of any transaction.
+pub const REDIS_LEGEND: &str =
+    "redis> steps go to Redis, outside every database transaction: no ROLLBACK undoes them.";
 
 /// A run as the terminal shows it: header, timeline, verdict.
 pub fn table(report: &Report, style: Style) -> String {
@@ -34,6 +38,9 @@ pub fn table(report: &Report, style: Style) -> String {
         ("level", report.levels_text()),
         ("order", report.interleaving.clone()),
     ];
+    if let Some(redis) = &engine.redis {
+        rows.insert(2, ("redis", redis.clone()));
+    }
     if let Some(fix) = &scenario.applied {
         rows.push(("fix", format!("{}: {}", fix.id, fix.title)));
     }
@@ -59,7 +66,12 @@ pub fn table(report: &Report, style: Style) -> String {
         style,
         paint,
     ));
-    out.push_str("\n\n");
+    out.push('\n');
+    if scenario.uses_redis() {
+        out.push_str(&paint.dim(REDIS_LEGEND));
+        out.push('\n');
+    }
+    out.push('\n');
     out.push_str(&verdict_lines(report, style, paint));
     out
 }
@@ -85,16 +97,15 @@ pub fn step_screen(
         out.push_str("\n\n");
     }
     let step = scenario.step(next);
+    let text = step
+        .sql
+        .render(|hole| format!("${{{}.{}}}", hole.step_name, hole.column));
     out.push_str(&format!(
         "{} {}: {}\n    {}\n\n{}\n",
         paint.bold("Next:"),
         paint.bold(&display_name(&scenario.sessions[next.session].name)),
         step.say,
-        paint.dim(
-            &step
-                .sql
-                .render(|hole| format!("${{{}.{}}}", hole.step_name, hole.column))
-        ),
+        paint.dim(&sent(scenario, next, &text)),
         paint.dim(prompt)
     ));
     out

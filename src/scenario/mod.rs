@@ -492,4 +492,6 @@ pub fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
 }
 
 #[cfg(test)]
+mod redis_tests;
+#[cfg(test)]
 mod tests;

@@ -222,7 +222,7 @@ fn errors_in_fixes_name_their_place() {
     );
     assert_eq!(
         error("no_rows = \"retry\"", "no_rows = \"again\""),
-        "tiny.toml:52:11: no_rows must be `retry` or `give-up`, found `again`; known: retry, give-up"
+        "tiny.toml:52:11: no_rows must be `retry`, `give-up` or `go-on`, found `again`; known: retry, give-up, go-on"
     );
     assert_eq!(
         error("[\"serialization-failure\"]", "[\"serialisation-failure\"]"),
