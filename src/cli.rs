@@ -123,7 +123,12 @@ pub struct ConnectionArgs {
     /// The Redis for scenarios with Redis steps (redis://, rediss:// or unix:// URL). Every key
     /// a run uses carries a prefix of its own, and the run deletes exactly those keys. Without
     /// it, such scenarios start a throwaway redis-server on a private socket.
-    #[arg(long, env = "ANOMALIES_REDIS_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "ANOMALIES_REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub redis_url: Option<String>,
 
     /// Cancel a step that neither finishes nor waits on a lock within this time.

@@ -123,7 +123,10 @@ pub enum ReplyValue {
     Nil,
     Int(i64),
     /// A status (`OK`, `PONG`) or a string.
-    Text { text: String, status: bool },
+    Text {
+        text: String,
+        status: bool,
+    },
     List(Vec<ReplyValue>),
 }
 
@@ -158,7 +161,10 @@ impl ReplyValue {
             ReplyValue::Nil => "(nil)".to_string(),
             ReplyValue::Int(n) => format!("(integer) {n}"),
             ReplyValue::Text { text, status: true } => text.clone(),
-            ReplyValue::Text { text, status: false } => format!("{text:?}"),
+            ReplyValue::Text {
+                text,
+                status: false,
+            } => format!("{text:?}"),
             ReplyValue::List(items) if items.is_empty() => "(empty array)".to_string(),
             ReplyValue::List(items) => items
                 .iter()

@@ -74,7 +74,15 @@ impl UsersRedis {
         let dir = open_tempdir();
         let socket = dir.path().join("redis.sock");
         let child = redis_server()
-            .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+            .args([
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--unixsocket",
+            ])
             .arg(&socket)
             .arg("--dir")
             .arg(dir.path())
@@ -87,7 +95,9 @@ impl UsersRedis {
             socket,
             _dir: dir,
         };
-        wait_until("the test's Redis answers", || redis.cli(&["PING"]) == "PONG");
+        wait_until("the test's Redis answers", || {
+            redis.cli(&["PING"]) == "PONG"
+        });
         redis
     }
 
@@ -129,7 +139,10 @@ impl Drop for UsersRedis {
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < Duration::from_secs(30), "{what}: not within 30 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: not within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -175,8 +188,14 @@ fn a_killed_run_leaves_no_redis_server_and_no_socket() {
             String::from_utf8_lossy(&output.stdout).contains("held-lock")
         }
     });
-    assert!(run.try_wait().unwrap().is_none(), "the run is still waiting");
-    assert!(!processes_mentioning(&slot).is_empty(), "its redis-server runs");
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the run is still waiting"
+    );
+    assert!(
+        !processes_mentioning(&slot).is_empty(),
+        "its redis-server runs"
+    );
     run.kill().unwrap();
     run.wait().unwrap();
     wait_until("the throwaway Redis is gone", || {
@@ -193,7 +212,14 @@ fn a_users_redis_keeps_no_key_of_a_run_and_every_key_of_its_own() {
     redis.cli(&["SET", "anomalies-settings", "theirs"]);
     for fix in ["redis-setnx", "redis-safe-release", "redis-fencing"] {
         let output = anomalies()
-            .args(["run", "distributed-lock", "--fix", fix, "--engine", "sqlite"])
+            .args([
+                "run",
+                "distributed-lock",
+                "--fix",
+                fix,
+                "--engine",
+                "sqlite",
+            ])
             .args(["--redis-url", &redis.url()])
             .output()
             .unwrap();
@@ -203,7 +229,11 @@ fn a_users_redis_keeps_no_key_of_a_run_and_every_key_of_its_own() {
             "{fix}: the header names the Redis: {}",
             stdout(&output)
         );
-        assert_eq!(redis.keys(), ["anomalies-settings", "app:bill-lock"], "after {fix}");
+        assert_eq!(
+            redis.keys(),
+            ["anomalies-settings", "app:bill-lock"],
+            "after {fix}"
+        );
     }
     assert_eq!(redis.cli(&["GET", "app:bill-lock"]), "someone");
 
@@ -217,11 +247,19 @@ fn a_users_redis_keeps_no_key_of_a_run_and_every_key_of_its_own() {
     killed.wait().unwrap();
     let left = redis.keys();
     assert!(
-        left.iter().any(|k| k.starts_with("anomalies:") && k.ends_with(":held-lock")),
+        left.iter()
+            .any(|k| k.starts_with("anomalies:") && k.ends_with(":held-lock")),
         "SIGKILL leaves the run's key: {left:?}"
     );
     let output = anomalies()
-        .args(["run", "distributed-lock", "--fix", "redis-setnx", "--engine", "sqlite"])
+        .args([
+            "run",
+            "distributed-lock",
+            "--fix",
+            "redis-setnx",
+            "--engine",
+            "sqlite",
+        ])
         .args(["--redis-url", &redis.url()])
         .output()
         .unwrap();
@@ -237,7 +275,14 @@ fn a_live_runs_keys_are_not_swept() {
     let mut live = spawn_slow(&file, &dir.path().join("cache"), Some(&redis.url()));
     wait_until("the live run's key is there", || redis.keys().len() == 1);
     let output = anomalies()
-        .args(["run", "distributed-lock", "--fix", "redis-setnx", "--engine", "sqlite"])
+        .args([
+            "run",
+            "distributed-lock",
+            "--fix",
+            "redis-setnx",
+            "--engine",
+            "sqlite",
+        ])
         .args(["--redis-url", &redis.url()])
         .output()
         .unwrap();
@@ -250,7 +295,14 @@ fn a_live_runs_keys_are_not_swept() {
 #[test]
 fn replies_are_in_the_json_timeline() {
     let output = anomalies()
-        .args(["run", "distributed-lock", "--fix", "redis-setnx", "--engine", "sqlite"])
+        .args([
+            "run",
+            "distributed-lock",
+            "--fix",
+            "redis-setnx",
+            "--engine",
+            "sqlite",
+        ])
         .args(["--level", "read-committed", "--format", "json"])
         .output()
         .unwrap();
@@ -267,14 +319,20 @@ fn replies_are_in_the_json_timeline() {
             .find(|e| e["session"] == session && e["step"] == step)
             .unwrap_or_else(|| panic!("no {session}.{step} in {events:?}"))
     };
-    assert_eq!(event("alice", "lock")["redis"], "SET bill-lock alice NX PX 50");
+    assert_eq!(
+        event("alice", "lock")["redis"],
+        "SET bill-lock alice NX PX 50"
+    );
     assert_eq!(event("alice", "lock")["result"]["value"], "OK");
     let refused = &event("john", "lock")["result"];
     assert_eq!(refused["value"], Value::Null);
     assert_eq!(refused["held"]["by"], "alice");
     assert_eq!(refused["held"]["value"], "alice");
     let ttl = refused["held"]["ttl_ms"].as_i64().unwrap();
-    assert!((0..=50).contains(&ttl), "{ttl} ms of Alice's 50 ms lease left");
+    assert!(
+        (0..=50).contains(&ttl),
+        "{ttl} ms of Alice's 50 ms lease left"
+    );
     let wait = event("john", "wait");
     assert_eq!(wait["event"], "resumed");
     assert_eq!(wait["until"], "bill-lock");
@@ -288,7 +346,14 @@ fn replies_are_in_the_json_timeline() {
 fn an_unreachable_redis_fails_fast_without_its_password() {
     let started = Instant::now();
     let output = anomalies()
-        .args(["run", "distributed-lock", "--fix", "redis-setnx", "--engine", "sqlite"])
+        .args([
+            "run",
+            "distributed-lock",
+            "--fix",
+            "redis-setnx",
+            "--engine",
+            "sqlite",
+        ])
         .args(["--redis-url", "redis://:hunter2@127.0.0.1:1/0"])
         .output()
         .unwrap();

@@ -228,7 +228,8 @@ impl Engine {
     /// The header's description of the engine for a run whose sessions run at `levels`.
     pub fn info_at(&self, scenario: &Scenario, levels: &[SessionLevel]) -> EngineInfo {
         let mut info = self.info().clone();
-        info.detail.push_str(&self.backend.detail_at(scenario, levels));
+        info.detail
+            .push_str(&self.backend.detail_at(scenario, levels));
         if scenario.uses_redis() {
             info.redis = self.redis.as_ref().map(|r| r.description().to_string());
         }
@@ -384,7 +385,10 @@ impl Run {
     }
 
     /// Who holds a Redis key, and for how long.
-    pub(crate) async fn redis_held(&mut self, key: &str) -> Result<crate::timeline::Held, EngineError> {
+    pub(crate) async fn redis_held(
+        &mut self,
+        key: &str,
+    ) -> Result<crate::timeline::Held, EngineError> {
         self.redis_run()?.held(key).await
     }
 

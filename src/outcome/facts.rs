@@ -69,7 +69,9 @@ fn outcome(timeline: &Timeline, id: StepId, source: &str) -> StepOutcome {
                 StepResult::Rows(set) => StepOutcome::Rows(rows(set, source.to_string())),
                 StepResult::Command { rows_affected } => StepOutcome::Command(*rows_affected),
                 StepResult::Failed(error) => StepOutcome::Failed(kind_id(error.kind)),
-                StepResult::Reply(reply) => StepOutcome::Rows(rows(&reply.rows(), source.to_string())),
+                StepResult::Reply(reply) => {
+                    StepOutcome::Rows(rows(&reply.rows(), source.to_string()))
+                }
             }),
             EventKind::TimedOut { .. } | EventKind::Stuck { .. } => {
                 Some(StepOutcome::Failed(kind_id(ErrorKind::Cancelled)))

@@ -57,7 +57,10 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
     if decided {
         lines.push((Tone::Plain, event.sql.clone()));
     } else if !matches!(event.kind, EventKind::Resumed { .. }) {
-        lines.push((Tone::Plain, shorten(&sent(scenario, event.step, &event.sql), 160)));
+        lines.push((
+            Tone::Plain,
+            shorten(&sent(scenario, event.step, &event.sql), 160),
+        ));
         let mut say = scenario.step(event.step).say.clone();
         if event.attempt > 1 {
             say.push_str(&format!(" (attempt {})", event.attempt));

@@ -9,7 +9,7 @@ pub fn markdown(report: &Report) -> String {
     let scenario = &report.scenario;
     let engine = &report.engine;
     let mut out = format!(
-        "## {} — {}\n\n**anomaly** {} ({}) · **engine** {} {} ({}) · **level** {} · **order** {}\n\n> {}\n\n",
+        "## {} — {}\n\n**anomaly** {} ({}) · **engine** {} {} ({}){} · **level** {} · **order** {}\n\n> {}\n\n",
         scenario.label(),
         scenario.title,
         scenario.anomaly,
@@ -17,6 +17,11 @@ pub fn markdown(report: &Report) -> String {
         engine.name,
         engine.version,
         engine.detail,
+        engine
+            .redis
+            .as_ref()
+            .map(|redis| format!(" · **redis** {redis}"))
+            .unwrap_or_default(),
         report.levels_text(),
         report.interleaving,
         scenario.story.split_whitespace().collect::<Vec<_>>().join(" ")

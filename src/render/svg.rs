@@ -51,12 +51,17 @@ pub fn svg(report: &Report) -> String {
         MUTED,
         "normal",
         &format!(
-            "{} ({}) · {} {} ({}) · {}",
+            "{} ({}) · {} {} ({}){} · {}",
             scenario.anomaly,
             scenario.code,
             engine.name,
             engine.version,
             engine.detail,
+            engine
+                .redis
+                .as_ref()
+                .map(|redis| format!(" + {redis}"))
+                .unwrap_or_default(),
             report.levels_text()
         ),
     );

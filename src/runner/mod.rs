@@ -234,9 +234,18 @@ impl Replay<'_> {
 
     /// A Redis step: sent on the session's Redis connection, and answered at once (Redis makes
     /// no client wait for another's sake).
-    async fn redis(&mut self, id: StepId, command: String, deferred: bool) -> Result<bool, EngineError> {
+    async fn redis(
+        &mut self,
+        id: StepId,
+        command: String,
+        deferred: bool,
+    ) -> Result<bool, EngineError> {
         let started = Instant::now();
-        match self.run.redis_command(id.session, &command, self.deadline()).await? {
+        match self
+            .run
+            .redis_command(id.session, &command, self.deadline())
+            .await?
+        {
             Some(result) => {
                 let index = self.push(id, command, EventKind::Done { result }, deferred);
                 self.last_finish = Some(index);
@@ -255,7 +264,12 @@ impl Replay<'_> {
     /// An `until` step: the session's application waits, asking Redis, until the key is gone
     /// (its lease ran out). Nothing the other sessions could do in the meantime is due: the
     /// wait is the session's own, so it ends here, before the interleaving's next step.
-    async fn until(&mut self, id: StepId, text: String, deferred: bool) -> Result<bool, EngineError> {
+    async fn until(
+        &mut self,
+        id: StepId,
+        text: String,
+        deferred: bool,
+    ) -> Result<bool, EngineError> {
         let key = until_key(&text).unwrap_or(text.as_str()).to_string();
         let held = self.run.redis_held(&key).await?;
         let gone = |waited_ms| {
@@ -269,9 +283,7 @@ impl Replay<'_> {
             StepResult::Failed(DbError {
                 kind: ErrorKind::Other,
                 code: "NO-EXPIRY".into(),
-                message: format!(
-                    "{key} has no expiry (PTTL -1): it would never go by itself"
-                ),
+                message: format!("{key} has no expiry (PTTL -1): it would never go by itself"),
                 constraint: None,
             })
         };
@@ -281,7 +293,11 @@ impl Replay<'_> {
             _ => {
                 let blocked_by = held.by.into_iter().collect();
                 self.push(id, key.clone(), EventKind::Waiting { blocked_by }, deferred);
-                let result = match self.run.redis_until(id.session, &key, self.deadline()).await? {
+                let result = match self
+                    .run
+                    .redis_until(id.session, &key, self.deadline())
+                    .await?
+                {
                     Until::Gone { waited_ms } => gone(waited_ms),
                     Until::NoExpiry => no_expiry(),
                     Until::TimedOut => StepResult::Failed(DbError {
@@ -294,7 +310,15 @@ impl Replay<'_> {
                         constraint: None,
                     }),
                 };
-                let index = self.push(id, key, EventKind::Resumed { result, after: None }, false);
+                let index = self.push(
+                    id,
+                    key,
+                    EventKind::Resumed {
+                        result,
+                        after: None,
+                    },
+                    false,
+                );
                 self.last_finish = Some(index);
                 self.finished(id).await?;
                 return Ok(true);

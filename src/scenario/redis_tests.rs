@@ -78,8 +78,21 @@ fn error(from: &str, to: &str) -> String {
 fn steps_go_to_the_database_or_to_redis() {
     let scenario = Scenario::parse(LOCKED, "locked.toml").unwrap();
     assert!(scenario.uses_redis());
-    let kinds: Vec<StepKind> = scenario.sessions.iter().flat_map(|s| &s.steps).map(|s| s.kind).collect();
-    assert_eq!(kinds, [StepKind::Redis, StepKind::Sql, StepKind::Until, StepKind::Sql]);
+    let kinds: Vec<StepKind> = scenario
+        .sessions
+        .iter()
+        .flat_map(|s| &s.steps)
+        .map(|s| s.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            StepKind::Redis,
+            StepKind::Sql,
+            StepKind::Until,
+            StepKind::Sql
+        ]
+    );
     assert_eq!(until_key("lock expired"), Some("lock"));
     assert_eq!(until_key("  bill-lock   expired "), Some("bill-lock"));
     assert_eq!(until_key("lock gone"), None);
@@ -115,13 +128,30 @@ fn a_step_sends_exactly_one_thing() {
 fn a_fix_adds_steps_and_brings_its_own_order_and_witness() {
     let scenario = Scenario::parse(LOCKED, "locked.toml").unwrap();
     let fixed = scenario.with_fix("token").unwrap();
-    let alice: Vec<&str> = fixed.sessions[0].steps.iter().map(|s| s.name.as_str()).collect();
+    let alice: Vec<&str> = fixed.sessions[0]
+        .steps
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     assert_eq!(alice, ["lock", "token", "write"]);
     assert_eq!(fixed.sessions[0].steps[1].kind, StepKind::Redis);
     assert_eq!(fixed.sessions[1].steps[0].kind, StepKind::Sql);
-    let order: Vec<String> = fixed.interleavings[0].steps.iter().map(|id| fixed.step_name(*id)).collect();
+    let order: Vec<String> = fixed.interleavings[0]
+        .steps
+        .iter()
+        .map(|id| fixed.step_name(*id))
+        .collect();
     assert_eq!(fixed.interleavings[0].name, "later");
-    assert_eq!(order, ["john.wait", "alice.lock", "alice.token", "alice.write", "john.write"]);
+    assert_eq!(
+        order,
+        [
+            "john.wait",
+            "alice.lock",
+            "alice.token",
+            "alice.write",
+            "john.write"
+        ]
+    );
     // The scenario's own witness for prevention stays; the anomaly's is the fix's.
     let facts = format!("{:?}", fixed.decision.anomaly_witness);
     assert!(facts.contains("fenced"), "{facts}");

@@ -65,9 +65,15 @@ impl Server {
         let log = Log::default();
         let (events, incoming) = mpsc::channel();
         let stream: Option<Box<dyn Read + Send>> = if flavor.logs_to_stdout {
-            child.stdout.take().map(|out| Box::new(out) as Box<dyn Read + Send>)
+            child
+                .stdout
+                .take()
+                .map(|out| Box::new(out) as Box<dyn Read + Send>)
         } else {
-            child.stderr.take().map(|err| Box::new(err) as Box<dyn Read + Send>)
+            child
+                .stderr
+                .take()
+                .map(|err| Box::new(err) as Box<dyn Read + Send>)
         };
         let drain = match stream {
             Some(stderr) => {

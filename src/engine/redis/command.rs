@@ -159,17 +159,27 @@ mod tests {
 
     #[test]
     fn commands_split_as_redis_cli_splits_them() {
-        assert_eq!(words("SET lock alice NX PX 50"), ["SET", "lock", "alice", "NX", "PX", "50"]);
+        assert_eq!(
+            words("SET lock alice NX PX 50"),
+            ["SET", "lock", "alice", "NX", "PX", "50"]
+        );
         assert_eq!(words("  GET   lock "), ["GET", "lock"]);
         assert_eq!(
             words(r#"EVAL "return redis.call('GET', KEYS[1])" 1 lock"#),
             ["EVAL", "return redis.call('GET', KEYS[1])", "1", "lock"]
         );
-        assert_eq!(words(r#"SET k "a \"b\" \\ c""#), ["SET", "k", r#"a "b" \ c"#]);
+        assert_eq!(
+            words(r#"SET k "a \"b\" \\ c""#),
+            ["SET", "k", r#"a "b" \ c"#]
+        );
         assert_eq!(words(r"SET k 'it\'s'"), ["SET", "k", "it's"]);
         assert_eq!(words(r#"SET k """#), ["SET", "k", ""]);
-        assert!(split(r#"SET k "open"#).unwrap_err().contains("never closed"));
-        assert!(split(r#"SET k "a"b"#).unwrap_err().contains("followed by a space"));
+        assert!(split(r#"SET k "open"#)
+            .unwrap_err()
+            .contains("never closed"));
+        assert!(split(r#"SET k "a"b"#)
+            .unwrap_err()
+            .contains("followed by a space"));
     }
 
     #[test]
@@ -207,11 +217,17 @@ mod tests {
     fn no_server_error_is_a_mechanism() {
         for (code, detail) in [
             ("ERR", "unknown command 'SETT'"),
-            ("WRONGTYPE", "Operation against a key holding the wrong kind of value"),
+            (
+                "WRONGTYPE",
+                "Operation against a key holding the wrong kind of value",
+            ),
             ("NOSCRIPT", "No matching script"),
             ("ERR", "value is not an integer or out of range"),
         ] {
-            assert!(!server_error(code, detail).kind.is_mechanism(), "{code} {detail}");
+            assert!(
+                !server_error(code, detail).kind.is_mechanism(),
+                "{code} {detail}"
+            );
         }
         assert_eq!(server_error("ERR", "syntax error").kind, ErrorKind::Syntax);
     }

@@ -96,10 +96,8 @@ fn tag_of(key: &str) -> Option<&str> {
     let (run, _) = rest.split_once(':')?;
     let (pid, hex) = tag.split_once('-')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let shaped = digits(pid)
-        && hex.len() == 8
-        && hex.bytes().all(|b| b.is_ascii_hexdigit())
-        && digits(run);
+    let shaped =
+        digits(pid) && hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && digits(run);
     shaped.then_some(tag)
 }
 
@@ -173,13 +171,19 @@ mod tests {
 
     #[test]
     fn only_keys_of_the_tools_shape_have_a_tag() {
-        assert_eq!(tag_of("anomalies:123-0a1b2c3d:4:bill-lock"), Some("123-0a1b2c3d"));
+        assert_eq!(
+            tag_of("anomalies:123-0a1b2c3d:4:bill-lock"),
+            Some("123-0a1b2c3d")
+        );
         assert_eq!(tag_of("anomalies:123-0a1b2c3d:x:bill-lock"), None);
         assert_eq!(tag_of("anomalies:me:4:bill-lock"), None);
         assert_eq!(tag_of("anomalies-config"), None);
         assert_eq!(tag_of("app:lock"), None);
         let tag = process_tag();
-        assert_eq!(tag_of(&format!("{}key", prefix(&tag, 7))), Some(tag.as_str()));
+        assert_eq!(
+            tag_of(&format!("{}key", prefix(&tag, 7))),
+            Some(tag.as_str())
+        );
     }
 
     #[test]

@@ -101,9 +101,7 @@ impl Redis {
             Some(_) => format!("Redis {version} (throwaway server)"),
             None => format!("Redis {version} at {target}"),
         };
-        let notice = server
-            .as_ref()
-            .and_then(|s| s.notice().map(str::to_string));
+        let notice = server.as_ref().and_then(|s| s.notice().map(str::to_string));
         if server.is_none() {
             footprint::sweep(&mut redis.control).await?;
         } else {
@@ -122,8 +120,7 @@ impl Redis {
         self.runs += 1;
         let mut connections = Vec::with_capacity(sessions);
         for _ in 0..sessions {
-            let mut connection =
-                connect(&self.client, self.connect_timeout, "Redis").await?;
+            let mut connection = connect(&self.client, self.connect_timeout, "Redis").await?;
             footprint::name(&mut connection, &self.tag, "Redis").await?;
             connections.push(connection);
         }
@@ -139,7 +136,9 @@ impl Redis {
     /// Deletes whatever keys this process's runs left (an interrupted run's), and stops a
     /// throwaway server.
     pub(crate) async fn close(mut self) -> Result<(), EngineError> {
-        let swept = footprint::delete_matching(&mut self.control, &footprint::process_prefix(&self.tag)).await;
+        let swept =
+            footprint::delete_matching(&mut self.control, &footprint::process_prefix(&self.tag))
+                .await;
         if let Some(server) = self.server.take() {
             server
                 .stop()
@@ -176,7 +175,8 @@ impl RedisRun {
             cmd.arg(arg);
         }
         let connection = &mut self.sessions[session];
-        let Ok(answer) = tokio::time::timeout_at(deadline, connection.req_packed_command(&cmd)).await
+        let Ok(answer) =
+            tokio::time::timeout_at(deadline, connection.req_packed_command(&cmd)).await
         else {
             return Ok(None);
         };
@@ -284,7 +284,12 @@ impl RedisRun {
     async fn keys_of(&mut self, args: &[String]) -> Result<Vec<String>, EngineError> {
         let mut cmd = redis::cmd("COMMAND");
         cmd.arg("GETKEYS").arg(args);
-        match self.control.req_packed_command(&cmd).await.map_err(redis_error)? {
+        match self
+            .control
+            .req_packed_command(&cmd)
+            .await
+            .map_err(redis_error)?
+        {
             redis::Value::Array(keys) => Ok(keys
                 .into_iter()
                 .filter_map(|key| match key {

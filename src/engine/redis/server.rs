@@ -90,7 +90,12 @@ impl RedisServer {
         let binary = find()?;
         let owner = server_user(&FLAVOR)?;
         let root = cache_root(&FLAVOR)?;
-        let series: String = binary.version.split('.').take(2).collect::<Vec<_>>().join(".");
+        let series: String = binary
+            .version
+            .split('.')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(".");
         let engine_dir = root.join(format!("redis-{series}"));
         let TakenSlot {
             dir, lock, note, ..
@@ -169,7 +174,11 @@ fn find() -> Result<Binary, RedisServerError> {
         let on_path = std::env::var_os("PATH")
             .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
             .unwrap_or_default();
-        for dir in on_path.iter().map(PathBuf::as_path).chain([Path::new("/usr/bin")]) {
+        for dir in on_path
+            .iter()
+            .map(PathBuf::as_path)
+            .chain([Path::new("/usr/bin")])
+        {
             let candidate = dir.join(name);
             if is_executable(&candidate) {
                 let version = version(&candidate)?;
@@ -188,7 +197,8 @@ fn find() -> Result<Binary, RedisServerError> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// `Redis server v=7.0.15 sha=…` → `7.0.15`.
@@ -207,7 +217,9 @@ fn version(program: &Path) -> Result<String, RedisServerError> {
 }
 
 fn parse_version(text: &str) -> Option<String> {
-    let version = text.split_whitespace().find_map(|word| word.strip_prefix("v="))?;
+    let version = text
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("v="))?;
     version
         .split('.')
         .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))

@@ -234,9 +234,10 @@ fn add_step(
             .iter()
             .position(|s| s.get_ref().trim() == after_name)
         {
-            interleaving
-                .steps
-                .insert(position + 1, Spanned::new(change.step.span(), reference.to_string()));
+            interleaving.steps.insert(
+                position + 1,
+                Spanned::new(change.step.span(), reference.to_string()),
+            );
         }
     }
     Ok(())

@@ -2,16 +2,16 @@
 
 use toml::Spanned;
 
+use super::RawStep;
 use super::{
     check_name, level_named, locate_step, per_engine, suggestion, File, Locator, RawInterleaving,
     RawSession,
 };
 use crate::level::Level;
 use crate::scenario::template::SqlTemplate;
-use super::RawStep;
 use crate::scenario::{
-    until_key, Interleaving, NoRows, Pinned, Retry, RetryOn, ScenarioError, Session, Step,
-    StepId, StepKind,
+    until_key, Interleaving, NoRows, Pinned, Retry, RetryOn, ScenarioError, Session, Step, StepId,
+    StepKind,
 };
 
 pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>, ScenarioError> {
@@ -151,7 +151,10 @@ fn step_kind<'a>(
         }
     }
     if kind == StepKind::Redis && text.get_ref().split_whitespace().next().is_none() {
-        return Err(at.error(text.span(), format!("step `{name}` has an empty Redis command")));
+        return Err(at.error(
+            text.span(),
+            format!("step `{name}` has an empty Redis command"),
+        ));
     }
     if kind == StepKind::Until && until_key(text.get_ref()).is_none() {
         return Err(at.error(
