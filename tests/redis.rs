@@ -225,7 +225,7 @@ fn a_users_redis_keeps_no_key_of_a_run_and_every_key_of_its_own() {
             .unwrap();
         assert!(output.status.success(), "{fix}: {}", stderr(&output));
         assert!(
-            stdout(&output).contains(&format!("Redis 7.0")),
+            stdout(&output).contains("Redis 7.0"),
             "{fix}: the header names the Redis: {}",
             stdout(&output)
         );
@@ -265,6 +265,44 @@ fn a_users_redis_keeps_no_key_of_a_run_and_every_key_of_its_own() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(redis.keys(), ["anomalies-settings", "app:bill-lock"]);
+}
+
+#[test]
+fn ctrl_c_leaves_no_key_and_no_server() {
+    let redis = UsersRedis::start();
+    let dir = open_tempdir();
+    let file = slow_file(dir.path());
+    let cache = dir.path().join("cache");
+    for url in [Some(redis.url()), None] {
+        let mut run = spawn_slow(&file, &cache, url.as_deref());
+        let slot = cache.join("redis-7.0").join("slot-0");
+        let socket = slot.join("redis.sock");
+        match &url {
+            Some(_) => wait_until("the run's key is there", || redis.keys().len() == 1),
+            None => wait_until("the throwaway Redis has the key", || {
+                socket.exists()
+                    && Command::new("redis-cli")
+                        .arg("-s")
+                        .arg(&socket)
+                        .arg("--scan")
+                        .output()
+                        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("held-lock"))
+            }),
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(run.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let status = run.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+        assert!(redis.keys().is_empty(), "no key left: {:?}", redis.keys());
+        assert!(
+            processes_mentioning(&slot).is_empty(),
+            "no throwaway Redis left"
+        );
+        assert!(!socket.exists(), "no socket left");
+    }
 }
 
 #[test]
