@@ -147,6 +147,35 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Whether the Redis at `socket` has a key whose name contains `part`.
+fn has_key(socket: &Path, part: &str) -> bool {
+    socket.exists()
+        && Command::new("redis-cli")
+            .arg("-s")
+            .arg(socket)
+            .arg("--scan")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(part))
+}
+
+/// `anomalies run distributed-lock --fix FIX --engine sqlite --redis-url URL`, which must succeed.
+fn run_fix(fix: &str, url: &str) -> String {
+    let output = anomalies()
+        .args([
+            "run",
+            "distributed-lock",
+            "--fix",
+            fix,
+            "--engine",
+            "sqlite",
+        ])
+        .args(["--redis-url", url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{fix}: {}", stderr(&output));
+    stdout(&output)
+}
+
 fn spawn_slow(file: &Path, cache: &Path, redis_url: Option<&str>) -> Child {
     let mut command = Command::new(assert_cmd::cargo::cargo_bin("anomalies"));
     command
@@ -178,15 +207,7 @@ fn a_killed_run_leaves_no_redis_server_and_no_socket() {
     let socket = slot.join("redis.sock");
     // Midway: Alice's key is set, so John waits for it.
     wait_until("Alice's lock is in the throwaway Redis", || {
-        socket.exists() && {
-            let output = Command::new("redis-cli")
-                .arg("-s")
-                .arg(&socket)
-                .arg("--scan")
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&output.stdout).contains("held-lock")
-        }
+        has_key(&socket, "held-lock")
     });
     assert!(
         run.try_wait().unwrap().is_none(),
@@ -211,23 +232,10 @@ fn a_users_redis_keeps_no_key_of_a_run_and_every_key_of_its_own() {
     redis.cli(&["SET", "app:bill-lock", "someone"]);
     redis.cli(&["SET", "anomalies-settings", "theirs"]);
     for fix in ["redis-setnx", "redis-safe-release", "redis-fencing"] {
-        let output = anomalies()
-            .args([
-                "run",
-                "distributed-lock",
-                "--fix",
-                fix,
-                "--engine",
-                "sqlite",
-            ])
-            .args(["--redis-url", &redis.url()])
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{fix}: {}", stderr(&output));
+        let printed = run_fix(fix, &redis.url());
         assert!(
-            stdout(&output).contains("Redis 7.0"),
-            "{fix}: the header names the Redis: {}",
-            stdout(&output)
+            printed.contains("Redis 7.0"),
+            "{fix}: the header names the Redis: {printed}"
         );
         assert_eq!(
             redis.keys(),
@@ -251,19 +259,7 @@ fn a_users_redis_keeps_no_key_of_a_run_and_every_key_of_its_own() {
             .any(|k| k.starts_with("anomalies:") && k.ends_with(":held-lock")),
         "SIGKILL leaves the run's key: {left:?}"
     );
-    let output = anomalies()
-        .args([
-            "run",
-            "distributed-lock",
-            "--fix",
-            "redis-setnx",
-            "--engine",
-            "sqlite",
-        ])
-        .args(["--redis-url", &redis.url()])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    run_fix("redis-setnx", &redis.url());
     assert_eq!(redis.keys(), ["anomalies-settings", "app:bill-lock"]);
 }
 
@@ -280,13 +276,7 @@ fn ctrl_c_leaves_no_key_and_no_server() {
         match &url {
             Some(_) => wait_until("the run's key is there", || redis.keys().len() == 1),
             None => wait_until("the throwaway Redis has the key", || {
-                socket.exists()
-                    && Command::new("redis-cli")
-                        .arg("-s")
-                        .arg(&socket)
-                        .arg("--scan")
-                        .output()
-                        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("held-lock"))
+                has_key(&socket, "held-lock")
             }),
         }
         nix::sys::signal::kill(
@@ -312,19 +302,7 @@ fn a_live_runs_keys_are_not_swept() {
     let file = slow_file(dir.path());
     let mut live = spawn_slow(&file, &dir.path().join("cache"), Some(&redis.url()));
     wait_until("the live run's key is there", || redis.keys().len() == 1);
-    let output = anomalies()
-        .args([
-            "run",
-            "distributed-lock",
-            "--fix",
-            "redis-setnx",
-            "--engine",
-            "sqlite",
-        ])
-        .args(["--redis-url", &redis.url()])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    run_fix("redis-setnx", &redis.url());
     assert_eq!(redis.keys().len(), 1, "the live run's key stays");
     live.kill().unwrap();
     live.wait().unwrap();
