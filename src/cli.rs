@@ -120,7 +120,7 @@ pub struct ConnectionArgs {
     #[arg(long, env = "ANOMALIES_MARIADB_BINDIR", value_name = "DIR")]
     pub mariadb_bindir: Option<PathBuf>,
 
-    /// The Redis for scenarios with Redis steps (redis://, rediss:// or unix:// URL). Every key
+    /// The Redis for scenarios with Redis steps (a redis:// or unix:// URL; no TLS yet). Every key
     /// a run uses carries a prefix of its own, and the run deletes exactly those keys. Without
     /// it, such scenarios start a throwaway redis-server on a private socket.
     #[arg(
