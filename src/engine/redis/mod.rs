@@ -85,7 +85,9 @@ impl Redis {
             }
         };
         let tag = footprint::process_tag();
-        let control = connect(&client, connect_timeout, &target).await?;
+        // The tool's own questions (keys, who holds a lock, clean-up) are quick: a Redis that
+        // stops answering them is a failure, not a wait.
+        let control = connect(&client, connect_timeout, Some(connect_timeout), &target).await?;
         let mut redis = Redis {
             client,
             control,
@@ -120,7 +122,8 @@ impl Redis {
         self.runs += 1;
         let mut connections = Vec::with_capacity(sessions);
         for _ in 0..sessions {
-            let mut connection = connect(&self.client, self.connect_timeout, "Redis").await?;
+            // A session's command may block (BLPOP): the step timeout bounds it, not this.
+            let mut connection = connect(&self.client, self.connect_timeout, None, "Redis").await?;
             footprint::name(&mut connection, &self.tag, "Redis").await?;
             connections.push(connection);
         }
@@ -306,6 +309,7 @@ impl RedisRun {
 async fn connect(
     client: &Client,
     timeout: Duration,
+    response_timeout: Option<Duration>,
     target: &str,
 ) -> Result<MultiplexedConnection, EngineError> {
     let failed = |reason: String| EngineError::RedisConnect {
@@ -314,7 +318,7 @@ async fn connect(
     };
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
-        .set_response_timeout(None);
+        .set_response_timeout(response_timeout);
     let attempt = async {
         let mut connection = client
             .get_multiplexed_async_connection_with_config(&config)
