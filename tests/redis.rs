@@ -337,7 +337,7 @@ fn replies_are_in_the_json_timeline() {
     };
     assert_eq!(
         event("alice", "lock")["redis"],
-        "SET bill-lock alice NX PX 50"
+        "SET bill-lock alice NX PX 100"
     );
     assert_eq!(event("alice", "lock")["result"]["value"], "OK");
     let refused = &event("john", "lock")["result"];
@@ -346,8 +346,8 @@ fn replies_are_in_the_json_timeline() {
     assert_eq!(refused["held"]["value"], "alice");
     let ttl = refused["held"]["ttl_ms"].as_i64().unwrap();
     assert!(
-        (0..=50).contains(&ttl),
-        "{ttl} ms of Alice's 50 ms lease left"
+        (0..=100).contains(&ttl),
+        "{ttl} ms of Alice's 100 ms lease left"
     );
     let wait = event("john", "wait");
     assert_eq!(wait["event"], "resumed");
