@@ -342,8 +342,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
 
-    /// Test hook: each worker's first payment waits between its read and its write until every
-    /// worker has read, where the read takes no lock.
+    /// Test hook: each worker makes one payment (or claims one job), held between its read and
+    /// its write until every worker has read, where the read takes no lock.
     #[arg(long, hide = true)]
     pub rendezvous: bool,
 }

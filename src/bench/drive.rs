@@ -64,8 +64,8 @@ impl Draw {
     }
 }
 
-/// Runs every worker of a cell until the clock is up; the tallies merged. `meet`, the test
-/// hook, holds each worker's first transaction between its unlocked read and its write until
+/// Runs every worker of a cell until the clock is up; the tallies merged. `meet` is the test
+/// hook: each worker makes one transaction, held between its unlocked read and its write until
 /// every worker has read.
 pub async fn drive(
     workers: Vec<Worker>,
@@ -101,7 +101,11 @@ async fn work(
     mut meet: Option<Rc<Barrier>>,
 ) -> Result<Tally, EngineError> {
     let mut tally = Tally::default();
-    while !clock.up() {
+    // Under the test hook each worker makes one payment (or claims one job), and stops.
+    let once = meet.is_some();
+    let mut made = 0;
+    while !(clock.up() || once && made > 0) {
+        made += 1;
         let (account, amount) = draw.payment();
         let started = Instant::now();
         let mut attempts = 0;
@@ -118,8 +122,9 @@ async fn work(
                     finish,
                     abort,
                 } => {
-                    let holes = Holes::Claim(index as i64 + 1, meet.take());
-                    claim_job(worker, claim, finish, abort.as_deref(), holes).await?
+                    let me = index as i64 + 1;
+                    let sql = (claim.as_str(), finish.as_str(), abort.as_deref());
+                    claim_job(worker, sql, me, meet.take()).await?
                 }
             };
             match attempt {
@@ -261,19 +266,12 @@ async fn read_write(
     }
 }
 
-enum Holes {
-    /// The worker's number, and the test hook's meeting point.
-    Claim(i64, Option<Rc<Barrier>>),
-}
-
 async fn claim_job(
     worker: &Worker,
-    claim: &str,
-    finish: &str,
-    abort: Option<&str>,
-    holes: Holes,
+    (claim, finish, abort): (&str, &str, Option<&str>),
+    me: i64,
+    meet: Option<Rc<Barrier>>,
 ) -> Result<Attempt, EngineError> {
-    let Holes::Claim(me, meet) = holes;
     let rows = match send(worker, claim).await? {
         Reply::Rows(rows) => rows,
         Reply::Command => return Err(EngineError::Setup(format!("no rows from {claim}"))),

@@ -34,9 +34,10 @@ pub struct Spec {
     pub warmup: Duration,
     pub duration: Duration,
     pub seed: u64,
-    /// Test hook: each worker's first transaction waits between its unlocked read and its write
-    /// until every worker has read (the lost update made certain). Strategies that lock on
-    /// their read ignore it.
+    /// Test hook: each worker makes one payment (or claims one job), which waits between its
+    /// unlocked read and its write until every worker has read: the lost update, or the job
+    /// done twice, made certain. Strategies that lock on their read make theirs without
+    /// waiting (they would wait for each other forever).
     pub rendezvous: bool,
 }
 

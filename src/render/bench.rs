@@ -14,7 +14,7 @@ pub fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -150,10 +150,8 @@ pub fn table(report: &Report, style: Style) -> String {
                 let text = match find(report, strategy, w, hot) {
                     None => String::new(),
                     Some(cell) => {
-                        let star = leader(report, w, hot)
-                            .is_some_and(|l| std::ptr::eq(l, cell))
-                            .then_some(" ★")
-                            .unwrap_or("");
+                        let lead = leader(report, w, hot).is_some_and(|l| std::ptr::eq(l, cell));
+                        let star = if lead { " ★" } else { "" };
                         let mut text = format!("{}{star}", thousands(cell.tps.round() as i64));
                         if !cell.judgement.safe {
                             text.push_str(" unsafe");
