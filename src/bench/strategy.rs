@@ -167,6 +167,26 @@ pub fn of(workload: Workload) -> impl Iterator<Item = &'static Strategy> {
     ALL.iter().filter(move |s| s.workload == workload)
 }
 
+/// The workload that reproduces a built-in scenario's anomaly, where the bench has one: for
+/// `anomalies explain`, which points to the cost side of the scenario's fixes.
+pub fn workload_of(scenario: &str) -> Option<Workload> {
+    match scenario {
+        "lost-update" => Some(Workload::Payments),
+        "job-queue" => Some(Workload::Queue),
+        _ => None,
+    }
+}
+
+/// The workload's strategy that measures a scenario's fix, by the fix's id.
+pub fn measuring(workload: Workload, fix: &str) -> Option<&'static Strategy> {
+    let name = match fix {
+        "atomic-update" => "atomic",
+        "check-constraint" => "constraint",
+        other => other,
+    };
+    of(workload).find(|s| s.name == name)
+}
+
 const READ: &str = "SELECT balance, lim, version FROM accounts WHERE id = {a}";
 const WRITE_NEW: &str = "UPDATE accounts SET balance = {new} WHERE id = {a}";
 

@@ -9,7 +9,7 @@ const PANEL_W: f64 = 460.0;
 const PANEL_H: f64 = 330.0;
 const MARGIN_L: f64 = 70.0;
 const MARGIN_T: f64 = 70.0;
-const GAP: f64 = 40.0;
+const GAP: f64 = 80.0;
 const LEGEND_W: f64 = 230.0;
 
 /// Distinct colours, one per strategy in the order they ran.
