@@ -76,6 +76,12 @@ fn tiny_grid(engine: &str, also_unsafe: &[&str], not_run: &[&str]) {
             (Some(2), Some(1))
         );
         assert!(c["committed"].as_u64() > Some(0), "{c}");
+        // Sampled where the engine can tell; SQLite's waits are inside its busy handler.
+        let share = c["lock_wait_share"].as_f64();
+        match engine {
+            "sqlite" => assert!(c["lock_wait_share"].is_null(), "{c}"),
+            _ => assert!(share.is_some_and(|s| (0.0..=1.0).contains(&s)), "{c}"),
+        }
         if strategy != "naive" && !also_unsafe.contains(&strategy) {
             assert_eq!(
                 c["safe"], true,

@@ -4,13 +4,14 @@
 //! measured time, and the invariants are counted from the database at the end.
 //!
 //! `strategy.rs` the strategies as SQL per engine; `workload.rs` the tables, the count and its
-//! judgement; `drive.rs` the workers' loops; `stats.rs` the per-cell tallies; `run.rs` the grid
-//! on an engine. Only `engine::bench` touches a connection.
+//! judgement; `drive.rs` the workers' loops; `stats.rs` the per-cell tallies; `waits.rs` the
+//! sampled share of time waiting for locks; `run.rs` the grid on an engine. Only `engine::bench` touches a connection.
 
 mod drive;
 mod run;
 pub mod stats;
 pub mod strategy;
+mod waits;
 pub mod workload;
 
 use std::time::Duration;
@@ -63,6 +64,9 @@ pub struct Cell {
     pub p99_ms: f64,
     pub attempts_per_commit: f64,
     pub aborts: std::collections::BTreeMap<String, u64>,
+    /// The share of the connections' measured time spent waiting for a lock, sampled; `None`
+    /// where the engine cannot tell (SQLite).
+    pub lock_wait_share: Option<f64>,
     #[serde(flatten)]
     pub judgement: Judgement,
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::drive::{drive, measured, Clock, Draw};
 use super::strategy::{self, Shape, Strategy};
+use super::waits;
 use super::workload::{count_sql, judge, setup};
 use super::{Cell, NotRun, Report, Spec};
 use crate::engine::{Engine, EngineError};
@@ -88,7 +89,10 @@ async fn run_cell(
         _ => None,
     };
     let connections = owners.unwrap_or(workers) as usize;
-    let scenario = cell_scenario(&setup(kind, spec.workload, hot, plan), connections)?;
+    let probes = waits::probes(kind);
+    // One more connection, for the wait probe, where the engine can tell.
+    let sessions = connections + usize::from(probes.is_some());
+    let scenario = cell_scenario(&setup(kind, spec.workload, hot, plan), sessions)?;
     let mut run = engine.prepare(&scenario, plan.level).await?;
     let level = engine.effective_level(plan.level);
     let draws = (0..workers as usize)
@@ -99,7 +103,19 @@ async fn run_cell(
         measured_from: start + spec.warmup,
         until: start + spec.warmup + spec.duration,
     };
-    let tally = drive(run.workers()?, &plan.shape, clock, draws, spec.rendezvous).await?;
+    let mut lent = run.workers()?;
+    let probe = probes.and_then(|_| lent.pop());
+    let driven = drive(lent, &plan.shape, clock, draws, spec.rendezvous);
+    let sampled = async {
+        match (&probe, probes) {
+            (Some(probe), Some(queries)) => {
+                waits::sample(probe, queries, connections as u64, clock).await
+            }
+            _ => Ok(None),
+        }
+    };
+    let (tally, lock_wait_share) = tokio::try_join!(driven, sampled)?;
+    drop(probe);
     let count = run.final_query(count_sql(spec.workload)).await?;
     run.finish().await?;
     let judgement = judge(spec.workload, hot, &count).map_err(EngineError::Setup)?;
@@ -122,6 +138,7 @@ async fn run_cell(
         p99_ms: tally.latency_ms(0.99),
         attempts_per_commit: tally.attempts_per_commit(),
         aborts: tally.aborts,
+        lock_wait_share,
         judgement,
     })
 }

@@ -232,6 +232,8 @@ fn detail_row(cell: &Cell) -> Vec<String> {
         format!("{:.2}", cell.p95_ms),
         format!("{:.2}", cell.p99_ms),
         format!("{:.2}", cell.attempts_per_commit),
+        cell.lock_wait_share
+            .map_or("n/a".into(), |share| format!("{:.0} %", share * 100.0)),
         aborts(cell),
         damage(cell).unwrap_or_else(|| "safe".into()),
     ]
@@ -284,7 +286,8 @@ pub fn csv(report: &Report) -> String {
     };
     let mut out = String::from(
         "engine,workload,strategy,workers,hot,owners,level,committed,refused,gave_up,seconds,\
-         tps,p50_ms,p95_ms,p99_ms,attempts_per_commit,aborts,safe,lost,below_limit,done_twice\n",
+         tps,p50_ms,p95_ms,p99_ms,attempts_per_commit,lock_wait_share,aborts,safe,lost,below_limit,\
+         done_twice\n",
     );
     for c in &report.cells {
         let j = &c.judgement;
@@ -306,6 +309,9 @@ pub fn csv(report: &Report) -> String {
             format!("{:.3}", c.p95_ms),
             format!("{:.3}", c.p99_ms),
             format!("{:.3}", c.attempts_per_commit),
+            c.lock_wait_share
+                .map(|share| format!("{share:.3}"))
+                .unwrap_or_default(),
             aborts(c),
             j.safe.to_string(),
             opt(j.lost),
