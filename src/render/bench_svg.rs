@@ -88,7 +88,8 @@ pub fn svg(report: &Report) -> String {
 fn panel(report: &Report, hot: u64, left: f64, workers: &[u64], strategies: &[&str]) -> String {
     let cells: Vec<&Cell> = report.cells.iter().filter(|c| c.hot == hot).collect();
     let top = MARGIN_T;
-    let max = nice_max(cells.iter().map(|c| c.tps).fold(0.0, f64::max));
+    // One scale for every panel, so that hot-set sizes compare at a glance.
+    let max = nice_max(report.cells.iter().map(|c| c.tps).fold(0.0, f64::max));
     let x_of = |w: u64| {
         let i = workers.iter().position(|x| *x == w).unwrap_or(0) as f64;
         let n = (workers.len().max(2) - 1) as f64;
