@@ -40,9 +40,13 @@ fn waiting(rows: &ResultSet) -> u64 {
         return 0;
     };
     match row.as_slice() {
-        // SHOW ENGINE INNODB STATUS: Type, Name, Status; a waiting transaction's block has a
-        // `LOCK WAIT` line.
+        // SHOW ENGINE INNODB STATUS: Type, Name, Status; a waiting transaction's block in the
+        // TRANSACTIONS section has a `LOCK WAIT` line (the LATEST DETECTED DEADLOCK section has
+        // such lines too, from the past, for the server's life).
         [_, _, Some(status)] => status
+            .split("\nTRANSACTIONS\n")
+            .nth(1)
+            .unwrap_or_default()
             .lines()
             .filter(|line| line.starts_with("LOCK WAIT"))
             .count() as u64,
@@ -85,7 +89,9 @@ mod tests {
             rows: vec![vec![Some("3".into())]],
         };
         assert_eq!(waiting(&count), 3);
-        let status = "---TRANSACTION 1, ACTIVE 0 sec\nLOCK WAIT 2 lock struct(s)\n\
+        let status = "LATEST DETECTED DEADLOCK\n*** (1) TRANSACTION:\nLOCK WAIT 4 lock struct(s)\n\
+                      ------------\nTRANSACTIONS\n------------\n\
+                      ---TRANSACTION 1, ACTIVE 0 sec\nLOCK WAIT 2 lock struct(s)\n\
                       ---TRANSACTION 2, ACTIVE 0 sec\nLOCK WAIT 2 lock struct(s)\n";
         let innodb = ResultSet {
             columns: vec!["Type".into(), "Name".into(), "Status".into()],
