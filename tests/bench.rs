@@ -216,7 +216,7 @@ fn svg_is_self_contained_with_a_panel_per_hot_set() {
     assert!(output.status.success(), "{}", stderr(&output));
     let svg = stdout(&output);
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
-    assert!(svg.contains(">1 hot accounts<") && svg.contains(">50 hot accounts<"));
+    assert!(svg.contains(">1 hot account<") && svg.contains(">50 hot accounts<"));
     assert!(!svg.contains("<script") && !svg.contains("href="));
     assert_eq!(svg.matches("<polyline").count(), 4);
 }

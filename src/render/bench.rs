@@ -26,6 +26,23 @@ pub fn thousands(n: i64) -> String {
     }
 }
 
+/// A block's title: `5 hot accounts`, or `one queue`.
+pub fn hot_title(report: &Report, hot: u64) -> String {
+    match report.workload {
+        Workload::Payments if hot == 1 => "1 hot account".to_string(),
+        Workload::Payments => format!("{hot} hot accounts"),
+        Workload::Queue => "one queue".to_string(),
+    }
+}
+
+/// `1 worker`, `4 workers`.
+pub fn plural(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 /// What an unsafe cell broke: `unsafe: R$ 4,210 vanished in 1,032 payments`.
 pub fn damage(cell: &Cell) -> Option<String> {
     let j = &cell.judgement;
@@ -124,12 +141,11 @@ pub fn table(report: &Report, style: Style) -> String {
     let (hots, workers, strategies) = axes(report);
     let mut out = format!("{}\n", machine_note(report));
     for &hot in &hots {
-        let title = match report.workload {
-            Workload::Payments => {
-                format!("\n{hot} hot accounts: {} (★ fastest safe)\n", unit(report))
-            }
-            Workload::Queue => format!("\none queue: {} (★ fastest safe)\n", unit(report)),
-        };
+        let title = format!(
+            "\n{}: {} (★ fastest safe)\n",
+            hot_title(report, hot),
+            unit(report)
+        );
         out.push_str(&if style.color {
             title.bold().to_string()
         } else {
@@ -138,11 +154,7 @@ pub fn table(report: &Report, style: Style) -> String {
         let mut grid = Table::new();
         grid.load_preset(presets::UTF8_FULL_CONDENSED);
         let mut header = vec![TableCell::new("strategy")];
-        header.extend(
-            workers
-                .iter()
-                .map(|w| TableCell::new(format!("{w} workers"))),
-        );
+        header.extend(workers.iter().map(|w| TableCell::new(plural(*w, "worker"))));
         grid.set_header(header);
         for strategy in &strategies {
             let mut row = vec![TableCell::new(strategy)];
@@ -220,7 +232,7 @@ const DETAIL_HEADER: [&str; 12] = [
 fn detail_row(cell: &Cell) -> Vec<String> {
     vec![
         match cell.owners {
-            Some(p) => format!("{} ({p} owners)", cell.strategy),
+            Some(p) => format!("{} ({})", cell.strategy, plural(p, "owner")),
             None => cell.strategy.clone(),
         },
         cell.workers.to_string(),
@@ -329,10 +341,14 @@ pub fn markdown(report: &Report) -> String {
     let (hots, workers, strategies) = axes(report);
     let mut out = format!("{}\n", machine_note(report));
     for &hot in &hots {
-        out.push_str(&format!("\n**{hot} hot accounts**: {}\n\n", unit(report)));
+        out.push_str(&format!(
+            "\n**{}**: {}\n\n",
+            hot_title(report, hot),
+            unit(report)
+        ));
         out.push_str("| strategy |");
         for w in &workers {
-            out.push_str(&format!(" {w} workers |"));
+            out.push_str(&format!(" {} |", plural(*w, "worker")));
         }
         out.push_str("\n|---|");
         out.push_str(&"---:|".repeat(workers.len()));

@@ -2,7 +2,7 @@
 //! per hot-set size; an unsafe cell is a red cross on a dashed line. Self-contained: no script,
 //! no external font or style sheet.
 
-use super::bench::{machine_note, thousands};
+use super::bench::{hot_title, machine_note, thousands};
 use crate::bench::{Cell, Report, Workload};
 
 const PANEL_W: f64 = 460.0;
@@ -25,13 +25,13 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A round upper bound for the y axis: 1, 2 or 5 times a power of ten.
+/// A round upper bound for the y axis: 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten.
 fn nice_max(max: f64) -> f64 {
     if max <= 0.0 {
         return 1.0;
     }
     let power = 10f64.powf(max.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
+    [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .iter()
         .map(|m| m * power)
         .find(|v| *v >= max)
@@ -96,10 +96,7 @@ fn panel(report: &Report, hot: u64, left: f64, workers: &[u64], strategies: &[&s
         left + 20.0 + i / n * (PANEL_W - 40.0)
     };
     let y_of = |tps: f64| top + PANEL_H - tps / max * PANEL_H;
-    let title = match report.workload {
-        Workload::Payments => format!("{hot} hot accounts"),
-        Workload::Queue => "one queue".to_string(),
-    };
+    let title = hot_title(report, hot);
     let mut out = format!(
         "<g>\n<text x=\"{}\" y=\"{}\" font-size=\"14\" font-weight=\"bold\" \
          text-anchor=\"middle\">{title}</text>\n<rect x=\"{left}\" y=\"{top}\" width=\"{PANEL_W}\" \
