@@ -214,7 +214,7 @@ fn aborts(cell: &Cell) -> String {
     parts.join(", ")
 }
 
-const DETAIL_HEADER: [&str; 12] = [
+const DETAIL_HEADER: [&str; 13] = [
     "strategy",
     "workers",
     "hot",
@@ -225,6 +225,7 @@ const DETAIL_HEADER: [&str; 12] = [
     "p95 ms",
     "p99 ms",
     "attempts/commit",
+    "lock wait",
     "aborts",
     "safe",
 ];
@@ -386,7 +387,51 @@ pub fn markdown(report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::thousands;
+    use super::{damage, detail_row, thousands, DETAIL_HEADER};
+    use crate::bench::{Cell, Judgement, Workload};
+
+    fn cell(judgement: Judgement) -> Cell {
+        Cell {
+            strategy: "naive".into(),
+            workload: Workload::Payments,
+            engine: "postgres".into(),
+            workers: 16,
+            hot: 5,
+            owners: None,
+            level: "read committed".into(),
+            committed: 1032,
+            refused: 0,
+            gave_up: 0,
+            seconds: 0.5,
+            tps: 2064.0,
+            p50_ms: 1.0,
+            p95_ms: 2.0,
+            p99_ms: 3.0,
+            attempts_per_commit: 1.0,
+            aborts: Default::default(),
+            lock_wait_share: Some(0.25),
+            judgement,
+        }
+    }
+
+    #[test]
+    fn an_unsafe_cell_says_what_vanished() {
+        let lost = Judgement {
+            safe: false,
+            lost: Some(4210),
+            ledger: 1032,
+            ..Judgement::default()
+        };
+        let text = damage(&cell(lost)).unwrap();
+        assert_eq!(text, "unsafe: R$ 4,210 vanished in 1,032 payments");
+        let row = detail_row(&cell(Judgement {
+            safe: true,
+            ..Judgement::default()
+        }));
+        assert_eq!(row.len(), DETAIL_HEADER.len());
+        assert_eq!(row[10], "25 %");
+        assert_eq!(row.last().map(String::as_str), Some("safe"));
+    }
 
     #[test]
     fn thousands_are_separated() {
