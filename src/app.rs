@@ -139,6 +139,20 @@ async fn explore_all(
     Ok(explorations)
 }
 
+/// `anomalies bench`: the grid on one engine; `progress` hears of each cell as it ends. Cleaned
+/// up as [`run`] is, whatever happens.
+pub async fn bench(
+    options: &ConnectOptions,
+    spec: &crate::bench::Spec,
+    notice: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&str),
+) -> Result<crate::bench::Report, AppError> {
+    let mut engine = connect(options, notice).await?;
+    let work = async { Ok(crate::bench::run_grid(&mut engine, spec, progress).await?) };
+    let outcome = guarded(work).await;
+    conclude(outcome, engine.close().await)
+}
+
 /// A scenario file is code: on a user's server where runs cannot have roles of their own, its
 /// SQL runs with the connecting user's own privileges. Said once, in one line, with why, for
 /// files that are not built-ins.

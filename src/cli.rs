@@ -34,6 +34,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Run every order of a scenario's steps and count how each ends.
     Explore(ExploreArgs),
+    /// Measure the concurrency-control strategies under contention (strategy × workers × hot
+    /// accounts), and count the money each loses, from the database.
+    Bench(BenchArgs),
     /// Explain a scenario: the story, the anomaly and its formal names, what each engine does
     /// at each level, and the fixes with when to prefer each.
     Explain {
@@ -303,4 +306,70 @@ pub enum ColorArg {
     Auto,
     Always,
     Never,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// What the workers do: payments on a bank's accounts, or claiming jobs from one queue.
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Payments)]
+    pub workload: WorkloadArg,
+
+    /// Strategies to measure, such as optimistic,for-update,atomic (default: all of the
+    /// workload's).
+    #[arg(long, value_delimiter = ',')]
+    pub strategies: Vec<String>,
+
+    /// Numbers of workers, each with its own connection.
+    #[arg(long, default_value = "1,4,16")]
+    pub workers: String,
+
+    /// Sizes of the hot set: how many accounts the workers pick from.
+    #[arg(long, default_value = "5,1000")]
+    pub hot: String,
+
+    /// Measured time per cell.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "500ms")]
+    pub duration: Duration,
+
+    /// Warm-up per cell, not counted.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+    pub warmup: Duration,
+
+    /// Seed of the workers' choices of accounts and amounts.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Which database, as for `run`.
+    #[arg(long, short, value_parser = engine_arg(), default_value = "auto")]
+    pub engine: EngineArg,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    #[arg(long, short, value_enum, default_value_t = BenchFormat::Table)]
+    pub format: BenchFormat,
+
+    /// When to color the output (NO_COLOR is honoured under `auto`).
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+
+    /// Test hook: each worker makes one payment (or claims one job), held between its read and
+    /// its write until every worker has read, where the read takes no lock.
+    #[arg(long, hide = true)]
+    pub rendezvous: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadArg {
+    Payments,
+    Queue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchFormat {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+    Svg,
 }

@@ -2,6 +2,7 @@
 //! which isolation anomalies happen and what prevents them. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod bench;
 pub mod check;
 pub mod engine;
 pub mod explore;

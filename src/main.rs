@@ -1,5 +1,6 @@
 //! Thin binary: parse arguments, call the library, print, map the result to an exit code.
 
+mod bench_mode;
 mod cli;
 mod step_mode;
 
@@ -64,6 +65,7 @@ fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Matrix(args) => matrix(args),
         Command::Check(args) => check(args),
         Command::Explore(args) => explore(args),
+        Command::Bench(args) => bench_mode::bench(args),
         Command::Explain {
             scenario,
             format,
@@ -340,7 +342,7 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
 }
 
 /// A progress bar on stderr when it is a terminal; otherwise one that draws nothing.
-fn progress_bar(total: u64) -> ProgressBar {
+pub(crate) fn progress_bar(total: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -357,7 +359,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn engine_choice(engine: EngineArg) -> Choice {
+pub(crate) fn engine_choice(engine: EngineArg) -> Choice {
     match engine {
         EngineArg::Auto => Choice::Auto,
         EngineArg::Only(kind) => Choice::Only(kind),
@@ -377,7 +379,7 @@ fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Runs>
     Ok(runs)
 }
 
-fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOptions {
+pub(crate) fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOptions {
     ConnectOptions {
         choice,
         url: connection.url.clone(),
@@ -416,7 +418,7 @@ fn levels(level: LevelArg) -> Vec<Level> {
 }
 
 /// Color on when asked, or under `auto` on a terminal without NO_COLOR.
-fn style(color: ColorArg) -> Style {
+pub(crate) fn style(color: ColorArg) -> Style {
     let color = match color {
         ColorArg::Always => true,
         ColorArg::Never => false,

@@ -1,6 +1,7 @@
 //! One integration test binary (matklad): the CLI contract, end-to-end runs on real databases,
 //! and snapshots of what a person sees.
 
+mod bench;
 mod cache;
 mod check;
 mod cli;

@@ -4,6 +4,7 @@
 //! SQLite); [`Engine::prepare`] makes a [`Run`]: a private copy of a scenario's data and one
 //! connection per session, at one isolation level. The runner drives a `Run` step by step.
 
+pub mod bench;
 mod cache;
 pub mod cluster;
 pub mod mariadb;
@@ -146,6 +147,13 @@ pub(crate) trait BackendRun {
     async fn reset(&mut self) -> Result<(), EngineError>;
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError>;
     async fn finish(self: Box<Self>) -> Result<(), EngineError>;
+
+    /// The sessions' connections as bench workers ([`bench::Worker`]).
+    fn bench_workers(&mut self) -> Result<Vec<bench::Worker>, EngineError> {
+        Err(EngineError::Setup(
+            "this engine has no bench workers".into(),
+        ))
+    }
 }
 
 /// A connected database, and the Redis beside it once a scenario needs one.

@@ -1,5 +1,7 @@
 //! Reports to text. Pure: renderers return strings; only the CLI writes them.
 
+pub mod bench;
+mod bench_svg;
 pub mod check;
 mod event;
 pub mod explain;

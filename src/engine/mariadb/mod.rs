@@ -2,6 +2,7 @@
 //! connection per run that sets up a private database and asks `SHOW ENGINE INNODB STATUS`
 //! whether a session waits.
 
+mod bench;
 mod connect;
 mod footprint;
 mod probe;

@@ -201,6 +201,10 @@ impl BackendRun for MariaRun {
         )
     }
 
+    fn bench_workers(&mut self) -> Result<Vec<crate::engine::bench::Worker>, EngineError> {
+        Ok(super::bench::workers(self))
+    }
+
     async fn finish(self: Box<Self>) -> Result<(), EngineError> {
         for session in &self.sessions {
             // Ends a transaction a cancelled or stuck step may have left open.

@@ -27,6 +27,7 @@ struct Job {
     done: oneshot::Sender<Answer>,
 }
 
+#[derive(Clone)]
 pub(super) struct Worker {
     jobs: mpsc::UnboundedSender<Job>,
     /// The connection's id (`CONNECTION_ID()`), which the server's lock lists name.

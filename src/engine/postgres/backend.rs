@@ -115,4 +115,8 @@ impl BackendRun for PgRun {
     async fn finish(self: Box<Self>) -> Result<(), EngineError> {
         PgRun::finish(*self).await
     }
+
+    fn bench_workers(&mut self) -> Result<Vec<crate::engine::bench::Worker>, EngineError> {
+        Ok(super::bench::workers(self))
+    }
 }

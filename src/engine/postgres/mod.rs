@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_postgres::{Client, Config, SimpleQueryMessage, Statement};
 
 mod backend;
+mod bench;
 mod cleanup;
 mod connect;
 mod passfile;

@@ -3,6 +3,7 @@
 //! SQLite waits inside its busy handler. Ours tells the runner the moment a step starts to wait,
 //! then blocks until the runner says another step finished (retry) or gives up. No timing.
 
+mod bench;
 mod session;
 
 use std::fs::File;
@@ -237,6 +238,10 @@ fn sqlite_error(error: rusqlite::Error) -> EngineError {
 
 #[async_trait(?Send)]
 impl BackendRun for SqliteRun {
+    fn bench_workers(&mut self) -> Result<Vec<crate::engine::bench::Worker>, EngineError> {
+        bench::workers(&self.path, self.sessions.len())
+    }
+
     fn send(&mut self, session: usize, sql: &str) {
         if let Some(commands) = &self.sessions[session].commands {
             // A closed channel means the thread ended; settle reports it.

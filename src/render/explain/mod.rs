@@ -149,7 +149,35 @@ pub fn text(scenario: &Scenario, style: Style) -> String {
          contention grows. `anomalies matrix --fixes` shows every fix at every level.",
         0,
     );
+    if let Some(bench) = bench_pointer(scenario) {
+        out.push('\n');
+        paragraph(&mut out, &bench, 0);
+    }
     out
+}
+
+/// Where `anomalies bench` measures the cost side of the scenario's fixes, if it does.
+fn bench_pointer(scenario: &Scenario) -> Option<String> {
+    use crate::bench::strategy::{measuring, workload_of};
+    let workload = workload_of(&scenario.id)?;
+    let mut names = vec!["naive"];
+    names.extend(
+        scenario
+            .fixes
+            .iter()
+            .filter_map(|fix| measuring(workload, &fix.info.id))
+            .map(|s| s.name),
+    );
+    let option = match workload {
+        crate::bench::Workload::Payments => "",
+        crate::bench::Workload::Queue => " --workload queue",
+    };
+    Some(format!(
+        "The cost side of each fix, under real contention and with the damage counted: \
+         `anomalies bench{option} --strategies {}` measures throughput, latency and retries \
+         against workers and hot rows, and checks the invariants from the database.",
+        names.join(",")
+    ))
 }
 
 /// The scenario and each fix as rows, the levels as columns, from the expectations.
