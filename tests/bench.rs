@@ -97,7 +97,7 @@ fn tiny_grid(engine: &str, also_unsafe: &[&str], not_run: &[&str]) {
         }
     }
     assert_eq!(skipped, not_run, "strategies not run on {engine}");
-    assert_eq!(cells.len(), 11, "{cells:?}");
+    assert_eq!(cells.len(), 12, "{cells:?}");
 }
 
 /// Every worker reads before any writes: the naive write-back loses one of the two payments

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, Barrier};
 use super::stats::Tally;
 use super::strategy::{fill, ReadWrite, Shape};
 use super::workload::MAX_AMOUNT;
-use crate::engine::bench::Worker;
+use crate::engine::bench::{RedisLock, Worker};
 use crate::engine::EngineError;
 use crate::timeline::{ErrorKind, ResultSet, StepResult};
 
@@ -69,6 +69,7 @@ impl Draw {
 /// every worker has read.
 pub async fn drive(
     workers: Vec<Worker>,
+    mut locks: Vec<RedisLock>,
     shape: &Shape,
     clock: Clock,
     mut draws: Vec<Draw>,
@@ -79,10 +80,17 @@ pub async fn drive(
         match shape {
             Shape::Partitioned(owner) => partitioned(workers, owner, clock, draws).await?,
             _ => {
+                let mut locks = locks
+                    .iter_mut()
+                    .map(Some)
+                    .chain(std::iter::repeat_with(|| None));
                 let loops = workers.iter().zip(draws.iter_mut()).enumerate().map(
-                    |(index, (worker, draw))| work(worker, shape, clock, draw, index, meet.clone()),
+                    |(index, (worker, draw))| {
+                        let lock = locks.next().flatten();
+                        work(worker, lock, shape, clock, draw, index, meet.clone())
+                    },
                 );
-                futures_util::future::try_join_all(loops).await?
+                futures_util::future::try_join_all(loops.collect::<Vec<_>>()).await?
             }
         };
     let mut total = Tally::default();
@@ -94,6 +102,7 @@ pub async fn drive(
 
 async fn work(
     worker: &Worker,
+    mut lock: Option<&mut RedisLock>,
     shape: &Shape,
     clock: Clock,
     draw: &mut Draw,
@@ -113,6 +122,14 @@ async fn work(
             attempts += 1;
             let attempt = match shape {
                 Shape::OneShot { sql } => one_shot(worker, sql, account, amount).await?,
+                Shape::RedisLock(rw) => {
+                    let Some(lock) = lock.as_deref_mut() else {
+                        return Err(EngineError::Setup(
+                            "redis-lock without a lock client".into(),
+                        ));
+                    };
+                    redis_locked(worker, lock, rw, account, amount).await?
+                }
                 Shape::ReadWrite(rw) | Shape::Partitioned(rw) => {
                     let meet = if rw.unlocked_read { meet.take() } else { None };
                     read_write(worker, rw, account, amount, meet).await?
@@ -154,6 +171,30 @@ async fn work(
         }
     }
     Ok(tally)
+}
+
+/// How long a worker's Redis lock lasts: far longer than a payment takes, so that only a worker
+/// stalled that long (which the invariants would show) outlives it.
+const LEASE_MS: u64 = 5_000;
+/// How long a worker refused the lock waits before it asks again, as a lock client backs off.
+const RETRY_AFTER: Duration = Duration::from_millis(1);
+
+/// One attempt under a Redis lock: refused while another worker holds the account's lock.
+async fn redis_locked(
+    worker: &Worker,
+    lock: &mut RedisLock,
+    rw: &ReadWrite,
+    account: i64,
+    amount: i64,
+) -> Result<Attempt, EngineError> {
+    let name = account.to_string();
+    if !lock.acquire(&name, LEASE_MS).await? {
+        tokio::time::sleep(RETRY_AFTER).await;
+        return Ok(Attempt::Retry("lock-held"));
+    }
+    let attempt = read_write(worker, rw, account, amount, None).await;
+    lock.release(&name).await?;
+    attempt
 }
 
 /// The answer a transaction's round trip got: rows, or a failure the strategy handles.

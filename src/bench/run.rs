@@ -28,11 +28,27 @@ pub async fn run_grid(
             continue;
         };
         let plan = match (strategy.plan)(kind) {
+            Ok(plan) => Ok(plan),
+            Err(reason) => Err(reason.to_string()),
+        };
+        // A Redis lock needs a Redis: without redis-server (and no --redis-url) the strategy
+        // is not run, and says why, rather than the whole grid failing.
+        let plan = match plan {
+            Ok(plan) if matches!(plan.shape, Shape::RedisLock(_)) => {
+                match engine.redis_locks(0).await {
+                    Ok(_) => Ok(plan),
+                    Err(EngineError::RedisServer(missing)) => Err(missing.to_string()),
+                    Err(other) => return Err(other),
+                }
+            }
+            other => other,
+        };
+        let plan = match plan {
             Ok(plan) => plan,
             Err(reason) => {
                 not_run.push(NotRun {
                     strategy: strategy.name.into(),
-                    reason: reason.into(),
+                    reason,
                 });
                 for _ in 0..cells_per_strategy(spec) {
                     progress(strategy.name);
@@ -98,6 +114,11 @@ async fn run_cell(
     let draws = (0..workers as usize)
         .map(|worker| Draw::new(spec.seed, worker, hot))
         .collect();
+    // Before the clock starts: the first redis-lock cell may start the throwaway Redis.
+    let locks = match plan.shape {
+        Shape::RedisLock(_) => engine.redis_locks(workers as usize).await?,
+        _ => Vec::new(),
+    };
     let start = Instant::now();
     let clock = Clock {
         measured_from: start + spec.warmup,
@@ -105,7 +126,7 @@ async fn run_cell(
     };
     let mut lent = run.workers()?;
     let probe = probes.and_then(|_| lent.pop());
-    let driven = drive(lent, &plan.shape, clock, draws, spec.rendezvous);
+    let driven = drive(lent, locks, &plan.shape, clock, draws, spec.rendezvous);
     let sampled = async {
         match (&probe, probes) {
             (Some(probe), Some(queries)) => {

@@ -53,6 +53,9 @@ pub enum Shape {
     /// The single writer per key: accounts hashed onto owners, each a connection that runs
     /// the read-compute-write with no lock; the other workers send it their payments.
     Partitioned(ReadWrite),
+    /// A lock per account on Redis, outside the database (`SET NX PX`, retried while another
+    /// worker holds it), around the read-compute-write; released only if still the worker's.
+    RedisLock(ReadWrite),
     /// Claim a job (a row `id`, or none), then mark it done.
     Claim {
         claim: String,
@@ -129,6 +132,12 @@ pub const ALL: &[Strategy] = &[
         workload: Workload::Payments,
         about: "a lock per account (pg_advisory_xact_lock, GET_LOCK), then read-check-write",
         plan: advisory,
+    },
+    Strategy {
+        name: "redis-lock",
+        workload: Workload::Payments,
+        about: "a lock per account on Redis (SET NX PX, retried every 1 ms), then read-check-write",
+        plan: redis_lock,
     },
     Strategy {
         name: "constraint",
@@ -390,6 +399,16 @@ fn partitioned(engine: EngineKind) -> Result<Plan, &'static str> {
         ..read_then_write(engine)
     };
     plan(Level::ReadCommitted, Shape::Partitioned(owner))
+}
+
+/// The naive read-compute-write, made safe (while no lease runs out) by a Redis lock taken
+/// before it; the database takes no lock of its own.
+fn redis_lock(engine: EngineKind) -> Result<Plan, &'static str> {
+    let locked = ReadWrite {
+        unlocked_read: false,
+        ..read_then_write(engine)
+    };
+    plan(Level::ReadCommitted, Shape::RedisLock(locked))
 }
 
 const PENDING: &str = "SELECT id FROM jobs WHERE state = 0 ORDER BY id LIMIT 1";

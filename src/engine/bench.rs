@@ -7,7 +7,8 @@
 
 use async_trait::async_trait;
 
-use super::{EngineError, Run};
+pub use super::redis::RedisLock;
+use super::{Engine, EngineError, Run};
 use crate::timeline::StepResult;
 
 /// What one engine's folder implements for the bench (`engine/<engine>/bench.rs`).
@@ -36,5 +37,13 @@ impl Run {
     /// in the run's private data). Drop them before [`Run::finish`].
     pub fn workers(&mut self) -> Result<Vec<Worker>, EngineError> {
         self.db.bench_workers()
+    }
+}
+
+impl Engine {
+    /// `n` Redis lock clients (the bench's `redis-lock`), on the Redis beside the database:
+    /// `--redis-url`'s, or a throwaway one started now.
+    pub async fn redis_locks(&mut self, n: usize) -> Result<Vec<RedisLock>, EngineError> {
+        self.redis().await?.locks(n).await
     }
 }

@@ -11,7 +11,10 @@
 
 mod command;
 mod footprint;
+mod lock;
 pub(crate) mod server;
+
+pub use lock::RedisLock;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -134,6 +137,24 @@ impl Redis {
             keys: BTreeSet::new(),
             owners: HashMap::new(),
         })
+    }
+
+    /// `n` lock clients for the bench, each on a connection of its own, under a prefix no run
+    /// shares; their keys go with the process's at [`Redis::close`], or with their leases.
+    pub(crate) async fn locks(&mut self, n: usize) -> Result<Vec<RedisLock>, EngineError> {
+        self.runs += 1;
+        let prefix = footprint::prefix(&self.tag, self.runs);
+        let mut locks = Vec::with_capacity(n);
+        for worker in 0..n {
+            let mut connection = connect(&self.client, self.connect_timeout, None, "Redis").await?;
+            footprint::name(&mut connection, &self.tag, "Redis").await?;
+            locks.push(RedisLock {
+                connection,
+                prefix: prefix.clone(),
+                me: format!("worker-{worker}"),
+            });
+        }
+        Ok(locks)
     }
 
     /// Deletes whatever keys this process's runs left (an interrupted run's), and stops a
