@@ -199,7 +199,10 @@ fn owner(scenario: &Scenario, sessions: &[usize]) -> String {
 /// `(nil): bill-lock is held by Alice, 48 ms of lease left`.
 fn reply_text(scenario: &Scenario, reply: &Reply) -> String {
     let mut text = reply.value.display();
-    if let Some(held) = &reply.held {
+    if let Some(held) = reply.held.as_ref().filter(|held| held.ttl_ms == -2) {
+        // Gone between the refusal and the look at who held it.
+        text.push_str(&format!(": {} was held, and is gone already", held.key));
+    } else if let Some(held) = &reply.held {
         let by = match (held.by, &held.value) {
             (Some(session), _) => display_name(&scenario.sessions[session].name),
             (None, Some(value)) => format!("{value:?}"),
