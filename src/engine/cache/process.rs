@@ -248,10 +248,11 @@ impl Server {
 }
 
 impl Drop for Server {
-    /// Stops a server that is still running (after a failed start, or when stop was skipped).
+    /// Stops a server that is still running (its owner panicked, or dropped it without
+    /// [`Server::stop`]), as `stop` does: a fast shutdown that escalates.
     fn drop(&mut self) {
         if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            self.kill_now();
+            let _ = self.stop();
         }
         self.join_drain();
     }

@@ -67,8 +67,8 @@ pub enum ClusterError {
 
 /// A running throwaway server and the slot it holds.
 pub struct Cluster {
-    /// `None` once stopped.
-    server: Option<Server>,
+    /// Stopped by `stop`, or else when dropped (Server's own `Drop`).
+    server: Server,
     slot: usize,
     slot_dir: PathBuf,
     socket_dir: PathBuf,
@@ -85,7 +85,7 @@ impl fmt::Debug for Cluster {
             .field("slot", &self.slot)
             .field("slot_dir", &self.slot_dir)
             .field("major", &self.major)
-            .field("pid", &self.server.as_ref().map(|server| server.child.id()))
+            .field("pid", &self.server.child.id())
             .finish()
     }
 }
@@ -121,7 +121,7 @@ impl Cluster {
         private_dir(&socket_dir, owner.as_ref())?;
         let server = healer.launch(&postgres, &socket_dir, &mut notes)?;
         Ok(Cluster {
-            server: Some(server),
+            server,
             slot,
             slot_dir,
             socket_dir,
@@ -157,18 +157,7 @@ impl Cluster {
     /// Stops the server (fast shutdown: SIGINT to the postmaster, then wait for it to exit) and
     /// releases the slot.
     pub fn stop(mut self) -> Result<(), ClusterError> {
-        match self.server.take() {
-            Some(mut server) => Ok(server.stop()?),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            let _ = server.stop();
-        }
+        Ok(self.server.stop()?)
     }
 }
 
@@ -285,7 +274,7 @@ mod tests {
     }
 
     fn pid(cluster: &Cluster) -> Pid {
-        Pid::from_raw(cluster.server.as_ref().unwrap().child.id() as i32)
+        Pid::from_raw(cluster.server.child.id() as i32)
     }
 
     #[test]
@@ -350,10 +339,14 @@ mod tests {
     #[test]
     fn a_server_left_running_is_stopped_by_the_next_run() {
         let bindir = bindir();
-        let mut left = Cluster::start(&bindir).unwrap();
-        let mut orphan = left.server.take().unwrap();
+        let left = Cluster::start(&bindir).unwrap();
         // Releases the slot and leaves the server running, as a killed run would.
-        drop(left);
+        let Cluster {
+            server: mut orphan,
+            _lock,
+            ..
+        } = left;
+        drop(_lock);
         let next = Cluster::start(&bindir).unwrap();
         // Whichever run took the slot has stopped the orphan.
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -77,7 +77,8 @@ struct Binary {
 
 /// A running throwaway Redis and the slot it holds.
 pub(crate) struct RedisServer {
-    server: Option<Server>,
+    /// Stopped by `stop`, or else when dropped (Server's own `Drop`).
+    server: Server,
     socket: PathBuf,
     version: String,
     notice: Option<String>,
@@ -123,7 +124,7 @@ impl RedisServer {
         confine(&mut command, &dir, owner.as_ref(), Signal::SIGTERM);
         let server = Server::launch(&FLAVOR, &binary.path, command)?;
         Ok(RedisServer {
-            server: Some(server),
+            server,
             socket,
             version: binary.version,
             notice: (!notes.is_empty()).then(|| format!("notice: {}", notes.join("; "))),
@@ -147,18 +148,7 @@ impl RedisServer {
 
     /// Stops the server (SIGTERM: it removes its socket and pid file) and releases the slot.
     pub(crate) fn stop(mut self) -> Result<(), CacheError> {
-        match self.server.take() {
-            Some(mut server) => server.stop(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            let _ = server.stop();
-        }
+        self.server.stop()
     }
 }
 

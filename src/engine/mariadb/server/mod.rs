@@ -89,8 +89,8 @@ pub enum MariaError {
 
 /// A running throwaway server and the slot it holds.
 pub struct MariaServer {
-    /// `None` once stopped.
-    server: Option<Server>,
+    /// Stopped by `stop`, or else when dropped (Server's own `Drop`).
+    server: Server,
     slot: usize,
     slot_dir: PathBuf,
     socket: PathBuf,
@@ -151,9 +151,9 @@ impl MariaServer {
         self.notice.as_deref()
     }
 
-    /// The server's process id; `None` once stopped.
+    /// The server's process id (always known while the MariaServer lives).
     pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(|server| server.child.id())
+        Some(self.server.child.id())
     }
 
     /// The cache slot the server runs in.
@@ -164,18 +164,7 @@ impl MariaServer {
     /// Stops the server (SIGTERM, a fast shutdown, then wait for it to exit) and releases the
     /// slot.
     pub fn stop(mut self) -> Result<(), MariaError> {
-        match self.server.take() {
-            Some(mut server) => Ok(server.stop()?),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for MariaServer {
-    fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            let _ = server.stop();
-        }
+        Ok(self.server.stop()?)
     }
 }
 
@@ -200,7 +189,7 @@ fn start_with(binaries: &Binaries, root: &Path) -> Result<MariaServer, MariaErro
     healer.prepare(fresh, &mut notes)?;
     let server = healer.launch(&mut notes)?;
     Ok(MariaServer {
-        server: Some(server),
+        server,
         slot,
         socket: socket_path(&slot_dir),
         slot_dir,

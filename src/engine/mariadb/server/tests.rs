@@ -10,10 +10,14 @@ use super::*;
 fn a_server_left_running_is_stopped_by_the_next_run() {
     let cache = tempfile::tempdir().unwrap();
     open_to_all(cache.path());
-    let mut left = MariaServer::start_in(None, cache.path()).unwrap();
-    let mut orphan = left.server.take().unwrap();
+    let left = MariaServer::start_in(None, cache.path()).unwrap();
     // Releases the slot and leaves the server running, as a killed run would.
-    drop(left);
+    let MariaServer {
+        server: mut orphan,
+        _lock,
+        ..
+    } = left;
+    drop(_lock);
     let next = MariaServer::start_in(None, cache.path()).unwrap();
     assert_eq!(next.slot, 0, "the next run takes the orphan's slot");
     // The next run stopped the orphan before its own server started.
