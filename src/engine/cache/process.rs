@@ -288,6 +288,27 @@ fn drain_log(stderr: Box<dyn Read + Send>, ready_marker: &str, log: &Log, events
     let _ = events.send(Event::Closed);
 }
 
+/// The lines of a log without a line that says why (`pick`) that tell why a server would not
+/// start.
+const REASON_LINES: usize = 3;
+
+/// Why a server would not start, on one line: the first non-blank log line `pick` finds a
+/// reason in (the part of it it returns), else the log's last few lines.
+pub(crate) fn failure_line<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    pick: impl Fn(&'a str) -> Option<&'a str>,
+) -> String {
+    let lines: Vec<&str> = lines.filter(|line| !line.trim().is_empty()).collect();
+    let text = match lines.iter().find_map(|line| pick(line)) {
+        Some(line) => line.to_string(),
+        None => lines[lines.len().saturating_sub(REASON_LINES)..].join(" "),
+    };
+    match text.split_whitespace().collect::<Vec<_>>().join(" ") {
+        text if text.is_empty() => "it exited without a word".to_string(),
+        text => text,
+    }
+}
+
 /// `"; last lines of <what>:"` and the lines, indented, one a line; nothing without lines.
 pub(crate) fn format_log<'a>(what: &str, lines: impl Iterator<Item = &'a str>) -> String {
     let mut text = String::new();

@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::engine::cache::fingerprint;
+use crate::engine::cache::process::failure_line;
 
 /// The configuration files initdb writes and nothing of ours changes.
 const CONFIG_FILES: &[&str] = &[
@@ -20,8 +21,6 @@ const CONFIG_FILES: &[&str] = &[
 const PG_CONTROL_SIZE: u64 = 8192;
 /// The databases initdb makes: template1, template0 and postgres.
 const INITDB_DATABASES: usize = 3;
-/// The lines of a log without a FATAL line that tell why a server would not start.
-const REASON_LINES: usize = 3;
 /// The length of a WAL segment's file name (timeline, log and segment, 8 hex digits each).
 const WAL_NAME_LEN: usize = 24;
 
@@ -53,20 +52,11 @@ pub(super) fn manifest_of(data_dir: &Path) -> io::Result<String> {
 /// message, else its last few lines (a message printed before logging starts spans lines), on
 /// one line.
 pub(super) fn failure_reason<'a>(log: impl Iterator<Item = &'a str>) -> String {
-    let lines: Vec<&str> = log.filter(|line| !line.trim().is_empty()).collect();
-    let fatal = lines.iter().find_map(|line| {
+    failure_line(log, |line| {
         ["FATAL:", "PANIC:"]
             .iter()
             .find_map(|level| line.find(level).map(|at| &line[at..]))
-    });
-    let text = match fatal {
-        Some(line) => line.to_string(),
-        None => lines[lines.len().saturating_sub(REASON_LINES)..].join(" "),
-    };
-    match text.split_whitespace().collect::<Vec<_>>().join(" ") {
-        text if text.is_empty() => "it exited without a word".to_string(),
-        text => text,
-    }
+    })
 }
 
 fn check_data_dir(data_dir: &Path) -> Option<String> {

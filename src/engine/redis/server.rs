@@ -17,7 +17,7 @@ use std::process::Command;
 use nix::fcntl::Flock;
 use nix::sys::signal::Signal;
 
-use crate::engine::cache::process::Server;
+use crate::engine::cache::process::{failure_line, Server};
 use crate::engine::cache::slot::{cache_root, server_user, take_slot, TakenSlot};
 use crate::engine::cache::spawn::confine;
 use crate::engine::cache::{orphan, CacheError, Flavor};
@@ -219,15 +219,9 @@ fn parse_version(text: &str) -> Option<String> {
 /// Why the server would not start: its last line that says so (`#` lines are warnings, and
 /// Redis prints its fatal errors as `*** FATAL CONFIG FILE ERROR` or `# … failed`).
 fn failure_reason(lines: &[&str]) -> String {
-    let reason = lines
-        .iter()
-        .rev()
-        .find(|line| line.contains("FATAL") || line.contains("rror") || line.contains("failed"))
-        .or(lines.last());
-    match reason {
-        Some(line) => line.trim().to_string(),
-        None => "it printed nothing".to_string(),
-    }
+    failure_line(lines.iter().copied(), |line| {
+        (line.contains("FATAL") || line.contains("rror") || line.contains("failed")).then_some(line)
+    })
 }
 
 #[cfg(test)]

@@ -14,9 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::engine::cache::fingerprint;
-
-/// The lines of a log without an error line that tell why the server would not start.
-const REASON_LINES: usize = 3;
+use crate::engine::cache::process::failure_line;
 
 /// How the manifest checks a file.
 #[derive(Debug, PartialEq)]
@@ -63,24 +61,11 @@ pub(super) fn manifest_of(data_dir: &Path) -> io::Result<String> {
 /// Why the server would not start (or `mariadb-install-db` failed), from its log: its first
 /// error line, else its last few lines, on one line.
 pub(super) fn failure_reason(lines: &[&str]) -> String {
-    let lines: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|line| !line.trim().is_empty())
-        .collect();
-    let error = lines.iter().find_map(|line| {
+    failure_line(lines.iter().copied(), |line| {
         ["[ERROR] ", "FATAL ERROR: ", "ERROR: "]
             .iter()
             .find_map(|marker| line.find(marker).map(|at| &line[at + marker.len()..]))
-    });
-    let text = match error {
-        Some(line) => line.to_string(),
-        None => lines[lines.len().saturating_sub(REASON_LINES)..].join(" "),
-    };
-    match text.split_whitespace().collect::<Vec<_>>().join(" ") {
-        text if text.is_empty() => "it exited without a word".to_string(),
-        text => text,
-    }
+    })
 }
 
 /// Which rule checks the file at `name` (relative to the data directory); `None` for what the
