@@ -4,12 +4,9 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::thread;
 
 use crate::damage::{chmod, copy_tree, dead_pid, empty, engine_dir, make_foreign, remove};
-use crate::damage::{truncate, write};
+use crate::damage::{heal_each, truncate, write};
 use crate::support::{anomalies, open_tempdir, processes_mentioning, stderr};
 
 /// One kind of damage: what it does to `slot-0/`, and words the notice must contain.
@@ -130,33 +127,12 @@ const DAMAGES: &[Damage] = &[
     },
 ];
 
-/// Cases run on this many threads at once.
-const WORKERS: usize = 3;
-
 #[test]
 fn every_kind_of_damage_to_a_cached_slot_heals_on_the_next_run() {
     let template = open_tempdir();
     let first = run_lost_update(template.path());
     assert!(first.status.success(), "{}", stderr(&first));
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    thread::scope(|scope| {
-        for _ in 0..WORKERS {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                let Some(damage) = DAMAGES.get(index) else {
-                    break;
-                };
-                if let Err(failure) = heals(template.path(), damage) {
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("{}: {failure}", damage.name));
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
+    let failures = heal_each(template.path(), DAMAGES, |damage| damage.name, heals);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert_eq!(processes_mentioning(template.path()), Vec::<String>::new());
 }

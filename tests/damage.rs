@@ -5,6 +5,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread;
 
 /// The cache's directory of one engine: `pg-<major>`, `mariadb-<major.minor>`.
 pub fn engine_dir(cache: &Path, prefix: &str) -> PathBuf {
@@ -82,4 +85,36 @@ pub fn dead_pid() -> u32 {
     let pid = child.id();
     child.wait().expect("true exits");
     pid
+}
+
+/// Cases run on this many threads at once.
+const WORKERS: usize = 3;
+
+/// Runs `heals` on every case, `WORKERS` at a time (each case works on its own copy of
+/// `template`); the failures, each after its case's name.
+pub fn heal_each<D: Sync>(
+    template: &Path,
+    cases: &[D],
+    name: fn(&D) -> &str,
+    heals: fn(&Path, &D) -> Result<(), String>,
+) -> Vec<String> {
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(case) = cases.get(index) else {
+                    break;
+                };
+                if let Err(failure) = heals(template, case) {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{}: {failure}", name(case)));
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
 }

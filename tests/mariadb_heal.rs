@@ -5,14 +5,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::thread;
 
 use anomalies::engine::mariadb::server::MariaServer;
 
 use crate::damage::{chmod, copy_tree, dead_pid, empty, engine_dir, make_foreign, remove};
-use crate::damage::{truncate, write};
+use crate::damage::{heal_each, truncate, write};
 use crate::mariadb_server::{procedures_work, start};
 use crate::support::{open_tempdir, processes_mentioning};
 
@@ -139,32 +136,11 @@ const DAMAGES: &[Damage] = &[
     },
 ];
 
-/// Cases run on this many threads at once.
-const WORKERS: usize = 3;
-
 #[test]
 fn every_kind_of_damage_to_a_cached_mariadb_slot_heals_on_the_next_start() {
     let template = open_tempdir();
     start(Some(template.path())).stop().unwrap();
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    thread::scope(|scope| {
-        for _ in 0..WORKERS {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                let Some(damage) = DAMAGES.get(index) else {
-                    break;
-                };
-                if let Err(failure) = heals(template.path(), damage) {
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("{}: {failure}", damage.name));
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
+    let failures = heal_each(template.path(), DAMAGES, |damage| damage.name, heals);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert_eq!(processes_mentioning(template.path()), Vec::<String>::new());
 }
