@@ -11,7 +11,7 @@ use anomalies::scenario::{EngineKind, Scenario};
 use anomalies::timeline::{ErrorKind, StepResult};
 use mysql_async::prelude::Queryable;
 
-use crate::support::{anomalies, stderr, stdout};
+use crate::support::{anomalies, interrupted_after, stderr, stdout};
 
 fn throwaway() -> ConnectOptions {
     ConnectOptions {
@@ -185,19 +185,8 @@ fn sigint_at_any_instant_leaves_no_database_on_a_users_server() {
     let mut rng = fastrand::Rng::with_seed(13);
     let mut interrupted = 0;
     for round in 0..60 {
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("anomalies"))
-            .args(["run", "lost-update", "--url", &server.url])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_micros(rng.u64(1_000..25_000)));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let after = Duration::from_micros(rng.u64(1_000..25_000));
+        let output = interrupted_after(&["run", "lost-update", "--url", &server.url], after);
         use std::os::unix::process::ExitStatusExt;
         match (output.status.code(), output.status.signal()) {
             (Some(130), _) | (None, Some(2)) => interrupted += 1,

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::confine::OUR_ROLES;
-use crate::support::{anomalies, open_tempdir, stderr, stdout};
+use crate::support::{anomalies, interrupted_after, open_tempdir, stderr, stdout};
 use crate::user_server::UserServer;
 
 /// A scenario of `n` sessions, each inserting its own row, all begun before any inserts.
@@ -171,21 +171,10 @@ fn sigint_at_any_instant_leaves_no_schema_or_role_on_a_users_server() {
     let mut rng = fastrand::Rng::with_seed(11);
     let (mut interrupted, mut finished) = (0, 0);
     for round in 0..100 {
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("anomalies"))
-            .args(["run", "lost-update", "--url", &server.url])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
         // 2 to 20 ms in: connecting, making the schema, the setup, the steps (the old code
         // left a schema in about 1 round of 70 here).
-        std::thread::sleep(Duration::from_micros(rng.u64(2_000..20_000)));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let after = Duration::from_micros(rng.u64(2_000..20_000));
+        let output = interrupted_after(&["run", "lost-update", "--url", &server.url], after);
         use std::os::unix::process::ExitStatusExt;
         match (output.status.code(), output.status.signal()) {
             (Some(130), _) => interrupted += 1,

@@ -63,3 +63,20 @@ pub fn builtin_variants(engine: anomalies::scenario::EngineKind) -> usize {
         })
         .sum()
 }
+
+/// `anomalies ARGS`, sent SIGINT `after` it started (stdout dropped); its output once it exits.
+pub fn interrupted_after(args: &[&str], after: std::time::Duration) -> Output {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("anomalies"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    child.wait_with_output().unwrap()
+}
