@@ -178,3 +178,23 @@ mod tests {
         assert_ne!(fingerprint(b"ab"), fingerprint(b"ba"));
     }
 }
+
+/// Whether `file` is a file someone may execute: a server program found where it is looked for.
+pub(crate) fn is_executable(file: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(file).is_ok_and(|meta| meta.is_file() && meta.mode() & 0o111 != 0)
+}
+
+/// What `command` (a server program asked for its version) printed on its standard output, or
+/// why it printed nothing to go by: it would not run, or it failed, with what it said.
+pub(crate) fn printed(mut command: std::process::Command) -> Result<String, String> {
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|err| err.to_string())?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("{}: {}", output.status, stderr.trim()));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

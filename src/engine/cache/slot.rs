@@ -252,6 +252,37 @@ fn replace_non_directory(slot_dir: &Path) -> Result<Option<String>, CacheError> 
     }
 }
 
+/// Where an installer (initdb, mariadb-install-db) writes what it prints: a fresh log file in
+/// the slot, owned by the server's user, open for its standard output and error.
+pub(crate) struct InstallLog {
+    pub(crate) path: PathBuf,
+    pub(crate) stdout: File,
+    pub(crate) stderr: File,
+}
+
+/// Readies a held slot for an installation into `data.tmp/` (renamed to `data/` once whole):
+/// neither is left from before, and the log `name` is fresh.
+pub(crate) fn prepare_install(
+    slot_dir: &Path,
+    name: &str,
+    owner: Option<&Owner>,
+) -> Result<InstallLog, CacheError> {
+    remove_any(&slot_dir.join("data"))?;
+    remove_any(&slot_dir.join("data.tmp"))?;
+    let path = slot_dir.join(name);
+    let stderr =
+        File::create(&path).map_err(io_error(format!("cannot create {}", path.display())))?;
+    give(&path, owner)?;
+    let stdout = stderr
+        .try_clone()
+        .map_err(io_error(format!("cannot reopen {}", path.display())))?;
+    Ok(InstallLog {
+        path,
+        stdout,
+        stderr,
+    })
+}
+
 /// Moves a held slot's data directory out of the way and removes it, so that the next
 /// initialisation makes it again. The caller holds the slot's lock.
 pub(crate) fn set_aside(slot_dir: &Path) -> Result<(), CacheError> {

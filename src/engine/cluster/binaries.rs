@@ -1,11 +1,11 @@
 //! Finding the installed server binaries, and their major version.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::ClusterError;
+use crate::engine::cache::{is_executable, printed};
 
 /// Where the server binaries are: first `postgres` on PATH (its directory, if initdb is beside
 /// it), then `pg_config --bindir`, then the highest-numbered /usr/lib/postgresql/*/bin that
@@ -72,26 +72,15 @@ pub fn has_server(dir: &Path) -> bool {
     is_executable(&dir.join("postgres")) && is_executable(&dir.join("initdb"))
 }
 
-fn is_executable(file: &Path) -> bool {
-    fs::metadata(file).is_ok_and(|meta| meta.is_file() && meta.mode() & 0o111 != 0)
-}
-
 /// The major version `postgres --version` prints: 15 for "postgres (PostgreSQL) 15.4 (...)".
 pub(super) fn major_version_of(postgres: &Path) -> Result<u32, ClusterError> {
     let failed = |detail: String| ClusterError::Version {
         program: postgres.to_path_buf(),
         detail,
     };
-    let output = Command::new(postgres)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|err| failed(err.to_string()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(failed(format!("{}: {}", output.status, stderr.trim())));
-    }
+    let mut command = Command::new(postgres);
+    command.arg("--version");
+    let text = printed(command).map_err(failed)?;
     parse_major(&text).ok_or_else(|| failed(format!("unexpected output {:?}", text.trim())))
 }
 

@@ -1,7 +1,7 @@
 //! What a PostgreSQL slot holds beyond the shared ones (`cache::slot`): its socket's name, the
 //! manifest of its configuration files, and how `initdb` fills it once.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use super::compact::record_size;
 use super::health::{failure_reason, manifest_of};
 use super::{io_error, ClusterError, DB_USER};
-use crate::engine::cache::slot::{give, remove_any, Owner};
+use crate::engine::cache::slot::{prepare_install, InstallLog, Owner};
 use crate::engine::cache::spawn::{confine, spawn_lasting};
 use crate::engine::cache::{self, CacheError};
 
@@ -59,15 +59,11 @@ pub(super) fn initdb_once(
         return Ok(());
     }
     let tmp_dir = slot_dir.join("data.tmp");
-    remove_any(&data_dir)?;
-    remove_any(&tmp_dir)?;
-    let log_path = slot_dir.join("initdb.log");
-    let log = File::create(&log_path)
-        .map_err(io_error(format!("cannot create {}", log_path.display())))?;
-    give(&log_path, owner)?;
-    let log_copy = log
-        .try_clone()
-        .map_err(io_error(format!("cannot reopen {}", log_path.display())))?;
+    let InstallLog {
+        path: log_path,
+        stdout: log_copy,
+        stderr: log,
+    } = prepare_install(slot_dir, "initdb.log", owner)?;
     let initdb = bindir.join("initdb");
     let mut command = Command::new(&initdb);
     command

@@ -20,7 +20,7 @@ use nix::sys::signal::Signal;
 use crate::engine::cache::process::{failure_line, Server};
 use crate::engine::cache::slot::{cache_root, server_user, take_slot, TakenSlot};
 use crate::engine::cache::spawn::confine;
-use crate::engine::cache::{orphan, CacheError, Flavor};
+use crate::engine::cache::{is_executable, orphan, printed, CacheError, Flavor};
 
 pub(super) static FLAVOR: Flavor = Flavor {
     engine: "Redis",
@@ -185,24 +185,15 @@ fn find() -> Result<Binary, RedisServerError> {
     })
 }
 
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-}
-
 /// `Redis server v=7.0.15 sha=…` → `7.0.15`.
 fn version(program: &Path) -> Result<String, RedisServerError> {
     let failed = |detail: String| RedisServerError::Version {
         program: program.to_path_buf(),
         detail,
     };
-    let output = Command::new(program)
-        .arg0("redis-server")
-        .arg("--version")
-        .output()
-        .map_err(|err| failed(err.to_string()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    let mut command = Command::new(program);
+    command.arg0("redis-server").arg("--version");
+    let text = printed(command).map_err(failed)?;
     parse_version(&text).ok_or_else(|| failed(format!("it printed {:?}", text.trim())))
 }
 

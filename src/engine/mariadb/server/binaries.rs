@@ -1,11 +1,11 @@
 //! Finding the installed MariaDB server and its `mariadb-install-db`, and the server's version.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::MariaError;
+use crate::engine::cache::{is_executable, printed};
 
 /// The server's names, the newer first (Debian's `mysqld` is a link to `mariadbd`).
 const SERVERS: &[&str] = &["mariadbd", "mysqld"];
@@ -98,26 +98,15 @@ fn first_program(names: &[&str], dirs: &[PathBuf]) -> Option<PathBuf> {
     })
 }
 
-fn is_executable(file: &Path) -> bool {
-    fs::metadata(file).is_ok_and(|meta| meta.is_file() && meta.mode() & 0o111 != 0)
-}
-
 /// What `mariadbd --version` says the server is; a MySQL server is refused.
 fn version_of(server: &Path) -> Result<String, MariaError> {
     let failed = |detail: String| MariaError::Version {
         program: server.to_path_buf(),
         detail,
     };
-    let output = Command::new(server)
-        .args(["--no-defaults", "--version"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|err| failed(err.to_string()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(failed(format!("{}: {}", output.status, stderr.trim())));
-    }
+    let mut command = Command::new(server);
+    command.args(["--no-defaults", "--version"]);
+    let text = printed(command).map_err(failed)?;
     let version = parse_version(&text)
         .ok_or_else(|| failed(format!("unexpected output {:?}", text.trim())))?;
     if !version.contains("MariaDB") {

@@ -1,7 +1,7 @@
 //! Filling a slot once: `mariadb-install-db` makes the data directory in `data.tmp/`, which is
 //! renamed to `data/` (so it is whole or absent), and the manifest of what it wrote is kept.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::Path;
 use std::process::Command;
 
@@ -11,7 +11,7 @@ use super::binaries::Binaries;
 use super::health::{failure_reason, manifest_of};
 use super::process::{path_setting, FILE_SETTINGS, RUN_DIR};
 use super::MariaError;
-use crate::engine::cache::slot::{give, remove_any, Owner};
+use crate::engine::cache::slot::{prepare_install, InstallLog, Owner};
 use crate::engine::cache::spawn::{confine, spawn_lasting};
 use crate::engine::cache::{self, io_error, CacheError};
 
@@ -42,15 +42,11 @@ pub(super) fn install_once(
     }
     let data_dir = slot_dir.join("data");
     let tmp_dir = slot_dir.join("data.tmp");
-    remove_any(&data_dir)?;
-    remove_any(&tmp_dir)?;
-    let log_path = slot_dir.join("install.log");
-    let log = File::create(&log_path)
-        .map_err(io_error(format!("cannot create {}", log_path.display())))?;
-    give(&log_path, owner)?;
-    let log_copy = log
-        .try_clone()
-        .map_err(io_error(format!("cannot reopen {}", log_path.display())))?;
+    let InstallLog {
+        path: log_path,
+        stdout: log_copy,
+        stderr: log,
+    } = prepare_install(slot_dir, "install.log", owner)?;
     let mut command = Command::new(&binaries.install_db);
     // `--no-defaults` first: the script reads no my.cnf then, and passes it on to the server.
     command.arg("--no-defaults");
