@@ -63,17 +63,16 @@ impl Replay<'_> {
                 constraint: None,
             })
         };
-        let result = match held.ttl_ms {
-            -2 => gone(0),
-            -1 => no_expiry(),
+        let kind = match held.ttl_ms {
+            -2 => EventKind::Done { result: gone(0) },
+            -1 => EventKind::Done {
+                result: no_expiry(),
+            },
             _ => {
                 let blocked_by = held.by.into_iter().collect();
                 self.push(id, key.clone(), EventKind::Waiting { blocked_by }, deferred);
-                let result = match self
-                    .run
-                    .redis_until(id.session, &key, self.deadline())
-                    .await?
-                {
+                let until = self.run.redis_until(id.session, &key, self.deadline());
+                let result = match until.await? {
                     Until::Gone { waited_ms } => gone(waited_ms),
                     Until::NoExpiry => no_expiry(),
                     Until::TimedOut => StepResult::Failed(DbError {
@@ -86,21 +85,15 @@ impl Replay<'_> {
                         constraint: None,
                     }),
                 };
-                let index = self.push(
-                    id,
-                    key,
-                    EventKind::Resumed {
-                        result,
-                        after: None,
-                    },
-                    false,
-                );
-                self.last_finish = Some(index);
-                self.finished(id).await?;
-                return Ok(true);
+                EventKind::Resumed {
+                    result,
+                    after: None,
+                }
             }
         };
-        let index = self.push(id, key, EventKind::Done { result }, deferred);
+        // A wait's end is not sent late: its start was, and says so.
+        let deferred = deferred && matches!(kind, EventKind::Done { .. });
+        let index = self.push(id, key, kind, deferred);
         self.last_finish = Some(index);
         self.finished(id).await?;
         Ok(true)

@@ -65,12 +65,12 @@ pub(super) fn prefixed(args: &[String], keys: &[String], prefix: &str) -> Vec<St
 }
 
 /// Redis's value as the timeline keeps it; a key's run prefix is taken off any text.
-pub(super) fn value(value: redis::Value, prefix: &str) -> ReplyValue {
+pub(super) fn value(reply: redis::Value, prefix: &str) -> ReplyValue {
     let text = |bytes: Vec<u8>| {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         unprefixed(text, prefix)
     };
-    match value {
+    match reply {
         redis::Value::Nil => ReplyValue::Nil,
         redis::Value::Int(n) => ReplyValue::Int(n),
         redis::Value::Okay => ReplyValue::Text {
@@ -86,12 +86,12 @@ pub(super) fn value(value: redis::Value, prefix: &str) -> ReplyValue {
             status: false,
         },
         redis::Value::Array(items) | redis::Value::Set(items) => {
-            ReplyValue::List(items.into_iter().map(|v| value_of(v, prefix)).collect())
+            ReplyValue::List(items.into_iter().map(|v| value(v, prefix)).collect())
         }
         redis::Value::Map(pairs) => ReplyValue::List(
             pairs
                 .into_iter()
-                .flat_map(|(k, v)| [value_of(k, prefix), value_of(v, prefix)])
+                .flat_map(|(k, v)| [value(k, prefix), value(v, prefix)])
                 .collect(),
         ),
         redis::Value::Double(d) => ReplyValue::Text {
@@ -103,16 +103,12 @@ pub(super) fn value(value: redis::Value, prefix: &str) -> ReplyValue {
             text: unprefixed(text, prefix),
             status: false,
         },
-        redis::Value::Attribute { data, .. } => value_of(*data, prefix),
+        redis::Value::Attribute { data, .. } => value(*data, prefix),
         other => ReplyValue::Text {
             text: format!("{other:?}"),
             status: false,
         },
     }
-}
-
-fn value_of(v: redis::Value, prefix: &str) -> ReplyValue {
-    value(v, prefix)
 }
 
 fn unprefixed(text: String, prefix: &str) -> String {

@@ -80,7 +80,6 @@ pub(crate) struct RedisServer {
     /// Stopped by `stop`, or else when dropped (Server's own `Drop`).
     server: Server,
     socket: PathBuf,
-    version: String,
     notice: Option<String>,
     _lock: Flock<File>,
 }
@@ -126,7 +125,6 @@ impl RedisServer {
         Ok(RedisServer {
             server,
             socket,
-            version: binary.version,
             notice: (!notes.is_empty()).then(|| format!("notice: {}", notes.join("; "))),
             _lock: lock,
         })
@@ -134,11 +132,6 @@ impl RedisServer {
 
     pub(crate) fn socket(&self) -> &Path {
         &self.socket
-    }
-
-    /// `7.0.15`.
-    pub(crate) fn version(&self) -> &str {
-        &self.version
     }
 
     /// What starting had to repair in the slot (a server a killed run left), one line.
