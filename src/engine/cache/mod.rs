@@ -168,17 +168,6 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> Cac
     move |err| CacheError::Io { what, err }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_tell_contents_apart() {
-        assert_eq!(fingerprint(b""), "0:cbf29ce484222325");
-        assert_ne!(fingerprint(b"ab"), fingerprint(b"ba"));
-    }
-}
-
 /// Whether `file` is a file someone may execute: a server program found where it is looked for.
 pub(crate) fn is_executable(file: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -197,4 +186,15 @@ pub(crate) fn printed(mut command: std::process::Command) -> Result<String, Stri
         return Err(format!("{}: {}", output.status, stderr.trim()));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_tell_contents_apart() {
+        assert_eq!(fingerprint(b""), "0:cbf29ce484222325");
+        assert_ne!(fingerprint(b"ab"), fingerprint(b"ba"));
+    }
 }
