@@ -1,11 +1,18 @@
-//! `cargo bench --bench explore`: the same interleavings through `anomalies explore` and through
-//! PostgreSQL's own isolation tester, on the same throwaway server. Prints per-order times for
-//! both and their ratio; asserts nothing about speed.
+//! `cargo bench --bench explore`: the same orders through `anomalies explore` and through
+//! PostgreSQL's own isolation tester, on the same throwaway server, with the round-trip floor,
+//! all paired round by round in one run. Asserts nothing about speed.
 //!
-//! The isolation tester cannot skip an order in which a step is due on a session that waits (it
-//! waits up to 300 s), so it is given only the orders explore found possible. Its per-order time
-//! is (time for all orders - time for one order) / (orders - 1), which takes out its start-up;
-//! explore's is the median of each order's replay plus the reset of the data after it.
+//! Each round runs, back to back: every possible order through the library as `explore` does
+//! (replay, judge, reset of the data, on connections prepared once), the isolation tester on
+//! the same orders as one spec, the tester on the first order alone, and pgbench's `SELECT 1`
+//! on one connection. Every side gives the same statistic, the mean time an order adds:
+//! explore's pass divided by its orders; the tester's (all − one) / (orders − 1), which takes
+//! out its start-up and keeps its per-permutation setup and teardown. The floor is the round
+//! trips an order needs (each step sent, one question per wait, the reset, the final query)
+//! times pgbench's mean latency. Printed: the median over rounds of each round's ratios.
+//!
+//! The isolation tester cannot skip an order in which a step is due on a session that waits
+//! (it waits for it), so both sides run only the orders explore found possible.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,22 +20,42 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anomalies::engine::cluster::{find_bindir, Cluster};
-use anomalies::engine::{Choice, ConnectOptions, Engine};
+use anomalies::engine::{Choice, ConnectOptions, Engine, Run};
 use anomalies::explore;
 use anomalies::level::Level;
+use anomalies::outcome::judge;
 use anomalies::runner::{replay, RunOptions};
 use anomalies::scenario::{Interleaving, Scenario};
+use anomalies::timeline::{EventKind, Timeline};
 use tokio_postgres::config::Host;
 
-const TESTER_ROUNDS: usize = 5;
-/// Times explore replays the whole set of orders, for a steadier median.
-const EXPLORE_PASSES: usize = 10;
+const ROUNDS: usize = 7;
+/// Transactions pgbench runs for the floor, each round.
+const FLOOR_TRANSACTIONS: &str = "5000";
+
+const RUN_OPTIONS: RunOptions = RunOptions {
+    step_timeout: Duration::from_secs(10),
+    stop_when_impossible: true,
+};
+
+struct Round {
+    explore: f64,
+    /// Questions (wait probes) asked per order.
+    questions: f64,
+    tester: f64,
+    floor: f64,
+}
 
 fn main() {
     let bindir = find_bindir().expect("PostgreSQL server binaries are not installed");
     let tester = isolation_tester(&bindir);
+    let pgbench = std::fs::canonicalize(bindir.join("postgres"))
+        .expect("postgres binary")
+        .with_file_name("pgbench");
     let cluster = Cluster::start(&bindir).expect("a throwaway server");
     let conninfo = conninfo(&cluster);
+    let select1 = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(select1.path(), "SELECT 1;\n").expect("write the pgbench script");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -37,54 +64,70 @@ fn main() {
     for (file, level) in [
         ("bench/lost-update.toml", Level::ReadCommitted),
         ("bench/write-skew.toml", Level::Serializable),
+        ("bench/read-only-anomaly.toml", Level::Serializable),
     ] {
         let scenario = Scenario::load(file).expect("bench scenario");
-        let (possible, impossible, ours, reset) =
-            runtime.block_on(explore_orders(&scenario, level, &conninfo));
+        let (engine, mut run) = runtime.block_on(prepare(&scenario, level, &conninfo));
+        let (possible, impossible, round_trips) =
+            runtime.block_on(possible_orders(&mut run, &scenario));
         let spec = spec(&scenario, level, &possible);
-        let all = median_duration(TESTER_ROUNDS, || run_tester(&tester, &conninfo, &spec));
-        let one = median_duration(TESTER_ROUNDS, || {
-            run_tester(&tester, &conninfo, &spec_first_only(&spec))
-        });
+        let first = spec_first_only(&spec);
         let n = possible.len() as f64;
-        let tester_per_order = (all.as_secs_f64() - one.as_secs_f64()) / (n - 1.0);
-        let ours_median = median(&ours);
+        let mut rounds = Vec::new();
+        for _ in 0..ROUNDS {
+            let (started, asked) = (Instant::now(), run.questions());
+            runtime.block_on(pass(&mut run, &scenario, &possible));
+            let explore = started.elapsed().as_secs_f64() / n;
+            let questions = (run.questions() - asked) as f64 / n;
+            let all = run_tester(&tester, &conninfo, &spec).as_secs_f64();
+            let one = run_tester(&tester, &conninfo, &first).as_secs_f64();
+            let latency = pgbench_latency(&pgbench, &conninfo, select1.path());
+            rounds.push(Round {
+                explore,
+                questions,
+                tester: (all - one) / (n - 1.0),
+                floor: round_trips * latency,
+            });
+        }
+        runtime.block_on(async {
+            run.finish().await.expect("finish");
+            engine.close().await.expect("close");
+        });
+        let median_of =
+            |f: &dyn Fn(&Round) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
         println!(
-            "\n{} at {level}: {} orders, {} possible (given to both), {} impossible (explore only)",
+            "\n{} at {level}: {} orders, {} possible (run by both), {} impossible (skipped by both); {round_trips:.1} round trips an order",
             scenario.id,
             possible.len() + impossible,
             possible.len(),
-            impossible
+            impossible,
         );
         println!(
-            "  explore:           {:.3} ms per order (median of {} order runs; p90 {:.3} ms; of which the data reset {:.3} ms)",
-            ours_median * 1e3,
-            ours.len(),
-            percentile(&ours, 0.9) * 1e3,
-            reset * 1e3
+            "  explore:          {:.3} ms an order (median of {ROUNDS} rounds)",
+            median_of(&|r| r.explore) * 1e3
         );
         println!(
-            "  isolation tester:  {:.3} ms per order ({:.1} ms for all, {:.1} ms for one; median of {TESTER_ROUNDS} runs)",
-            tester_per_order * 1e3,
-            all.as_secs_f64() * 1e3,
-            one.as_secs_f64() * 1e3
+            "  questions:        {:.2} an order (wait probes)",
+            median_of(&|r| r.questions)
         );
         println!(
-            "  ratio:             {:.1}x",
-            tester_per_order / ours_median
+            "  isolation tester: {:.3} ms an order",
+            median_of(&|r| r.tester) * 1e3
+        );
+        println!(
+            "  floor:            {:.3} ms an order (round trips × pgbench -c1 SELECT 1)",
+            median_of(&|r| r.floor) * 1e3
+        );
+        println!(
+            "  explore is {:.1}× faster than the tester and {:.2}× the floor (medians of the rounds' ratios)",
+            median_of(&|r| r.tester / r.explore),
+            median_of(&|r| r.explore / r.floor)
         );
     }
     cluster.stop().expect("stop the server");
 }
 
-/// Runs every order through the library as `explore` does, timing each order (replay + reset).
-/// Returns the possible orders, how many were impossible, the possible orders' times, and the
-/// median time of the data reset between orders.
-async fn explore_orders(
-    scenario: &Scenario,
-    level: Level,
-    conninfo: &str,
-) -> (Vec<Interleaving>, usize, Vec<f64>, f64) {
+async fn prepare(scenario: &Scenario, level: Level, conninfo: &str) -> (Engine, Run) {
     let options = ConnectOptions {
         choice: Choice::Only(anomalies::scenario::EngineKind::Postgres),
         url: Some(conninfo.to_string()),
@@ -94,40 +137,86 @@ async fn explore_orders(
         redis_url: None,
     };
     let (mut engine, _) = Engine::connect(&options).await.expect("connect");
-    let run_options = RunOptions {
-        step_timeout: Duration::from_secs(10),
-        stop_when_impossible: true,
-    };
-    let orders = explore::orders(scenario, None).expect("orders").orders;
     let mut run = engine.prepare(scenario, level).await.expect("prepare");
     run.save_initial_state().await.expect("save");
-    let (mut possible, mut impossible, mut times) = (Vec::new(), 0, Vec::new());
-    let mut resets = Vec::new();
-    let passes = std::iter::repeat_n(&orders, EXPLORE_PASSES)
-        .flatten()
-        .enumerate();
-    for (index, order) in passes {
-        let first_pass = index < orders.len();
-        let started = Instant::now();
-        let timeline = replay(&mut run, scenario, order, run_options, None)
+    (engine, run)
+}
+
+/// Runs every order once: the possible ones, how many were impossible, and the mean round
+/// trips a possible order needs.
+async fn possible_orders(run: &mut Run, scenario: &Scenario) -> (Vec<Interleaving>, usize, f64) {
+    let orders = explore::orders(scenario, None).expect("orders").orders;
+    let (mut possible, mut round_trips) = (Vec::new(), 0);
+    for order in &orders {
+        let timeline = replay(run, scenario, order, RUN_OPTIONS, None)
             .await
             .expect("replay");
-        let reset_started = Instant::now();
         run.reset().await.expect("reset");
-        resets.push(reset_started.elapsed().as_secs_f64());
-        let elapsed = started.elapsed().as_secs_f64();
-        if timeline.impossible.is_some() {
-            impossible += usize::from(first_pass);
-        } else {
-            times.push(elapsed);
-            if first_pass {
-                possible.push(order.clone());
-            }
+        if timeline.impossible.is_none() {
+            round_trips += needed_round_trips(&timeline);
+            possible.push(order.clone());
         }
     }
-    run.finish().await.expect("finish");
-    engine.close().await.expect("close");
-    (possible, impossible, times, median(&resets))
+    let impossible = orders.len() - possible.len();
+    let mean = round_trips as f64 / possible.len() as f64;
+    (possible, impossible, mean)
+}
+
+/// What an order cannot do without: each statement sent (a step, a retry's or a give-up's
+/// ROLLBACK), the one question that finds each wait, the reset, and the final queries.
+fn needed_round_trips(timeline: &Timeline) -> usize {
+    let sent = timeline
+        .events
+        .iter()
+        .map(|event| match event.kind {
+            EventKind::Waiting { .. } => 2,
+            EventKind::Done { .. }
+            | EventKind::TimedOut { .. }
+            | EventKind::Retried { .. }
+            | EventKind::GaveUp => 1,
+            _ => 0,
+        })
+        .sum::<usize>();
+    let finals = usize::from(timeline.final_state.is_some()) + timeline.named_finals.len();
+    sent + 1 + finals
+}
+
+/// Every order as `explore` runs it: replayed, judged, the data put back.
+async fn pass(run: &mut Run, scenario: &Scenario, orders: &[Interleaving]) {
+    for order in orders {
+        let timeline = replay(run, scenario, order, RUN_OPTIONS, None)
+            .await
+            .expect("replay");
+        std::hint::black_box(judge(scenario, &timeline));
+        run.reset().await.expect("reset");
+    }
+}
+
+/// pgbench's mean latency of `SELECT 1` on one connection, in seconds.
+fn pgbench_latency(pgbench: &Path, conninfo: &str, script: &Path) -> f64 {
+    let output = Command::new(pgbench)
+        .args(["-n", "-c", "1", "-t", FLOOR_TRANSACTIONS, "-f"])
+        .arg(script)
+        .arg(conninfo)
+        .output()
+        .expect("pgbench runs");
+    assert!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("latency average"))
+        .expect("pgbench prints its latency");
+    let ms: f64 = line
+        .split('=')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .expect("a latency in ms");
+    ms / 1e3
 }
 
 /// The scenario as an isolation tester spec, with one permutation per order.
@@ -242,12 +331,6 @@ fn conninfo(cluster: &Cluster) -> String {
         config.get_user().unwrap_or("anomalies"),
         config.get_dbname().unwrap_or("postgres")
     )
-}
-
-fn median_duration(rounds: usize, mut f: impl FnMut() -> Duration) -> Duration {
-    let mut times: Vec<Duration> = (0..rounds).map(|_| f()).collect();
-    times.sort();
-    times[rounds / 2]
 }
 
 fn median(samples: &[f64]) -> f64 {

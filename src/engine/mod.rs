@@ -9,6 +9,7 @@ mod cache;
 pub mod cluster;
 pub mod mariadb;
 mod postgres;
+mod probe;
 mod redis;
 mod sqlite;
 
@@ -147,6 +148,11 @@ pub(crate) trait BackendRun {
     async fn reset(&mut self) -> Result<(), EngineError>;
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError>;
     async fn finish(self: Box<Self>) -> Result<(), EngineError>;
+
+    /// How many times the run has asked the database whether a step waits.
+    fn questions(&self) -> u64 {
+        0
+    }
 
     /// The sessions' connections as bench workers ([`bench::Worker`]).
     fn bench_workers(&mut self) -> Result<Vec<bench::Worker>, EngineError> {
@@ -323,6 +329,12 @@ impl Run {
         deadline: Instant,
     ) -> Result<Settled, EngineError> {
         self.db.recheck(session, deadline).await
+    }
+
+    /// How many times the run has asked the database whether a step waits (what waiting costs
+    /// the server; `cargo bench --bench explore` prints it per order).
+    pub fn questions(&self) -> u64 {
+        self.db.questions()
     }
 
     /// Whether the engine ends a cycle of waits by itself (picks a deadlock victim) rather than

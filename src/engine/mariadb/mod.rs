@@ -236,6 +236,7 @@ impl Backend for MariaEngine {
             control,
             sessions,
             restore: None,
+            ticker: crate::engine::probe::Ticker::new()?,
         }))
     }
 

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::footprint::{drop_database, lock, Live};
 use super::probe::{get_lock_name, lock_wait};
 use super::worker::{received, step_result, Answer, Worker};
+use crate::engine::probe::{watch, First, Ticker, Watched};
 use crate::engine::{final_rows, first_reply, snapshot_sql, BackendRun, EngineError, Settled};
 use crate::timeline::ResultSet;
 
@@ -19,6 +20,7 @@ pub(super) struct MariaRun {
     pub(super) sessions: Vec<MariaSession>,
     /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
     pub(super) restore: Option<String>,
+    pub(super) ticker: Ticker,
 }
 
 pub(super) struct MariaSession {
@@ -33,6 +35,30 @@ fn waits_by_state(state: &str) -> bool {
 }
 
 impl MariaRun {
+    async fn watch(
+        &mut self,
+        session: usize,
+        deadline: Instant,
+        first: First,
+    ) -> Result<Settled, EngineError> {
+        let id = self.sessions[session].worker.id;
+        let Some(mut reply) = self.sessions[session].in_flight.take() else {
+            return Err(EngineError::Mariadb("no step in flight".into()));
+        };
+        let watched = watch(&self.ticker, &mut reply, || self.probe(id), first, deadline).await;
+        match watched? {
+            Watched::Reply(answer) => Ok(Settled::Done(step_result(received(answer)?)?)),
+            Watched::Waits(blocked_by) => {
+                self.sessions[session].in_flight = Some(reply);
+                Ok(Settled::Waiting(blocked_by))
+            }
+            Watched::TimedOut => {
+                self.sessions[session].in_flight = Some(reply);
+                Ok(Settled::TimedOut)
+            }
+        }
+    }
+
     fn session_of(&self, id: u32) -> Option<usize> {
         self.sessions.iter().position(|s| s.worker.id == id)
     }
@@ -94,31 +120,15 @@ impl BackendRun for MariaRun {
         self.sessions[session].in_flight = Some(answer);
     }
 
-    /// Polls the step's reply and, from the first moment, asks the server whether the session
-    /// waits; whichever answers first decides.
+    /// Waits for the step's reply, asking the server on the probe schedule (`engine/probe.rs`)
+    /// whether the session waits; whichever answers first decides.
     async fn settle(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
-        let id = self.sessions[session].worker.id;
-        let Some(mut reply) = self.sessions[session].in_flight.take() else {
-            return Err(EngineError::Mariadb("no step in flight".into()));
-        };
-        loop {
-            tokio::select! {
-                biased;
-                answer = &mut reply => {
-                    return Ok(Settled::Done(step_result(received(answer)?)?));
-                }
-                waits = self.probe(id) => {
-                    if let Some(blocked_by) = waits? {
-                        self.sessions[session].in_flight = Some(reply);
-                        return Ok(Settled::Waiting(blocked_by));
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.sessions[session].in_flight = Some(reply);
-                    return Ok(Settled::TimedOut);
-                }
-            }
-        }
+        self.watch(session, deadline, First::HeadStart).await
+    }
+
+    /// A waiting step is asked about at once.
+    async fn recheck(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
+        self.watch(session, deadline, First::Now).await
     }
 
     async fn wait_any(
@@ -199,6 +209,10 @@ impl BackendRun for MariaRun {
             step_result(received(self.control.submit(sql).await)?)?,
             |_| String::new(),
         )
+    }
+
+    fn questions(&self) -> u64 {
+        self.ticker.asked()
     }
 
     fn bench_workers(&mut self) -> Result<Vec<crate::engine::bench::Worker>, EngineError> {

@@ -6,6 +6,7 @@ use tokio::time::Instant;
 
 use super::{PgEngine, PgRun};
 use crate::engine::cluster;
+use crate::engine::probe::First;
 use crate::engine::Settled;
 use crate::engine::{Backend, BackendRun, ConnectOptions, Connected, EngineError, EngineInfo};
 use crate::level::{Level, SessionLevel};
@@ -81,7 +82,11 @@ impl BackendRun for PgRun {
     }
 
     async fn settle(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
-        PgRun::settle(self, session, deadline).await
+        PgRun::settle(self, session, deadline, First::HeadStart).await
+    }
+
+    async fn recheck(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
+        PgRun::settle(self, session, deadline, First::Now).await
     }
 
     async fn wait_any(
@@ -114,6 +119,10 @@ impl BackendRun for PgRun {
 
     async fn finish(self: Box<Self>) -> Result<(), EngineError> {
         PgRun::finish(*self).await
+    }
+
+    fn questions(&self) -> u64 {
+        self.ticker.asked()
     }
 
     fn bench_workers(&mut self) -> Result<Vec<crate::engine::bench::Worker>, EngineError> {

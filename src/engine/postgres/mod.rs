@@ -20,6 +20,7 @@ mod reply;
 mod role;
 mod session;
 mod tls;
+mod waits;
 
 use cleanup::{claim_schema, clean_up_live, clear_cluster, drop_schema, end_backends, lock, own};
 use cleanup::{sweep_stale, Live, LiveRun, CLOSE_TIMEOUT, SCHEMA_COMMENT};
@@ -29,6 +30,9 @@ use reply::step_result;
 use role::{confinement, drop_role, Confinement, RunRole, CONFINED};
 use session::{connect_data, connect_sessions, set_up};
 use tls::Tls;
+use waits::can_wait;
+
+use crate::engine::probe::{watch, First, Ticker, Watched};
 
 pub(super) use backend::open;
 
@@ -64,8 +68,9 @@ pub struct PgRun {
     /// own connection, or the control connection when the run has no role.
     data: Arc<Client>,
     role: Option<String>,
+    /// Whether a session waits and for whom (`NULL` when it does not).
     probe: Statement,
-    blockers: Statement,
+    pub(super) ticker: Ticker,
     sessions: Vec<PgSession>,
     pids: Vec<i32>,
 }
@@ -74,6 +79,8 @@ struct PgSession {
     client: Arc<Client>,
     pid: i32,
     in_flight: Option<Reply>,
+    /// Whether the step in flight can wait at all ([`can_wait`]).
+    may_wait: bool,
 }
 
 impl PgEngine {
@@ -226,16 +233,15 @@ impl PgEngine {
                 return Err(out_of_connections(&self.admin, error, scenario, role.is_some()).await)
             }
         };
+        // One question, one round trip: whether the session waits for one of the run's
+        // sessions and, only if it does, for whom. A lock wait has lock holders; a DEFERRABLE
+        // read-only serializable transaction waiting for a safe snapshot has the serializable
+        // writers it waits out (the probe counts both).
         let probe = control
-            .prepare("SELECT pg_catalog.pg_isolation_test_session_is_blocked($1, $2)")
-            .await
-            .map_err(pg_error)?;
-        // A lock wait has lock holders; a DEFERRABLE read-only serializable transaction waiting
-        // for a safe snapshot has the serializable writers it waits out (the probe counts both).
-        let blockers = control
             .prepare(
-                "SELECT pg_catalog.pg_blocking_pids($1) \
-                 || pg_catalog.pg_safe_snapshot_blocking_pids($1)",
+                "SELECT CASE WHEN pg_catalog.pg_isolation_test_session_is_blocked($1, $2) \
+                 THEN pg_catalog.pg_blocking_pids($1) \
+                 || pg_catalog.pg_safe_snapshot_blocking_pids($1) END",
             )
             .await
             .map_err(pg_error)?;
@@ -251,7 +257,7 @@ impl PgEngine {
             data,
             role: role.map(|(role, _)| role.name),
             probe,
-            blockers,
+            ticker: Ticker::new()?,
             sessions,
             pids,
         })
@@ -279,47 +285,53 @@ impl PgEngine {
 impl PgRun {
     pub fn send(&mut self, session: usize, sql: &str) {
         let client = self.sessions[session].client.clone();
+        self.sessions[session].may_wait = can_wait(sql);
         let sql = sql.to_string();
         self.sessions[session].in_flight =
             Some(Box::pin(async move { client.simple_query(&sql).await }));
     }
 
-    /// Polls the step's reply and, from the first moment, asks the server whether the session
-    /// waits for a lock; whichever answers first decides.
+    /// Waits for the step's reply, asking the server on the probe schedule (`engine/probe.rs`)
+    /// whether the session waits for a lock; whichever answers first decides. `first` is when
+    /// the first question goes: after the head start for a step just sent, at once for one
+    /// that was waiting.
     pub async fn settle(
         &mut self,
         session: usize,
         deadline: Instant,
+        first: First,
     ) -> Result<Settled, EngineError> {
         let pid = self.sessions[session].pid;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&pid, &self.pids];
+        let first = match self.sessions[session].may_wait {
+            true => first,
+            false => First::Never,
+        };
         let Some(reply) = self.sessions[session].in_flight.as_mut() else {
             return Err(EngineError::Postgres("no step in flight".into()));
         };
-        loop {
-            tokio::select! {
-                biased;
-                answer = reply.as_mut() => {
-                    self.sessions[session].in_flight = None;
-                    return step_result(answer);
-                }
-                blocked = self.control.query_one(&self.probe, &params) => {
-                    let blocked: bool = blocked.map_err(pg_error)?.get(0);
-                    if blocked {
-                        let row = self.control.query_one(&self.blockers, &[&pid]).await.map_err(pg_error)?;
-                        let blocker_pids: Vec<i32> = row.get(0);
-                        let mut blocked_by: Vec<usize> = blocker_pids
-                            .iter()
-                            .filter_map(|p| self.pids.iter().position(|x| x == p))
-                            .collect();
-                        blocked_by.sort_unstable();
-                        blocked_by.dedup();
-                        return Ok(Settled::Waiting(blocked_by));
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => return Ok(Settled::TimedOut),
+        let (control, probe, pids) = (&self.control, &self.probe, &self.pids);
+        let ask = || async move {
+            let row = control
+                .query_one(probe, &[&pid, pids])
+                .await
+                .map_err(pg_error)?;
+            Ok(row.get::<_, Option<Vec<i32>>>(0))
+        };
+        let blocker_pids = match watch(&self.ticker, reply, ask, first, deadline).await? {
+            Watched::Reply(answer) => {
+                self.sessions[session].in_flight = None;
+                return step_result(answer);
             }
-        }
+            Watched::TimedOut => return Ok(Settled::TimedOut),
+            Watched::Waits(blocker_pids) => blocker_pids,
+        };
+        let mut blocked_by: Vec<usize> = blocker_pids
+            .iter()
+            .filter_map(|p| self.pids.iter().position(|x| x == p))
+            .collect();
+        blocked_by.sort_unstable();
+        blocked_by.dedup();
+        Ok(Settled::Waiting(blocked_by))
     }
 
     pub async fn wait_any(

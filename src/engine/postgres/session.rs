@@ -43,6 +43,7 @@ pub(super) async fn connect_sessions(
                     client: Arc::new(client),
                     pid,
                     in_flight: None,
+                    may_wait: true,
                 })
             }
         });
