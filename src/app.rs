@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 
 use crate::engine::{ConnectOptions, Engine, EngineError};
-use crate::explore::{Explored, Orders, Outcome as ExploreOutcome};
+use crate::explore::{Exploration, Explored, Orders, Outcome as ExploreOutcome};
 use crate::level::Level;
 use crate::outcome::judge;
 use crate::report::Report;
@@ -84,17 +84,13 @@ pub struct ExploreRequest {
     pub orders: Orders,
     pub connect: ConnectOptions,
     pub step_timeout: std::time::Duration,
-}
-
-/// What `explore` found at one level.
-#[derive(Debug, Clone)]
-pub struct Exploration {
-    pub level: Level,
-    pub explored: Vec<Explored>,
+    /// Keep each order's outcome ([`Exploration::lines`]), which JSON lists.
+    pub keep_lines: bool,
 }
 
 /// Runs the request's orders at each level, on connections kept open across orders; the data
-/// is put back between orders without DDL.
+/// is put back between orders without DDL. Each order's report is folded into its level's
+/// [`Exploration`] as it ends, and dropped unless it is the one to show.
 pub async fn explore(
     request: &ExploreRequest,
     notice: &mut dyn FnMut(&str),
@@ -120,8 +116,8 @@ async fn explore_all(
     for &level in &request.levels {
         let mut run = engine.prepare(scenario, level).await?;
         run.save_initial_state().await?;
-        let mut explored = Vec::new();
-        for order in &request.orders.orders {
+        let mut exploration = Exploration::new(level, request.keep_lines);
+        for (index, order) in request.orders.orders.iter().enumerate() {
             let timeline = replay(&mut run, scenario, order, options, None).await?;
             run.reset().await?;
             let report = report(engine, scenario, level, order, timeline);
@@ -131,10 +127,10 @@ async fn explore_all(
                 report,
             };
             progress(&result);
-            explored.push(result);
+            exploration.add(index, result, scenario);
         }
         run.finish().await?;
-        explorations.push(Exploration { level, explored });
+        explorations.push(exploration);
     }
     Ok(explorations)
 }

@@ -1,8 +1,10 @@
 //! `anomalies explore`: every order of a scenario's steps that keeps each session's own order,
 //! and how each one ends. Enumeration and classification are pure; the app runs the orders.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
+use crate::engine::EngineInfo;
+use crate::level::Level;
 use crate::outcome::Finding;
 use crate::report::Report;
 use crate::scenario::expected::{Expected, Mechanism};
@@ -28,6 +30,102 @@ pub struct Explored {
     pub order: Interleaving,
     pub outcome: Outcome,
     pub report: Report,
+}
+
+/// What `explore` keeps of one level, order by order as they end: the counts, the anomalous
+/// order to show, and, when asked (for JSON), each order's outcome in a few bytes. Never every
+/// report: a level of 34,650 orders keeps one.
+#[derive(Debug, Clone)]
+pub struct Exploration {
+    pub level: Level,
+    pub counts: Counts,
+    /// The level as the first order's report words it (`read uncommitted → serializable`), and
+    /// the engine it names; `None` until an order ends.
+    pub first: Option<(String, Level, EngineInfo)>,
+    /// The order [`Exploration::add`] would show first, with its report.
+    pub shortest: Option<Explored>,
+    /// Whether some order's run was broken (its verdict is an error).
+    pub any_error: bool,
+    /// Each order's line, in order, when kept.
+    pub lines: Option<Vec<Line>>,
+    summaries: Vec<String>,
+    summary_ids: HashMap<String, u32>,
+}
+
+/// One order's outcome, as JSON lists it.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// Its place in [`Orders::orders`].
+    pub order: u32,
+    pub outcome: Outcome,
+    /// The verdict's summary ([`Exploration::summary`]), when the order could happen.
+    summary: Option<u32>,
+}
+
+impl Exploration {
+    pub fn new(level: Level, keep_lines: bool) -> Exploration {
+        Exploration {
+            level,
+            counts: Counts::default(),
+            first: None,
+            shortest: None,
+            any_error: false,
+            lines: keep_lines.then(Vec::new),
+            summaries: Vec::new(),
+            summary_ids: HashMap::new(),
+        }
+    }
+
+    /// Counts the order at `index` of the orders and keeps what the output needs of it.
+    pub fn add(&mut self, index: usize, explored: Explored, scenario: &Scenario) {
+        let report = &explored.report;
+        self.counts.add(&explored.outcome);
+        self.any_error |= report.verdict.is_error();
+        if self.first.is_none() {
+            self.first = Some((report.level_text(), report.effective, report.engine.clone()));
+        }
+        if let Some(lines) = &mut self.lines {
+            let summary = report.timeline.impossible.is_none().then(|| {
+                let text = report.verdict.summary(scenario);
+                let next = self.summaries.len() as u32;
+                *self.summary_ids.entry(text.clone()).or_insert_with(|| {
+                    self.summaries.push(text);
+                    next
+                })
+            });
+            lines.push(Line {
+                order: index as u32,
+                outcome: explored.outcome.clone(),
+                summary,
+            });
+        }
+        if explored.outcome == Outcome::Anomaly {
+            let better = match &self.shortest {
+                None => true,
+                Some(best) => shortness(&explored) < shortness(best),
+            };
+            if better {
+                self.shortest = Some(explored);
+            }
+        }
+    }
+
+    /// A line's verdict summary: `anomaly — both committed, yet…`.
+    pub fn summary(&self, line: &Line) -> Option<&str> {
+        line.summary.map(|id| self.summaries[id as usize].as_str())
+    }
+}
+
+/// The anomalous order a student should look at first has the fewest switches between
+/// sessions, then the fewest events (no waits), then comes first in order.
+fn shortness(explored: &Explored) -> (usize, usize) {
+    let switches = explored
+        .order
+        .steps
+        .windows(2)
+        .filter(|pair| pair[0].session != pair[1].session)
+        .count();
+    (switches, explored.report.timeline.events.len())
 }
 
 /// How many orders ended each way.
@@ -74,14 +172,6 @@ impl Counts {
             Outcome::Impossible { .. } => self.impossible += 1,
             Outcome::Error => self.error += 1,
         }
-    }
-
-    pub fn of(explored: &[Explored]) -> Counts {
-        let mut counts = Counts::default();
-        for e in explored {
-            counts.add(&e.outcome);
-        }
-        counts
     }
 }
 
@@ -216,23 +306,6 @@ fn interleaving(scenario: &Scenario, sequence: &[usize]) -> Interleaving {
         .collect::<Vec<_>>()
         .join(" ");
     Interleaving { name, steps }
-}
-
-/// The anomalous order a student should look at first: the fewest switches between sessions,
-/// then the fewest events (no waits), then the first in order.
-pub fn shortest_anomaly(explored: &[Explored]) -> Option<&Explored> {
-    explored
-        .iter()
-        .filter(|e| e.outcome == Outcome::Anomaly)
-        .min_by_key(|e| {
-            let switches = e
-                .order
-                .steps
-                .windows(2)
-                .filter(|pair| pair[0].session != pair[1].session)
-                .count();
-            (switches, e.report.timeline.events.len())
-        })
 }
 
 #[cfg(test)]

@@ -263,6 +263,7 @@ fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
         orders,
         connect: connect_options(&args.connection, engine_choice(args.engine)),
         step_timeout: args.connection.step_timeout,
+        keep_lines: matches!(args.format, Format::Json),
     };
     let bar = progress_bar((request.orders.orders.len() * request.levels.len()) as u64);
     let explorations = runtime()?.block_on(app::explore(
@@ -284,12 +285,10 @@ fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
         Format::Json => render::explore::json(&request.scenario, &request.orders, &explorations),
     };
     print(&text)?;
-    Ok(exit_code(
-        explorations
-            .iter()
-            .flat_map(|e| &e.explored)
-            .map(|e| &e.report),
-    ))
+    Ok(match explorations.iter().any(|e| e.any_error) {
+        true => exit::ERROR,
+        false => exit::OK,
+    })
 }
 
 /// Runs the selected scenarios (each followed by its fixes' variants when `fixes`) on each

@@ -5,8 +5,7 @@ use serde_json::{json as value, Value};
 
 use super::table::Paint;
 use super::Style;
-use crate::app::Exploration;
-use crate::explore::{shortest_anomaly, Counts, Orders};
+use crate::explore::{Counts, Exploration, Orders};
 use crate::scenario::Scenario;
 
 /// The summary table, then for each level with an anomaly its shortest anomalous order.
@@ -17,10 +16,9 @@ pub fn table(
     style: Style,
 ) -> String {
     let paint = Paint(style.color);
-    let Some(first) = explorations.first().and_then(|e| e.explored.first()) else {
+    let Some((_, _, engine)) = explorations.first().and_then(|e| e.first.as_ref()) else {
         return "nothing was explored\n".to_string();
     };
-    let engine = &first.report.engine;
     let mut out = format!(
         "{} — {} ({})\nengine    {} {}\norders    {}\n\n",
         paint.bold(&scenario.label()),
@@ -31,10 +29,7 @@ pub fn table(
         orders_line(orders)
     );
     // Constraint, retry, guard and error columns only when some order ended that way.
-    let all: Vec<Counts> = explorations
-        .iter()
-        .map(|e| Counts::of(&e.explored))
-        .collect();
+    let all: Vec<Counts> = explorations.iter().map(|e| e.counts).collect();
     let retry = all.iter().any(|c| c.retry > 0);
     let guard = all.iter().any(|c| c.guard > 0);
     let constraint = all.iter().any(|c| c.constraint > 0);
@@ -61,9 +56,9 @@ pub fn table(
         .set_header(header.into_iter().map(Cell::new));
     for (exploration, counts) in explorations.iter().zip(all) {
         let level = exploration
-            .explored
-            .first()
-            .map(|e| e.report.level_text())
+            .first
+            .as_ref()
+            .map(|(text, _, _)| text.clone())
             .unwrap_or_else(|| exploration.level.to_string());
         let number = |n: usize| Cell::new(n).set_alignment(CellAlignment::Right);
         let mut row = vec![
@@ -96,7 +91,7 @@ pub fn table(
     out.push_str(&table.to_string());
     out.push('\n');
     for exploration in explorations {
-        if let Some(shortest) = shortest_anomaly(&exploration.explored) {
+        if let Some(shortest) = &exploration.shortest {
             out.push_str(&format!(
                 "\nshortest anomalous order at {}:\n\n",
                 shortest.report.level_text()
@@ -123,44 +118,54 @@ fn orders_line(orders: &Orders) -> String {
     }
 }
 
-/// Every order with its outcome, per level.
+/// Every order with its outcome, per level. Written piece by piece, each order on a line of
+/// its own, so that a long exploration's JSON costs its own size and no tree of values.
 pub fn json(scenario: &Scenario, orders: &Orders, explorations: &[Exploration]) -> String {
-    let levels: Vec<Value> = explorations
-        .iter()
-        .map(|exploration| {
-            let first = exploration.explored.first().map(|e| &e.report);
-            value!({
-                "level": {
-                    "requested": exploration.level,
-                    "effective": first.map(|r| r.effective),
-                },
-                "counts": Counts::of(&exploration.explored),
-                "orders": exploration.explored.iter().map(|e| {
-                    let mut order = value!({
-                        "order": e.order.steps.iter().map(|id| scenario.step_name(*id))
-                            .collect::<Vec<_>>(),
-                        "outcome": e.outcome.describe(scenario),
-                    });
-                    if e.report.timeline.impossible.is_none() {
-                        order["summary"] = e.report.verdict.summary(scenario).into();
-                    }
-                    order
-                }).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let to_json = |value: &Value| serde_json::to_string(value).unwrap_or_default();
     let engine = explorations
         .first()
-        .and_then(|e| e.explored.first())
-        .map(|e| serde_json::to_value(&e.report.engine).unwrap_or(Value::Null));
-    let mut text = serde_json::to_string_pretty(&value!({
+        .and_then(|e| e.first.as_ref())
+        .map(|(_, _, engine)| serde_json::to_value(engine).unwrap_or(Value::Null));
+    let head = value!({
         "scenario": scenario.id,
         "fix": scenario.fix_id(),
         "engine": engine,
         "orders": { "total": orders.total.to_string(), "run": orders.orders.len(), "sampled": orders.sampled },
-        "levels": levels,
-    }))
-    .unwrap_or_default();
-    text.push('\n');
+    });
+    let mut text = to_json(&head);
+    text.pop();
+    text.push_str(",\n\"levels\": [");
+    for (i, exploration) in explorations.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        let level = value!({
+            "requested": exploration.level,
+            "effective": exploration.first.as_ref().map(|(_, effective, _)| effective),
+        });
+        text.push_str(&format!(
+            "\n{{\"level\": {}, \"counts\": {}, \"orders\": [",
+            to_json(&level),
+            to_json(&value!(exploration.counts))
+        ));
+        for (j, line) in exploration.lines.iter().flatten().enumerate() {
+            let steps: Vec<String> = orders.orders[line.order as usize]
+                .steps
+                .iter()
+                .map(|id| scenario.step_name(*id))
+                .collect();
+            let mut order = value!({
+                "order": steps,
+                "outcome": line.outcome.describe(scenario),
+            });
+            if let Some(summary) = exploration.summary(line) {
+                order["summary"] = summary.into();
+            }
+            text.push_str(if j == 0 { "\n" } else { ",\n" });
+            text.push_str(&to_json(&order));
+        }
+        text.push_str("]}");
+    }
+    text.push_str("\n]}\n");
     text
 }
