@@ -4,7 +4,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use crate::engine::{ConnectOptions, Engine, EngineError};
+use crate::engine::{ConnectOptions, Engine, EngineError, Run};
 use crate::explore::{Exploration, Explored, Orders, Outcome as ExploreOutcome};
 use crate::level::Level;
 use crate::outcome::judge;
@@ -266,8 +266,22 @@ async fn run_all(
             continue;
         }
         let scenario = &scenario.for_engine(kind);
-        for &level in &request.levels {
-            let mut run = engine.prepare(scenario, level).await?;
+        // One run serves every level where the engine can reset it to as good as new.
+        let mut kept: Option<Run> = None;
+        for (i, &level) in request.levels.iter().enumerate() {
+            let mut run = match kept.take() {
+                Some(mut run) => match run.relevel(engine, scenario, level).await? {
+                    true => run,
+                    false => {
+                        run.finish().await?;
+                        engine.prepare(scenario, level).await?
+                    }
+                },
+                None => engine.prepare(scenario, level).await?,
+            };
+            if i == 0 && request.levels.len() > 1 {
+                run.save_initial_state().await?;
+            }
             let timeline = replay(
                 &mut run,
                 scenario,
@@ -276,13 +290,17 @@ async fn run_all(
                 pause.as_mut().map(|p| &mut **p as Pause<'_>),
             )
             .await?;
-            run.finish().await?;
             if timeline.stopped {
+                run.finish().await?;
                 return Err(AppError::Quit);
             }
+            kept = Some(run);
             let report = report(engine, scenario, level, interleaving, timeline);
             progress(&report);
             runs.reports.push(report);
+        }
+        if let Some(run) = kept {
+            run.finish().await?;
         }
     }
     Ok(runs)

@@ -146,6 +146,14 @@ pub(crate) trait BackendRun {
     async fn rollback(&mut self, session: usize) -> Result<(), EngineError>;
     async fn save_initial_state(&mut self) -> Result<(), EngineError>;
     async fn reset(&mut self) -> Result<(), EngineError>;
+
+    /// Resets the data ([`BackendRun::reset`]) and every session's connection to what a fresh
+    /// one at `levels` would be, and says so; `false`, having done nothing, where the engine
+    /// cannot promise that (then the caller prepares a new run).
+    async fn relevel(&mut self, _levels: &[SessionLevel]) -> Result<bool, EngineError> {
+        Ok(false)
+    }
+
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError>;
     async fn finish(self: Box<Self>) -> Result<(), EngineError>;
 
@@ -375,6 +383,27 @@ impl Run {
             redis.reset().await?;
         }
         self.db.reset().await
+    }
+
+    /// Makes the run ready to replay at another level: the data as the setup left it, and each
+    /// session's connection reset (its settings, locks and temporary objects gone) and set at
+    /// its level in a run at `level`. `false`, having changed nothing, where the engine cannot
+    /// promise a run like a fresh one: then the caller prepares a new run. Needs
+    /// [`Run::save_initial_state`].
+    pub async fn relevel(
+        &mut self,
+        engine: &Engine,
+        scenario: &Scenario,
+        level: Level,
+    ) -> Result<bool, EngineError> {
+        let levels = engine.session_levels(scenario, level);
+        if !self.db.relevel(&levels).await? {
+            return Ok(false);
+        }
+        if let Some(redis) = &mut self.redis {
+            redis.reset().await?;
+        }
+        Ok(true)
     }
 
     /// Runs the scenario's final check query on the end state, from outside the sessions.

@@ -121,6 +121,10 @@ impl BackendRun for PgRun {
         PgRun::finish(*self).await
     }
 
+    async fn relevel(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
+        PgRun::relevel(self, levels).await
+    }
+
     fn questions(&self) -> u64 {
         self.ticker.asked()
     }

@@ -24,8 +24,8 @@ mod waits;
 
 use cleanup::{claim_schema, clean_up_live, clear_cluster, drop_schema, end_backends, lock, own};
 use cleanup::{sweep_stale, Live, LiveRun, CLOSE_TIMEOUT, SCHEMA_COMMENT};
+use connect::{characteristics_sql, out_of_connections, pg_error};
 use connect::{config_and_tls, connect, connect_bound, describe, no_answer};
-use connect::{out_of_connections, pg_error};
 use reply::step_result;
 use role::{confinement, drop_role, Confinement, RunRole, CONFINED};
 use session::{connect_data, connect_sessions, set_up};
@@ -62,6 +62,8 @@ pub struct PgRun {
     schema: String,
     /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
     restore: Option<String>,
+    /// Whether the restore gives back exactly what the setup made ([`PgRun::relevel`]).
+    restores_all: bool,
     live: Live,
     control: Arc<Client>,
     /// Where the setup, the final query and the data's save and reset run: the run's role's
@@ -252,6 +254,7 @@ impl PgEngine {
         Ok(PgRun {
             schema,
             restore: None,
+            restores_all: false,
             live: self.live.clone(),
             control,
             data,
@@ -398,7 +401,53 @@ impl PgRun {
             .await
             .map_err(pg_error)?;
         self.restore = Some(format!("{path}{restore}"));
+        // DELETE and INSERT give back the rows, but not a sequence's position, a materialized
+        // view's rows, what a trigger or a rule does on the way, nor rows a policy hides.
+        self.restores_all = self
+            .data
+            .query_one(
+                "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND (c.relkind IN ('S', 'm') OR c.relrowsecurity \
+                 OR EXISTS (SELECT FROM pg_catalog.pg_trigger t \
+                            WHERE t.tgrelid = c.oid AND NOT t.tgisinternal) \
+                 OR EXISTS (SELECT FROM pg_catalog.pg_rewrite r \
+                            WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN')))",
+                &[&self.schema],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
         Ok(())
+    }
+
+    /// Puts the data back and gives every session a connection as good as new at `levels`:
+    /// `DISCARD ALL` ends what a session left (its settings, advisory locks, prepared
+    /// statements, temporary tables), then the search path and the level are set as at
+    /// connect. Only where the restore gives back everything the setup made.
+    pub async fn relevel(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
+        if self.restore.is_none() || !self.restores_all {
+            return Ok(false);
+        }
+        self.reset().await?;
+        let resets = self.sessions.iter().zip(levels).map(|(session, level)| {
+            // DISCARD ALL cannot share a query string (an implicit transaction) with the rest;
+            // the two go out pipelined, in order.
+            let set = format!(
+                "SET search_path TO {}; {}",
+                self.schema,
+                characteristics_sql(level)
+            );
+            let client = session.client.clone();
+            async move {
+                let discard = client.batch_execute("DISCARD ALL");
+                tokio::try_join!(discard, client.batch_execute(&set)).map(|_| ())
+            }
+        });
+        for result in futures_util::future::join_all(resets).await {
+            result.map_err(pg_error)?;
+        }
+        Ok(true)
     }
 
     pub async fn reset(&mut self) -> Result<(), EngineError> {
