@@ -1,6 +1,8 @@
 //! Runs a scenario end to end: connect, run each level, judge, and always clean up.
 
+use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 
@@ -86,6 +88,8 @@ pub struct ExploreRequest {
     pub step_timeout: std::time::Duration,
     /// Keep each order's outcome ([`Exploration::lines`]), which JSON lists.
     pub keep_lines: bool,
+    /// How many runs (connection sets, each with its own schema or file) share the orders.
+    pub jobs: usize,
 }
 
 /// Runs the request's orders at each level, on connections kept open across orders; the data
@@ -98,42 +102,101 @@ pub async fn explore(
 ) -> Result<Vec<Exploration>, AppError> {
     let mut engine = connect(&request.connect, notice).await?;
     warn_of_privileges(&engine, std::slice::from_ref(&request.scenario), notice);
-    let outcome = guarded(explore_all(&mut engine, request, progress)).await;
+    let outcome = guarded(explore_all(&mut engine, request, notice, progress)).await;
     conclude(outcome, engine.close().await)
 }
 
 async fn explore_all(
     engine: &mut Engine,
     request: &ExploreRequest,
+    notice: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&Explored),
 ) -> Result<Vec<Exploration>, AppError> {
+    let total = request.orders.orders.len() * request.levels.len();
+    let started = std::time::Instant::now();
+    let mut done = 0;
+    let mut progress = |explored: &Explored| {
+        progress(explored);
+        done += 1;
+        if done == LONG_EXPLORE_AFTER {
+            let each = started.elapsed() / done as u32;
+            let all = each * total as u32;
+            if all > LONG_EXPLORE {
+                notice(&format!(
+                    "notice: {total} orders at about {:.1} ms each will take about {}; \
+                     --limit N runs a sample",
+                    each.as_secs_f64() * 1e3,
+                    humantime::format_duration(Duration::from_secs(all.as_secs()))
+                ));
+            }
+        }
+    };
     let scenario = &request.scenario.for_engine(engine.info().name);
     let options = RunOptions {
         step_timeout: request.step_timeout,
         stop_when_impossible: true,
     };
+    let jobs = request.jobs.clamp(1, request.orders.orders.len().max(1));
+    let progress = RefCell::new(&mut progress);
     let mut explorations = Vec::new();
     for &level in &request.levels {
-        let mut run = engine.prepare(scenario, level).await?;
-        run.save_initial_state().await?;
-        let mut exploration = Exploration::new(level, request.keep_lines);
-        for (index, order) in request.orders.orders.iter().enumerate() {
-            let timeline = replay(&mut run, scenario, order, options, None).await?;
-            run.reset().await?;
-            let report = report(engine, scenario, level, order, timeline);
-            let result = Explored {
-                order: order.clone(),
-                outcome: ExploreOutcome::of(&report),
-                report,
-            };
-            progress(&result);
-            exploration.add(index, result, scenario);
+        let mut runs = Vec::new();
+        for _ in 0..jobs {
+            let mut run = engine.prepare(scenario, level).await?;
+            run.save_initial_state().await?;
+            runs.push(run);
         }
-        run.finish().await?;
+        let exploration = RefCell::new(Exploration::new(level, request.keep_lines));
+        // The orders go to whichever run is free next, all on this thread: a run waits for
+        // its database while the others work.
+        let next = Cell::new(0);
+        let engine: &Engine = engine;
+        let workers = runs.iter_mut().map(|run| {
+            let (next, exploration, progress) = (&next, &exploration, &progress);
+            async move {
+                while let Some(order) = request.orders.orders.get(next.get()) {
+                    let index = next.replace(next.get() + 1);
+                    let explored =
+                        explore_one(run, engine, scenario, level, order, options).await?;
+                    (progress.borrow_mut())(&explored);
+                    exploration.borrow_mut().add(index, explored, scenario);
+                }
+                Ok::<_, AppError>(())
+            }
+        });
+        futures_util::future::try_join_all(workers).await?;
+        for run in runs {
+            run.finish().await?;
+        }
+        let mut exploration = exploration.into_inner();
+        exploration.finish();
         explorations.push(exploration);
     }
     Ok(explorations)
 }
+
+/// One order on a run that is then put back as the setup left it.
+async fn explore_one(
+    run: &mut Run,
+    engine: &Engine,
+    scenario: &Scenario,
+    level: Level,
+    order: &Interleaving,
+    options: RunOptions,
+) -> Result<Explored, AppError> {
+    let timeline = replay(run, scenario, order, options, None).await?;
+    run.reset().await?;
+    let report = report(engine, scenario, level, order, timeline);
+    Ok(Explored {
+        order: order.clone(),
+        outcome: ExploreOutcome::of(&report),
+        report,
+    })
+}
+
+/// After this many orders, an explore that will run for longer than [`LONG_EXPLORE`] says so.
+const LONG_EXPLORE_AFTER: usize = 200;
+const LONG_EXPLORE: Duration = Duration::from_secs(60);
 
 /// `anomalies bench`: the grid on one engine; `progress` hears of each cell as it ends. Cleaned
 /// up as [`run`] is, whatever happens.

@@ -73,6 +73,11 @@ pub struct ExploreArgs {
     #[arg(long)]
     pub limit: Option<usize>,
 
+    /// Share the orders among this many runs at once, each with its own connections and its
+    /// own schema (or database, or file) [default: the number of cores]
+    #[arg(long, short, value_name = "W", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
     #[command(flatten)]
     pub connection: ConnectionArgs,
 

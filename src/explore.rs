@@ -42,8 +42,9 @@ pub struct Exploration {
     /// The level as the first order's report words it (`read uncommitted → serializable`), and
     /// the engine it names; `None` until an order ends.
     pub first: Option<(String, Level, EngineInfo)>,
-    /// The order [`Exploration::add`] would show first, with its report.
+    /// The order [`Exploration::add`] would show first, with its report and its place.
     pub shortest: Option<Explored>,
+    shortest_key: (usize, usize, usize),
     /// Whether some order's run was broken (its verdict is an error).
     pub any_error: bool,
     /// Each order's line, in order, when kept.
@@ -69,6 +70,7 @@ impl Exploration {
             counts: Counts::default(),
             first: None,
             shortest: None,
+            shortest_key: (usize::MAX, usize::MAX, usize::MAX),
             any_error: false,
             lines: keep_lines.then(Vec::new),
             summaries: Vec::new(),
@@ -100,13 +102,20 @@ impl Exploration {
             });
         }
         if explored.outcome == Outcome::Anomaly {
-            let better = match &self.shortest {
-                None => true,
-                Some(best) => shortness(&explored) < shortness(best),
-            };
-            if better {
+            let (switches, events) = shortness(&explored);
+            let key = (switches, events, index);
+            if key < self.shortest_key {
+                self.shortest_key = key;
                 self.shortest = Some(explored);
             }
+        }
+    }
+
+    /// Once every order is in: the lines in the orders' order, however the runs that shared
+    /// them finished.
+    pub fn finish(&mut self) {
+        if let Some(lines) = &mut self.lines {
+            lines.sort_unstable_by_key(|line| line.order);
         }
     }
 
@@ -117,7 +126,8 @@ impl Exploration {
 }
 
 /// The anomalous order a student should look at first has the fewest switches between
-/// sessions, then the fewest events (no waits), then comes first in order.
+/// sessions, then the fewest events (no waits), then comes first in order (the key's third
+/// part, [`Exploration::add`]'s index).
 fn shortness(explored: &Explored) -> (usize, usize) {
     let switches = explored
         .order
@@ -205,6 +215,16 @@ impl Outcome {
         }
     }
 }
+
+/// How many runs share the orders: as many as asked, else one per core, fewer where their
+/// connections (one per session, two of the tool's) would pass [`MAX_CONNECTIONS`].
+pub fn jobs(asked: Option<usize>, cores: usize, scenario: &Scenario) -> usize {
+    let per_run = scenario.sessions.len() + 2;
+    asked.unwrap_or_else(|| cores.min(MAX_CONNECTIONS / per_run).max(1))
+}
+
+/// The most connections the runs of an explore open by default.
+pub const MAX_CONNECTIONS: usize = 100;
 
 /// How many orders keep each session's steps in order: the multinomial coefficient.
 pub fn count(lengths: &[usize]) -> u128 {

@@ -257,6 +257,8 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
 fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
     let scenario = with_fix(Scenario::load(&args.scenario)?, args.fix.as_deref())?;
     let orders = anomalies::explore::orders(&scenario, args.limit).map_err(anyhow::Error::msg)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = anomalies::explore::jobs(args.jobs.map(usize::from), cores, &scenario);
     let request = ExploreRequest {
         scenario,
         levels: levels(args.level),
@@ -264,8 +266,13 @@ fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
         connect: connect_options(&args.connection, engine_choice(args.engine)),
         step_timeout: args.connection.step_timeout,
         keep_lines: matches!(args.format, Format::Json),
+        jobs,
     };
     let bar = progress_bar((request.orders.orders.len() * request.levels.len()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} (about {eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let explorations = runtime()?.block_on(app::explore(
         &request,
         &mut |notice| bar.suspend(|| eprintln!("{notice}")),
