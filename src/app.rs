@@ -90,6 +90,9 @@ pub struct ExploreRequest {
     pub keep_lines: bool,
     /// How many runs (connection sets, each with its own schema or file) share the orders.
     pub jobs: usize,
+    /// How many times each order runs; an order that does not end the same way each time is
+    /// racy ([`ExploreOutcome::Racy`]).
+    pub repeat: usize,
 }
 
 /// Runs the request's orders at each level, on connections kept open across orders; the data
@@ -157,7 +160,8 @@ async fn explore_all(
                 while let Some(order) = request.orders.orders.get(next.get()) {
                     let index = next.replace(next.get() + 1);
                     let explored =
-                        explore_one(run, engine, scenario, level, order, options).await?;
+                        explore_one(run, engine, scenario, level, order, options, request.repeat)
+                            .await?;
                     (progress.borrow_mut())(&explored);
                     exploration.borrow_mut().add(index, explored, scenario);
                 }
@@ -175,7 +179,8 @@ async fn explore_all(
     Ok(explorations)
 }
 
-/// One order on a run that is then put back as the setup left it.
+/// One order, `repeat` times, on a run that is put back as the setup left it after each: the
+/// first run's report, with the outcome all the runs had (or that they were racy).
 async fn explore_one(
     run: &mut Run,
     engine: &Engine,
@@ -183,14 +188,21 @@ async fn explore_one(
     level: Level,
     order: &Interleaving,
     options: RunOptions,
+    repeat: usize,
 ) -> Result<Explored, AppError> {
-    let timeline = replay(run, scenario, order, options, None).await?;
-    run.reset().await?;
-    let report = report(engine, scenario, level, order, timeline);
+    let mut first = None;
+    let mut outcomes = Vec::new();
+    for _ in 0..repeat.max(1) {
+        let timeline = replay(run, scenario, order, options, None).await?;
+        run.reset().await?;
+        let report = report(engine, scenario, level, order, timeline);
+        outcomes.push(ExploreOutcome::of(&report));
+        first.get_or_insert(report);
+    }
     Ok(Explored {
         order: order.clone(),
-        outcome: ExploreOutcome::of(&report),
-        report,
+        outcome: ExploreOutcome::of_runs(outcomes),
+        report: first.expect("at least one run"),
     })
 }
 

@@ -78,6 +78,11 @@ pub struct ExploreArgs {
     #[arg(long, short, value_name = "W", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
 
+    /// Run each order this many times, and name the orders that did not end the same way each
+    /// time as racy
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub repeat: u16,
+
     #[command(flatten)]
     pub connection: ConnectionArgs,
 

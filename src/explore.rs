@@ -22,6 +22,10 @@ pub enum Outcome {
         step: StepId,
         waiting_for: Vec<usize>,
     },
+    /// Run again (`--repeat`), the order did not end the same way every time: each outcome,
+    /// and how many of the runs ended so, in the order first seen. Two sessions waiting for one
+    /// row is such a race: which one the server lets go first after a commit is its choice.
+    Racy(Vec<(Outcome, usize)>),
 }
 
 /// One order and what it showed.
@@ -87,7 +91,8 @@ impl Exploration {
             self.first = Some((report.level_text(), report.effective, report.engine.clone()));
         }
         if let Some(lines) = &mut self.lines {
-            let summary = report.timeline.impossible.is_none().then(|| {
+            let one_way = !matches!(explored.outcome, Outcome::Racy(_));
+            let summary = (report.timeline.impossible.is_none() && one_way).then(|| {
                 let text = report.verdict.summary(scenario);
                 let next = self.summaries.len() as u32;
                 *self.summary_ids.entry(text.clone()).or_insert_with(|| {
@@ -151,6 +156,8 @@ pub struct Counts {
     pub impossible: usize,
     /// Orders whose run was broken (a step failed for a reason of the scenario's own).
     pub error: usize,
+    /// Orders that did not end the same way each time they ran (`--repeat`).
+    pub racy: usize,
 }
 
 /// Which orders to run: all of them, or a sample when there are more than `limit`.
@@ -181,6 +188,7 @@ impl Counts {
             Outcome::Prevented(Mechanism::Guard) => self.guard += 1,
             Outcome::Impossible { .. } => self.impossible += 1,
             Outcome::Error => self.error += 1,
+            Outcome::Racy(_) => self.racy += 1,
         }
     }
 }
@@ -201,9 +209,35 @@ impl Outcome {
         }
     }
 
-    /// `anomaly`, `prevented by abort`, `impossible (Alice is waiting for John)`
+    /// The outcome of runs of one order: the one they all had, or [`Outcome::Racy`].
+    pub fn of_runs(outcomes: Vec<Outcome>) -> Outcome {
+        let mut seen: Vec<(Outcome, usize)> = Vec::new();
+        for outcome in outcomes {
+            match seen.iter_mut().find(|(o, _)| *o == outcome) {
+                Some((_, n)) => *n += 1,
+                None => seen.push((outcome, 1)),
+            }
+        }
+        match seen.len() {
+            1 => seen.remove(0).0,
+            _ => Outcome::Racy(seen),
+        }
+    }
+
+    /// `anomaly`, `prevented by abort`, `impossible (Alice is waiting for John)`, `racy
+    /// (anomaly 2 times, impossible (Maria is waiting for Alice) once)`
     pub fn describe(&self, scenario: &Scenario) -> String {
         match self {
+            Outcome::Racy(seen) => {
+                let each: Vec<String> = seen
+                    .iter()
+                    .map(|(outcome, n)| match n {
+                        1 => format!("{} once", outcome.describe(scenario)),
+                        n => format!("{} {n} times", outcome.describe(scenario)),
+                    })
+                    .collect();
+                format!("racy ({})", each.join(", "))
+            }
             Outcome::Anomaly => "anomaly".to_string(),
             Outcome::Prevented(m) => Expected::Prevented(*m).to_string(),
             Outcome::Error => "error".to_string(),
@@ -331,6 +365,32 @@ fn interleaving(scenario: &Scenario, sequence: &[usize]) -> Interleaving {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_of_an_order_that_ended_differently_are_racy() {
+        let scenario = Scenario::load("job-queue").unwrap();
+        let waiting = Outcome::Impossible {
+            step: StepId {
+                session: 2,
+                step: 2,
+            },
+            waiting_for: vec![0],
+        };
+        let same = Outcome::of_runs(vec![Outcome::Anomaly, Outcome::Anomaly]);
+        assert_eq!(same, Outcome::Anomaly);
+        let racy = Outcome::of_runs(vec![Outcome::Anomaly, waiting.clone(), Outcome::Anomaly]);
+        assert_eq!(
+            racy,
+            Outcome::Racy(vec![(Outcome::Anomaly, 2), (waiting, 1)])
+        );
+        assert_eq!(
+            racy.describe(&scenario),
+            "racy (anomaly 2 times, impossible (Maria is waiting for Alice) once)"
+        );
+        let mut counts = Counts::default();
+        counts.add(&racy);
+        assert_eq!((counts.racy, counts.anomaly), (1, 0));
+    }
 
     #[test]
     fn counts_are_multinomial() {

@@ -267,6 +267,7 @@ fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
         step_timeout: args.connection.step_timeout,
         keep_lines: matches!(args.format, Format::Json),
         jobs,
+        repeat: usize::from(args.repeat),
     };
     let bar = progress_bar((request.orders.orders.len() * request.levels.len()) as u64);
     bar.set_style(

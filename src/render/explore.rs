@@ -34,6 +34,7 @@ pub fn table(
     let guard = all.iter().any(|c| c.guard > 0);
     let constraint = all.iter().any(|c| c.constraint > 0);
     let error = all.iter().any(|c| c.error > 0);
+    let racy = all.iter().any(|c| c.racy > 0);
     let mut header = vec!["level", "anomaly", "blocking", "abort", "consistent read"];
     if constraint {
         header.push("constraint");
@@ -47,6 +48,9 @@ pub fn table(
     header.push("impossible");
     if error {
         header.push("error");
+    }
+    if racy {
+        header.push("racy");
     }
     let mut table = Table::new();
     table
@@ -85,6 +89,9 @@ pub fn table(
         row.push(number(counts.impossible));
         if error {
             row.push(number(counts.error));
+        }
+        if racy {
+            row.push(number(counts.racy));
         }
         table.add_row(row);
     }
