@@ -31,7 +31,7 @@ use tokio_postgres::config::Host;
 
 const ROUNDS: usize = 7;
 /// Transactions pgbench runs for the floor, each round.
-const FLOOR_TRANSACTIONS: &str = "5000";
+const FLOOR_TRANSACTIONS: &str = "2000";
 
 const RUN_OPTIONS: RunOptions = RunOptions {
     step_timeout: Duration::from_secs(10),
@@ -40,6 +40,8 @@ const RUN_OPTIONS: RunOptions = RunOptions {
 
 struct Round {
     explore: f64,
+    /// pgbench running the first order's statements, the reset and the final query.
+    same_work: f64,
     /// Questions (wait probes) asked per order.
     questions: f64,
     tester: f64,
@@ -72,6 +74,7 @@ fn main() {
             runtime.block_on(possible_orders(&mut run, &scenario));
         let spec = spec(&scenario, level, &possible);
         let first = spec_first_only(&spec);
+        let same = same_work(&scenario, level, &possible[0], &conninfo, &bindir);
         let n = possible.len() as f64;
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
@@ -81,14 +84,22 @@ fn main() {
             let questions = (run.questions() - asked) as f64 / n;
             let all = run_tester(&tester, &conninfo, &spec).as_secs_f64();
             let one = run_tester(&tester, &conninfo, &first).as_secs_f64();
-            let latency = pgbench_latency(&pgbench, &conninfo, select1.path());
+            let latency = pgbench_latency(&pgbench, &conninfo, select1.path(), &[]);
+            let same_work =
+                pgbench_latency(&pgbench, &conninfo, same.script.path(), &same.environment);
             rounds.push(Round {
                 explore,
+                same_work,
                 questions,
                 tester: (all - one) / (n - 1.0),
                 floor: round_trips * latency,
             });
         }
+        psql(
+            &bindir,
+            &conninfo,
+            "SET client_min_messages TO warning; DROP SCHEMA bench_same_work CASCADE",
+        );
         runtime.block_on(async {
             run.finish().await.expect("finish");
             engine.close().await.expect("close");
@@ -117,6 +128,14 @@ fn main() {
         println!(
             "  floor:            {:.3} ms an order (round trips × pgbench -c1 SELECT 1)",
             median_of(&|r| r.floor) * 1e3
+        );
+        println!(
+            "  same work:        {:.3} ms an order (pgbench -c1: the first order's statements, the rollbacks, the restore, the final query)",
+            median_of(&|r| r.same_work) * 1e3
+        );
+        println!(
+            "  explore is {:.2}× the same work in pgbench",
+            median_of(&|r| r.explore / r.same_work)
         );
         println!(
             "  explore is {:.1}× faster than the tester and {:.2}× the floor (medians of the rounds' ratios)",
@@ -192,10 +211,110 @@ async fn pass(run: &mut Run, scenario: &Scenario, orders: &[Interleaving]) {
     }
 }
 
-/// pgbench's mean latency of `SELECT 1` on one connection, in seconds.
-fn pgbench_latency(pgbench: &Path, conninfo: &str, script: &Path) -> f64 {
+/// A pgbench script that does, on one connection, what explore's run does for `order` when
+/// nothing waits: each step's statements as one query, every session's ROLLBACK, the restore
+/// of the data from saved copies, the final queries; on tables of a schema of its own.
+struct SameWork {
+    script: tempfile::NamedTempFile,
+    environment: Vec<(String, String)>,
+}
+
+fn same_work(
+    scenario: &Scenario,
+    level: Level,
+    order: &Interleaving,
+    conninfo: &str,
+    bindir: &Path,
+) -> SameWork {
+    let tables: Vec<&str> = scenario
+        .setup
+        .split("CREATE TABLE")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    let saved = |t: &str| format!("anomalies_saved_{t}");
+    let mut setup = format!(
+        "SET client_min_messages TO warning; \
+         DROP SCHEMA IF EXISTS bench_same_work CASCADE; CREATE SCHEMA bench_same_work; \
+         SET search_path TO bench_same_work; {}",
+        scenario.setup
+    );
+    for t in &tables {
+        setup.push_str(&format!("CREATE TABLE {} AS SELECT * FROM {t};", saved(t)));
+    }
+    psql(bindir, conninfo, &setup);
+    // One pgbench command per step: `\;` keeps a step's statements in one query.
+    let one_query = |sql: &str| {
+        format!(
+            "{};\n",
+            sql.trim().trim_end_matches(';').replace(';', " \\;")
+        )
+    };
+    let mut script = String::new();
+    for id in &order.steps {
+        script.push_str(&one_query(
+            &scenario.step(*id).sql.render(|_| String::new()),
+        ));
+    }
+    for _ in &scenario.sessions {
+        script.push_str("ROLLBACK;\n");
+    }
+    let restore: Vec<String> = tables
+        .iter()
+        .rev()
+        .map(|t| format!("DELETE FROM {t}"))
+        .chain(
+            tables
+                .iter()
+                .map(|t| format!("INSERT INTO {t} SELECT * FROM {}", saved(t))),
+        )
+        .collect();
+    script.push_str(&one_query(&restore.join("; ")));
+    if let Some(sql) = &scenario.decision.final_query {
+        script.push_str(&one_query(sql));
+    }
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(file.path(), script).expect("write the pgbench script");
+    let options = format!(
+        "-c search_path=bench_same_work -c default_transaction_isolation={} -c client_min_messages=error",
+        level.sql().to_lowercase().replace(' ', "\\ ")
+    );
+    SameWork {
+        script: file,
+        environment: vec![("PGOPTIONS".into(), options)],
+    }
+}
+
+fn psql(bindir: &Path, conninfo: &str, sql: &str) {
+    let psql = std::fs::canonicalize(bindir.join("postgres"))
+        .expect("postgres binary")
+        .with_file_name("psql");
+    let status = Command::new(psql)
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql, conninfo])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql failed on {sql}");
+}
+
+/// pgbench's mean latency of a script on one connection, in seconds.
+fn pgbench_latency(
+    pgbench: &Path,
+    conninfo: &str,
+    script: &Path,
+    environment: &[(String, String)],
+) -> f64 {
     let output = Command::new(pgbench)
-        .args(["-n", "-c", "1", "-t", FLOOR_TRANSACTIONS, "-f"])
+        .envs(environment.iter().map(|(k, v)| (k, v)))
+        .args([
+            "-n",
+            "-M",
+            "simple",
+            "-c",
+            "1",
+            "-t",
+            FLOOR_TRANSACTIONS,
+            "-f",
+        ])
         .arg(script)
         .arg(conninfo)
         .output()
