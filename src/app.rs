@@ -77,6 +77,24 @@ pub async fn run(
     conclude(outcome, engine.close().await)
 }
 
+/// Runs each request ([`run`]) on its own engine, all at once on this thread, so that one
+/// engine's waits (a server's start, a Redis lease) overlap the others' work. The results come
+/// back in the requests' order; the first request (in that order) that failed gives the error,
+/// once every request has ended and cleaned up.
+pub async fn run_each(
+    requests: &[Request],
+    notice: &dyn Fn(&str),
+    progress: &dyn Fn(&Report),
+) -> Result<Vec<Runs>, AppError> {
+    let each = requests.iter().map(|request| async move {
+        run(request, &mut |n| notice(n), &mut |r| progress(r), None).await
+    });
+    futures_util::future::join_all(each)
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// What `anomalies explore` was asked to do.
 #[derive(Debug, Clone)]
 pub struct ExploreRequest {

@@ -331,20 +331,31 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
         }
     }
     let bar = progress_bar((scenarios.len() * levels.len() * choices.len()) as u64);
-    let mut all = Runs::default();
-    for choice in choices {
-        let request = Request {
+    let requests: Vec<Request> = choices
+        .into_iter()
+        .map(|choice| Request {
             scenarios: scenarios.clone(),
             levels: levels.clone(),
             interleaving: None,
             connect: connect_options(&selection.connection, choice),
             options: run_options(&selection.connection),
-        };
-        let runs = execute_request(&request, &bar)?;
+        })
+        .collect();
+    // Every engine at once: the output is still in the engines' order.
+    let each = runtime()?.block_on(app::run_each(
+        &requests,
+        &|notice| bar.suspend(|| eprintln!("{notice}")),
+        &|report| {
+            bar.set_message(format!("{} {}", report.scenario.id, report.requested));
+            bar.inc(1);
+        },
+    ))?;
+    bar.finish_and_clear();
+    let mut all = Runs::default();
+    for runs in each {
         all.reports.extend(runs.reports);
         all.not_run.extend(runs.not_run);
     }
-    bar.finish_and_clear();
     Ok(all)
 }
 
