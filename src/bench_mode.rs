@@ -47,7 +47,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<i32> {
     ))?;
     bar.finish_and_clear();
     let text = match args.format {
-        BenchFormat::Table => render::bench::table(&report, style(args.color)),
+        BenchFormat::Table => render::bench::table(&report, style(args.color, None)),
         BenchFormat::Json => render::bench::json(&report),
         BenchFormat::Csv => render::bench::csv(&report),
         BenchFormat::Markdown => render::bench::markdown(&report),

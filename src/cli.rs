@@ -46,6 +46,9 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         format: Format,
 
+        /// Width of the text in columns (default: the terminal's; when piped, COLUMNS or 100).
+        #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..=1000))]
+        width: Option<u16>,
         /// When to color the output (NO_COLOR is honoured under `auto`).
         #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
         color: ColorArg,
@@ -80,6 +83,9 @@ pub struct ExploreArgs {
     #[arg(long, short, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
+    /// Width of the tables in columns (default: the terminal's; when piped, COLUMNS or 100).
+    #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..=1000))]
+    pub width: Option<u16>,
     /// When to color the output (NO_COLOR is honoured under `auto`).
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
@@ -98,6 +104,9 @@ pub struct Selection {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
+    /// Width of the tables in columns (default: the terminal's; when piped, COLUMNS or 100).
+    #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..=1000))]
+    pub width: Option<u16>,
     /// When to color the output (NO_COLOR is honoured under `auto`).
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
@@ -254,6 +263,9 @@ pub struct RunArgs {
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub pace: Option<Duration>,
 
+    /// Width of the tables in columns (default: the terminal's; when piped, COLUMNS or 100).
+    #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..=1000))]
+    pub width: Option<u16>,
     /// When to color the output (NO_COLOR is honoured under `auto`).
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,

@@ -70,14 +70,15 @@ fn execute(cli: Cli) -> anyhow::Result<i32> {
             scenario,
             format,
             color,
-        } => explain(&scenario, format, color).map(|()| exit::OK),
+            width,
+        } => explain(&scenario, format, style(color, width)).map(|()| exit::OK),
     }
 }
 
-fn explain(name: &str, format: Format, color: ColorArg) -> anyhow::Result<()> {
+fn explain(name: &str, format: Format, style: Style) -> anyhow::Result<()> {
     let scenario = Scenario::load(name)?;
     let text = match format {
-        Format::Table => render::explain::text(&scenario, style(color)),
+        Format::Table => render::explain::text(&scenario, style),
         Format::Json => render::explain::json(&scenario),
     };
     print(&text)
@@ -154,7 +155,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         connect: connect_options(&args.connection, engine_choice(args.engine)),
         options: run_options(&args.connection),
     };
-    let style = style(args.color);
+    let style = style(args.color, args.width);
     let stepping = args.step || args.pace.is_some();
     let reports = if stepping {
         step_mode::step_through(&request, &args, style)?
@@ -195,7 +196,9 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
 fn matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     let reports = run_selection(&args.selection, Level::ALL.to_vec(), args.fixes)?.reports;
     let text = match args.format {
-        MatrixFormat::Table => render::matrix::table(&reports, style(args.selection.color)),
+        MatrixFormat::Table => {
+            render::matrix::table(&reports, style(args.selection.color, args.selection.width))
+        }
         MatrixFormat::Markdown => render::matrix::markdown(&reports),
         MatrixFormat::Json => render::matrix::json(&reports),
         MatrixFormat::Svg => render::matrix::svg(&reports),
@@ -230,7 +233,8 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
     }
     let text = match args.format {
         CheckFormat::Text => {
-            let mut text = render::check::text(&reports, style(args.selection.color));
+            let mut text =
+                render::check::text(&reports, style(args.selection.color, args.selection.width));
             if !skipped.is_empty() {
                 text.push_str(&format!(
                     "not run, the fix is not available there: {}\n",
@@ -279,7 +283,7 @@ fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
             &request.scenario,
             &request.orders,
             &explorations,
-            style(args.color),
+            style(args.color, args.width),
         ),
         Format::Json => render::explore::json(&request.scenario, &request.orders, &explorations),
     };
@@ -417,8 +421,9 @@ fn levels(level: LevelArg) -> Vec<Level> {
     }
 }
 
-/// Color on when asked, or under `auto` on a terminal without NO_COLOR.
-pub(crate) fn style(color: ColorArg) -> Style {
+/// Color on when asked, or under `auto` on a terminal without NO_COLOR; the width asked for,
+/// else the terminal's, else (piped) COLUMNS, else 100.
+pub(crate) fn style(color: ColorArg, width: Option<u16>) -> Style {
     let color = match color {
         ColorArg::Always => true,
         ColorArg::Never => false,
@@ -430,8 +435,26 @@ pub(crate) fn style(color: ColorArg) -> Style {
     colored::control::set_override(color);
     Style {
         color,
-        ..Style::default()
+        width: width.unwrap_or_else(terminal_width),
     }
+}
+
+fn terminal_width() -> u16 {
+    let terminal = std::io::stdout()
+        .is_terminal()
+        .then(|| crossterm::terminal::size().ok())
+        .flatten()
+        .map(|(columns, _)| columns);
+    let columns = || {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.trim().parse::<u16>().ok())
+    };
+    terminal
+        .or_else(columns)
+        .filter(|&w| w > 0)
+        .unwrap_or(100)
+        .clamp(40, 1000)
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

@@ -8,7 +8,10 @@ use assert_cmd::Command;
 /// The binary, with color off and no DATABASE_URL from the environment.
 pub fn anomalies() -> Command {
     let mut command = Command::cargo_bin("anomalies").expect("the binary builds");
-    command.env_remove("DATABASE_URL").env("NO_COLOR", "1");
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("COLUMNS")
+        .env("NO_COLOR", "1");
     command
 }
 

@@ -26,3 +26,4 @@ mod support;
 mod tls;
 mod user_server;
 mod verdicts;
+mod width;
