@@ -260,7 +260,7 @@ pub struct RunArgs {
     pub step: bool,
 
     /// Classroom mode that advances by itself, one step per this much time (e.g. 800ms).
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", conflicts_with = "step")]
     pub pace: Option<Duration>,
 
     /// Width of the tables in columns (default: the terminal's; when piped, COLUMNS or 100).

@@ -2,7 +2,6 @@
 
 mod bench_mode;
 mod cli;
-mod step_mode;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -12,6 +11,7 @@ use clap::Parser;
 
 use anomalies::app::{self, AppError, ExploreRequest, Request, Runs};
 use anomalies::check::Status;
+use anomalies::classroom::{self, Classroom};
 use anomalies::engine::{Choice, ConnectOptions};
 use anomalies::exit;
 use anomalies::level::Level;
@@ -86,45 +86,10 @@ fn explain(name: &str, format: Format, style: Style) -> anyhow::Result<()> {
 
 fn list(format: Format) -> anyhow::Result<()> {
     let scenarios = Scenario::builtins();
-    let text = match format {
-        Format::Json => {
-            let items: Vec<_> = scenarios
-                .iter()
-                .map(|s| {
-                    let fixes: Vec<&str> = s.fixes.iter().map(|f| f.info.id.as_str()).collect();
-                    serde_json::json!({
-                        "id": s.id, "anomaly": s.anomaly, "code": s.code, "title": s.title,
-                        "fixes": fixes,
-                    })
-                })
-                .collect();
-            format!("{}\n", serde_json::to_string_pretty(&items)?)
-        }
-        Format::Table => {
-            let width = scenarios.iter().map(|s| s.id.len()).max().unwrap_or(0);
-            let code_width = scenarios.iter().map(|s| s.code.len()).max().unwrap_or(0);
-            scenarios
-                .iter()
-                .map(|s| {
-                    let mut line = format!(
-                        "{:<width$}  {:<code_width$}  {}: {}\n",
-                        s.id, s.code, s.anomaly, s.title
-                    );
-                    if !s.fixes.is_empty() {
-                        let fixes: Vec<&str> = s.fixes.iter().map(|f| f.info.id.as_str()).collect();
-                        line.push_str(&format!(
-                            "{:<width$}  {:<code_width$}  fixes: {}\n",
-                            "",
-                            "",
-                            fixes.join(", ")
-                        ));
-                    }
-                    line
-                })
-                .collect()
-        }
-    };
-    print(&text)
+    print(&match format {
+        Format::Json => render::list::json(&scenarios),
+        Format::Table => render::list::table(&scenarios),
+    })
 }
 
 /// A command that printed its runs exits 2 when one of them was broken: a scenario error has
@@ -158,7 +123,30 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     let style = style(args.color, args.width);
     let stepping = args.step || args.pace.is_some();
     let reports = if stepping {
-        step_mode::step_through(&request, &args, style)?
+        if args.format != RunFormat::Table {
+            anyhow::bail!("--step and --pace draw the table: leave out --format");
+        }
+        let classroom = Classroom {
+            pace: args.pace,
+            style,
+        };
+        let terminal = std::io::stdout().is_terminal();
+        let stdout = Box::new(std::io::stdout());
+        match classroom::step_through(&request, classroom, stdout, terminal, &mut |notice| {
+            eprintln!("{notice}")
+        }) {
+            Err(AppError::Quit) => {
+                eprintln!("{}", AppError::Quit);
+                return Ok(exit::OK);
+            }
+            other => {
+                let reports = other?;
+                if terminal {
+                    print("\x1b[2J\x1b[H")?;
+                }
+                reports
+            }
+        }
     } else {
         execute_request(&request, &ProgressBar::hidden())?.reports
     };

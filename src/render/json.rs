@@ -17,7 +17,7 @@ pub fn json_all(reports: &[Report]) -> String {
     pretty(&Value::Array(reports.iter().map(object).collect()))
 }
 
-fn pretty(value: &Value) -> String {
+pub(super) fn pretty(value: &Value) -> String {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
     text

@@ -7,17 +7,20 @@ mod event;
 pub mod explain;
 pub mod explore;
 mod json;
+pub mod list;
 mod markdown;
 pub mod matrix;
 mod mermaid;
+mod step;
 mod svg;
 mod table;
 
 pub use json::{json, json_all};
 pub use markdown::markdown;
 pub use mermaid::mermaid;
+pub use step::{intro_screen, step_screen};
 pub use svg::svg;
-pub use table::{step_screen, summary, table};
+pub use table::{summary, table};
 
 /// How the terminal output should look; the CLI decides.
 #[derive(Debug, Clone, Copy)]

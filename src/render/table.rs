@@ -5,10 +5,10 @@ use comfy_table::{
     presets, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width,
 };
 
-use super::event::{describe_in, sent, Tone};
+use super::event::{describe_in, Tone};
 use super::Style;
 use crate::report::Report;
-use crate::scenario::{display_name, Scenario, StepId};
+use crate::scenario::{display_name, Scenario};
 use crate::timeline::Timeline;
 
 /// Under a timeline with Redis steps: they are no part of any transaction.
@@ -61,6 +61,7 @@ pub fn table(report: &Report, style: Style) -> String {
     out.push_str(&timeline_table(
         &report.scenario,
         &report.timeline,
+        0,
         style,
         paint,
     ));
@@ -76,39 +77,8 @@ pub fn table(report: &Report, style: Style) -> String {
     out
 }
 
-/// Step mode's screen: the timeline so far, then who is about to do what.
-pub fn step_screen(
-    scenario: &Scenario,
-    level: &str,
-    timeline: &Timeline,
-    next: StepId,
-    prompt: &str,
-    style: Style,
-) -> String {
-    let paint = Paint(style.color);
-    let mut out = title_lines(scenario, style, paint);
-    out.push_str(&format!("{}  {level}\n\n", paint.dim("level   ")));
-    if !timeline.events.is_empty() {
-        out.push_str(&timeline_table(scenario, timeline, style, paint));
-        out.push_str("\n\n");
-    }
-    let step = scenario.step(next);
-    let text = step
-        .sql
-        .render(|hole| format!("${{{}.{}}}", hole.step_name, hole.column));
-    out.push_str(&format!(
-        "{} {}: {}\n    {}\n\n{}\n",
-        paint.bold("Next:"),
-        paint.bold(&display_name(&scenario.sessions[next.session].name)),
-        step.say,
-        paint.dim(&sent(scenario, next, &text)),
-        paint.dim(prompt)
-    ));
-    out
-}
-
 /// `label — title`, wrapped to the width, the label in bold.
-fn title_lines(scenario: &Scenario, style: Style, paint: Paint) -> String {
+pub(super) fn title_lines(scenario: &Scenario, style: Style, paint: Paint) -> String {
     let label = scenario.label();
     let mut out = String::new();
     for (i, line) in wrap(
@@ -197,11 +167,13 @@ fn verdict_lines(report: &Report, style: Style, paint: Paint) -> String {
 /// drawn one event per row instead, with the session's name in a column of its own.
 const NARROWEST_LANE: u16 = 26;
 
-/// The timeline in `style.width` columns: a column per session when each gets at least
-/// [`NARROWEST_LANE`], otherwise one event per row. Cells wrap; nothing is cut.
+/// The timeline's events from `from` on, in `style.width` columns: a column per session when
+/// each gets at least [`NARROWEST_LANE`], otherwise one event per row. Cells wrap; nothing is
+/// cut.
 pub(super) fn timeline_table(
     scenario: &Scenario,
     timeline: &Timeline,
+    from: usize,
     style: Style,
     paint: Paint,
 ) -> String {
@@ -220,7 +192,7 @@ pub(super) fn timeline_table(
         let mut header = vec![Cell::new("#")];
         header.extend((0..scenario.sessions.len()).map(|s| Cell::new(paint.bold(&name(s)))));
         table.set_header(header);
-        for (i, event) in timeline.events.iter().enumerate() {
+        for (i, event) in timeline.events.iter().enumerate().skip(from) {
             let mut row = vec![index_cell(i)];
             for session in 0..scenario.sessions.len() {
                 row.push(Cell::new(if session == event.step.session {
@@ -244,7 +216,7 @@ pub(super) fn timeline_table(
             Cell::new("session"),
             Cell::new("event"),
         ]);
-        for (i, event) in timeline.events.iter().enumerate() {
+        for (i, event) in timeline.events.iter().enumerate().skip(from) {
             table.add_row(vec![
                 index_cell(i),
                 Cell::new(paint.bold(&name(event.step.session))),
