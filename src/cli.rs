@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anomalies::scenario::EngineKind;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,6 +53,41 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
         color: ColorArg,
     },
+    /// Print a shell's completion script (e.g. `anomalies completions bash >
+    /// ~/.local/share/bash-completion/completions/anomalies`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, in roff (`anomalies man > ~/.local/share/man/man1/anomalies.1`),
+    /// or a subcommand's (`anomalies man run > …/anomalies-run.1`).
+    Man {
+        /// The subcommand whose page to print.
+        subcommand: Option<String>,
+    },
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> String {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "anomalies", &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The manual page: anomalies(1), or a subcommand's own, anomalies-run(1), which the first
+/// names under SUBCOMMANDS. `None` when there is no such subcommand.
+pub fn man(subcommand: Option<&str>) -> Option<std::io::Result<String>> {
+    let command = Cli::command();
+    let page = match subcommand {
+        None => command,
+        Some(name) => {
+            let sub = command.find_subcommand(name)?.clone();
+            sub.name(format!("anomalies-{name}"))
+        }
+    };
+    let mut out = Vec::new();
+    let rendered = clap_mangen::Man::new(page).render(&mut out);
+    Some(rendered.map(|()| String::from_utf8_lossy(&out).into_owned()))
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,13 +158,23 @@ pub struct ConnectionArgs {
 
     /// Start the throwaway PostgreSQL from the server binaries in this directory (with
     /// `postgres` and `initdb`) instead of searching PATH, pg_config and /usr/lib/postgresql.
-    #[arg(long, env = "ANOMALIES_PG_BINDIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "ANOMALIES_PG_BINDIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub pg_bindir: Option<PathBuf>,
 
     /// Start the throwaway MariaDB from the `mariadbd` (or `mysqld`) in this directory, with
     /// `mariadb-install-db` beside it, in ../bin or in ../scripts, instead of searching PATH
     /// and /usr/sbin.
-    #[arg(long, env = "ANOMALIES_MARIADB_BINDIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "ANOMALIES_MARIADB_BINDIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub mariadb_bindir: Option<PathBuf>,
 
     /// The Redis for scenarios with Redis steps (a redis:// or unix:// URL; no TLS yet). Every key
@@ -271,11 +316,17 @@ pub struct RunArgs {
     pub color: ColorArg,
 }
 
+/// A level by its canonical name, or its short one (`si`, snapshot isolation, is what
+/// PostgreSQL's repeatable read is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LevelArg {
+    #[value(alias = "ru")]
     ReadUncommitted,
+    #[value(alias = "rc")]
     ReadCommitted,
+    #[value(alias = "rr", alias = "si")]
     RepeatableRead,
+    #[value(alias = "ser")]
     Serializable,
     All,
 }

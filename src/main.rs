@@ -66,6 +66,15 @@ fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(args) => check(args),
         Command::Explore(args) => explore(args),
         Command::Bench(args) => bench_mode::bench(args),
+        Command::Completions { shell } => print(&cli::completions(shell)).map(|()| exit::OK),
+        Command::Man { subcommand } => match cli::man(subcommand.as_deref()) {
+            Some(page) => print(&page.context("cannot write the manual page")?).map(|()| exit::OK),
+            None => Err(AppError::Usage(format!(
+                "no subcommand {}: `anomalies --help` lists them",
+                subcommand.unwrap_or_default()
+            ))
+            .into()),
+        },
         Command::Explain {
             scenario,
             format,

@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod confine;
 mod connect;
+mod conventions;
 mod damage;
 mod e2e;
 mod explore;
