@@ -235,13 +235,17 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
             if !skipped.is_empty() {
                 text.push_str(&format!(
                     "not run, the fix is not available there: {}\n",
-                    skipped.join(", ")
+                    skipped
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             text
         }
-        CheckFormat::Junit => render::check::junit(&reports),
-        CheckFormat::Json => render::check::json(&reports),
+        CheckFormat::Junit => render::check::junit(&reports, &skipped),
+        CheckFormat::Json => render::check::json(&reports, &skipped),
         CheckFormat::Markdown => render::check::markdown(&reports),
     };
     print(&text)?;

@@ -153,13 +153,13 @@ pub fn json(scenario: &Scenario, orders: &Orders, explorations: &[Exploration]) 
         .first()
         .and_then(|e| e.explored.first())
         .map(|e| serde_json::to_value(&e.report.engine).unwrap_or(Value::Null));
-    let mut text = serde_json::to_string_pretty(&value!({
+    let mut text = serde_json::to_string_pretty(&super::json::versioned(value!({
         "scenario": scenario.id,
         "fix": scenario.fix_id(),
         "engine": engine,
         "orders": { "total": orders.total.to_string(), "run": orders.orders.len(), "sampled": orders.sampled },
         "levels": levels,
-    }))
+    })))
     .unwrap_or_default();
     text.push('\n');
     text

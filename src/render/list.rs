@@ -34,7 +34,9 @@ pub fn json(scenarios: &[Scenario]) -> String {
             })
         })
         .collect();
-    super::json::pretty(&serde_json::Value::Array(items))
+    super::json::pretty(&super::json::versioned(
+        serde_json::json!({ "scenarios": items }),
+    ))
 }
 
 fn fix_ids(scenario: &Scenario) -> Vec<&str> {

@@ -261,7 +261,7 @@ pub fn svg(reports: &[Report]) -> String {
     out
 }
 
-/// Every cell as a JSON object, in an array.
+/// Every cell as a JSON object, under `cells`.
 pub fn json(reports: &[Report]) -> String {
     let cells: Vec<Value> = reports
         .iter()
@@ -279,7 +279,8 @@ pub fn json(reports: &[Report]) -> String {
             })
         })
         .collect();
-    let mut text = serde_json::to_string_pretty(&cells).unwrap_or_default();
+    let document = super::json::versioned(value!({ "cells": cells }));
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
     text.push('\n');
     text
 }

@@ -15,7 +15,7 @@ mod step;
 mod svg;
 mod table;
 
-pub use json::{json, json_all};
+pub use json::{json, json_all, SCHEMA_VERSION};
 pub use markdown::markdown;
 pub use mermaid::mermaid;
 pub use step::{intro_screen, step_screen};

@@ -318,7 +318,7 @@ pub fn json(scenario: &Scenario) -> String {
             })
         })
         .collect();
-    let mut text = serde_json::to_string_pretty(&value!({
+    let mut text = serde_json::to_string_pretty(&crate::render::json::versioned(value!({
         "id": scenario.id,
         "title": scenario.title,
         "anomaly": { "name": scenario.anomaly, "code": scenario.code },
@@ -327,7 +327,7 @@ pub fn json(scenario: &Scenario) -> String {
         "story": scenario.story,
         "expected": outcomes(scenario, None),
         "fixes": fixes,
-    }))
+    })))
     .unwrap_or_default();
     text.push('\n');
     text
