@@ -190,7 +190,7 @@ fn malformed_file_names_file_line_and_column() {
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
     let expected = format!(
-        "error: {}:71:18: no session `jon`; did you mean `john`?\n",
+        "error: {}:72:18: no session `jon`; did you mean `john`?\n",
         path.display()
     );
     assert_eq!(message, expected);

@@ -30,13 +30,14 @@ pub fn table(
         engine.version,
         orders_line(orders)
     );
-    // Constraint, retry, guard and error columns only when some order ended that way.
+    // Constraint, retry, guard, skip and error columns only when some order ended that way.
     let all: Vec<Counts> = explorations
         .iter()
         .map(|e| Counts::of(&e.explored))
         .collect();
     let retry = all.iter().any(|c| c.retry > 0);
     let guard = all.iter().any(|c| c.guard > 0);
+    let skip = all.iter().any(|c| c.skip > 0);
     let constraint = all.iter().any(|c| c.constraint > 0);
     let error = all.iter().any(|c| c.error > 0);
     let mut header = vec!["level", "anomaly", "blocking", "abort", "consistent read"];
@@ -48,6 +49,9 @@ pub fn table(
     }
     if guard {
         header.push("guard");
+    }
+    if skip {
+        header.push("skip");
     }
     header.push("impossible");
     if error {
@@ -86,6 +90,9 @@ pub fn table(
         }
         if guard {
             row.push(number(counts.guard));
+        }
+        if skip {
+            row.push(number(counts.skip));
         }
         row.push(number(counts.impossible));
         if error {

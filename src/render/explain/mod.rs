@@ -267,6 +267,10 @@ fn mechanisms_used(scenario: &Scenario) -> Vec<String> {
                     "a session saw a step match no row (a lock not granted, a stale write \
                      rejected) and stopped instead of acting on what it had read"
                 }
+                Mechanism::Skip => {
+                    "a locking read with SKIP LOCKED passed over the rows another open \
+                     transaction held and took others: nobody waited and no row was taken twice"
+                }
             };
             format!("{}: {meaning}.", m.words())
         })
