@@ -168,6 +168,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         RunFormat::Json if reports.len() == 1 => render::json(&reports[0]),
         RunFormat::Json => render::json_all(&reports),
         RunFormat::Markdown => pictures(render::markdown),
+        RunFormat::Mermaid if reports.len() > 1 => render::mermaid_markdown(&reports),
         RunFormat::Mermaid => pictures(render::mermaid),
         RunFormat::Svg if reports.len() > 1 => {
             anyhow::bail!("--format svg draws one run: choose one --level")

@@ -25,6 +25,7 @@ mod session_level;
 mod sessions;
 mod step;
 mod support;
+mod svg_text;
 mod tls;
 mod user_server;
 mod verdicts;

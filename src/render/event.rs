@@ -284,12 +284,3 @@ fn rows_text(set: &ResultSet) -> String {
 pub fn flat(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
-
-pub fn shorten(sql: &str, max: usize) -> String {
-    let flat = flat(sql);
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let cut: String = flat.chars().take(max - 1).collect();
-    format!("{cut}…")
-}

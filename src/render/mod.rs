@@ -17,7 +17,7 @@ mod table;
 
 pub use json::{json, json_all, SCHEMA_VERSION};
 pub use markdown::markdown;
-pub use mermaid::mermaid;
+pub use mermaid::{mermaid, mermaid_markdown};
 pub use step::{intro_screen, step_screen};
 pub use svg::svg;
 pub use table::{summary, table};

@@ -250,11 +250,7 @@ fn event_cell(
         .lines
         .iter()
         .flat_map(|(tone, text)| {
-            let text = match tone {
-                Tone::Waiting => format!("⏳ {text}"),
-                _ => text.clone(),
-            };
-            wrap_hard(&text, width)
+            wrap_hard(text, width)
                 .into_iter()
                 .map(move |line| (*tone, line))
         })
