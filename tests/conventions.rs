@@ -120,8 +120,8 @@ fn a_missing_file_is_reported_once() {
     }
 }
 
-/// The release profile keeps no debug info (the binary was 53 MB with it); benches have a
-/// profile of their own.
+/// The release profile keeps no debug info and no symbols (the binary was 53 MB with them);
+/// benches have a profile of their own.
 #[test]
 fn the_release_profile_has_no_debug_info() {
     let manifest: toml::Table =
@@ -131,5 +131,6 @@ fn the_release_profile_has_no_debug_info() {
             .unwrap();
     let release = &manifest["profile"]["release"];
     assert_eq!(release.get("debug"), Some(&toml::Value::Boolean(false)));
+    assert_eq!(release.get("strip"), Some(&toml::Value::Boolean(true)));
     assert!(manifest["profile"].get("bench").is_some());
 }
