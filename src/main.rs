@@ -2,8 +2,10 @@
 
 mod bench_mode;
 mod cli;
+mod output;
+mod requests;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,18 +14,19 @@ use clap::Parser;
 use anomalies::app::{self, AppError, ExploreRequest, Request, Runs};
 use anomalies::check::Status;
 use anomalies::classroom::{self, Classroom};
-use anomalies::engine::{Choice, ConnectOptions};
+use anomalies::engine::Choice;
 use anomalies::exit;
 use anomalies::level::Level;
 use anomalies::render::{self, Style};
 use anomalies::report::Report;
-use anomalies::runner::RunOptions;
 use anomalies::scenario::{EngineKind, Scenario};
 use cli::{
-    CheckArgs, CheckFormat, Cli, ColorArg, Command, ConnectionArgs, EngineArg, EnginesArg,
-    ExploreArgs, Format, LevelArg, MatrixArgs, MatrixFormat, RunArgs, RunFormat, Selection,
+    CheckArgs, CheckFormat, Cli, Command, EnginesArg, ExploreArgs, Format, MatrixArgs,
+    MatrixFormat, RunArgs, RunFormat, Selection,
 };
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
+use output::{one_line, print, progress_bar, style};
+use requests::{connect_options, engine_choice, levels, run_options, with_fix};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -39,23 +42,6 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code as u8)
-}
-
-/// An error on one line, as every exit-2 message is: a TOML parser's "expected …" line or a
-/// database's multi-line text is joined to the first.
-fn one_line(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if !out.is_empty() {
-            out.push_str(if out.ends_with([';', ':', ',']) {
-                " "
-            } else {
-                "; "
-            });
-        }
-        out.push_str(line);
-    }
-    out
 }
 
 fn execute(cli: Cli) -> anyhow::Result<i32> {
@@ -347,29 +333,11 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
     Ok(all)
 }
 
-/// A progress bar on stderr when it is a terminal; otherwise one that draws nothing.
-pub(crate) fn progress_bar(total: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    )
-}
-
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-}
-
-pub(crate) fn engine_choice(engine: EngineArg) -> Choice {
-    match engine {
-        EngineArg::Auto => Choice::Auto,
-        EngineArg::Only(kind) => Choice::Only(kind),
-    }
 }
 
 fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Runs> {
@@ -383,90 +351,4 @@ fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Runs>
         None,
     ))?;
     Ok(runs)
-}
-
-pub(crate) fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOptions {
-    ConnectOptions {
-        choice,
-        url: connection.url.clone(),
-        connect_timeout: connection.connect_timeout,
-        pg_bindir: connection.pg_bindir.clone(),
-        mariadb_bindir: connection.mariadb_bindir.clone(),
-        redis_url: connection.redis_url.clone(),
-    }
-}
-
-fn run_options(connection: &ConnectionArgs) -> RunOptions {
-    RunOptions {
-        step_timeout: connection.step_timeout,
-        stop_when_impossible: false,
-    }
-}
-
-/// The scenario with `--fix` in place, when one is asked for.
-fn with_fix(scenario: Scenario, fix: Option<&str>) -> anyhow::Result<Scenario> {
-    match fix {
-        None => Ok(scenario),
-        Some(fix) => scenario
-            .with_fix(fix)
-            .map_err(|message| AppError::Usage(message).into()),
-    }
-}
-
-fn levels(level: LevelArg) -> Vec<Level> {
-    match level {
-        LevelArg::ReadUncommitted => vec![Level::ReadUncommitted],
-        LevelArg::ReadCommitted => vec![Level::ReadCommitted],
-        LevelArg::RepeatableRead => vec![Level::RepeatableRead],
-        LevelArg::Serializable => vec![Level::Serializable],
-        LevelArg::All => Level::ALL.to_vec(),
-    }
-}
-
-/// Color on when asked, or under `auto` on a terminal without NO_COLOR; the width asked for,
-/// else the terminal's, else (piped) COLUMNS, else 100.
-pub(crate) fn style(color: ColorArg, width: Option<u16>) -> Style {
-    let color = match color {
-        ColorArg::Always => true,
-        ColorArg::Never => false,
-        ColorArg::Auto => {
-            std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
-    };
-    colored::control::set_override(color);
-    Style {
-        color,
-        width: width.unwrap_or_else(terminal_width),
-    }
-}
-
-fn terminal_width() -> u16 {
-    let terminal = std::io::stdout()
-        .is_terminal()
-        .then(|| crossterm::terminal::size().ok())
-        .flatten()
-        .map(|(columns, _)| columns);
-    let columns = || {
-        std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.trim().parse::<u16>().ok())
-    };
-    terminal
-        .or_else(columns)
-        .filter(|&w| w > 0)
-        .unwrap_or(100)
-        .clamp(40, 1000)
-}
-
-/// Writes to stdout; a closed pipe (`| head`) is not an error.
-pub(crate) fn print(text: &str) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("cannot write to stdout"),
-    }
 }
