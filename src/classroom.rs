@@ -160,6 +160,11 @@ fn read_key() -> std::io::Result<Key> {
                     break Ok(Key::Interrupt)
                 }
                 KeyCode::Enter | KeyCode::Char(' ') | KeyCode::Right => break Ok(Key::Next),
+                // Enter typed before the terminal went raw arrives as a line feed, which raw
+                // mode reads as Ctrl-J.
+                KeyCode::Char('j') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                    break Ok(Key::Next)
+                }
                 KeyCode::Char('q') | KeyCode::Esc => break Ok(Key::Quit),
                 _ => {}
             },

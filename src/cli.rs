@@ -250,6 +250,8 @@ pub enum RunFormat {
     Markdown,
     Mermaid,
     Svg,
+    /// One self-contained page to step through in a browser; a tab per level.
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -291,7 +293,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
-    /// Output format: the terminal table, JSON, or a picture (Markdown, Mermaid, SVG).
+    /// Output format: the terminal table, JSON, a picture (Markdown, Mermaid, SVG), or a page to
+    /// step through in a browser (HTML).
     #[arg(long, short, value_enum, default_value_t = RunFormat::Table)]
     pub format: RunFormat,
 

@@ -160,6 +160,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
             anyhow::bail!("--format svg draws one run: choose one --level")
         }
         RunFormat::Svg => pictures(render::svg),
+        RunFormat::Html => render::html(&reports),
         RunFormat::Table => {
             let mut text = reports
                 .iter()

@@ -6,6 +6,7 @@ pub mod check;
 mod event;
 pub mod explain;
 pub mod explore;
+mod html;
 mod json;
 pub mod list;
 mod markdown;
@@ -15,6 +16,7 @@ mod step;
 mod svg;
 mod table;
 
+pub use html::html;
 pub use json::{json, json_all, SCHEMA_VERSION};
 pub use markdown::markdown;
 pub use mermaid::{mermaid, mermaid_markdown};
