@@ -135,6 +135,36 @@ fn check_matrix_explore_explain_list_and_bench_json_match_their_schemas() {
     );
 }
 
+/// A step of several statements shows every set of rows it returned, in order, on every
+/// engine; the last one is the step's own `columns` and `rows`.
+#[test]
+fn a_multi_statement_step_shows_every_result_set() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/multi-statement.toml"
+    );
+    for engine in ["sqlite", "postgres", "mariadb"] {
+        let run = valid(
+            "run",
+            &["run", file, "--engine", engine, "--format", "json"],
+        );
+        let result = &run["timeline"][0]["result"];
+        assert_eq!(
+            result["result_sets"],
+            serde_json::json!([
+                { "columns": ["one", "one"], "rows": [[1, 2]] },
+                { "columns": ["id", "v"], "rows": [[1, 11], [2, 20]] },
+            ]),
+            "{engine}: {result}"
+        );
+        assert_eq!(
+            result["columns"],
+            serde_json::json!(["id", "v"]),
+            "{engine}"
+        );
+    }
+}
+
 /// The schema rejects what version 1 printed: rows as objects keyed by column.
 #[test]
 fn the_run_schema_rejects_rows_keyed_by_column() {

@@ -90,6 +90,7 @@ mod tests {
                 result: StepResult::Rows(ResultSet {
                     columns: vec!["id".into()],
                     rows: vec![vec![Some(id.into())]],
+                    earlier: Vec::new(),
                 }),
             },
             deferred: false,

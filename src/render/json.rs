@@ -208,11 +208,19 @@ fn result_value(scenario: &Scenario, result: &StepResult) -> Value {
             }
             value
         }
-        StepResult::Rows(set) => value!({
-            "type": "rows",
-            "columns": set.columns,
-            "rows": rows(set)["rows"],
-        }),
+        StepResult::Rows(set) => {
+            let mut value = value!({
+                "type": "rows",
+                "columns": set.columns,
+                "rows": rows(set)["rows"],
+            });
+            // A step of several statements: every set it returned, in order, the last too.
+            if !set.earlier.is_empty() {
+                let all: Vec<Value> = set.earlier.iter().chain([set]).map(rows).collect();
+                value["result_sets"] = Value::Array(all);
+            }
+            value
+        }
         StepResult::Command { rows_affected } => {
             value!({ "type": "command", "rows_affected": rows_affected })
         }
