@@ -10,7 +10,7 @@ use crate::engine::{ConnectOptions, Engine, EngineError, Run};
 use crate::explore::{Exploration, Explored, Orders, Outcome as ExploreOutcome};
 use crate::level::Level;
 use crate::outcome::judge;
-use crate::report::Report;
+use crate::report::{NotRun, Report};
 use crate::runner::{replay, Pause, RunOptions};
 use crate::scenario::{Interleaving, Scenario};
 
@@ -19,7 +19,7 @@ use crate::scenario::{Interleaving, Scenario};
 #[derive(Debug, Clone, Default)]
 pub struct Runs {
     pub reports: Vec<Report>,
-    pub not_run: Vec<String>,
+    pub not_run: Vec<NotRun>,
 }
 
 /// Scenarios to run at levels on one engine (`anomalies run`, `matrix`, `check`).
@@ -355,7 +355,12 @@ async fn run_all(
                     scenario.label()
                 )));
             }
-            runs.not_run.push(format!("{} on {kind}", scenario.label()));
+            let info = engine.info();
+            runs.not_run.push(NotRun {
+                label: scenario.label(),
+                engine: format!("{} {}", info.name, info.version),
+                why: why.to_string(),
+            });
             continue;
         }
         let scenario = &scenario.for_engine(kind);

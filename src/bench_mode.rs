@@ -7,7 +7,9 @@ use anomalies::exit;
 use anomalies::render;
 
 use crate::cli::{BenchArgs, BenchFormat, WorkloadArg};
-use crate::{connect_options, engine_choice, print, progress_bar, runtime, style};
+use crate::output::{print, progress_bar, style};
+use crate::requests::{connect_options, engine_choice};
+use crate::runtime;
 
 /// The most workers (and connections) a cell may have: the throwaway servers allow 250.
 const MAX_WORKERS: u64 = 200;
@@ -47,7 +49,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<i32> {
     ))?;
     bar.finish_and_clear();
     let text = match args.format {
-        BenchFormat::Table => render::bench::table(&report, style(args.color)),
+        BenchFormat::Table => render::bench::table(&report, style(args.color, None)),
         BenchFormat::Json => render::bench::json(&report),
         BenchFormat::Csv => render::bench::csv(&report),
         BenchFormat::Markdown => render::bench::markdown(&report),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anomalies::scenario::EngineKind;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,10 +46,48 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         format: Format,
 
+        /// Width of the text in columns (default: the terminal's; when piped, COLUMNS or 100).
+        #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..=1000))]
+        width: Option<u16>,
         /// When to color the output (NO_COLOR is honoured under `auto`).
         #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
         color: ColorArg,
     },
+    /// Print a shell's completion script (e.g. `anomalies completions bash >
+    /// ~/.local/share/bash-completion/completions/anomalies`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, in roff (`anomalies man > ~/.local/share/man/man1/anomalies.1`),
+    /// or a subcommand's (`anomalies man run > …/anomalies-run.1`).
+    Man {
+        /// The subcommand whose page to print.
+        subcommand: Option<String>,
+    },
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> String {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "anomalies", &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The manual page: anomalies(1), or a subcommand's own, anomalies-run(1), which the first
+/// names under SUBCOMMANDS. `None` when there is no such subcommand.
+pub fn man(subcommand: Option<&str>) -> Option<std::io::Result<String>> {
+    let command = Cli::command();
+    let page = match subcommand {
+        None => command,
+        Some(name) => {
+            let sub = command.find_subcommand(name)?.clone();
+            sub.name(format!("anomalies-{name}"))
+        }
+    };
+    let mut out = Vec::new();
+    let rendered = clap_mangen::Man::new(page).render(&mut out);
+    Some(rendered.map(|()| String::from_utf8_lossy(&out).into_owned()))
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +128,9 @@ pub struct ExploreArgs {
     #[arg(long, short, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
+    /// Width of the tables in columns (default: the terminal's; when piped, COLUMNS or 100).
+    #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..=1000))]
+    pub width: Option<u16>,
     /// When to color the output (NO_COLOR is honoured under `auto`).
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
@@ -108,6 +149,9 @@ pub struct Selection {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
+    /// Width of the tables in columns (default: the terminal's; when piped, COLUMNS or 100).
+    #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..=1000))]
+    pub width: Option<u16>,
     /// When to color the output (NO_COLOR is honoured under `auto`).
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
@@ -124,13 +168,23 @@ pub struct ConnectionArgs {
 
     /// Start the throwaway PostgreSQL from the server binaries in this directory (with
     /// `postgres` and `initdb`) instead of searching PATH, pg_config and /usr/lib/postgresql.
-    #[arg(long, env = "ANOMALIES_PG_BINDIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "ANOMALIES_PG_BINDIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub pg_bindir: Option<PathBuf>,
 
     /// Start the throwaway MariaDB from the `mariadbd` (or `mysqld`) in this directory, with
     /// `mariadb-install-db` beside it, in ../bin or in ../scripts, instead of searching PATH
     /// and /usr/sbin.
-    #[arg(long, env = "ANOMALIES_MARIADB_BINDIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "ANOMALIES_MARIADB_BINDIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub mariadb_bindir: Option<PathBuf>,
 
     /// The Redis for scenarios with Redis steps (a redis:// or unix:// URL; no TLS yet). Every key
@@ -206,6 +260,8 @@ pub enum RunFormat {
     Markdown,
     Mermaid,
     Svg,
+    /// One self-contained page to step through in a browser; a tab per level.
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -247,7 +303,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
-    /// Output format: the terminal table, JSON, or a picture (Markdown, Mermaid, SVG).
+    /// Output format: the terminal table, JSON, a picture (Markdown, Mermaid, SVG), or a page to
+    /// step through in a browser (HTML).
     #[arg(long, short, value_enum, default_value_t = RunFormat::Table)]
     pub format: RunFormat,
 
@@ -261,19 +318,28 @@ pub struct RunArgs {
     pub step: bool,
 
     /// Classroom mode that advances by itself, one step per this much time (e.g. 800ms).
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", conflicts_with = "step")]
     pub pace: Option<Duration>,
 
+    /// Width of the tables in columns (default: the terminal's; when piped, COLUMNS or 100).
+    #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..=1000))]
+    pub width: Option<u16>,
     /// When to color the output (NO_COLOR is honoured under `auto`).
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
 }
 
+/// A level by its canonical name, or its short one (`si`, snapshot isolation, is what
+/// PostgreSQL's repeatable read is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LevelArg {
+    #[value(alias = "ru")]
     ReadUncommitted,
+    #[value(alias = "rc")]
     ReadCommitted,
+    #[value(alias = "rr", alias = "si")]
     RepeatableRead,
+    #[value(alias = "ser")]
     Serializable,
     All,
 }

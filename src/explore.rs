@@ -153,6 +153,7 @@ pub struct Counts {
     pub constraint: usize,
     pub retry: usize,
     pub guard: usize,
+    pub skip: usize,
     pub impossible: usize,
     /// Orders whose run was broken (a step failed for a reason of the scenario's own).
     pub error: usize,
@@ -186,6 +187,7 @@ impl Counts {
             Outcome::Prevented(Mechanism::Constraint) => self.constraint += 1,
             Outcome::Prevented(Mechanism::Retry) => self.retry += 1,
             Outcome::Prevented(Mechanism::Guard) => self.guard += 1,
+            Outcome::Prevented(Mechanism::Skip) => self.skip += 1,
             Outcome::Impossible { .. } => self.impossible += 1,
             Outcome::Error => self.error += 1,
             Outcome::Racy(_) => self.racy += 1,

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bench;
 pub mod check;
+pub mod classroom;
 pub mod engine;
 pub mod explore;
 pub mod level;

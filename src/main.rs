@@ -2,9 +2,10 @@
 
 mod bench_mode;
 mod cli;
-mod step_mode;
+mod output;
+mod requests;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,18 +13,20 @@ use clap::Parser;
 
 use anomalies::app::{self, AppError, ExploreRequest, Request, Runs};
 use anomalies::check::Status;
-use anomalies::engine::{Choice, ConnectOptions};
+use anomalies::classroom::{self, Classroom};
+use anomalies::engine::Choice;
 use anomalies::exit;
 use anomalies::level::Level;
 use anomalies::render::{self, Style};
 use anomalies::report::Report;
-use anomalies::runner::RunOptions;
 use anomalies::scenario::{EngineKind, Scenario};
 use cli::{
-    CheckArgs, CheckFormat, Cli, ColorArg, Command, ConnectionArgs, EngineArg, EnginesArg,
-    ExploreArgs, Format, LevelArg, MatrixArgs, MatrixFormat, RunArgs, RunFormat, Selection,
+    CheckArgs, CheckFormat, Cli, Command, EnginesArg, ExploreArgs, Format, MatrixArgs,
+    MatrixFormat, RunArgs, RunFormat, Selection,
 };
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
+use output::{one_line, print, progress_bar, style};
+use requests::{connect_options, engine_choice, levels, run_options, with_fix};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,23 +44,6 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-/// An error on one line, as every exit-2 message is: a TOML parser's "expected …" line or a
-/// database's multi-line text is joined to the first.
-fn one_line(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if !out.is_empty() {
-            out.push_str(if out.ends_with([';', ':', ',']) {
-                " "
-            } else {
-                "; "
-            });
-        }
-        out.push_str(line);
-    }
-    out
-}
-
 fn execute(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::List { format } => list(format).map(|()| exit::OK),
@@ -66,18 +52,28 @@ fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(args) => check(args),
         Command::Explore(args) => explore(args),
         Command::Bench(args) => bench_mode::bench(args),
+        Command::Completions { shell } => print(&cli::completions(shell)).map(|()| exit::OK),
+        Command::Man { subcommand } => match cli::man(subcommand.as_deref()) {
+            Some(page) => print(&page.context("cannot write the manual page")?).map(|()| exit::OK),
+            None => Err(AppError::Usage(format!(
+                "no subcommand {}: `anomalies --help` lists them",
+                subcommand.unwrap_or_default()
+            ))
+            .into()),
+        },
         Command::Explain {
             scenario,
             format,
             color,
-        } => explain(&scenario, format, color).map(|()| exit::OK),
+            width,
+        } => explain(&scenario, format, style(color, width)).map(|()| exit::OK),
     }
 }
 
-fn explain(name: &str, format: Format, color: ColorArg) -> anyhow::Result<()> {
+fn explain(name: &str, format: Format, style: Style) -> anyhow::Result<()> {
     let scenario = Scenario::load(name)?;
     let text = match format {
-        Format::Table => render::explain::text(&scenario, style(color)),
+        Format::Table => render::explain::text(&scenario, style),
         Format::Json => render::explain::json(&scenario),
     };
     print(&text)
@@ -85,45 +81,10 @@ fn explain(name: &str, format: Format, color: ColorArg) -> anyhow::Result<()> {
 
 fn list(format: Format) -> anyhow::Result<()> {
     let scenarios = Scenario::builtins();
-    let text = match format {
-        Format::Json => {
-            let items: Vec<_> = scenarios
-                .iter()
-                .map(|s| {
-                    let fixes: Vec<&str> = s.fixes.iter().map(|f| f.info.id.as_str()).collect();
-                    serde_json::json!({
-                        "id": s.id, "anomaly": s.anomaly, "code": s.code, "title": s.title,
-                        "fixes": fixes,
-                    })
-                })
-                .collect();
-            format!("{}\n", serde_json::to_string_pretty(&items)?)
-        }
-        Format::Table => {
-            let width = scenarios.iter().map(|s| s.id.len()).max().unwrap_or(0);
-            let code_width = scenarios.iter().map(|s| s.code.len()).max().unwrap_or(0);
-            scenarios
-                .iter()
-                .map(|s| {
-                    let mut line = format!(
-                        "{:<width$}  {:<code_width$}  {}: {}\n",
-                        s.id, s.code, s.anomaly, s.title
-                    );
-                    if !s.fixes.is_empty() {
-                        let fixes: Vec<&str> = s.fixes.iter().map(|f| f.info.id.as_str()).collect();
-                        line.push_str(&format!(
-                            "{:<width$}  {:<code_width$}  fixes: {}\n",
-                            "",
-                            "",
-                            fixes.join(", ")
-                        ));
-                    }
-                    line
-                })
-                .collect()
-        }
-    };
-    print(&text)
+    print(&match format {
+        Format::Json => render::list::json(&scenarios),
+        Format::Table => render::list::table(&scenarios),
+    })
 }
 
 /// A command that printed its runs exits 2 when one of them was broken: a scenario error has
@@ -154,10 +115,33 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         connect: connect_options(&args.connection, engine_choice(args.engine)),
         options: run_options(&args.connection),
     };
-    let style = style(args.color);
+    let style = style(args.color, args.width);
     let stepping = args.step || args.pace.is_some();
     let reports = if stepping {
-        step_mode::step_through(&request, &args, style)?
+        if args.format != RunFormat::Table {
+            anyhow::bail!("--step and --pace draw the table: leave out --format");
+        }
+        let classroom = Classroom {
+            pace: args.pace,
+            style,
+        };
+        let terminal = std::io::stdout().is_terminal();
+        let stdout = Box::new(std::io::stdout());
+        match classroom::step_through(&request, classroom, stdout, terminal, &mut |notice| {
+            eprintln!("{notice}")
+        }) {
+            Err(AppError::Quit) => {
+                eprintln!("{}", AppError::Quit);
+                return Ok(exit::OK);
+            }
+            other => {
+                let reports = other?;
+                if terminal {
+                    print("\x1b[2J\x1b[H")?;
+                }
+                reports
+            }
+        }
     } else {
         execute_request(&request, &ProgressBar::hidden())?.reports
     };
@@ -170,11 +154,13 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         RunFormat::Json if reports.len() == 1 => render::json(&reports[0]),
         RunFormat::Json => render::json_all(&reports),
         RunFormat::Markdown => pictures(render::markdown),
+        RunFormat::Mermaid if reports.len() > 1 => render::mermaid_markdown(&reports),
         RunFormat::Mermaid => pictures(render::mermaid),
         RunFormat::Svg if reports.len() > 1 => {
             anyhow::bail!("--format svg draws one run: choose one --level")
         }
         RunFormat::Svg => pictures(render::svg),
+        RunFormat::Html => render::html(&reports),
         RunFormat::Table => {
             let mut text = reports
                 .iter()
@@ -195,7 +181,9 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
 fn matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     let reports = run_selection(&args.selection, Level::ALL.to_vec(), args.fixes)?.reports;
     let text = match args.format {
-        MatrixFormat::Table => render::matrix::table(&reports, style(args.selection.color)),
+        MatrixFormat::Table => {
+            render::matrix::table(&reports, style(args.selection.color, args.selection.width))
+        }
         MatrixFormat::Markdown => render::matrix::markdown(&reports),
         MatrixFormat::Json => render::matrix::json(&reports),
         MatrixFormat::Svg => render::matrix::svg(&reports),
@@ -230,17 +218,22 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
     }
     let text = match args.format {
         CheckFormat::Text => {
-            let mut text = render::check::text(&reports, style(args.selection.color));
+            let mut text =
+                render::check::text(&reports, style(args.selection.color, args.selection.width));
             if !skipped.is_empty() {
                 text.push_str(&format!(
                     "not run, the fix is not available there: {}\n",
-                    skipped.join(", ")
+                    skipped
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             text
         }
-        CheckFormat::Junit => render::check::junit(&reports),
-        CheckFormat::Json => render::check::json(&reports),
+        CheckFormat::Junit => render::check::junit(&reports, &skipped),
+        CheckFormat::Json => render::check::json(&reports, &skipped),
         CheckFormat::Markdown => render::check::markdown(&reports),
     };
     print(&text)?;
@@ -269,11 +262,8 @@ fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
         jobs,
         repeat: usize::from(args.repeat),
     };
-    let bar = progress_bar((request.orders.orders.len() * request.levels.len()) as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} (about {eta} left)")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar =
+        output::progress_bar_with_eta((request.orders.orders.len() * request.levels.len()) as u64);
     let explorations = runtime()?.block_on(app::explore(
         &request,
         &mut |notice| bar.suspend(|| eprintln!("{notice}")),
@@ -288,7 +278,7 @@ fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
             &request.scenario,
             &request.orders,
             &explorations,
-            style(args.color),
+            style(args.color, args.width),
         ),
         Format::Json => render::explore::json(&request.scenario, &request.orders, &explorations),
     };
@@ -359,29 +349,11 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
     Ok(all)
 }
 
-/// A progress bar on stderr when it is a terminal; otherwise one that draws nothing.
-pub(crate) fn progress_bar(total: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    )
-}
-
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-}
-
-pub(crate) fn engine_choice(engine: EngineArg) -> Choice {
-    match engine {
-        EngineArg::Auto => Choice::Auto,
-        EngineArg::Only(kind) => Choice::Only(kind),
-    }
 }
 
 fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Runs> {
@@ -395,71 +367,4 @@ fn execute_request(request: &Request, bar: &ProgressBar) -> anyhow::Result<Runs>
         None,
     ))?;
     Ok(runs)
-}
-
-pub(crate) fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOptions {
-    ConnectOptions {
-        choice,
-        url: connection.url.clone(),
-        connect_timeout: connection.connect_timeout,
-        pg_bindir: connection.pg_bindir.clone(),
-        mariadb_bindir: connection.mariadb_bindir.clone(),
-        redis_url: connection.redis_url.clone(),
-    }
-}
-
-fn run_options(connection: &ConnectionArgs) -> RunOptions {
-    RunOptions {
-        step_timeout: connection.step_timeout,
-        stop_when_impossible: false,
-    }
-}
-
-/// The scenario with `--fix` in place, when one is asked for.
-fn with_fix(scenario: Scenario, fix: Option<&str>) -> anyhow::Result<Scenario> {
-    match fix {
-        None => Ok(scenario),
-        Some(fix) => scenario
-            .with_fix(fix)
-            .map_err(|message| AppError::Usage(message).into()),
-    }
-}
-
-fn levels(level: LevelArg) -> Vec<Level> {
-    match level {
-        LevelArg::ReadUncommitted => vec![Level::ReadUncommitted],
-        LevelArg::ReadCommitted => vec![Level::ReadCommitted],
-        LevelArg::RepeatableRead => vec![Level::RepeatableRead],
-        LevelArg::Serializable => vec![Level::Serializable],
-        LevelArg::All => Level::ALL.to_vec(),
-    }
-}
-
-/// Color on when asked, or under `auto` on a terminal without NO_COLOR.
-pub(crate) fn style(color: ColorArg) -> Style {
-    let color = match color {
-        ColorArg::Always => true,
-        ColorArg::Never => false,
-        ColorArg::Auto => {
-            std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
-    };
-    colored::control::set_override(color);
-    Style {
-        color,
-        ..Style::default()
-    }
-}
-
-/// Writes to stdout; a closed pipe (`| head`) is not an error.
-pub(crate) fn print(text: &str) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("cannot write to stdout"),
-    }
 }

@@ -67,6 +67,11 @@ pub enum Cause {
     Broken {
         message: String,
     },
+    /// This SKIP LOCKED read passed over the rows that `holders`' open transactions had locked.
+    Skipped {
+        step: StepId,
+        holders: Vec<usize>,
+    },
 }
 
 impl Finding {
@@ -228,6 +233,11 @@ impl Verdict {
                 )
             }
             Some(Cause::Broken { message }) => message.clone(),
+            Some(Cause::Skipped { step, holders }) => format!(
+                "{} skipped the rows {} had locked (SKIP LOCKED) and took another, without waiting",
+                step_phrase(scenario, *step),
+                session_list(scenario, holders)
+            ),
             None => "no step waited or failed: every read returned a committed or snapshot value"
                 .to_string(),
         }
@@ -318,6 +328,7 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
             error,
             waited: waited_before(timeline, at),
         }),
+        (None, _) => skipped::past_locks(timeline),
         (cause, _) => cause,
     };
     let mechanism = match &cause {
@@ -334,6 +345,7 @@ pub fn judge(scenario: &Scenario, timeline: &Timeline) -> Verdict {
             waited: Some(_), ..
         }) => Mechanism::Blocking,
         Some(Cause::SettledBefore { waited: None, .. }) => Mechanism::ConsistentRead,
+        Some(Cause::Skipped { .. }) => Mechanism::Skip,
         Some(Cause::Broken { .. }) | None => Mechanism::ConsistentRead,
     };
     Verdict {
@@ -437,5 +449,6 @@ fn waited_before(timeline: &Timeline, at: usize) -> Option<(StepId, Vec<usize>)>
 
 mod facts;
 mod settled;
+mod skipped;
 #[cfg(test)]
 mod tests;

@@ -65,3 +65,21 @@ impl Report {
         self.verdict.finding.to_string()
     }
 }
+
+/// A fix's run that the engine cannot do, and why (`check` names it; JUnit skips it).
+#[derive(Debug, Clone)]
+pub struct NotRun {
+    /// `lost-update --fix for-update`.
+    pub label: String,
+    /// The engine as the reports name it: `sqlite 3.46.0`.
+    pub engine: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for NotRun {
+    /// `lost-update --fix for-update on sqlite`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.engine.split(' ').next().unwrap_or(&self.engine);
+        write!(f, "{} on {name}", self.label)
+    }
+}

@@ -205,6 +205,7 @@ impl Reply {
         ResultSet {
             columns: vec!["reply".to_string()],
             rows,
+            earlier: Vec::new(),
         }
     }
 
@@ -222,6 +223,10 @@ impl Reply {
 pub struct ResultSet {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
+    /// A step of several statements: the sets of rows its earlier statements returned, in
+    /// order. This set, the last, is the one that speaks for the step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<ResultSet>,
 }
 
 /// A database error, kept as the database said it, with a portable kind.

@@ -45,7 +45,8 @@ fn bench(engine: &str, warmup: &str, args: &[&str]) -> Vec<Value> {
         "bench on {engine} failed: {}",
         stderr(&output)
     );
-    serde_json::from_str(&stdout(&output)).expect("a JSON array")
+    let document: Value = serde_json::from_str(&stdout(&output)).expect("a JSON document");
+    document["cells"].as_array().expect("its cells").clone()
 }
 
 fn cell<'a>(cells: &'a [Value], strategy: &str) -> &'a Value {

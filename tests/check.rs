@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anomalies::scenario::{EngineKind, Scenario};
 
-use crate::support::{anomalies, builtin_variants, stderr, stdout};
+use crate::support::{anomalies, builtin_variants, json_runs, stderr, stdout};
 
 /// A copy of the built-in scenario files in a temporary directory.
 fn copy_builtins() -> (tempfile::TempDir, PathBuf) {
@@ -161,6 +161,66 @@ fn junit_output_is_xml_with_one_failure() {
     assert_eq!(root, Some((Some(runs.to_string()), Some("1".into()))));
     assert_eq!((suites, cases), (1, runs));
     assert_eq!(failures, ["expected anomaly, got prevented by abort"]);
+}
+
+/// A fix the engine cannot run is a skipped test case, with the reason, and counted as one.
+#[test]
+fn junit_lists_the_fixes_an_engine_cannot_run_as_skipped_with_the_reason() {
+    use quick_xml::events::Event;
+    let output = anomalies()
+        .args(["check", "--engine", "sqlite", "--level", "serializable"])
+        .args(["--format", "junit"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let xml = stdout(&output);
+    let unavailable: Vec<(String, String)> = Scenario::builtins()
+        .iter()
+        .flat_map(|s| &s.fixes)
+        .filter_map(|f| {
+            let why = f.info.unavailable_on(EngineKind::Sqlite)?;
+            Some((f.variant.label(), why.to_string()))
+        })
+        .collect();
+    assert!(!unavailable.is_empty());
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut case, mut skipped, mut root) = (None, Vec::new(), None);
+    loop {
+        match reader
+            .read_event()
+            .unwrap_or_else(|e| panic!("not XML: {e}\n{xml}"))
+        {
+            Event::Start(e) | Event::Empty(e) => {
+                let attribute = |key: &str| {
+                    e.try_get_attribute(key).unwrap().map(|a| {
+                        a.normalized_value(quick_xml::XmlVersion::Explicit1_0)
+                            .unwrap()
+                            .into_owned()
+                    })
+                };
+                match e.name().as_ref() {
+                    "testsuites" => root = Some((attribute("tests"), attribute("skipped"))),
+                    "testcase" => case = attribute("name"),
+                    "skipped" => {
+                        skipped.push((case.clone().unwrap(), attribute("message").unwrap()))
+                    }
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    for (label, why) in &unavailable {
+        let message = format!("not available on sqlite {}: {why}", rusqlite::version());
+        assert!(
+            skipped.contains(&(label.clone(), message.clone())),
+            "{label}: {message} not in {skipped:#?}"
+        );
+    }
+    let runs = builtin_variants(EngineKind::Sqlite);
+    let total = (runs + unavailable.len()).to_string();
+    assert_eq!(root.unwrap().0, Some(total));
 }
 
 #[test]
@@ -336,7 +396,7 @@ fn check_json_and_markdown() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    let runs: Vec<serde_json::Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    let runs = json_runs(&stdout(&output));
     let n = builtin_variants(EngineKind::Sqlite);
     assert_eq!(runs.len(), n);
     assert!(runs.iter().all(|r| r["status"] == "as-expected"));

@@ -190,7 +190,7 @@ fn malformed_file_names_file_line_and_column() {
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
     let expected = format!(
-        "error: {}:71:18: no session `jon`; did you mean `john`?\n",
+        "error: {}:72:18: no session `jon`; did you mean `john`?\n",
         path.display()
     );
     assert_eq!(message, expected);
@@ -357,25 +357,24 @@ fn a_throwaway_run_leaves_no_server_and_no_temporary_files() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// A directory named with `--pg-bindir` is what the user meant to run on: without a server in
+/// it, `auto` does not fall back to SQLite (only a search that found nothing does, which
+/// `only_a_search_that_found_nothing_falls_back_to_sqlite` checks, since this machine has a
+/// server to find).
 #[test]
-fn without_server_binaries_auto_falls_back_to_sqlite_with_a_notice() {
+fn an_explicit_pg_bindir_without_a_server_is_an_error_not_a_fallback() {
     let output = anomalies()
         .args(["run", "write-skew", "--level", "serializable"])
         .args(["--pg-bindir", "/nonexistent"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
     assert_eq!(
         stderr(&output),
-        "notice: no PostgreSQL server binaries in /nonexistent and no --url given, so this runs \
-         on embedded SQLite; install the PostgreSQL server (apt-get install postgresql) or pass \
-         --url to see PostgreSQL\n"
+        "error: no PostgreSQL server binaries in /nonexistent: install the PostgreSQL server \
+         (apt-get install postgresql), point --pg-bindir at its binaries, or pass --url\n"
     );
-    assert!(
-        stdout(&output).contains("\nengine    sqlite "),
-        "{}",
-        stdout(&output)
-    );
+    assert_eq!(stdout(&output), "");
 }
 
 #[test]

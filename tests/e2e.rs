@@ -7,7 +7,7 @@ use anomalies::level::Level;
 use anomalies::scenario::{EngineKind, Scenario};
 use serde_json::Value;
 
-use crate::support::{anomalies, stderr, stdout};
+use crate::support::{anomalies, json_runs, stderr, stdout};
 
 /// The scenario at every level, then each of its fixes: every run must show what its
 /// expectations say; a fix the engine can't run must say so and exit 2.
@@ -56,7 +56,7 @@ fn check_variant(
         "anomalies run {label} on {engine} failed: {}",
         stderr(&output)
     );
-    let runs: Vec<Value> = serde_json::from_str(&stdout(&output)).expect("JSON array");
+    let runs = json_runs(&stdout(&output));
     assert_eq!(runs.len(), 4);
     for (run, level) in runs.iter().zip(Level::ALL) {
         assert_eq!(run["level"]["requested"], level.id());

@@ -122,6 +122,29 @@ fn every_builtin_and_fix_has_a_mermaid_diagram_and_an_svg_on_every_engine() {
     }
 }
 
+/// `--level all --format mermaid` is Markdown: a heading and a fenced diagram per level, each
+/// a whole sequenceDiagram (one document cannot hold four).
+#[test]
+fn mermaid_for_every_level_is_one_fenced_diagram_per_level() {
+    let text = picture("write-skew", "sqlite", "all", "mermaid");
+    let blocks: Vec<&str> = text
+        .split("```mermaid\n")
+        .skip(1)
+        .map(|block| block.split_once("```\n").expect("a closed fence").0)
+        .collect();
+    assert_eq!(blocks.len(), 4, "{text}");
+    let sessions = ["Alice".to_string(), "John".to_string()];
+    for block in &blocks {
+        check_mermaid(block, &sessions);
+    }
+    assert_eq!(text.matches("sequenceDiagram").count(), 4);
+    assert!(
+        text.starts_with("## write-skew at read uncommitted"),
+        "{text}"
+    );
+    assert!(text.contains("\n## write-skew at serializable\n"), "{text}");
+}
+
 #[test]
 fn a_retry_in_markdown() {
     let text = picture_with(

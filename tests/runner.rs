@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::confine::OUR_ROLES;
-use crate::support::{anomalies, stderr, stdout};
+use crate::support::{anomalies, json_runs, records, stderr, stdout};
 use crate::user_server::UserServer;
 
 fn run_json(fixture: &str, engine: &str, level: &str, extra: &[&str]) -> Value {
@@ -95,12 +95,12 @@ fn a_version_check_that_matches_no_row_runs_the_transaction_again() {
     assert_eq!(timeline[8]["reason"], "no-rows");
     assert_eq!(timeline[8]["from_step"], "begin");
     // Attempt 2 writes what attempt 2 read.
-    assert_eq!(timeline[10]["result"]["rows"][0]["balance"], 150);
+    assert_eq!(records(&timeline[10]["result"])[0]["balance"], 150);
     assert_eq!(
         timeline[11]["sql"],
         "UPDATE accounts SET balance = 150 - 120, version = version + 1 WHERE id = 1 AND version = 2"
     );
-    assert_eq!(run["final_state"][0]["balance"], 30);
+    assert_eq!(records(&run["final_state"])[0]["balance"], 30);
     assert_eq!(run["prevented_by"], "retry");
 }
 
@@ -128,7 +128,7 @@ fn a_retry_backs_off_until_the_sessions_next_step() {
         ]
     );
     assert_eq!(run["timeline"][5]["result"]["code"], "SQLITE_BUSY");
-    assert_eq!(run["final_state"][0]["balance"], 30);
+    assert_eq!(records(&run["final_state"])[0]["balance"], 30);
     assert_eq!(run["prevented_by"], "retry");
 }
 
@@ -186,7 +186,7 @@ fn postgres_breaks_a_deadlock_and_the_survivor_goes_on() {
     // The survivor was released by the victim's abort, whichever answer reached us first.
     assert_eq!(timeline[6]["released_by_position"], Value::Null);
     assert_eq!(timeline[8]["released_by_position"], 7);
-    assert_eq!(run["final_state"][0]["total"], 200);
+    assert_eq!(records(&run["final_state"])[0]["total"], 200);
 }
 
 #[test]
@@ -211,7 +211,7 @@ fn sqlite_waits_in_its_busy_handler_and_sends_deferred_steps_after() {
     let timeline = run["timeline"].as_array().unwrap();
     assert_eq!(timeline[3]["blocked_by"], serde_json::json!(["alice"]));
     assert_eq!(timeline[6]["released_by_position"], 6);
-    assert_eq!(run["final_state"][0]["total"], 200);
+    assert_eq!(records(&run["final_state"])[0]["total"], 200);
 }
 
 #[test]
@@ -299,7 +299,7 @@ fn a_users_server_keeps_its_data_and_gets_nothing_left_behind() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    let runs: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    let runs = json_runs(&stdout(&output));
     assert_eq!(runs[3]["prevented_by"], "abort");
     assert!(runs[0]["engine"]["detail"]
         .as_str()
@@ -389,7 +389,7 @@ fn three_sessions_queue_on_one_row_and_resume_one_at_a_time() {
             "{engine}: {}",
             run["summary"]
         );
-        assert_eq!(run["final_state"][0]["balance"], 103, "{engine}");
+        assert_eq!(records(&run["final_state"])[0]["balance"], 103, "{engine}");
         let events = events(&run);
         assert_eq!(events[..7], head, "{engine}");
         let tail: Vec<&str> = events[7..].iter().map(String::as_str).collect();

@@ -292,7 +292,10 @@ fn a_setup_that_moves_the_search_path_cannot_change_the_verdict() {
     assert!(output.status.success(), "{}", stderr(&output));
     let run: Value = serde_json::from_str(&stdout(&output)).unwrap();
     // The run's own balance (80: Alice's debit lost), not public.accounts' 30.
-    assert_eq!(run["final_state"], serde_json::json!([{"balance": 80}]));
+    assert_eq!(
+        run["final_state"],
+        serde_json::json!({"columns": ["balance"], "rows": [[80]]})
+    );
     assert_eq!(run["verdict"], "anomaly");
     assert_eq!(
         server.query("SELECT balance::text FROM public.accounts"),

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use rexpect::session::{spawn_command, PtySession};
 
-use crate::support::{open_tempdir, processes_mentioning};
+use crate::support::{anomalies, open_tempdir, processes_mentioning, stderr, stdout};
 
 fn spawn(args: &[&str], envs: &[(&str, &std::path::Path)]) -> PtySession {
     let mut command = Command::new(assert_cmd::cargo::cargo_bin("anomalies"));
@@ -39,6 +39,14 @@ fn stepping_through_write_skew_reaches_the_verdict() {
         ],
         &[],
     );
+    // The first screen: the title, the story and the cast.
+    session.exp_string("write-skew").unwrap();
+    session
+        .exp_string("Alice and John each have an account")
+        .unwrap();
+    session.exp_string("Cast").unwrap();
+    session.exp_string("Enter: start").unwrap();
+    enter(&mut session);
     let steps = [
         "Next: Alice: Alice opens the app to pay a 100 bill",
         "Next: John: John opens the app to pay a 100 bill",
@@ -84,6 +92,8 @@ fn quitting_midway_rolls_back_and_leaves_nothing_behind() {
             ("TMPDIR", tmp.path()),
         ],
     );
+    session.exp_string("Enter: start").unwrap();
+    enter(&mut session);
     // Up to John's UPDATE, which waits for Alice's row lock; quit while it waits.
     for _ in 0..6 {
         session.exp_string("Enter: next step").unwrap();
@@ -123,4 +133,136 @@ fn pace_advances_by_itself_on_sqlite() {
     session.exp_string("verdict   anomaly").unwrap();
     session.exp_string("John read a balance of 700").unwrap();
     session.exp_eof().unwrap();
+}
+
+/// Every step an attempt sends is one keypress, the retried attempt's too, and "Next:" shows
+/// the SQL with the values read filled in.
+#[test]
+fn a_retry_is_stepped_through_one_event_at_a_time() {
+    let mut session = spawn(
+        &[
+            "run",
+            "lost-update",
+            "--fix",
+            "serializable-retry",
+            "--step",
+            "--engine",
+            "postgres",
+            "--width",
+            "100",
+        ],
+        &[],
+    );
+    session.exp_string("Enter: start").unwrap();
+    enter(&mut session);
+    let mut screens = Vec::new();
+    loop {
+        let (before, found) = session
+            .exp_regex("(Enter: next step|verdict   )")
+            .unwrap_or_else(|e| panic!("after {} screens: {e}", screens.len()));
+        if found.starts_with("verdict") {
+            break;
+        }
+        screens.push(before);
+        enter(&mut session);
+    }
+    session.exp_eof().unwrap();
+    let next = |screen: &str| {
+        let at = screen.rfind("Next: ").expect("a Next: line");
+        screen[at..].to_string()
+    };
+    let nexts: Vec<String> = screens.iter().map(|s| next(s)).collect();
+    // The retried attempt's steps each get a screen of their own.
+    let again: Vec<&String> = nexts.iter().filter(|n| n.contains("(attempt 2)")).collect();
+    assert!(again.len() >= 3, "one screen per retried step:\n{nexts:#?}");
+    // The SQL as it will be sent: the balance read, not the template's hole.
+    assert!(nexts.iter().all(|n| !n.contains("${")), "{nexts:#?}");
+    assert!(
+        nexts
+            .iter()
+            .any(|n| n.contains("UPDATE accounts SET balance = 200 - 50")),
+        "{nexts:#?}"
+    );
+}
+
+/// Ctrl-C while step mode waits for a key: the run is cleaned up and the exit code is 130.
+#[test]
+fn ctrl_c_in_step_mode_exits_130_after_cleanup() {
+    let cache = open_tempdir();
+    let mut session = spawn(
+        &[
+            "run",
+            "lost-update",
+            "--level",
+            "read-committed",
+            "--step",
+            "--engine",
+            "postgres",
+        ],
+        &[("ANOMALIES_CACHE_DIR", cache.path())],
+    );
+    session.exp_string("Enter: start").unwrap();
+    enter(&mut session);
+    for _ in 0..3 {
+        session.exp_string("Enter: next step").unwrap();
+        enter(&mut session);
+    }
+    session.exp_string("Enter: next step").unwrap();
+    session.send_control('c').unwrap();
+    session.exp_string("interrupted; cleaned up").unwrap();
+    session.exp_eof().unwrap();
+    // rexpect's WaitStatus is of its own nix version: compared by its Debug form.
+    let status = format!("{:?}", session.process().wait().unwrap());
+    assert!(
+        status.starts_with("Exited(") && status.ends_with(", 130)"),
+        "{status}"
+    );
+    assert_eq!(processes_mentioning(cache.path()), Vec::<String>::new());
+}
+
+#[test]
+fn step_with_pace_is_a_usage_error() {
+    let output = anomalies()
+        .args([
+            "run",
+            "write-skew",
+            "--step",
+            "--pace",
+            "1ms",
+            "--engine",
+            "sqlite",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("cannot be used with"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// Into a pipe, `--pace` prints plain frames: the first screen, one per step, then the run,
+/// and not one escape sequence.
+#[test]
+fn pace_into_a_pipe_prints_plain_frames() {
+    let output = anomalies()
+        .args([
+            "run",
+            "write-skew",
+            "--pace",
+            "1ms",
+            "--engine",
+            "sqlite",
+            "--level",
+            "serializable",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert!(text.contains("Cast\n  Alice"), "{text}");
+    assert_eq!(text.matches("\nNext: ").count(), 8, "{text}");
+    assert!(text.contains("expected  prevented by abort"), "{text}");
 }

@@ -8,7 +8,10 @@ use assert_cmd::Command;
 /// The binary, with color off and no DATABASE_URL from the environment.
 pub fn anomalies() -> Command {
     let mut command = Command::cargo_bin("anomalies").expect("the binary builds");
-    command.env_remove("DATABASE_URL").env("NO_COLOR", "1");
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("COLUMNS")
+        .env("NO_COLOR", "1");
     command
 }
 
@@ -79,4 +82,37 @@ pub fn interrupted_after(args: &[&str], after: std::time::Duration) -> Output {
     )
     .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// The runs of a JSON document that holds several (`run --level all`, `check`): its `runs`.
+pub fn json_runs(text: &str) -> Vec<serde_json::Value> {
+    let document: serde_json::Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    match document.get("runs") {
+        Some(serde_json::Value::Array(runs)) => runs.clone(),
+        _ => panic!("no runs in {text}"),
+    }
+}
+
+/// A result set's rows (`{"columns": [...], "rows": [[...]]}`) as objects keyed by column,
+/// for tests that look a value up by name.
+pub fn records(set: &serde_json::Value) -> Vec<serde_json::Value> {
+    let columns = set["columns"].as_array().cloned().unwrap_or_default();
+    set["rows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|row| {
+                    let values = row.as_array().cloned().unwrap_or_default();
+                    serde_json::Value::Object(
+                        columns
+                            .iter()
+                            .map(|c| c.as_str().unwrap_or_default().to_string())
+                            .zip(values)
+                            .collect(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

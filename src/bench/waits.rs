@@ -87,6 +87,7 @@ mod tests {
         let count = ResultSet {
             columns: vec!["count".into()],
             rows: vec![vec![Some("3".into())]],
+            earlier: Vec::new(),
         };
         assert_eq!(waiting(&count), 3);
         let status = "LATEST DETECTED DEADLOCK\n*** (1) TRANSACTION:\nLOCK WAIT 4 lock struct(s)\n\
@@ -100,6 +101,7 @@ mod tests {
                 Some(String::new()),
                 Some(status.into()),
             ]],
+            earlier: Vec::new(),
         };
         assert_eq!(waiting(&innodb), 2);
     }

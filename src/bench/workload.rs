@@ -135,6 +135,7 @@ mod tests {
         ResultSet {
             columns: Vec::new(),
             rows: vec![values.iter().map(|v| Some(v.to_string())).collect()],
+            earlier: Vec::new(),
         }
     }
 

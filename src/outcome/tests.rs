@@ -11,6 +11,7 @@ fn rows(column: &str, value: &str) -> StepResult {
     StepResult::Rows(ResultSet {
         columns: vec![column.into()],
         rows: vec![vec![Some(value.into())]],
+        earlier: Vec::new(),
     })
 }
 

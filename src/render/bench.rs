@@ -262,7 +262,7 @@ fn details(report: &Report) -> Table {
     table
 }
 
-/// An array of cells; a strategy the engine could not run is an entry with `not_run`.
+/// The cells under `cells`; a strategy the engine could not run is an entry with `not_run`.
 pub fn json(report: &Report) -> String {
     let mut items: Vec<serde_json::Value> = report
         .cells
@@ -283,9 +283,10 @@ pub fn json(report: &Report) -> String {
             "not_run": not_run.reason,
         }));
     }
+    let document = super::json::versioned(serde_json::json!({ "cells": items }));
     format!(
         "{}\n",
-        serde_json::to_string_pretty(&items).unwrap_or_default()
+        serde_json::to_string_pretty(&document).unwrap_or_default()
     )
 }
 

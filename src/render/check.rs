@@ -6,7 +6,7 @@ use super::svg::escape;
 use super::table::Paint;
 use super::Style;
 use crate::check::{line, status, subject, Status};
-use crate::report::Report;
+use crate::report::{NotRun, Report};
 
 /// Every run that did not match (and every run without an expectation), then a count.
 pub fn text(reports: &[Report], style: Style) -> String {
@@ -49,57 +49,68 @@ pub fn count(reports: &[Report]) -> String {
 }
 
 /// JUnit XML: a test suite per engine, a test case per scenario and level; a mismatch is a
-/// failure carrying its line. A run without an expectation is a skipped test case.
-pub fn junit(reports: &[Report]) -> String {
-    let mut suites: Vec<(String, Vec<&Report>)> = Vec::new();
+/// failure carrying its line. A run without an expectation is a skipped test case, and so is a
+/// fix the engine cannot run, with the reason.
+pub fn junit(reports: &[Report], not_run: &[NotRun]) -> String {
+    let mut suites: Vec<Suite> = Vec::new();
     for report in reports {
         let name = format!("{} {}", report.engine.name, report.engine.version);
         match suites.last_mut() {
-            Some((suite, members)) if *suite == name => members.push(report),
-            _ => suites.push((name, vec![report])),
+            Some(suite) if suite.name == name => suite.reports.push(report),
+            _ => suites.push(Suite {
+                name,
+                reports: vec![report],
+                not_run: Vec::new(),
+            }),
         }
     }
-    let failures = |members: &[&Report]| {
-        members
+    for skipped in not_run {
+        match suites.iter_mut().find(|s| s.name == skipped.engine) {
+            Some(suite) => suite.not_run.push(skipped),
+            None => suites.push(Suite {
+                name: skipped.engine.clone(),
+                reports: Vec::new(),
+                not_run: vec![skipped],
+            }),
+        }
+    }
+    let count = |suites: &[&Suite], wanted: Status| -> usize {
+        suites
             .iter()
-            .filter(|r| status(r) == Status::Mismatch)
+            .flat_map(|s| &s.reports)
+            .filter(|r| status(r) == wanted)
             .count()
     };
-    let errors = |members: &[&Report]| {
-        members
+    let summary = |suites: &[&Suite]| {
+        let tests: usize = suites
             .iter()
-            .filter(|r| status(r) == Status::Error)
-            .count()
+            .map(|s| s.reports.len() + s.not_run.len())
+            .sum();
+        let not_run: usize = suites.iter().map(|s| s.not_run.len()).sum();
+        format!(
+            "tests=\"{tests}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\"",
+            count(suites, Status::Mismatch),
+            count(suites, Status::Error),
+            count(suites, Status::NoExpectation) + not_run
+        )
     };
-    let skipped = |members: &[&Report]| {
-        members
-            .iter()
-            .filter(|r| status(r) == Status::NoExpectation)
-            .count()
-    };
-    let all: Vec<&Report> = reports.iter().collect();
+    let all: Vec<&Suite> = suites.iter().collect();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str(&format!(
-        "<testsuites name=\"anomalies check\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">\n",
-        all.len(),
-        failures(&all),
-        errors(&all),
-        skipped(&all)
+        "<testsuites name=\"anomalies check\" {}>\n",
+        summary(&all)
     ));
-    for (suite, members) in &suites {
+    for suite in &suites {
         out.push_str(&format!(
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">\n",
-            escape(suite),
-            members.len(),
-            failures(members),
-            errors(members),
-            skipped(members)
+            "  <testsuite name=\"{}\" {}>\n",
+            escape(&suite.name),
+            summary(&[suite])
         ));
-        for report in members {
+        for report in &suite.reports {
             let name = format!("{} · {}", report.scenario.label(), report.requested);
             out.push_str(&format!(
                 "    <testcase classname=\"{}\" name=\"{}\"",
-                escape(&format!("{suite}.{}", report.scenario.label())),
+                escape(&format!("{}.{}", suite.name, report.scenario.label())),
                 escape(&name)
             ));
             match status(report) {
@@ -123,14 +134,29 @@ pub fn junit(reports: &[Report]) -> String {
                 )),
             }
         }
+        for skipped in &suite.not_run {
+            out.push_str(&format!(
+                "    <testcase classname=\"{}\" name=\"{}\">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
+                escape(&format!("{}.{}", suite.name, skipped.label)),
+                escape(&skipped.label),
+                escape(&format!("not available on {}: {}", skipped.engine, skipped.why))
+            ));
+        }
         out.push_str("  </testsuite>\n");
     }
     out.push_str("</testsuites>\n");
     out
 }
 
-/// Every run as a JSON object, in an array.
-pub fn json(reports: &[Report]) -> String {
+/// One engine's test cases.
+struct Suite<'a> {
+    name: String,
+    reports: Vec<&'a Report>,
+    not_run: Vec<&'a NotRun>,
+}
+
+/// Every run under `runs`, and the fix runs the engine could not run under `not_run`.
+pub fn json(reports: &[Report], not_run: &[NotRun]) -> String {
     let runs: Vec<Value> = reports
         .iter()
         .map(|report| {
@@ -151,7 +177,12 @@ pub fn json(reports: &[Report]) -> String {
             })
         })
         .collect();
-    let mut text = serde_json::to_string_pretty(&runs).unwrap_or_default();
+    let not_run: Vec<Value> = not_run
+        .iter()
+        .map(|n| value!({ "run": n.label, "engine": n.engine, "why": n.why }))
+        .collect();
+    let document = super::json::versioned(value!({ "runs": runs, "not_run": not_run }));
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
     text.push('\n');
     text
 }

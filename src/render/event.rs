@@ -57,10 +57,7 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
     if decided {
         lines.push((Tone::Plain, event.sql.clone()));
     } else if !matches!(event.kind, EventKind::Resumed { .. }) {
-        lines.push((
-            Tone::Plain,
-            shorten(&sent(scenario, event.step, &event.sql), 160),
-        ));
+        lines.push((Tone::Plain, flat(&sent(scenario, event.step, &event.sql))));
         let mut say = scenario.step(event.step).say.clone();
         if event.attempt > 1 {
             say.push_str(&format!(" (attempt {})", event.attempt));
@@ -283,11 +280,7 @@ fn rows_text(set: &ResultSet) -> String {
 }
 
 /// Collapses white space and cuts long SQL with an ellipsis.
-pub fn shorten(sql: &str, max: usize) -> String {
-    let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let cut: String = flat.chars().take(max - 1).collect();
-    format!("{cut}…")
+/// SQL on one line, its runs of whitespace (newlines too) as one space; every word kept.
+pub fn flat(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -28,10 +28,11 @@ pub fn table(
         engine.version,
         orders_line(orders)
     );
-    // Constraint, retry, guard and error columns only when some order ended that way.
+    // Constraint, retry, guard, skip and error columns only when some order ended that way.
     let all: Vec<Counts> = explorations.iter().map(|e| e.counts).collect();
     let retry = all.iter().any(|c| c.retry > 0);
     let guard = all.iter().any(|c| c.guard > 0);
+    let skip = all.iter().any(|c| c.skip > 0);
     let constraint = all.iter().any(|c| c.constraint > 0);
     let error = all.iter().any(|c| c.error > 0);
     let racy = all.iter().any(|c| c.racy > 0);
@@ -44,6 +45,9 @@ pub fn table(
     }
     if guard {
         header.push("guard");
+    }
+    if skip {
+        header.push("skip");
     }
     header.push("impossible");
     if error {
@@ -85,6 +89,9 @@ pub fn table(
         }
         if guard {
             row.push(number(counts.guard));
+        }
+        if skip {
+            row.push(number(counts.skip));
         }
         row.push(number(counts.impossible));
         if error {
@@ -133,12 +140,12 @@ pub fn json(scenario: &Scenario, orders: &Orders, explorations: &[Exploration]) 
         .first()
         .and_then(|e| e.first.as_ref())
         .map(|(_, _, engine)| serde_json::to_value(engine).unwrap_or(Value::Null));
-    let head = value!({
+    let head = super::json::versioned(value!({
         "scenario": scenario.id,
         "fix": scenario.fix_id(),
         "engine": engine,
         "orders": { "total": orders.total.to_string(), "run": orders.orders.len(), "sampled": orders.sampled },
-    });
+    }));
     let mut text = to_json(&head);
     text.pop();
     text.push_str(",\n\"levels\": [");

@@ -7,17 +7,33 @@ use crate::report::Report;
 use crate::scenario::{Scenario, StepId, StepKind};
 use crate::timeline::{EventKind, ResultSet, StepResult, Timeline};
 
+/// The version of every JSON document the tool prints (`docs/json-schema/`): 2 since result
+/// sets are `columns` and `rows` arrays and every document is an object.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// `fields` after a `schema_version`, as the object every JSON document is.
+pub(super) fn versioned(fields: Value) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("schema_version".into(), SCHEMA_VERSION.into());
+    if let Value::Object(fields) = fields {
+        out.extend(fields);
+    }
+    Value::Object(out)
+}
+
 /// One run as a pretty-printed JSON object.
 pub fn json(report: &Report) -> String {
-    pretty(&object(report))
+    pretty(&versioned(object(report)))
 }
 
-/// Several runs as a JSON array.
+/// Several runs (`--level all`) under `runs`.
 pub fn json_all(reports: &[Report]) -> String {
-    pretty(&Value::Array(reports.iter().map(object).collect()))
+    pretty(&versioned(value!({
+        "runs": reports.iter().map(object).collect::<Vec<_>>(),
+    })))
 }
 
-fn pretty(value: &Value) -> String {
+pub(super) fn pretty(value: &Value) -> String {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
     text
@@ -192,7 +208,19 @@ fn result_value(scenario: &Scenario, result: &StepResult) -> Value {
             }
             value
         }
-        StepResult::Rows(set) => value!({ "type": "rows", "rows": rows(set) }),
+        StepResult::Rows(set) => {
+            let mut value = value!({
+                "type": "rows",
+                "columns": set.columns,
+                "rows": rows(set)["rows"],
+            });
+            // A step of several statements: every set it returned, in order, the last too.
+            if !set.earlier.is_empty() {
+                let all: Vec<Value> = set.earlier.iter().chain([set]).map(rows).collect();
+                value["result_sets"] = Value::Array(all);
+            }
+            value
+        }
         StepResult::Command { rows_affected } => {
             value!({ "type": "command", "rows_affected": rows_affected })
         }
@@ -205,27 +233,21 @@ fn result_value(scenario: &Scenario, result: &StepResult) -> Value {
     }
 }
 
-/// Rows as objects keyed by column name.
+/// A result set as its columns in order and its rows as arrays in the same order, so that two
+/// columns of one name (`SELECT 1 AS one, 2 AS one`) both stay.
 fn rows(set: &ResultSet) -> Value {
-    Value::Array(
-        set.rows
-            .iter()
-            .map(|row| {
-                Value::Object(
-                    set.columns
-                        .iter()
-                        .zip(row)
-                        .map(|(column, value)| {
-                            (
-                                column.clone(),
-                                value.clone().map_or(Value::Null, json_scalar),
-                            )
-                        })
-                        .collect(),
-                )
-            })
-            .collect(),
-    )
+    let rows: Vec<Value> = set
+        .rows
+        .iter()
+        .map(|row| {
+            Value::Array(
+                row.iter()
+                    .map(|value| value.clone().map_or(Value::Null, json_scalar))
+                    .collect(),
+            )
+        })
+        .collect();
+    value!({ "columns": set.columns, "rows": rows })
 }
 
 /// Numbers stay numbers; everything else is text.

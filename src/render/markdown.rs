@@ -44,7 +44,6 @@ pub fn markdown(report: &Report) -> String {
                     Tone::Plain => format!("`{}`", text.replace('`', "'")),
                     Tone::Narration => format!("*{text}*"),
                     Tone::Failed => format!("**{text}**"),
-                    Tone::Waiting => format!("⏳ {text}"),
                     _ => text,
                 }
             })

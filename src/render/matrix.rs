@@ -31,6 +31,11 @@ fn legend(anomaly: &str, reports: &[Report]) -> String {
     if shown(Mechanism::Guard) {
         extra.push_str(" · guard: prevented, a session saw a step match no row and did not go on");
     }
+    if shown(Mechanism::Skip) {
+        extra.push_str(
+            " · skip: prevented, a SKIP LOCKED read passed over the rows another transaction held",
+        );
+    }
     if reports.iter().any(|r| r.verdict.is_error()) {
         extra.push_str(
             " · error: no verdict, the scenario is broken (`anomalies run` on that cell says why)",
@@ -213,6 +218,7 @@ pub fn svg(reports: &[Report]) -> String {
                     }
                     Finding::Prevented(Mechanism::Retry) => ("#5e35b1", "retry".to_string()),
                     Finding::Prevented(Mechanism::Guard) => ("#546e7a", "guard".to_string()),
+                    Finding::Prevented(Mechanism::Skip) => ("#1565c0", "skip".to_string()),
                     Finding::Error => ("#4a148c", "ERROR".to_string()),
                 };
                 let mismatch = report.matches_expectation() == Some(false);
@@ -261,7 +267,7 @@ pub fn svg(reports: &[Report]) -> String {
     out
 }
 
-/// Every cell as a JSON object, in an array.
+/// Every cell as a JSON object, under `cells`.
 pub fn json(reports: &[Report]) -> String {
     let cells: Vec<Value> = reports
         .iter()
@@ -279,7 +285,8 @@ pub fn json(reports: &[Report]) -> String {
             })
         })
         .collect();
-    let mut text = serde_json::to_string_pretty(&cells).unwrap_or_default();
+    let document = super::json::versioned(value!({ "cells": cells }));
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
     text.push('\n');
     text
 }
@@ -335,6 +342,7 @@ fn cell(report: &Report, paint: Paint) -> String {
         Finding::Prevented(Mechanism::ConsistentRead) => paint.green("consistent read"),
         Finding::Prevented(Mechanism::Retry) => paint.cyan("retry"),
         Finding::Prevented(Mechanism::Guard) => paint.cyan("guard"),
+        Finding::Prevented(Mechanism::Skip) => paint.cyan("skip"),
         Finding::Error => paint.red_bold("ERROR"),
     };
     match (report.matches_expectation(), report.expected) {

@@ -90,6 +90,24 @@ pub fn mermaid(report: &Report) -> String {
     out
 }
 
+/// Several runs (`--level all`): one document holds one Mermaid diagram, so this is Markdown,
+/// a heading and a fenced `mermaid` block per run, which Markdown viewers that draw Mermaid
+/// (GitHub, GitLab, mdBook with its plugin) draw one by one.
+pub fn mermaid_markdown(reports: &[Report]) -> String {
+    reports
+        .iter()
+        .map(|report| {
+            format!(
+                "## {} at {}\n\n```mermaid\n{}```\n",
+                report.scenario.label(),
+                report.levels_text(),
+                mermaid(report)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// What the database answered: a reply, or a crossed reply for a failure.
 fn reply(out: &mut String, who: &str, described: &super::event::Described) {
     if let Some(result) = described.line(Tone::Result) {

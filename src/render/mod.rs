@@ -6,18 +6,23 @@ pub mod check;
 mod event;
 pub mod explain;
 pub mod explore;
+mod html;
 mod json;
+pub mod list;
 mod markdown;
 pub mod matrix;
 mod mermaid;
+mod step;
 mod svg;
 mod table;
 
-pub use json::{json, json_all};
+pub use html::html;
+pub use json::{json, json_all, SCHEMA_VERSION};
 pub use markdown::markdown;
-pub use mermaid::mermaid;
+pub use mermaid::{mermaid, mermaid_markdown};
+pub use step::{intro_screen, step_screen};
 pub use svg::svg;
-pub use table::{step_screen, summary, table};
+pub use table::{summary, table};
 
 /// How the terminal output should look; the CLI decides.
 #[derive(Debug, Clone, Copy)]

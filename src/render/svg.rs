@@ -4,52 +4,57 @@
 
 use std::fmt::Write;
 
-use super::event::{describe, shorten, Tone};
+use super::event::{describe, Tone};
 use crate::report::Report;
 use crate::scenario::display_name;
 use crate::timeline::EventKind;
 
 const WIDTH: f64 = 1000.0;
 const MARGIN: f64 = 24.0;
-const ROW: f64 = 70.0;
-const BOX: f64 = 60.0;
-const HEADER: f64 = 150.0;
-const LANE_HEADER: f64 = 34.0;
+const LANE_HEADER: f64 = 38.0;
+/// Every text is at least this size at 1000 px: readable on a slide.
+const TEXT: f64 = 14.0;
+const LINE: f64 = 19.0;
+/// Average advance of a character, as a share of the font size: Helvetica or Arial text, and
+/// a monospace font's exact one. Lines are wrapped to what fits; nothing is cut.
+const SANS_ADVANCE: f64 = 0.52;
+const MONO_ADVANCE: f64 = 0.61;
 
 const INK: &str = "#1f2933";
-const MUTED: &str = "#616e7c";
-const RED: &str = "#c62828";
-const GREEN: &str = "#2e7d32";
+/// Narration and secondary text: 7.6:1 against white.
+const SOFT: &str = "#3e4c59";
+const RED: &str = "#b71c1c";
+const GREEN: &str = "#1b5e20";
+/// The wait's bar and box outline; its text is the darker AMBER_TEXT (4.9:1 against white).
 const AMBER: &str = "#e09b00";
-const BLUE: &str = "#1565c0";
+const AMBER_TEXT: &str = "#8a5a00";
+const BLUE: &str = "#0d47a1";
+const GREY: &str = "#7b8794";
+
+/// How a line of a box is drawn.
+#[derive(Clone, Copy)]
+enum Face {
+    Mono(&'static str),
+    Italic,
+    Status(&'static str, &'static str),
+}
 
 pub fn svg(report: &Report) -> String {
     let scenario = &report.scenario;
     let n_sessions = scenario.sessions.len().max(1);
     let n_events = report.timeline.events.len();
     let lane = (WIDTH - 2.0 * MARGIN) / n_sessions as f64;
-    let top = HEADER + LANE_HEADER;
-    let height = top + n_events as f64 * ROW + MARGIN;
-    let mut out = open(WIDTH, height);
-
-    // Title, what ran where, and the verdict banner.
+    let inner = WIDTH - 2.0 * MARGIN;
     let engine = &report.engine;
-    text(
-        &mut out,
-        MARGIN,
-        34.0,
-        22.0,
-        INK,
-        "bold",
+
+    // Title, what ran where, and the verdict banner, each wrapped to the width.
+    let title = fit(
         &format!("{} — {}", scenario.label(), scenario.title),
+        inner,
+        24.0,
+        SANS_ADVANCE,
     );
-    text(
-        &mut out,
-        MARGIN,
-        58.0,
-        13.0,
-        MUTED,
-        "normal",
+    let facts = fit(
         &format!(
             "{} ({}) · {} {} ({}){} · {}",
             scenario.anomaly,
@@ -64,35 +69,64 @@ pub fn svg(report: &Report) -> String {
                 .unwrap_or_default(),
             report.levels_text()
         ),
+        inner,
+        15.0,
+        SANS_ADVANCE,
     );
+    let summary = fit(
+        &report.verdict.summary(scenario),
+        inner - 28.0,
+        15.0,
+        SANS_ADVANCE,
+    );
+    let mut y = MARGIN + 10.0;
+    let mut head = String::new();
+    for line in &title {
+        y += 30.0;
+        text(&mut head, MARGIN, y, 24.0, INK, "bold", line);
+    }
+    y += 6.0;
+    for line in &facts {
+        y += 21.0;
+        text(&mut head, MARGIN, y, 15.0, SOFT, "normal", line);
+    }
     let (banner, fill) = if report.verdict.finding.mechanism().is_none() {
         ("#fdecea", RED)
     } else {
         ("#e8f5e9", GREEN)
     };
+    let banner_top = y + 14.0;
+    let banner_height = summary.len() as f64 * 21.0 + 16.0;
     let _ = writeln!(
-        out,
-        r#"<rect x="{MARGIN}" y="72" width="{}" height="56" rx="8" fill="{banner}" stroke="{fill}"/>"#,
-        WIDTH - 2.0 * MARGIN
+        head,
+        r#"<rect x="{MARGIN}" y="{banner_top}" width="{inner}" height="{banner_height}" rx="8" fill="{banner}" stroke="{fill}"/>"#,
     );
-    let summary = report.verdict.summary(scenario);
-    let max_chars = ((WIDTH - 2.0 * MARGIN - 24.0) / 7.2) as usize;
-    for (i, line) in super::table::wrap(&summary, max_chars)
-        .iter()
-        .take(2)
-        .enumerate()
-    {
+    for (i, line) in summary.iter().enumerate() {
         let weight = if i == 0 { "bold" } else { "normal" };
-        text(
-            &mut out,
-            MARGIN + 12.0,
-            95.0 + i as f64 * 20.0,
-            14.0,
-            fill,
-            weight,
-            line,
-        );
+        let line_y = banner_top + 24.0 + i as f64 * 21.0;
+        text(&mut head, MARGIN + 14.0, line_y, 15.0, fill, weight, line);
     }
+    let header = banner_top + banner_height + 18.0;
+    let top = header + LANE_HEADER;
+
+    // Each event's box: its lines, wrapped to the lane, and so its height.
+    let text_width = lane - 28.0 - 20.0;
+    let boxes: Vec<Vec<(Face, String)>> = (0..n_events)
+        .map(|index| box_lines(report, index, text_width))
+        .collect();
+    let heights: Vec<f64> = boxes
+        .iter()
+        .map(|lines| lines.len() as f64 * LINE + 14.0)
+        .collect();
+    let mut tops = Vec::with_capacity(n_events);
+    let mut row = top;
+    for height in &heights {
+        tops.push(row);
+        row += height + 10.0;
+    }
+    let height = row + MARGIN;
+    let mut out = open(WIDTH, height);
+    out.push_str(&head);
 
     // Lanes.
     for (i, session) in scenario.sessions.iter().enumerate() {
@@ -100,14 +134,14 @@ pub fn svg(report: &Report) -> String {
         let shade = if i % 2 == 0 { "#f5f7fa" } else { "#eef2f7" };
         let _ = writeln!(
             out,
-            r#"<rect x="{x}" y="{HEADER}" width="{lane}" height="{}" fill="{shade}"/>"#,
-            height - HEADER - MARGIN / 2.0
+            r#"<rect x="{x}" y="{header}" width="{lane}" height="{}" fill="{shade}"/>"#,
+            height - header - MARGIN / 2.0
         );
         text(
             &mut out,
             x + 12.0,
-            HEADER + 23.0,
-            16.0,
+            header + 26.0,
+            18.0,
             INK,
             "bold",
             &display_name(&session.name),
@@ -125,8 +159,8 @@ pub fn svg(report: &Report) -> String {
             .map_or(n_events - 1, |offset| index + 1 + offset);
         // In the gutter right of the boxes, clear of the row numbers on the left.
         let x = MARGIN + (event.step.session + 1) as f64 * lane - 9.0;
-        let y1 = top + index as f64 * ROW + BOX / 2.0;
-        let y2 = top + end as f64 * ROW + BOX / 2.0;
+        let y1 = tops[index] + heights[index] / 2.0;
+        let y2 = tops[end] + heights[end] / 2.0;
         let _ = writeln!(
             out,
             r#"<rect x="{x}" y="{y1}" width="6" height="{}" rx="3" fill="{AMBER}"/>"#,
@@ -135,89 +169,99 @@ pub fn svg(report: &Report) -> String {
     }
 
     // One box per event.
-    let chars = ((lane - 40.0) / 7.2).max(10.0) as usize;
-    for index in 0..n_events {
+    for (index, lines) in boxes.iter().enumerate() {
         let event = &report.timeline.events[index];
-        let described = describe(report, index);
-        let x = MARGIN + described.session as f64 * lane + 16.0;
-        let y = top + index as f64 * ROW;
+        let session = event.step.session;
+        let x = MARGIN + session as f64 * lane + 16.0;
+        let y = tops[index];
         let w = lane - 28.0;
-        let failed = described.line(Tone::Failed).is_some();
-        let skipped = matches!(event.kind, EventKind::Skipped);
+        let failed = lines
+            .iter()
+            .any(|(face, _)| matches!(face, Face::Status(RED, _)));
         let (stroke, dash) = if failed {
             (RED, "")
-        } else if skipped {
-            ("#9aa5b1", r#" stroke-dasharray="5 4""#)
+        } else if matches!(event.kind, EventKind::Skipped) {
+            (GREY, r#" stroke-dasharray="5 4""#)
         } else if matches!(event.kind, EventKind::Waiting { .. }) {
             (AMBER, "")
         } else {
-            ("#9aa5b1", "")
+            (GREY, "")
         };
         let _ = writeln!(
             out,
-            r##"<rect x="{x}" y="{y}" width="{w}" height="{BOX}" rx="6" fill="white" stroke="{stroke}" stroke-width="{}"{dash}/>"##,
+            r##"<rect x="{x}" y="{y}" width="{w}" height="{}" rx="6" fill="white" stroke="{stroke}" stroke-width="{}"{dash}/>"##,
+            heights[index],
             if failed { 2.0 } else { 1.0 }
         );
-        text(
-            &mut out,
-            x - 12.0,
-            y + 14.0,
-            10.0,
-            MUTED,
-            "normal",
-            &format!("{}", index + 1),
+        // The row number, in the lane's left gutter.
+        let number = format!("{}", index + 1);
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" font-size="{TEXT}" fill="{SOFT}" text-anchor="end">{number}</text>"#,
+            x - 3.0,
+            y + 18.0
         );
-        let first = match &event.kind {
-            EventKind::Resumed { .. } => described
-                .line(Tone::Resumed)
-                .unwrap_or_default()
-                .to_string(),
-            _ => described.line(Tone::Plain).unwrap_or_default().to_string(),
-        };
-        let first_color = if matches!(event.kind, EventKind::Resumed { .. }) {
-            BLUE
-        } else {
-            INK
-        };
-        mono(
-            &mut out,
-            x + 10.0,
-            y + 18.0,
-            first_color,
-            &shorten(&first, chars),
-        );
-        let second = described.line(Tone::Narration).unwrap_or_default();
-        italic(&mut out, x + 10.0, y + 35.0, &shorten(second, chars + 8));
-        let (color, status) = [
-            (Tone::Failed, RED),
-            (Tone::Waiting, AMBER),
-            (Tone::Skipped, MUTED),
-            (Tone::Decision, AMBER),
-            (Tone::Result, GREEN),
-        ]
-        .iter()
-        .find_map(|(tone, color)| described.line(*tone).map(|line| (*color, line)))
-        .unwrap_or((MUTED, ""));
-        let weight = if failed { "bold" } else { "normal" };
-        // No hourglass: slides are shown on machines without an emoji font; amber says waiting.
+        for (i, (face, line)) in lines.iter().enumerate() {
+            let line_y = y + 20.0 + i as f64 * LINE;
+            match face {
+                Face::Mono(fill) => mono(&mut out, x + 10.0, line_y, fill, line),
+                Face::Italic => italic(&mut out, x + 10.0, line_y, line),
+                Face::Status(fill, weight) => {
+                    text(&mut out, x + 10.0, line_y, TEXT, fill, weight, line)
+                }
+            }
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// An event's box: the SQL (or how it resumed), the narration, and how it ended, each wrapped
+/// to `width` pixels.
+fn box_lines(report: &Report, index: usize, width: f64) -> Vec<(Face, String)> {
+    let event = &report.timeline.events[index];
+    let described = describe(report, index);
+    let mut lines = Vec::new();
+    let mut add = |face: Face, text: &str, advance: f64| {
+        for line in fit(text, width, TEXT, advance) {
+            lines.push((face, line));
+        }
+    };
+    let (first, first_face) = match &event.kind {
+        EventKind::Resumed { .. } => (described.line(Tone::Resumed), Face::Mono(BLUE)),
+        _ => (described.line(Tone::Plain), Face::Mono(INK)),
+    };
+    if let Some(first) = first {
+        add(first_face, first, MONO_ADVANCE);
+    }
+    if let Some(narration) = described.line(Tone::Narration) {
+        add(Face::Italic, narration, SANS_ADVANCE);
+    }
+    let status = [
+        (Tone::Failed, RED, "bold"),
+        (Tone::Waiting, AMBER_TEXT, "normal"),
+        (Tone::Skipped, SOFT, "normal"),
+        (Tone::Decision, AMBER_TEXT, "normal"),
+        (Tone::Result, GREEN, "normal"),
+    ]
+    .iter()
+    .find_map(|(tone, color, weight)| described.line(*tone).map(|line| (*color, *weight, line)));
+    if let Some((color, weight, status)) = status {
         // A deferred step still shows how it ended; that it was deferred is said after.
         let status = if event.deferred {
             format!("{status} (deferred)")
         } else {
             status.to_string()
         };
-        text(
-            &mut out,
-            x + 10.0,
-            y + 52.0,
-            12.0,
-            color,
-            weight,
-            &shorten(&status, chars + 6),
-        );
+        add(Face::Status(color, weight), &status, SANS_ADVANCE);
     }
-    out.push_str("</svg>\n");
-    out
+    lines
+}
+
+/// `text` in lines no wider than `width` pixels at `size`, every word kept.
+fn fit(text: &str, width: f64, size: f64, advance: f64) -> Vec<String> {
+    let chars = (width / (size * advance)).floor().max(8.0) as usize;
+    super::table::wrap_hard(text, chars)
 }
 
 /// The `<svg>` element, opened, on a white background.
@@ -248,7 +292,7 @@ pub(super) fn text(
 fn mono(out: &mut String, x: f64, y: f64, fill: &str, content: &str) {
     let _ = writeln!(
         out,
-        r#"<text x="{x}" y="{y}" font-size="12" fill="{fill}" font-family="Menlo, Consolas, monospace">{}</text>"#,
+        r#"<text x="{x}" y="{y}" font-size="{TEXT}" fill="{fill}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace">{}</text>"#,
         escape(content)
     );
 }
@@ -256,7 +300,7 @@ fn mono(out: &mut String, x: f64, y: f64, fill: &str, content: &str) {
 fn italic(out: &mut String, x: f64, y: f64, content: &str) {
     let _ = writeln!(
         out,
-        r#"<text x="{x}" y="{y}" font-size="11" fill="{MUTED}" font-style="italic">{}</text>"#,
+        r#"<text x="{x}" y="{y}" font-size="{TEXT}" fill="{SOFT}" font-style="italic">{}</text>"#,
         escape(content)
     );
 }

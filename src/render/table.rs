@@ -5,10 +5,10 @@ use comfy_table::{
     presets, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width,
 };
 
-use super::event::{describe_in, sent, Tone};
+use super::event::{describe_in, Tone};
 use super::Style;
 use crate::report::Report;
-use crate::scenario::{display_name, Scenario, StepId};
+use crate::scenario::{display_name, Scenario};
 use crate::timeline::Timeline;
 
 /// Under a timeline with Redis steps: they are no part of any transaction.
@@ -19,12 +19,7 @@ pub const REDIS_LEGEND: &str =
 pub fn table(report: &Report, style: Style) -> String {
     let paint = Paint(style.color);
     let scenario = &report.scenario;
-    let mut out = String::new();
-    out.push_str(&format!(
-        "{} — {}\n",
-        paint.bold(&scenario.label()),
-        scenario.title
-    ));
+    let mut out = title_lines(scenario, style, paint);
     let engine = &report.engine;
     let mut rows = vec![
         (
@@ -45,7 +40,10 @@ pub fn table(report: &Report, style: Style) -> String {
         rows.push(("fix", format!("{}: {}", fix.id, fix.title)));
     }
     for (key, value) in rows {
-        out.push_str(&format!("{}  {value}\n", paint.dim(&format!("{key:<8}"))));
+        for (i, line) in wrap(&value, style.width as usize - 10).iter().enumerate() {
+            let key = if i == 0 { key } else { "" };
+            out.push_str(&format!("{}  {line}\n", paint.dim(&format!("{key:<8}"))));
+        }
     }
     out.push('\n');
     for line in wrap(&scenario.story, style.width as usize) {
@@ -63,51 +61,38 @@ pub fn table(report: &Report, style: Style) -> String {
     out.push_str(&timeline_table(
         &report.scenario,
         &report.timeline,
+        0,
         style,
         paint,
     ));
     out.push('\n');
     if scenario.uses_redis() {
-        out.push_str(&paint.dim(REDIS_LEGEND));
-        out.push('\n');
+        for line in wrap(REDIS_LEGEND, style.width as usize) {
+            out.push_str(&paint.dim(&line));
+            out.push('\n');
+        }
     }
     out.push('\n');
     out.push_str(&verdict_lines(report, style, paint));
     out
 }
 
-/// Step mode's screen: the timeline so far, then who is about to do what.
-pub fn step_screen(
-    scenario: &Scenario,
-    level: &str,
-    timeline: &Timeline,
-    next: StepId,
-    prompt: &str,
-    style: Style,
-) -> String {
-    let paint = Paint(style.color);
-    let mut out = format!(
-        "{} — {}\n{}  {level}\n\n",
-        paint.bold(&scenario.label()),
-        scenario.title,
-        paint.dim("level   ")
-    );
-    if !timeline.events.is_empty() {
-        out.push_str(&timeline_table(scenario, timeline, style, paint));
-        out.push_str("\n\n");
+/// `label — title`, wrapped to the width, the label in bold.
+pub(super) fn title_lines(scenario: &Scenario, style: Style, paint: Paint) -> String {
+    let label = scenario.label();
+    let mut out = String::new();
+    for (i, line) in wrap(
+        &format!("{label} — {}", scenario.title),
+        style.width as usize,
+    )
+    .iter()
+    .enumerate()
+    {
+        match line.strip_prefix(&label) {
+            Some(rest) if i == 0 => out.push_str(&format!("{}{rest}\n", paint.bold(&label))),
+            _ => out.push_str(&format!("{line}\n")),
+        }
     }
-    let step = scenario.step(next);
-    let text = step
-        .sql
-        .render(|hole| format!("${{{}.{}}}", hole.step_name, hole.column));
-    out.push_str(&format!(
-        "{} {}: {}\n    {}\n\n{}\n",
-        paint.bold("Next:"),
-        paint.bold(&display_name(&scenario.sessions[next.session].name)),
-        step.say,
-        paint.dim(&sent(scenario, next, &text)),
-        paint.dim(prompt)
-    ));
     out
 }
 
@@ -178,58 +163,108 @@ fn verdict_lines(report: &Report, style: Style, paint: Paint) -> String {
     out
 }
 
-fn timeline_table(scenario: &Scenario, timeline: &Timeline, style: Style, paint: Paint) -> String {
+/// Below this many columns a session's column is too narrow to read, and the timeline is
+/// drawn one event per row instead, with the session's name in a column of its own.
+const NARROWEST_LANE: u16 = 26;
+
+/// The timeline's events from `from` on, in `style.width` columns: a column per session when
+/// each gets at least [`NARROWEST_LANE`], otherwise one event per row. Cells wrap; nothing is
+/// cut.
+pub(super) fn timeline_table(
+    scenario: &Scenario,
+    timeline: &Timeline,
+    from: usize,
+    style: Style,
+    paint: Paint,
+) -> String {
+    let n_sessions = scenario.sessions.len().max(1) as u16;
+    // Each column costs its content, two spaces of padding and one border; plus the outer one.
+    let index = timeline.events.len().max(1).to_string().len() as u16;
+    let share = style.width.saturating_sub(1 + (index + 3) + 3 * n_sessions) / n_sessions;
     let mut table = Table::new();
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(style.width);
-    let mut header = vec![Cell::new("#")];
-    header.extend(
-        scenario
-            .sessions
-            .iter()
-            .map(|s| Cell::new(paint.bold(&display_name(&s.name)))),
-    );
-    table.set_header(header);
-    for (index, event) in timeline.events.iter().enumerate() {
-        let mut row = vec![Cell::new(index + 1).set_alignment(CellAlignment::Right)];
-        for session in 0..scenario.sessions.len() {
-            if session == event.step.session {
-                row.push(Cell::new(event_cell(scenario, timeline, index, paint)));
-            } else {
-                row.push(Cell::new(""));
+    let index_cell = |i: usize| Cell::new(i + 1).set_alignment(CellAlignment::Right);
+    let name = |s: usize| display_name(&scenario.sessions[s].name);
+    if share >= NARROWEST_LANE {
+        let mut header = vec![Cell::new("#")];
+        header.extend((0..scenario.sessions.len()).map(|s| Cell::new(paint.bold(&name(s)))));
+        table.set_header(header);
+        for (i, event) in timeline.events.iter().enumerate().skip(from) {
+            let mut row = vec![index_cell(i)];
+            for session in 0..scenario.sessions.len() {
+                row.push(Cell::new(if session == event.step.session {
+                    event_cell(scenario, timeline, i, share as usize, paint)
+                } else {
+                    String::new()
+                }));
             }
+            table.add_row(row);
         }
-        table.add_row(row);
-    }
-    let n_sessions = scenario.sessions.len() as u16;
-    let share = (style.width.saturating_sub(6 + 3 * n_sessions)) / n_sessions.max(1);
-    if let Some(column) = table.column_mut(0) {
-        column.set_constraint(ColumnConstraint::Absolute(Width::Fixed(4)));
-    }
-    for session in 0..scenario.sessions.len() {
-        if let Some(column) = table.column_mut(session + 1) {
-            column.set_constraint(ColumnConstraint::Absolute(Width::Fixed(share)));
+        fix_widths(&mut table, &[index, share]);
+    } else {
+        let who = (0..scenario.sessions.len())
+            .map(|s| name(s).chars().count() as u16)
+            .max()
+            .unwrap_or(0)
+            .max(7);
+        let what = style.width.saturating_sub(1 + (index + 3) + (who + 3) + 3);
+        table.set_header(vec![
+            Cell::new("#"),
+            Cell::new("session"),
+            Cell::new("event"),
+        ]);
+        for (i, event) in timeline.events.iter().enumerate().skip(from) {
+            table.add_row(vec![
+                index_cell(i),
+                Cell::new(paint.bold(&name(event.step.session))),
+                Cell::new(event_cell(scenario, timeline, i, what as usize, paint)),
+            ]);
         }
+        fix_widths(&mut table, &[index, who, what]);
     }
     table.to_string()
 }
 
-fn event_cell(scenario: &Scenario, timeline: &Timeline, index: usize, paint: Paint) -> String {
+/// Each column's content width; the last one given holds for the rest.
+fn fix_widths(table: &mut Table, widths: &[u16]) {
+    let last = widths.last().copied().unwrap_or(1);
+    for (i, column) in table.column_iter_mut().enumerate() {
+        let width = widths.get(i).copied().unwrap_or(last);
+        column.set_constraint(ColumnConstraint::Absolute(Width::Fixed(width + 2)));
+    }
+}
+
+/// An event's lines, each wrapped to `width` before it is painted, so that the table measures
+/// plain text and never has to cut a word that an escape made look longer.
+fn event_cell(
+    scenario: &Scenario,
+    timeline: &Timeline,
+    index: usize,
+    width: usize,
+    paint: Paint,
+) -> String {
     describe_in(scenario, timeline, index)
         .lines
         .iter()
-        .map(|(tone, text)| match tone {
-            Tone::Plain => text.clone(),
-            Tone::Narration => paint.italic_dim(text),
-            Tone::Result => paint.green(text),
-            Tone::Waiting => paint.yellow(&format!("⏳ {text}")),
-            Tone::Deferred => paint.yellow(text),
-            Tone::Resumed => paint.cyan(text),
-            Tone::Failed => paint.red_bold(text),
-            Tone::Skipped => paint.dim(text),
-            Tone::Decision => paint.yellow(text),
+        .flat_map(|(tone, text)| {
+            wrap_hard(text, width)
+                .into_iter()
+                .map(move |line| (*tone, line))
+        })
+        .map(|(tone, line)| {
+            let text = line.as_str();
+            match tone {
+                Tone::Plain => line.clone(),
+                Tone::Narration => paint.italic_dim(text),
+                Tone::Result => paint.green(text),
+                Tone::Waiting | Tone::Deferred | Tone::Decision => paint.yellow(text),
+                Tone::Resumed => paint.cyan(text),
+                Tone::Failed => paint.red_bold(text),
+                Tone::Skipped => paint.dim(text),
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -249,6 +284,17 @@ pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     }
     if !line.is_empty() {
         lines.push(line);
+    }
+    lines
+}
+
+/// [`wrap`], with a word longer than the line split across lines rather than left to stick out.
+pub(super) fn wrap_hard(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    for line in wrap(text, width) {
+        let chars: Vec<char> = line.chars().collect();
+        lines.extend(chars.chunks(width).map(|c| c.iter().collect::<String>()));
     }
     lines
 }

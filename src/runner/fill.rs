@@ -128,6 +128,7 @@ mod tests {
                 .iter()
                 .map(|row| row.iter().map(|v| v.map(str::to_string)).collect())
                 .collect(),
+            earlier: Vec::new(),
         })
     }
 

@@ -26,10 +26,14 @@ pub struct RunOptions {
     pub stop_when_impossible: bool,
 }
 
-/// Step mode: awaited before each step of the interleaving is sent, with the timeline so far
-/// and the step about to go; resolves to `false` to stop the run there.
-pub type Pause<'a> =
-    &'a mut dyn FnMut(&Timeline, StepId) -> futures_util::future::LocalBoxFuture<'static, bool>;
+/// Step mode: awaited before each event a step makes (sent, sent again by a retry, sent late
+/// behind a wait, skipped), with the timeline so far, the step and its SQL as it will be sent;
+/// resolves to `false` to stop the run there.
+pub type Pause<'a> = &'a mut dyn FnMut(
+    &Timeline,
+    StepId,
+    &str,
+) -> futures_util::future::LocalBoxFuture<'static, bool>;
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -42,8 +46,9 @@ enum State {
     Failed,
 }
 
-struct Replay<'a> {
+struct Replay<'a, 'p> {
     run: &'a mut Run,
+    pause: Option<Pause<'p>>,
     scenario: &'a Scenario,
     options: RunOptions,
     timeline: Timeline,
@@ -76,11 +81,12 @@ pub async fn replay(
     scenario: &Scenario,
     interleaving: &Interleaving,
     options: RunOptions,
-    mut pause: Option<Pause<'_>>,
+    pause: Option<Pause<'_>>,
 ) -> Result<Timeline, EngineError> {
     let n_sessions = scenario.sessions.len();
     let mut replay = Replay {
         run,
+        pause,
         scenario,
         options,
         timeline: Timeline::default(),
@@ -91,15 +97,16 @@ pub async fn replay(
         last_finish: None,
     };
     for &id in &interleaving.steps {
-        if let Some(pause) = pause.as_mut() {
-            if !pause(&replay.timeline, id).await {
-                replay.timeline.stopped = true;
-                replay.abandon().await?;
-                return Ok(replay.timeline);
-            }
+        if replay.timeline.stopped {
+            break;
         }
         match &replay.states[id.session] {
-            State::Failed => replay.skip(id),
+            State::Failed => {
+                let sql = replay.sql(id);
+                if replay.paused(id, &sql).await {
+                    replay.skip(id);
+                }
+            }
             State::Waiting { blocked_by, .. } if options.stop_when_impossible => {
                 replay.timeline.impossible = Some(Impossible {
                     step: id,
@@ -132,11 +139,17 @@ pub async fn replay(
             }
         }
     }
-    for session in 0..n_sessions {
-        replay.release_held(session);
+    if !replay.timeline.stopped {
+        for session in 0..n_sessions {
+            replay.release_held(session);
+        }
+        replay.progress().await?;
+        replay.drain().await?;
     }
-    replay.progress().await?;
-    replay.drain().await?;
+    if replay.timeline.stopped {
+        replay.abandon().await?;
+        return Ok(replay.timeline);
+    }
     // A final query the database refuses is the scenario's own error: placed in its file.
     let placed = |error: EngineError| match error {
         EngineError::Setup(message) => {
@@ -154,7 +167,20 @@ pub async fn replay(
     Ok(replay.timeline)
 }
 
-impl Replay<'_> {
+impl Replay<'_, '_> {
+    /// Step mode's pause before step `id` makes its event; false once the user stopped.
+    async fn paused(&mut self, id: StepId, sql: &str) -> bool {
+        if self.timeline.stopped {
+            return false;
+        }
+        if let Some(pause) = self.pause.as_mut() {
+            if !pause(&self.timeline, id, sql).await {
+                self.timeline.stopped = true;
+            }
+        }
+        !self.timeline.stopped
+    }
+
     fn deadline(&self) -> Instant {
         Instant::now() + self.options.step_timeout
     }
@@ -184,6 +210,9 @@ impl Replay<'_> {
     /// which may let waiting sessions go on.
     async fn send(&mut self, id: StepId, deferred: bool) -> Result<bool, EngineError> {
         let fill::Filled { sql, problem } = fill::fill(self.scenario, &self.timeline, id);
+        if !self.paused(id, &sql).await {
+            return Ok(false);
+        }
         if let Some(problem) = problem {
             let index = self.push(id, sql, EventKind::NotSent { problem }, deferred);
             self.last_finish = Some(index);

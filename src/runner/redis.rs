@@ -7,7 +7,7 @@ use crate::engine::{EngineError, Until};
 use crate::scenario::{until_key, StepId};
 use crate::timeline::{DbError, ErrorKind, EventKind, Reply, ReplyValue, StepResult};
 
-impl Replay<'_> {
+impl Replay<'_, '_> {
     /// A Redis step: sent on the session's Redis connection, and answered at once (Redis makes
     /// no client wait for another's sake).
     pub(super) async fn redis(

@@ -26,6 +26,9 @@ pub enum Mechanism {
     /// A session's application saw a step match no row (a lock not granted, a stale write
     /// rejected) and stopped instead of acting on what it had read.
     Guard,
+    /// A locking read with SKIP LOCKED passed over the rows another open transaction had
+    /// locked and took others: nobody waited, and no two sessions got the same row.
+    Skip,
 }
 
 /// What a scenario expects of a run. A broken run (an *error*) is never expected: it has no
@@ -37,13 +40,14 @@ pub enum Expected {
 }
 
 impl Mechanism {
-    pub const ALL: [Mechanism; 6] = [
+    pub const ALL: [Mechanism; 7] = [
         Mechanism::Blocking,
         Mechanism::Abort,
         Mechanism::Constraint,
         Mechanism::ConsistentRead,
         Mechanism::Retry,
         Mechanism::Guard,
+        Mechanism::Skip,
     ];
 
     /// How a grid cell or a sentence says it: `consistent read`.
@@ -62,6 +66,7 @@ impl Mechanism {
             Mechanism::ConsistentRead => "consistent-read",
             Mechanism::Retry => "retry",
             Mechanism::Guard => "guard",
+            Mechanism::Skip => "skip",
         }
     }
 }

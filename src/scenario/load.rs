@@ -94,9 +94,9 @@ impl Scenario {
     pub fn load(name: &str) -> Result<Scenario, LoadError> {
         let path = Path::new(name);
         if name.ends_with(".toml") || name.contains('/') || path.is_file() {
-            let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+            let bytes = std::fs::read(path).map_err(|reason| LoadError::Io {
                 path: name.to_string(),
-                source,
+                reason,
             })?;
             let text = String::from_utf8(bytes)
                 .map_err(|e| not_utf8(name, e.as_bytes(), e.utf8_error()))?;
@@ -131,9 +131,9 @@ impl Scenario {
                 scenarios.push(Scenario::load(name)?);
                 continue;
             }
-            let entries = std::fs::read_dir(path).map_err(|source| LoadError::Io {
+            let entries = std::fs::read_dir(path).map_err(|reason| LoadError::Io {
                 path: name.clone(),
-                source,
+                reason,
             })?;
             let mut files: Vec<_> = entries
                 .filter_map(Result::ok)

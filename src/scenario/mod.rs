@@ -337,10 +337,12 @@ pub struct ScenarioError {
 pub enum LoadError {
     #[error(transparent)]
     Invalid(#[from] ScenarioError),
-    #[error("cannot read {path}: {source}")]
+    /// The reason is in the message, not the error's source, so that a chain printed whole
+    /// (`{:#}`) says it once.
+    #[error("cannot read {path}: {reason}")]
     Io {
         path: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("no scenario named `{name}`{hint}; `anomalies list` shows them all")]
     Unknown { name: String, hint: String },

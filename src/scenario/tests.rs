@@ -173,6 +173,59 @@ attempts = 5
 serializable = "prevented by retry"
 "#;
 
+/// A fix may tell its own story: the variant's title and story replace the scenario's, which
+/// tell of the anomaly the fix prevents; without them the scenario's stay.
+#[test]
+fn a_fix_may_carry_its_own_title_and_story() {
+    let base = Scenario::parse(FIXED, "tiny.toml").unwrap();
+    let own = FIXED.replacen(
+        "title = \"compare and swap\"\n",
+        "title = \"compare and swap\"\nstory_title = \"A write that checks\"\nstory = \"Alice writes only if nothing changed.\"\n",
+        1,
+    );
+    let fixed = Scenario::parse(&own, "tiny.toml")
+        .unwrap()
+        .with_fix("cas")
+        .unwrap();
+    assert_eq!(fixed.title, "A write that checks");
+    assert_eq!(fixed.story, "Alice writes only if nothing changed.");
+    assert_eq!(fixed.applied.as_ref().unwrap().title, "compare and swap");
+    let plain = base.with_fix("cas").unwrap();
+    assert_eq!((plain.title, plain.story), (base.title, base.story));
+}
+
+/// The built-in fixes that prevent what their scenario's title says happened tell their own
+/// story; those that still show the anomaly (redis-setnx, redis-safe-release) keep it.
+#[test]
+fn builtin_fixes_that_prevent_the_anomaly_do_not_keep_a_title_that_says_it_happened() {
+    let own = [
+        ("job-queue", "for-update"),
+        ("job-queue", "skip-locked"),
+        ("distributed-lock", "setnx"),
+        ("distributed-lock", "advisory"),
+        ("distributed-lock", "lease-fencing"),
+        ("distributed-lock", "redis-fencing"),
+    ];
+    for (id, fix) in own {
+        let base = Scenario::load(id).unwrap();
+        let fixed = base.with_fix(fix).unwrap();
+        assert_ne!(fixed.title, base.title, "{id} --fix {fix}");
+        assert_ne!(fixed.story, base.story, "{id} --fix {fix}");
+        assert!(
+            !fixed.story.contains("paid three times"),
+            "{id} --fix {fix}"
+        );
+        assert!(
+            !fixed.story.contains("pays the bill again"),
+            "{id} --fix {fix}"
+        );
+    }
+    for fix in ["redis-setnx", "redis-safe-release"] {
+        let base = Scenario::load("distributed-lock").unwrap();
+        assert_eq!(base.with_fix(fix).unwrap().title, base.title);
+    }
+}
+
 #[test]
 fn a_fix_changes_only_what_it_names() {
     let scenario = Scenario::parse(FIXED, "tiny.toml").unwrap();
@@ -407,7 +460,7 @@ fn bad_expectations() {
     check_error(
         "serializable = \"prevented by abort\"",
         "serializable = \"prevented by luck\"",
-        "tiny.toml:42:16: expected `anomaly` or `prevented by` one of blocking, abort, constraint, consistent-read, retry, guard; found `prevented by luck`",
+        "tiny.toml:42:16: expected `anomaly` or `prevented by` one of blocking, abort, constraint, consistent-read, retry, guard, skip; found `prevented by luck`",
     );
 }
 

@@ -107,12 +107,22 @@ pub(super) fn step_result(answer: Answer) -> Result<StepResult, EngineError> {
         }
         Err(other) => return Err(EngineError::Mariadb(error_text(&other))),
     };
-    let rows = sets.iter().rev().find(|set| set.columns.is_some());
+    let mut with_rows: Vec<ResultSet> = sets
+        .iter()
+        .filter_map(|set| {
+            Some(ResultSet {
+                columns: set.columns.clone()?,
+                rows: set.rows.clone(),
+                earlier: Vec::new(),
+            })
+        })
+        .collect();
+    let rows = with_rows.pop().map(|last| ResultSet {
+        earlier: with_rows,
+        ..last
+    });
     Ok(match (rows, sets.last()) {
-        (Some(set), _) => StepResult::Rows(ResultSet {
-            columns: set.columns.clone().unwrap_or_default(),
-            rows: set.rows.clone(),
-        }),
+        (Some(set), _) => StepResult::Rows(set),
         (None, Some(last)) => StepResult::Command {
             rows_affected: last.affected,
         },

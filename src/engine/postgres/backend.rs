@@ -14,7 +14,7 @@ use crate::scenario::Scenario;
 use crate::timeline::ResultSet;
 
 /// The server the URL names, else a throwaway cluster; [`EngineError::NoServer`] when there is
-/// no URL and no server binaries.
+/// no URL and the search found no server binaries; an error when `--pg-bindir` has none.
 pub(in crate::engine) async fn open(options: &ConnectOptions) -> Result<Connected, EngineError> {
     if let Some(url) = &options.url {
         let engine = PgEngine::connect_url(url, options.connect_timeout).await?;
@@ -25,23 +25,29 @@ pub(in crate::engine) async fn open(options: &ConnectOptions) -> Result<Connecte
         None => cluster::find_bindir(),
     };
     let Some(bindir) = bindir else {
-        let looked = match &options.pg_bindir {
-            Some(dir) => format!("no PostgreSQL server binaries in {}", dir.display()),
-            None => "no PostgreSQL server binaries found (looked on PATH, through pg_config and \
-                     under /usr/lib/postgresql/*/bin)"
-                .to_string(),
-        };
-        return Err(match options.choice {
-            crate::engine::Choice::Auto => EngineError::NoServer(looked),
-            _ => EngineError::Setup(format!(
-                "{looked}: install the PostgreSQL server (apt-get install postgresql), point \
-                 --pg-bindir at its binaries, or pass --url"
-            )),
-        });
+        return Err(no_server(options));
     };
     let engine = PgEngine::throwaway(&bindir).await?;
     let notice = engine.cluster_notice();
     Ok((Box::new(engine), notice))
+}
+
+/// No server binaries. Only a search that found nothing lets `auto` fall back to SQLite: a
+/// directory the user named is what they meant to run on.
+fn no_server(options: &ConnectOptions) -> EngineError {
+    let looked = match &options.pg_bindir {
+        Some(dir) => format!("no PostgreSQL server binaries in {}", dir.display()),
+        None => "no PostgreSQL server binaries found (looked on PATH, through pg_config and \
+                 under /usr/lib/postgresql/*/bin)"
+            .to_string(),
+    };
+    match (options.choice, &options.pg_bindir) {
+        (crate::engine::Choice::Auto, None) => EngineError::NoServer(looked),
+        _ => EngineError::Setup(format!(
+            "{looked}: install the PostgreSQL server (apt-get install postgresql), point \
+             --pg-bindir at its binaries, or pass --url"
+        )),
+    }
 }
 
 #[async_trait(?Send)]
@@ -131,5 +137,43 @@ impl BackendRun for PgRun {
 
     fn bench_workers(&mut self) -> Result<Vec<crate::engine::bench::Worker>, EngineError> {
         Ok(super::bench::workers(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::Choice;
+
+    fn options(choice: Choice, pg_bindir: Option<&str>) -> ConnectOptions {
+        ConnectOptions {
+            choice,
+            url: None,
+            connect_timeout: Duration::from_secs(1),
+            pg_bindir: pg_bindir.map(PathBuf::from),
+            mariadb_bindir: None,
+            redis_url: None,
+        }
+    }
+
+    #[test]
+    fn only_a_search_that_found_nothing_falls_back_to_sqlite() {
+        assert!(matches!(
+            no_server(&options(Choice::Auto, None)),
+            EngineError::NoServer(_)
+        ));
+        let named = no_server(&options(Choice::Auto, Some("/empty")));
+        assert!(
+            matches!(&named, EngineError::Setup(m) if m.starts_with("no PostgreSQL server binaries in /empty: ")),
+            "{named:?}"
+        );
+        let asked = no_server(&options(
+            Choice::Only(crate::scenario::EngineKind::Postgres),
+            None,
+        ));
+        assert!(matches!(asked, EngineError::Setup(_)), "{asked:?}");
     }
 }

@@ -30,18 +30,22 @@ pub(super) fn step_result(
     // A step may hold several statements; the last one that returned rows speaks for it.
     let mut result = StepResult::Command { rows_affected: 0 };
     let mut current: Option<ResultSet> = None;
+    // Every set of rows, in order; the last speaks for the step and carries the others.
+    let mut earlier: Vec<ResultSet> = Vec::new();
     for message in messages {
         match message {
             SimpleQueryMessage::RowDescription(columns) => {
                 current = Some(ResultSet {
                     columns: columns.iter().map(|c| c.name().to_string()).collect(),
                     rows: Vec::new(),
+                    earlier: Vec::new(),
                 });
             }
             SimpleQueryMessage::Row(row) => {
                 let set = current.get_or_insert_with(|| ResultSet {
                     columns: row.columns().iter().map(|c| c.name().to_string()).collect(),
                     rows: Vec::new(),
+                    earlier: Vec::new(),
                 });
                 set.rows.push(
                     (0..row.len())
@@ -51,7 +55,20 @@ pub(super) fn step_result(
             }
             SimpleQueryMessage::CommandComplete(count) => {
                 result = match current.take() {
-                    Some(set) => StepResult::Rows(set),
+                    Some(set) => {
+                        if let StepResult::Rows(before) =
+                            std::mem::replace(&mut result, StepResult::Command { rows_affected: 0 })
+                        {
+                            earlier.push(ResultSet {
+                                earlier: Vec::new(),
+                                ..before
+                            });
+                        }
+                        StepResult::Rows(ResultSet {
+                            earlier: earlier.clone(),
+                            ..set
+                        })
+                    }
                     None if matches!(result, StepResult::Rows(_)) => continue,
                     None => StepResult::Command {
                         rows_affected: count,

@@ -112,7 +112,7 @@ pub(super) fn spawn_session(
 pub(super) fn execute(connection: &Connection, sql: &str) -> StepResult {
     let run = || -> rusqlite::Result<StepResult> {
         let mut batch = Batch::new(connection, sql);
-        let mut rows_result = None;
+        let mut sets: Vec<ResultSet> = Vec::new();
         let mut command = StepResult::Command { rows_affected: 0 };
         while let Some(mut statement) = batch.next()? {
             if statement.column_count() == 0 {
@@ -139,9 +139,20 @@ pub(super) fn execute(connection: &Connection, sql: &str) -> StepResult {
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 out.push(values);
             }
-            rows_result = Some(StepResult::Rows(ResultSet { columns, rows: out }));
+            sets.push(ResultSet {
+                columns,
+                rows: out,
+                earlier: Vec::new(),
+            });
         }
-        Ok(rows_result.unwrap_or(command))
+        // The last set speaks for the step; the earlier ones come with it.
+        Ok(match sets.pop() {
+            Some(last) => StepResult::Rows(ResultSet {
+                earlier: sets,
+                ..last
+            }),
+            None => command,
+        })
     };
     match run() {
         Ok(result) => result,

@@ -267,6 +267,10 @@ fn mechanisms_used(scenario: &Scenario) -> Vec<String> {
                     "a session saw a step match no row (a lock not granted, a stale write \
                      rejected) and stopped instead of acting on what it had read"
                 }
+                Mechanism::Skip => {
+                    "a locking read with SKIP LOCKED passed over the rows another open \
+                     transaction held and took others: nobody waited and no row was taken twice"
+                }
             };
             format!("{}: {meaning}.", m.words())
         })
@@ -318,7 +322,7 @@ pub fn json(scenario: &Scenario) -> String {
             })
         })
         .collect();
-    let mut text = serde_json::to_string_pretty(&value!({
+    let mut text = serde_json::to_string_pretty(&crate::render::json::versioned(value!({
         "id": scenario.id,
         "title": scenario.title,
         "anomaly": { "name": scenario.anomaly, "code": scenario.code },
@@ -327,7 +331,7 @@ pub fn json(scenario: &Scenario) -> String {
         "story": scenario.story,
         "expected": outcomes(scenario, None),
         "fixes": fixes,
-    }))
+    })))
     .unwrap_or_default();
     text.push('\n');
     text

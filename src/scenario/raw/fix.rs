@@ -69,6 +69,12 @@ fn fix_info(fix: &RawFix, at: &Locator) -> Result<FixInfo, ScenarioError> {
 fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioError> {
     let mut file = base.clone();
     file.fix.clear();
+    if let Some(title) = &fix.story_title {
+        file.title = title.clone();
+    }
+    if let Some(story) = &fix.story {
+        file.story = story.clone();
+    }
     append_setup(&mut file, fix);
     for change in &fix.step {
         let reference = change.step.get_ref();

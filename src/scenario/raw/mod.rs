@@ -79,6 +79,11 @@ pub(super) struct RawStep {
 pub(super) struct RawFix {
     id: Spanned<String>,
     title: String,
+    /// The run's own title with the fix in place, instead of the scenario's (whose title may
+    /// name the anomaly the fix prevents).
+    story_title: Option<String>,
+    /// The run's own story with the fix in place, instead of the scenario's.
+    story: Option<String>,
     how: String,
     prefer: String,
     level: Option<Spanned<String>>,
