@@ -17,6 +17,7 @@ mod cleanup;
 mod connect;
 mod passfile;
 mod reply;
+mod restore;
 mod role;
 mod session;
 mod tls;
@@ -24,8 +25,8 @@ mod waits;
 
 use cleanup::{claim_schema, clean_up_live, clear_cluster, drop_schema, end_backends, lock, own};
 use cleanup::{sweep_stale, Live, LiveRun, CLOSE_TIMEOUT, SCHEMA_COMMENT};
-use connect::{characteristics_sql, out_of_connections, pg_error};
 use connect::{config_and_tls, connect, connect_bound, describe, no_answer};
+use connect::{out_of_connections, pg_error};
 use reply::step_result;
 use role::{confinement, drop_role, Confinement, RunRole, CONFINED};
 use session::{connect_data, connect_sessions, set_up};
@@ -37,7 +38,7 @@ use crate::engine::probe::{watch, First, Ticker, Watched};
 pub(super) use backend::open;
 
 use crate::engine::cluster::Cluster;
-use crate::engine::{final_rows, first_reply, snapshot_sql, EngineError, EngineInfo, Settled};
+use crate::engine::{final_rows, first_reply, EngineError, EngineInfo, Settled};
 use crate::level::SessionLevel;
 use crate::scenario::{EngineKind, Scenario};
 use crate::timeline::{ErrorKind, ResultSet};
@@ -375,100 +376,6 @@ impl PgRun {
             .await
             .map_err(pg_error)?;
         Ok(())
-    }
-
-    pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
-        let tables: Vec<String> = self
-            .data
-            .query(
-                "SELECT c.relname::text FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY c.oid",
-                &[&self.schema],
-            )
-            .await
-            .map_err(pg_error)?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        let (save, restore) = snapshot_sql(&tables, '"');
-        // The tables' names are the run's schema's, ahead of the catalog's (a table may be
-        // called `pg_class`), whatever a final query did to the search path; and the next
-        // order's final query reads the run's schema again.
-        let path = format!("SET search_path TO {}, pg_catalog; ", self.schema);
-        self.data
-            .batch_execute(&format!("{path}{save}"))
-            .await
-            .map_err(pg_error)?;
-        self.restore = Some(format!("{path}{restore}"));
-        // DELETE and INSERT give back the rows, but not a sequence's position, a materialized
-        // view's rows, what a trigger or a rule does on the way, nor rows a policy hides.
-        self.restores_all = self
-            .data
-            .query_one(
-                "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND (c.relkind IN ('S', 'm') OR c.relrowsecurity \
-                 OR EXISTS (SELECT FROM pg_catalog.pg_trigger t \
-                            WHERE t.tgrelid = c.oid AND NOT t.tgisinternal) \
-                 OR EXISTS (SELECT FROM pg_catalog.pg_rewrite r \
-                            WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN')))",
-                &[&self.schema],
-            )
-            .await
-            .map_err(pg_error)?
-            .get(0);
-        Ok(())
-    }
-
-    /// Puts the data back and gives every session a connection as good as new at `levels`:
-    /// `DISCARD ALL` ends what a session left (its settings, advisory locks, prepared
-    /// statements, temporary tables), then the search path and the level are set as at
-    /// connect. Only where the restore gives back everything the setup made.
-    pub async fn relevel(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
-        if self.restore.is_none() || !self.restores_all {
-            return Ok(false);
-        }
-        self.reset().await?;
-        let resets = self.sessions.iter().zip(levels).map(|(session, level)| {
-            // DISCARD ALL cannot share a query string (an implicit transaction) with the rest;
-            // the two go out pipelined, in order.
-            let set = format!(
-                "SET search_path TO {}; {}",
-                self.schema,
-                characteristics_sql(level)
-            );
-            let client = session.client.clone();
-            async move {
-                let discard = client.batch_execute("DISCARD ALL");
-                tokio::try_join!(discard, client.batch_execute(&set)).map(|_| ())
-            }
-        });
-        for result in futures_util::future::join_all(resets).await {
-            result.map_err(pg_error)?;
-        }
-        Ok(true)
-    }
-
-    pub async fn reset(&mut self) -> Result<(), EngineError> {
-        let Some(restore) = &self.restore else {
-            return Err(EngineError::Setup(
-                "reset before the initial state was saved".into(),
-            ));
-        };
-        // Every session's ROLLBACK and the restore go out at once: one round trip of waiting.
-        let rollbacks = self
-            .sessions
-            .iter()
-            .map(|session| session.client.simple_query("ROLLBACK"));
-        let (rolled_back, restored) = tokio::join!(
-            futures_util::future::join_all(rollbacks),
-            self.data.batch_execute(restore)
-        );
-        for result in rolled_back {
-            result.map_err(pg_error)?;
-        }
-        restored.map_err(pg_error)
     }
 
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
