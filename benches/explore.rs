@@ -51,9 +51,7 @@ struct Round {
 fn main() {
     let bindir = find_bindir().expect("PostgreSQL server binaries are not installed");
     let tester = isolation_tester(&bindir);
-    let pgbench = std::fs::canonicalize(bindir.join("postgres"))
-        .expect("postgres binary")
-        .with_file_name("pgbench");
+    let pgbench = beside_postgres(&bindir, "pgbench");
     let cluster = Cluster::start(&bindir).expect("a throwaway server");
     let conninfo = conninfo(&cluster);
     let select1 = tempfile::NamedTempFile::new().expect("a temporary file");
@@ -226,12 +224,7 @@ fn same_work(
     conninfo: &str,
     bindir: &Path,
 ) -> SameWork {
-    let tables: Vec<&str> = scenario
-        .setup
-        .split("CREATE TABLE")
-        .skip(1)
-        .filter_map(|rest| rest.split_whitespace().next())
-        .collect();
+    let tables = tables(scenario);
     let saved = |t: &str| format!("anomalies_saved_{t}");
     let mut setup = format!(
         "SET client_min_messages TO warning; \
@@ -285,11 +278,15 @@ fn same_work(
     }
 }
 
-fn psql(bindir: &Path, conninfo: &str, sql: &str) {
-    let psql = std::fs::canonicalize(bindir.join("postgres"))
+/// A program of the server's installation (the real one, where `bindir` has links).
+fn beside_postgres(bindir: &Path, program: &str) -> PathBuf {
+    std::fs::canonicalize(bindir.join("postgres"))
         .expect("postgres binary")
-        .with_file_name("psql");
-    let status = Command::new(psql)
+        .with_file_name(program)
+}
+
+fn psql(bindir: &Path, conninfo: &str, sql: &str) {
+    let status = Command::new(beside_postgres(bindir, "psql"))
         .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql, conninfo])
         .status()
         .expect("psql runs");
@@ -338,14 +335,20 @@ fn pgbench_latency(
     ms / 1e3
 }
 
-/// The scenario as an isolation tester spec, with one permutation per order.
-fn spec(scenario: &Scenario, level: Level, orders: &[Interleaving]) -> String {
-    let tables: Vec<&str> = scenario
+/// The tables the setup creates, in order (the bench scenarios' setups are plain `CREATE
+/// TABLE name (…)`).
+fn tables(scenario: &Scenario) -> Vec<&str> {
+    scenario
         .setup
         .split("CREATE TABLE")
         .skip(1)
         .filter_map(|rest| rest.split_whitespace().next())
-        .collect();
+        .collect()
+}
+
+/// The scenario as an isolation tester spec, with one permutation per order.
+fn spec(scenario: &Scenario, level: Level, orders: &[Interleaving]) -> String {
+    let tables = tables(scenario);
     let mut spec = format!(
         "setup {{ {} }}\nteardown {{ DROP TABLE {}; }}\n",
         scenario.setup.trim(),
