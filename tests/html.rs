@@ -40,7 +40,11 @@ fn step_through(name: &str, args: &[&str], tab: Option<&str>) -> serde_json::Val
     std::fs::write(&file, &page).unwrap();
     let shot = dir.join(format!("{name}.png"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/step.mjs");
+    // The browser's profile is made under TMPDIR: one of the test's own, which must be empty
+    // again once the script has ended.
+    let tmp = tempfile::tempdir().unwrap();
     let mut command = Command::new("node");
+    command.env("TMPDIR", tmp.path());
     command.arg(script).arg(chromium()).arg(&file).arg(&shot);
     if let Some(tab) = tab {
         command.arg(tab);
@@ -56,6 +60,8 @@ fn step_through(name: &str, args: &[&str], tab: Option<&str>) -> serde_json::Val
         std::fs::metadata(&shot).unwrap().len() > 10_000,
         "a screenshot"
     );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "the browser's profile was left: {left:?}");
     serde_json::from_slice(&driven.stdout).unwrap()
 }
 

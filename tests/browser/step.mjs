@@ -2,7 +2,7 @@
 // no network): clicks Next until it is disabled, then prints what the page shows as JSON and
 // saves a screenshot. Usage: node step.mjs CHROMIUM PAGE.html SCREENSHOT.png [TAB]
 import { spawn } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -33,7 +33,20 @@ function send(method, params = {}, sessionId) {
   return new Promise((resolve, reject) => waiting.set(id, (m) => m.error
     ? reject(new Error(`${method}: ${m.error.message}`)) : resolve(m.result)));
 }
-const timer = setTimeout(() => { console.error('timed out'); browser.kill(); process.exit(3); }, 30000);
+// The browser's profile goes with it: stop the browser, wait until it has exited (it writes to
+// its profile as it goes), remove the profile, and only then exit.
+const exited = new Promise((resolve) => browser.on('exit', resolve));
+async function finish(code) {
+  // Closed over the protocol, the browser removes what it made in TMPDIR; killed, it would not.
+  toBrowser.write(JSON.stringify({ id: next++, method: 'Browser.close' }) + '\0');
+  const killer = setTimeout(() => browser.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(killer);
+  rmSync(profile, { recursive: true, force: true });
+  process.exit(code);
+}
+const timer = setTimeout(() => { console.error('timed out'); finish(3); }, 30000);
+process.on('unhandledRejection', (error) => { console.error(String(error)); finish(4); });
 
 const { targetId } = await send('Target.createTarget', { url: 'about:blank' });
 const { sessionId } = await send('Target.attachToTarget', { targetId, flatten: true });
@@ -74,5 +87,4 @@ const shot = await send('Page.captureScreenshot', { format: 'png', captureBeyond
 writeFileSync(screenshot, Buffer.from(shot.data, 'base64'));
 clearTimeout(timer);
 console.log(JSON.stringify({ before, clicks, afterLeft, ...state }));
-browser.kill();
-process.exit(0);
+await finish(0);
