@@ -377,7 +377,7 @@ async fn run_all(
                 },
                 None => engine.prepare(scenario, level).await?,
             };
-            if i == 0 && request.levels.len() > 1 {
+            if i == 0 && request.levels.len() > 1 && run.relevels() {
                 run.save_initial_state().await?;
             }
             let timeline = replay(

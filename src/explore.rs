@@ -1,7 +1,9 @@
 //! `anomalies explore`: every order of a scenario's steps that keeps each session's own order,
 //! and how each one ends. Enumeration and classification are pure; the app runs the orders.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use indexmap::IndexSet;
 
 use crate::engine::EngineInfo;
 use crate::level::Level;
@@ -53,8 +55,8 @@ pub struct Exploration {
     pub any_error: bool,
     /// Each order's line, in order, when kept.
     pub lines: Option<Vec<Line>>,
-    summaries: Vec<String>,
-    summary_ids: HashMap<String, u32>,
+    /// Each summary once; a line keeps its index.
+    summaries: IndexSet<String>,
 }
 
 /// One order's outcome, as JSON lists it.
@@ -77,8 +79,7 @@ impl Exploration {
             shortest_key: (usize::MAX, usize::MAX, usize::MAX),
             any_error: false,
             lines: keep_lines.then(Vec::new),
-            summaries: Vec::new(),
-            summary_ids: HashMap::new(),
+            summaries: IndexSet::new(),
         }
     }
 
@@ -93,12 +94,9 @@ impl Exploration {
         if let Some(lines) = &mut self.lines {
             let one_way = !matches!(explored.outcome, Outcome::Racy(_));
             let summary = (report.timeline.impossible.is_none() && one_way).then(|| {
-                let text = report.verdict.summary(scenario);
-                let next = self.summaries.len() as u32;
-                *self.summary_ids.entry(text.clone()).or_insert_with(|| {
-                    self.summaries.push(text);
-                    next
-                })
+                self.summaries
+                    .insert_full(report.verdict.summary(scenario))
+                    .0 as u32
             });
             lines.push(Line {
                 order: index as u32,
@@ -126,7 +124,9 @@ impl Exploration {
 
     /// A line's verdict summary: `anomaly — both committed, yet…`.
     pub fn summary(&self, line: &Line) -> Option<&str> {
-        line.summary.map(|id| self.summaries[id as usize].as_str())
+        line.summary
+            .and_then(|id| self.summaries.get_index(id as usize))
+            .map(String::as_str)
     }
 }
 

@@ -154,6 +154,11 @@ pub(crate) trait BackendRun {
         Ok(false)
     }
 
+    /// Whether [`BackendRun::relevel`] can ever succeed, so that the data is saved for it.
+    fn relevels(&self) -> bool {
+        false
+    }
+
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError>;
     async fn finish(self: Box<Self>) -> Result<(), EngineError>;
 
@@ -405,6 +410,12 @@ impl Run {
             redis.reset().await?;
         }
         Ok(true)
+    }
+
+    /// Whether the engine may serve another level with this run ([`Run::relevel`]); only then
+    /// is saving the initial state for it worth a round trip.
+    pub fn relevels(&self) -> bool {
+        self.db.relevels()
     }
 
     /// Runs the scenario's final check query on the end state, from outside the sessions.

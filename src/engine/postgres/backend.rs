@@ -131,6 +131,10 @@ impl BackendRun for PgRun {
         PgRun::relevel(self, levels).await
     }
 
+    fn relevels(&self) -> bool {
+        true
+    }
+
     fn questions(&self) -> u64 {
         self.ticker.asked()
     }
