@@ -12,7 +12,7 @@ use crate::level::Level;
 use crate::outcome::judge;
 use crate::report::{NotRun, Report};
 use crate::runner::{replay, Pause, RunOptions};
-use crate::scenario::{Interleaving, Scenario};
+use crate::scenario::{Interleaving, Scenario, Topology};
 
 /// What a request ran, and the fixes it did not run because the engine lacks what they need
 /// (`lost-update --fix for-update on sqlite`).
@@ -64,7 +64,7 @@ pub async fn run(
             .map_err(AppError::Usage)?;
         interleavings.push(interleaving.clone());
     }
-    let mut engine = connect(&request.connect, notice).await?;
+    let mut engine = connect(&needing(&request.connect, &request.scenarios), notice).await?;
     warn_of_privileges(&engine, &request.scenarios, notice);
     let outcome = guarded(run_all(
         &mut engine,
@@ -121,8 +121,9 @@ pub async fn explore(
     notice: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&Explored),
 ) -> Result<Vec<Exploration>, AppError> {
-    let mut engine = connect(&request.connect, notice).await?;
-    warn_of_privileges(&engine, std::slice::from_ref(&request.scenario), notice);
+    let scenarios = std::slice::from_ref(&request.scenario);
+    let mut engine = connect(&needing(&request.connect, scenarios), notice).await?;
+    warn_of_privileges(&engine, scenarios, notice);
     let outcome = guarded(explore_all(&mut engine, request, notice, progress)).await;
     conclude(outcome, engine.close().await)
 }
@@ -266,6 +267,16 @@ fn warn_of_privileges(engine: &Engine, scenarios: &[Scenario], notice: &mut dyn 
     }
 }
 
+/// The options, asking for the nodes the scenarios need (a throwaway PostgreSQL then starts
+/// with a hot standby, which serves the scenarios that need none as one server does).
+fn needing(options: &ConnectOptions, scenarios: &[Scenario]) -> ConnectOptions {
+    let mut options = options.clone();
+    if let Some(scenario) = scenarios.iter().find(|s| s.topology != Topology::Single) {
+        options.topology = scenario.topology;
+    }
+    options
+}
+
 /// Connects as asked, passing on the engine's notice (the SQLite fallback).
 async fn connect(
     options: &ConnectOptions,
@@ -347,7 +358,9 @@ async fn run_all(
         let unavailable = scenario
             .applied
             .as_ref()
-            .and_then(|fix| fix.unavailable_on(kind));
+            .and_then(|fix| fix.unavailable_on(kind))
+            .map(str::to_string)
+            .or_else(|| engine.cannot_run(scenario));
         if let Some(why) = unavailable {
             if request.scenarios.len() == 1 {
                 return Err(AppError::Usage(format!(

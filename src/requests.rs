@@ -24,6 +24,7 @@ pub(crate) fn connect_options(connection: &ConnectionArgs, choice: Choice) -> Co
         pg_bindir: connection.pg_bindir.clone(),
         mariadb_bindir: connection.mariadb_bindir.clone(),
         redis_url: connection.redis_url.clone(),
+        topology: Default::default(),
     }
 }
 

@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::level::{Level, SessionLevel};
-use crate::scenario::{EngineKind, Scenario};
+use crate::scenario::{EngineKind, Node, ReplicaAction, Scenario, Topology, PRIMARY};
 use crate::timeline::{ResultSet, StepResult};
 
 /// Which engine a user asked for.
@@ -47,6 +47,9 @@ pub struct ConnectOptions {
     pub mariadb_bindir: Option<PathBuf>,
     /// The Redis that scenarios with Redis steps use; a throwaway `redis-server` when `None`.
     pub redis_url: Option<String>,
+    /// The nodes the scenarios need: a throwaway PostgreSQL is started as a primary with a
+    /// hot standby for `PrimaryStandby`.
+    pub topology: Topology,
 }
 
 /// What the header says about the database.
@@ -112,6 +115,18 @@ pub(crate) trait Backend {
         String::new()
     }
 
+    /// Why the engine cannot give a run these nodes, if it cannot.
+    fn cannot_run(&self, topology: Topology) -> Option<String> {
+        match topology {
+            Topology::Single => None,
+            other => Some(format!(
+                "it needs {}, which {} does not have here",
+                other.describe(),
+                self.info().name.label()
+            )),
+        }
+    }
+
     async fn prepare(
         &mut self,
         scenario: &Scenario,
@@ -125,6 +140,17 @@ pub(crate) trait Backend {
 #[async_trait(?Send)]
 pub(crate) trait BackendRun {
     fn send(&mut self, session: usize, sql: &str);
+
+    /// Sends `sql` on the session's connection to `node` (the engines of one server have only
+    /// the primary, and never see a scenario that names another: [`Backend::cannot_run`]).
+    fn send_to(&mut self, session: usize, _node: Node, sql: &str) {
+        self.send(session, sql)
+    }
+
+    /// Sends a replica step (`replica = "pause"`), settled like a step.
+    fn send_replica(&mut self, _session: usize, _action: ReplicaAction) -> Result<(), EngineError> {
+        Err(EngineError::Setup("this engine has no standby".into()))
+    }
 
     async fn settle(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError>;
 
@@ -287,6 +313,12 @@ impl Engine {
         self.backend.effective_level(level)
     }
 
+    /// Why the engine cannot run `scenario` (it needs nodes the engine cannot give), if it
+    /// cannot; the scenario is then not run, as a fix the engine lacks is not.
+    pub fn cannot_run(&self, scenario: &Scenario) -> Option<String> {
+        self.backend.cannot_run(scenario.topology)
+    }
+
     /// Sets up the scenario's data privately and opens one connection per session, each at its
     /// level in a run at `level` ([`Engine::session_levels`]).
     pub async fn prepare(&mut self, scenario: &Scenario, level: Level) -> Result<Run, EngineError> {
@@ -322,9 +354,22 @@ impl Engine {
 }
 
 impl Run {
-    /// Sends a step's SQL on a session's connection, without waiting for its answer.
-    pub fn send(&mut self, session: usize, sql: &str) {
-        self.db.send(session, sql)
+    /// Sends a step's SQL on a session's connection to `node`, without waiting for its answer.
+    pub fn send(&mut self, session: usize, node: Node, sql: &str) {
+        match node {
+            PRIMARY => self.db.send(session, sql),
+            node => self.db.send_to(session, node, sql),
+        }
+    }
+
+    /// Sends a replica step for `session` (`pause`, `resume`, `wait LSN`), without waiting for
+    /// its answer; settled like a step.
+    pub fn send_replica(
+        &mut self,
+        session: usize,
+        action: ReplicaAction,
+    ) -> Result<(), EngineError> {
+        self.db.send_replica(session, action)
     }
 
     /// Waits until the step sent on `session` finishes or the database says it waits.

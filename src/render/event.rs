@@ -3,7 +3,8 @@
 
 use crate::outcome::{session_list, step_phrase};
 use crate::report::Report;
-use crate::scenario::{display_name, until_key, Scenario, StepId, StepKind};
+use crate::scenario::template::Part;
+use crate::scenario::{display_name, until_key, ReplicaAction, Scenario, StepId, StepKind};
 use crate::timeline::{
     last_verb, verb, DbError, EventKind, Reply, ResultSet, RetryReason, StepResult, Timeline,
 };
@@ -81,6 +82,19 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
                 event.sql
             ),
         )),
+        EventKind::Waiting { blocked_by } if pauses_replay(scenario, blocked_by) => {
+            let what = match scenario.step(event.step).kind {
+                StepKind::Replica => "the standby to replay that far".to_string(),
+                _ => "the standby to apply the commit".to_string(),
+            };
+            lines.push((
+                Tone::Waiting,
+                format!(
+                    "waits for {what} ({} paused its replay)",
+                    session_list(scenario, blocked_by)
+                ),
+            ))
+        }
         EventKind::Waiting { blocked_by } => lines.push((
             Tone::Waiting,
             format!("waits for {}", session_list(scenario, blocked_by)),
@@ -179,10 +193,31 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
 /// prompt, so it is never mistaken for part of the transaction.
 pub fn sent(scenario: &Scenario, step: StepId, text: &str) -> String {
     match scenario.step(step).kind {
-        StepKind::Sql => text.to_string(),
         StepKind::Redis => format!("redis> {text}"),
         StepKind::Until => format!("redis> until {} expired", until_key(text).unwrap_or(text)),
+        StepKind::Replica => match ReplicaAction::parse(text) {
+            Some(ReplicaAction::Pause) => "standby> pause replay".to_string(),
+            Some(ReplicaAction::Resume) => "standby> resume replay".to_string(),
+            Some(ReplicaAction::Wait(lsn)) => format!("standby> wait until replayed {lsn}"),
+            None => format!("standby> {text}"),
+        },
+        StepKind::Sql => match scenario.topology.node_name(scenario.step(step).node) {
+            "" | "primary" => text.to_string(),
+            node => format!("{node}> {text}"),
+        },
     }
+}
+
+/// Whether the sessions waited for are ones that pause a standby's replay.
+fn pauses_replay(scenario: &Scenario, sessions: &[usize]) -> bool {
+    !sessions.is_empty()
+        && sessions.iter().all(|&session| {
+            scenario.sessions[session].steps.iter().any(|step| {
+                step.kind == StepKind::Replica
+                    && matches!(step.sql.parts.as_slice(),
+                        [Part::Text(text)] if ReplicaAction::parse(text) == Some(ReplicaAction::Pause))
+            })
+        })
 }
 
 /// `Alice's`, or `a` when nobody known holds it.

@@ -92,6 +92,7 @@ fn run_object(report: &Report) -> Value {
                 StepKind::Sql => "sql",
                 StepKind::Redis => "redis",
                 StepKind::Until => "until",
+                StepKind::Replica => "replica",
             };
             let mut out = value!({
                 "position": index + 1,

@@ -14,7 +14,9 @@ mod fill;
 mod redis;
 
 use crate::engine::{EngineError, Run, Settled};
-use crate::scenario::{Interleaving, NoRows, RetryOn, Scenario, StepId, StepKind};
+use crate::scenario::{
+    Interleaving, NoRows, ReplicaAction, RetryOn, Scenario, StepId, StepKind,
+};
 use crate::timeline::{ErrorKind, Event, EventKind, Impossible, RetryReason, StepResult, Timeline};
 
 #[derive(Debug, Clone, Copy)]
@@ -219,13 +221,19 @@ impl Replay<'_, '_> {
             self.fail(id.session).await?;
             return Ok(true);
         }
-        match self.scenario.step(id).kind {
-            StepKind::Sql => {}
+        let step = self.scenario.step(id);
+        let started = Instant::now();
+        match step.kind {
+            StepKind::Sql => self.run.send(id.session, step.node, &sql),
             StepKind::Redis => return self.redis(id, sql, deferred).await,
             StepKind::Until => return self.until(id, sql, deferred).await,
+            StepKind::Replica => {
+                let action = ReplicaAction::parse(&sql).ok_or_else(|| {
+                    EngineError::Setup(format!("`{sql}` is no replica step"))
+                })?;
+                self.run.send_replica(id.session, action)?;
+            }
         }
-        let started = Instant::now();
-        self.run.send(id.session, &sql);
         match self.run.settle(id.session, self.deadline()).await? {
             Settled::Done(result) => {
                 let index = self.push(id, sql, EventKind::Done { result }, deferred);

@@ -69,6 +69,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "distributed-lock",
         include_str!("../../scenarios/distributed-lock.toml"),
     ),
+    (
+        "stale-replica-read",
+        include_str!("../../scenarios/stale-replica-read.toml"),
+    ),
 ];
 
 /// Old ids of built-ins, each with the id it now has; `load` takes either, so files and CI

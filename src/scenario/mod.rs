@@ -2,15 +2,19 @@
 
 pub mod expected;
 pub mod expr;
+mod engine_kind;
 mod load;
 mod per_engine;
 #[cfg(test)]
 mod prose;
 mod raw;
 pub mod template;
+pub mod topology;
 pub mod version;
 
+pub use engine_kind::EngineKind;
 pub use load::BUILTIN;
+pub use topology::{Node, ReplicaAction, Topology, PRIMARY};
 
 use std::fmt;
 use std::path::Path;
@@ -38,6 +42,8 @@ pub struct Scenario {
     pub setup_at: Place,
     /// The setup on one engine, instead of `setup` (until [`Scenario::for_engine`] resolves it).
     pub setup_on: Vec<(EngineKind, String)>,
+    /// The nodes the run needs: one server, or a primary and a standby.
+    pub topology: Topology,
     pub sessions: Vec<Session>,
     pub interleavings: Vec<Interleaving>,
     pub decision: Decision,
@@ -53,6 +59,8 @@ pub struct Scenario {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub name: String,
+    /// The node its steps go to unless a step names another.
+    pub node: Node,
     pub steps: Vec<Step>,
     pub retry: Retry,
     /// What the session pins of its transactions; the rest follows the run.
@@ -129,6 +137,8 @@ pub struct Step {
     /// resolves it).
     pub sql_on: Vec<(EngineKind, SqlTemplate)>,
     pub say: String,
+    /// The node it goes to: its session's, unless it names another.
+    pub node: Node,
     /// What the application does when this step changes or returns no row.
     pub no_rows: Option<NoRows>,
 }
@@ -144,12 +154,15 @@ pub enum StepKind {
     /// `until = "lock expired"`: the session waits, asking Redis, until it has no such key
     /// (the lease ran out, or its holder deleted it).
     Until,
+    /// `replica = "pause"`, `"resume"` or `"wait LSN"`: an action on the step's standby
+    /// ([`ReplicaAction`]), no part of any transaction.
+    Replica,
 }
 
 impl Step {
     /// Whether the step talks to Redis.
     pub fn is_redis(&self) -> bool {
-        self.kind != StepKind::Sql
+        matches!(self.kind, StepKind::Redis | StepKind::Until)
     }
 }
 
@@ -273,53 +286,6 @@ pub struct Expectation {
     pub expected: Expected,
     /// The table it stands in, as written: `postgres`, `postgres >= 16`.
     pub table: String,
-}
-
-/// The engines a scenario can expect outcomes for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    Postgres,
-    Mariadb,
-    Sqlite,
-}
-
-impl EngineKind {
-    /// Every engine, in the order grids and tables show them.
-    pub const ALL: [EngineKind; 3] = [
-        EngineKind::Postgres,
-        EngineKind::Mariadb,
-        EngineKind::Sqlite,
-    ];
-
-    /// The name files and the command line use: `postgres`, `mariadb`, `sqlite`.
-    pub fn name(self) -> &'static str {
-        match self {
-            EngineKind::Postgres => "postgres",
-            EngineKind::Mariadb => "mariadb",
-            EngineKind::Sqlite => "sqlite",
-        }
-    }
-
-    /// The product's own spelling: `PostgreSQL`, `MariaDB`, `SQLite`.
-    pub fn label(self) -> &'static str {
-        match self {
-            EngineKind::Postgres => "PostgreSQL",
-            EngineKind::Mariadb => "MariaDB",
-            EngineKind::Sqlite => "SQLite",
-        }
-    }
-
-    /// The engine a name means, if any.
-    pub fn named(name: &str) -> Option<EngineKind> {
-        EngineKind::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// A scenario that can't be used, with the place in the file that says why.

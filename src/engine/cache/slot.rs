@@ -15,6 +15,7 @@ use nix::unistd::{chown, Gid, Uid, User};
 use super::{io_error, CacheError, Flavor, SLOTS, SOCKET_PATH_MAX};
 
 /// The user the server runs as when we are root.
+#[derive(Clone)]
 pub(crate) struct Owner {
     pub(crate) name: String,
     pub(crate) uid: Uid,

@@ -33,6 +33,20 @@ fn bindir_on_path() -> Option<PathBuf> {
     has_server(real_dir).then(|| real_dir.to_path_buf())
 }
 
+/// A program of the server's beside `postgres` in `bindir`, or beside the file `postgres`
+/// links to (a PATH directory may link only the server and initdb).
+pub(super) fn program(bindir: &Path, name: &str) -> PathBuf {
+    let beside = bindir.join(name);
+    if is_executable(&beside) {
+        return beside;
+    }
+    fs::canonicalize(bindir.join("postgres"))
+        .ok()
+        .and_then(|real| Some(real.parent()?.join(name)))
+        .filter(|file| is_executable(file))
+        .unwrap_or(beside)
+}
+
 fn bindir_from_pg_config() -> Option<PathBuf> {
     let output = Command::new("pg_config")
         .arg("--bindir")

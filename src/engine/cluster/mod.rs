@@ -29,6 +29,7 @@ mod compact;
 mod health;
 mod server;
 mod slot;
+mod standby;
 
 use std::fmt;
 use std::fs::File;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::Flock;
 
 pub use binaries::{find_bindir, has_server};
+pub use standby::STANDBY_NAME;
 
 use crate::engine::cache::process::Server;
 use crate::engine::cache::slot::{
@@ -60,6 +62,12 @@ pub enum ClusterError {
         reason: String,
         log: PathBuf,
     },
+    #[error("pg_basebackup failed to copy the primary for its standby ({status}): {reason} (its output is in {})", .log.display())]
+    Basebackup {
+        status: String,
+        reason: String,
+        log: PathBuf,
+    },
     /// The cache, the slot or the server process, which every engine's throwaway shares.
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -75,6 +83,10 @@ pub struct Cluster {
     major: u32,
     /// What starting had to repair in the slot, one line for the user.
     notice: Option<String>,
+    /// A pair's hot standby; stopped after the primary.
+    standby: Option<standby::Standby>,
+    bindir: PathBuf,
+    owner: Option<Owner>,
     /// Held until the Cluster is dropped, after the server has stopped.
     _lock: Flock<File>,
 }
@@ -93,10 +105,25 @@ impl fmt::Debug for Cluster {
 impl Cluster {
     /// Starts a server; blocks until it accepts connections.
     pub fn start(bindir: &Path) -> Result<Cluster, ClusterError> {
+        Cluster::start_with(bindir, false)
+    }
+
+    /// Starts a primary and its streaming hot standby, from slots of their own
+    /// (`<cache>/pg-<major>-pair/slot-<N>/`, with the standby's copy in `standby/`); blocks
+    /// until both accept connections. The standby may still be catching up.
+    pub fn start_pair(bindir: &Path) -> Result<Cluster, ClusterError> {
+        Cluster::start_with(bindir, true)
+    }
+
+    fn start_with(bindir: &Path, pair: bool) -> Result<Cluster, ClusterError> {
         let postgres = bindir.join("postgres");
         let major = major_version_of(&postgres)?;
         let owner = server_user(&FLAVOR)?;
-        let pg_dir = cache_root(&FLAVOR)?.join(format!("pg-{major}"));
+        let family = match pair {
+            true => format!("pg-{major}-pair"),
+            false => format!("pg-{major}"),
+        };
+        let pg_dir = cache_root(&FLAVOR)?.join(family);
         let TakenSlot {
             number: slot,
             dir: slot_dir,
@@ -116,19 +143,74 @@ impl Cluster {
             slot_dir: &slot_dir,
             major,
             owner: owner.as_ref(),
+            pair,
         };
         healer.prepare(fresh, &mut notes)?;
         private_dir(&socket_dir, owner.as_ref())?;
         let server = healer.launch(&postgres, &socket_dir, &mut notes)?;
-        Ok(Cluster {
+        let mut cluster = Cluster {
             server,
             slot,
             slot_dir,
             socket_dir,
             major,
-            notice: (!notes.is_empty()).then(|| format!("notice: {}", notes.join("; "))),
+            notice: None,
+            standby: None,
+            bindir: bindir.to_path_buf(),
+            owner,
             _lock: lock,
-        })
+        };
+        if pair {
+            cluster.start_standby(&mut notes)?;
+        }
+        cluster.notice = (!notes.is_empty()).then(|| format!("notice: {}", notes.join("; ")));
+        Ok(cluster)
+    }
+
+    /// Starts the pair's standby, made from the primary if the slot has none; one that will
+    /// not start is made again, once.
+    fn start_standby(&mut self, notes: &mut Vec<String>) -> Result<(), ClusterError> {
+        let postgres = self.bindir.join("postgres");
+        let owner = self.owner.as_ref();
+        standby::basebackup_once(&self.bindir, &self.slot_dir, owner)?;
+        let standby = match standby::launch(&postgres, &self.slot_dir, owner) {
+            Err(ClusterError::Cache(CacheError::StartFailed { reason, .. })) => {
+                notes.push(format!(
+                    "the cached PostgreSQL standby in {} would not start ({reason}), so it was \
+                     copied from its primary again",
+                    self.slot_dir.display()
+                ));
+                standby::discard(&self.slot_dir)?;
+                standby::basebackup_once(&self.bindir, &self.slot_dir, owner)?;
+                standby::launch(&postgres, &self.slot_dir, owner)?
+            }
+            launched => launched?,
+        };
+        self.standby = Some(standby);
+        Ok(())
+    }
+
+    /// Stops the standby, copies the primary again and starts it: for a standby that runs but
+    /// does not stream (it fell behind the WAL the primary kept).
+    pub fn remake_standby(&mut self) -> Result<(), ClusterError> {
+        if let Some(mut standby) = self.standby.take() {
+            standby.server.stop()?;
+        }
+        standby::discard(&self.slot_dir)?;
+        self.start_standby(&mut Vec::new())
+    }
+
+    /// The standby's connection settings, like [`Cluster::config`]'s; `None` for a single
+    /// server.
+    pub fn standby_config(&self) -> Option<tokio_postgres::Config> {
+        let standby = self.standby.as_ref()?;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&standby.socket_dir)
+            .port(PORT)
+            .user(DB_USER)
+            .dbname(DB_NAME);
+        Some(config)
     }
 
     /// What starting had to repair in the cache (a damaged slot initialised again, a stale
@@ -157,7 +239,14 @@ impl Cluster {
     /// Stops the server (fast shutdown: SIGINT to the postmaster, then wait for it to exit) and
     /// releases the slot.
     pub fn stop(mut self) -> Result<(), ClusterError> {
-        Ok(self.server.stop()?)
+        // The primary first: its shutdown checkpoint reaches the standby, so both stop clean.
+        let primary = self.server.stop();
+        let standby = match &mut self.standby {
+            Some(standby) => standby.server.stop(),
+            None => Ok(()),
+        };
+        primary?;
+        Ok(standby?)
     }
 }
 
@@ -169,6 +258,8 @@ struct Healer<'a> {
     slot_dir: &'a Path,
     major: u32,
     owner: Option<&'a Owner>,
+    /// A pair's primary: its standby is a copy of it, made again whenever it is.
+    pair: bool,
 }
 
 impl Healer<'_> {
@@ -203,11 +294,15 @@ impl Healer<'_> {
             self.slot_dir,
             self.owner,
         ));
-        match server::launch(postgres, self.slot_dir, socket_dir, self.owner) {
+        let extra = match self.pair {
+            true => standby::PRIMARY_SETTINGS,
+            false => &[],
+        };
+        match server::launch(postgres, self.slot_dir, socket_dir, self.owner, extra) {
             Err(ClusterError::Cache(CacheError::StartFailed { reason, .. })) => {
                 self.heal(&format!("its server would not start: {reason}"), notes)?;
                 stop_orphan(&data_dir, socket_dir)?;
-                server::launch(postgres, self.slot_dir, socket_dir, self.owner)
+                server::launch(postgres, self.slot_dir, socket_dir, self.owner, extra)
             }
             launched => launched,
         }
@@ -215,6 +310,9 @@ impl Healer<'_> {
 
     fn heal(&self, wrong: &str, notes: &mut Vec<String>) -> Result<(), ClusterError> {
         set_aside(self.slot_dir)?;
+        if self.pair {
+            standby::discard(self.slot_dir)?;
+        }
         initdb_once(self.bindir, self.slot_dir, self.owner)?;
         notes.push(format!(
             "the cached PostgreSQL cluster in {} was damaged ({wrong}), so it was set aside and \

@@ -28,8 +28,20 @@ pub(super) static FLAVOR: Flavor = Flavor {
     logs_to_stdout: false,
 };
 
+/// A hot standby's: it logs another ready line.
+pub(super) static STANDBY_FLAVOR: Flavor = Flavor {
+    engine: "PostgreSQL",
+    throwaway: "throwaway PostgreSQL standby",
+    users: &["postgres", "nobody"],
+    ready: "database system is ready to accept read-only connections",
+    stop_signal: Signal::SIGINT,
+    quit_signal: Signal::SIGQUIT,
+    failure_reason: |lines| failure_reason(lines.iter().copied()),
+    logs_to_stdout: false,
+};
+
 /// The server's settings: fast and disposable rather than durable.
-const SETTINGS: &[&str] = &[
+pub(super) const SETTINGS: &[&str] = &[
     "listen_addresses=",
     "port=5432",
     "fsync=off",
@@ -51,6 +63,7 @@ pub(super) fn launch(
     slot_dir: &Path,
     socket_dir: &Path,
     owner: Option<&Owner>,
+    extra: &[&str],
 ) -> Result<Server, ClusterError> {
     let mut command = Command::new(postgres);
     command
@@ -58,7 +71,7 @@ pub(super) fn launch(
         .arg(slot_dir.join("data"))
         .arg("-k")
         .arg(socket_dir);
-    for setting in SETTINGS {
+    for setting in SETTINGS.iter().chain(extra) {
         command.arg("-c").arg(setting);
     }
     confine(&mut command, slot_dir, owner, Signal::SIGQUIT);

@@ -10,7 +10,7 @@ use crate::engine::probe::First;
 use crate::engine::Settled;
 use crate::engine::{Backend, BackendRun, ConnectOptions, Connected, EngineError, EngineInfo};
 use crate::level::{Level, SessionLevel};
-use crate::scenario::Scenario;
+use crate::scenario::{Node, ReplicaAction, Scenario, Topology, PRIMARY};
 use crate::timeline::ResultSet;
 
 /// The server the URL names, else a throwaway cluster; [`EngineError::NoServer`] when there is
@@ -27,7 +27,8 @@ pub(in crate::engine) async fn open(options: &ConnectOptions) -> Result<Connecte
     let Some(bindir) = bindir else {
         return Err(no_server(options));
     };
-    let engine = PgEngine::throwaway(&bindir).await?;
+    let standby = options.topology == Topology::PrimaryStandby;
+    let engine = PgEngine::throwaway(&bindir, standby).await?;
     let notice = engine.cluster_notice();
     Ok((Box::new(engine), notice))
 }
@@ -60,6 +61,33 @@ impl Backend for PgEngine {
         PgEngine::users_server(self)
     }
 
+    fn cannot_run(&self, topology: Topology) -> Option<String> {
+        match (topology, &self.standby) {
+            (Topology::Single, _) | (Topology::PrimaryStandby, Some(_)) => None,
+            (Topology::PrimaryStandby, None) => Some(
+                "it needs a primary with a hot standby: without --url the tool starts one, but \
+                 the server at --url has none the tool knows of"
+                    .into(),
+            ),
+        }
+    }
+
+    fn detail_at(&self, scenario: &Scenario, levels: &[SessionLevel]) -> String {
+        let standby_reads = scenario.sessions.iter().zip(levels).any(|(session, level)| {
+            level.effective == Level::Serializable
+                && session
+                    .steps
+                    .iter()
+                    .any(|step| scenario.topology.is_standby(step.node))
+        });
+        match standby_reads {
+            true => "; the standby runs serializable as repeatable read (a hot standby has no \
+                     serializable transactions)"
+                .into(),
+            false => String::new(),
+        }
+    }
+
     /// PostgreSQL runs READ UNCOMMITTED as READ COMMITTED.
     fn effective_level(&self, level: Level) -> Level {
         match level {
@@ -84,7 +112,15 @@ impl Backend for PgEngine {
 #[async_trait(?Send)]
 impl BackendRun for PgRun {
     fn send(&mut self, session: usize, sql: &str) {
-        PgRun::send(self, session, sql)
+        PgRun::send(self, session, sql, false)
+    }
+
+    fn send_to(&mut self, session: usize, node: Node, sql: &str) {
+        PgRun::send(self, session, sql, node != PRIMARY)
+    }
+
+    fn send_replica(&mut self, session: usize, action: ReplicaAction) -> Result<(), EngineError> {
+        PgRun::send_replica(self, session, action)
     }
 
     async fn settle(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {

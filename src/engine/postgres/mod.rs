@@ -16,6 +16,7 @@ mod bench;
 mod cleanup;
 mod connect;
 mod passfile;
+mod replica;
 mod reply;
 mod restore;
 mod role;
@@ -57,6 +58,9 @@ pub struct PgEngine {
     /// Runs not yet finished; `close` cleans up what an interrupted run left.
     live: Live,
     cluster: Option<Cluster>,
+    /// The hot standby, where there is one: its connection settings (the user's, its host)
+    /// and the tool's own connection to it.
+    standby: Option<(Config, Arc<Client>)>,
 }
 
 pub struct PgRun {
@@ -76,14 +80,31 @@ pub struct PgRun {
     pub(super) ticker: Ticker,
     sessions: Vec<PgSession>,
     pids: Vec<i32>,
+    /// The standby, on a primary with one.
+    replica: Option<replica::Replica>,
 }
 
 struct PgSession {
     client: Arc<Client>,
     pid: i32,
+    /// Its connection to the standby and that backend's pid, for a session with steps there.
+    standby: Option<(Arc<Client>, i32)>,
     in_flight: Option<Reply>,
-    /// Whether the step in flight can wait at all ([`can_wait`]).
-    may_wait: bool,
+    /// Where the step in flight went, which says how to ask whether it waits.
+    on: Sent,
+}
+
+/// Where a session's step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// SQL on the primary (or the one server); `may_wait`: whether it can wait at all
+    /// ([`can_wait`]).
+    Primary { may_wait: bool },
+    /// SQL on the standby, which waits for no session: its reads take no lock another
+    /// read-only session holds.
+    Standby,
+    /// A replica step; `waits`: it waits for the standby's replay (`wait LSN`).
+    Replica { waits: bool },
 }
 
 impl PgEngine {
@@ -108,18 +129,28 @@ impl PgEngine {
         Ok(engine)
     }
 
-    /// Starts a throwaway server from installed binaries.
-    pub async fn throwaway(bindir: &Path) -> Result<PgEngine, EngineError> {
-        let bindir = bindir.to_path_buf();
-        let cluster = tokio::task::spawn_blocking(move || Cluster::start(&bindir))
-            .await
-            .map_err(|e| EngineError::Setup(format!("starting the server panicked: {e}")))??;
+    /// Starts a throwaway server from installed binaries; with `standby`, a primary and a hot
+    /// standby.
+    pub async fn throwaway(bindir: &Path, standby: bool) -> Result<PgEngine, EngineError> {
+        let dir = bindir.to_path_buf();
+        let cluster = tokio::task::spawn_blocking(move || match standby {
+            true => Cluster::start_pair(&dir),
+            false => Cluster::start(&dir),
+        })
+        .await
+        .map_err(|e| EngineError::Setup(format!("starting the server panicked: {e}")))??;
         let config = cluster.config();
         let tls = Tls::none();
         let admin = connect(&own(&config), &tls, "the throwaway cluster").await?;
-        let detail = "throwaway cluster".into();
-        let engine = PgEngine::new(config, tls, admin, detail, Some(cluster)).await?;
+        let detail = match standby {
+            true => "throwaway primary and hot standby".into(),
+            false => "throwaway cluster".into(),
+        };
+        let mut engine = PgEngine::new(config, tls, admin, detail, Some(cluster)).await?;
         clear_cluster(&engine.admin).await?;
+        if standby {
+            engine.standby = Some(replica::start_standby(&mut engine).await?);
+        }
         Ok(engine)
     }
 
@@ -169,6 +200,7 @@ impl PgEngine {
             confinement,
             live: Live::default(),
             cluster,
+            standby: None,
         })
     }
 
@@ -213,6 +245,10 @@ impl PgEngine {
             ),
         };
         control.batch_execute(&make).await.map_err(pg_error)?;
+        if let Some((_, standby)) = &self.standby {
+            // The role logs in on the standby once the standby has it.
+            replica::catch_up(&control, standby).await?;
+        }
         // The scenario's own SQL runs as the run's role, if it has one: the setup and the final
         // query on a connection of their own, the steps on the sessions'. The sessions connect
         // while the setup runs.
@@ -230,24 +266,54 @@ impl PgEngine {
             Ok(data)
         };
         let sessions = connect_sessions(&base, &self.tls, &schema, scenario, levels);
-        let (data, sessions) = match tokio::try_join!(data, sessions) {
-            Ok(connected) => connected,
-            Err(error) => {
-                return Err(out_of_connections(&self.admin, error, scenario, role.is_some()).await)
+        let on_standby = async {
+            match &self.standby {
+                Some((config, _)) => {
+                    let base = match &role {
+                        Some((role, _)) => role.config(config),
+                        None => config.clone(),
+                    };
+                    replica::connect_sessions(&base, &self.tls, &schema, scenario, levels).await
+                }
+                None => Ok(Vec::new()),
             }
+        };
+        let (data, mut sessions, on_standby) =
+            match tokio::try_join!(data, sessions, on_standby) {
+                Ok(connected) => connected,
+                Err(error) => {
+                    return Err(
+                        out_of_connections(&self.admin, error, scenario, role.is_some()).await,
+                    )
+                }
+            };
+        for (session, standby) in sessions.iter_mut().zip(on_standby) {
+            session.standby = standby;
+        }
+        let replica = match &self.standby {
+            Some((_, standby)) => {
+                // The standby's sessions read the setup's rows.
+                replica::catch_up(&control, standby).await?;
+                Some(replica::Replica {
+                    admin: standby.clone(),
+                    paused_by: None,
+                })
+            }
+            None => None,
         };
         // One question, one round trip: whether the session waits for one of the run's
         // sessions and, only if it does, for whom. A lock wait has lock holders; a DEFERRABLE
         // read-only serializable transaction waiting for a safe snapshot has the serializable
         // writers it waits out (the probe counts both).
-        let probe = control
-            .prepare(
+        let probe = match replica {
+            Some(_) => replica::PROBE_WITH_STANDBY,
+            None => {
                 "SELECT CASE WHEN pg_catalog.pg_isolation_test_session_is_blocked($1, $2) \
                  THEN pg_catalog.pg_blocking_pids($1) \
-                 || pg_catalog.pg_safe_snapshot_blocking_pids($1) END",
-            )
-            .await
-            .map_err(pg_error)?;
+                 || pg_catalog.pg_safe_snapshot_blocking_pids($1) END"
+            }
+        };
+        let probe = control.prepare(probe).await.map_err(pg_error)?;
         let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
         if let Some(run) = lock(&self.live).iter_mut().find(|r| r.schema == schema) {
             run.pids.extend(&pids);
@@ -264,10 +330,17 @@ impl PgEngine {
             ticker: Ticker::new()?,
             sessions,
             pids,
+            replica,
         })
     }
 
     pub async fn close(self) -> Result<(), EngineError> {
+        if let Some((_, standby)) = &self.standby {
+            // An interrupted run may have paused it: the clean-up's drops must replay.
+            let _ = standby
+                .simple_query("SELECT pg_catalog.pg_wal_replay_resume()")
+                .await;
+        }
         let cleanup = clean_up_live(&self.admin, &self.live);
         let result = match tokio::time::timeout(CLOSE_TIMEOUT, cleanup).await {
             Ok(result) => result,
@@ -287,12 +360,24 @@ impl PgEngine {
 }
 
 impl PgRun {
-    pub fn send(&mut self, session: usize, sql: &str) {
-        let client = self.sessions[session].client.clone();
-        self.sessions[session].may_wait = can_wait(sql);
+    /// Sends `sql` on the session's connection to the primary or, with `standby`, to the
+    /// standby.
+    pub fn send(&mut self, session: usize, sql: &str, standby: bool) {
+        let on = &mut self.sessions[session];
+        let client = match (&on.standby, standby) {
+            (Some((client, _)), true) => {
+                on.on = Sent::Standby;
+                client.clone()
+            }
+            _ => {
+                on.on = Sent::Primary {
+                    may_wait: can_wait(sql),
+                };
+                on.client.clone()
+            }
+        };
         let sql = sql.to_string();
-        self.sessions[session].in_flight =
-            Some(Box::pin(async move { client.simple_query(&sql).await }));
+        on.in_flight = Some(Box::pin(async move { client.simple_query(&sql).await }));
     }
 
     /// Waits for the step's reply, asking the server on the probe schedule (`engine/probe.rs`)
@@ -306,20 +391,27 @@ impl PgRun {
         first: First,
     ) -> Result<Settled, EngineError> {
         let pid = self.sessions[session].pid;
-        let first = match self.sessions[session].may_wait {
-            true => first,
-            false => First::Never,
+        let sent = self.sessions[session].on;
+        let first = match sent {
+            Sent::Primary { may_wait: true } | Sent::Replica { waits: true } => first,
+            _ => First::Never,
         };
         let Some(reply) = self.sessions[session].in_flight.as_mut() else {
             return Err(EngineError::Postgres("no step in flight".into()));
         };
         let (control, probe, pids) = (&self.control, &self.probe, &self.pids);
+        let paused = self.replica.as_ref().is_some_and(|r| r.paused_by.is_some());
+        let with_standby = self.replica.is_some();
         let ask = || async move {
-            let row = control
-                .query_one(probe, &[&pid, pids])
-                .await
-                .map_err(pg_error)?;
-            Ok(row.get::<_, Option<Vec<i32>>>(0))
+            if let Sent::Replica { .. } = sent {
+                // A wait for the replay waits while, and only while, it is paused.
+                return Ok(paused.then(|| vec![replica::STANDBY_PID]));
+            }
+            let row = match with_standby {
+                true => control.query_one(probe, &[&pid, pids, &paused]).await,
+                false => control.query_one(probe, &[&pid, pids]).await,
+            };
+            Ok(row.map_err(pg_error)?.get::<_, Option<Vec<i32>>>(0))
         };
         let blocker_pids = match watch(&self.ticker, reply, ask, first, deadline).await? {
             Watched::Reply(answer) => {
@@ -329,9 +421,13 @@ impl PgRun {
             Watched::TimedOut => return Ok(Settled::TimedOut),
             Watched::Waits(blocker_pids) => blocker_pids,
         };
+        let paused_by = self.replica.as_ref().and_then(|r| r.paused_by);
         let mut blocked_by: Vec<usize> = blocker_pids
             .iter()
-            .filter_map(|p| self.pids.iter().position(|x| x == p))
+            .filter_map(|p| match *p {
+                replica::STANDBY_PID => paused_by,
+                p => self.pids.iter().position(|x| *x == p),
+            })
             .collect();
         blocked_by.sort_unstable();
         blocked_by.dedup();
@@ -357,8 +453,17 @@ impl PgRun {
         // pending after the first has ended the statement, and cancel the session's next
         // statement that checks for interrupts, in the next order: seen here about once in
         // 150 explores of a row-lock queue.
-        let pid = self.sessions[session].pid;
-        self.control
+        let on = &self.sessions[session];
+        let (server, pid) = match (on.on, &on.standby, &self.replica) {
+            // A replica step is the tool's own: dropping it is enough.
+            (Sent::Replica { .. }, _, _) => {
+                self.sessions[session].in_flight = None;
+                return Ok(());
+            }
+            (Sent::Standby, Some((_, pid)), Some(replica)) => (replica.admin.clone(), *pid),
+            _ => (self.control.clone(), on.pid),
+        };
+        server
             .query_one("SELECT pg_catalog.pg_cancel_backend($1)", &[&pid])
             .await
             .map_err(pg_error)?;
@@ -370,11 +475,11 @@ impl PgRun {
     }
 
     pub async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
-        self.sessions[session]
-            .client
-            .simple_query("ROLLBACK")
-            .await
-            .map_err(pg_error)?;
+        let on = &self.sessions[session];
+        on.client.simple_query("ROLLBACK").await.map_err(pg_error)?;
+        if let Some((standby, _)) = &on.standby {
+            standby.simple_query("ROLLBACK").await.map_err(pg_error)?;
+        }
         Ok(())
     }
 
@@ -390,7 +495,8 @@ impl PgRun {
         })
     }
 
-    pub async fn finish(self) -> Result<(), EngineError> {
+    pub async fn finish(mut self) -> Result<(), EngineError> {
+        self.resume_standby().await?;
         match &self.role {
             Some(role) => {
                 // Closing its connections ends its backends (the sessions', the setup's) and

@@ -56,7 +56,8 @@ impl PgRun {
     /// statements, temporary tables), then the search path and the level are set as at
     /// connect. Only where the restore gives back everything the setup made.
     pub async fn relevel(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
-        if self.restore.is_none() || !self.restores_all {
+        // A session's standby connection would need its own reset: a new run is simpler.
+        if self.restore.is_none() || !self.restores_all || self.replica.is_some() {
             return Ok(false);
         }
         self.reset().await?;
@@ -81,6 +82,8 @@ impl PgRun {
     }
 
     pub async fn reset(&mut self) -> Result<(), EngineError> {
+        // The standby replays the restore, and its sessions' transactions end too.
+        self.resume_standby().await?;
         let Some(restore) = &self.restore else {
             return Err(EngineError::Setup(
                 "reset before the initial state was saved".into(),
@@ -90,7 +93,10 @@ impl PgRun {
         let rollbacks = self
             .sessions
             .iter()
-            .map(|session| session.client.simple_query("ROLLBACK"));
+            .flat_map(|session| {
+                std::iter::once(&session.client).chain(session.standby.iter().map(|(c, _)| c))
+            })
+            .map(|client| client.simple_query("ROLLBACK"));
         let (rolled_back, restored) = tokio::join!(
             futures_util::future::join_all(rollbacks),
             self.data.batch_execute(restore)
@@ -98,6 +104,7 @@ impl PgRun {
         for result in rolled_back {
             result.map_err(pg_error)?;
         }
-        restored.map_err(pg_error)
+        restored.map_err(pg_error)?;
+        self.standby_caught_up().await
     }
 }

@@ -10,7 +10,7 @@ use super::cleanup::own_in;
 use super::connect::{characteristics_sql, connect, pg_error, setup_failed};
 use super::reply::first_value;
 use super::tls::Tls;
-use super::PgSession;
+use super::{PgSession, Sent};
 use crate::engine::EngineError;
 use crate::level::SessionLevel;
 use crate::scenario::Scenario;
@@ -42,8 +42,9 @@ pub(super) async fn connect_sessions(
                 Ok::<_, EngineError>(PgSession {
                     client: Arc::new(client),
                     pid,
+                    standby: None,
                     in_flight: None,
-                    may_wait: true,
+                    on: Sent::Primary { may_wait: true },
                 })
             }
         });
@@ -80,7 +81,7 @@ pub(super) async fn connect_data(
 }
 
 /// Runs `sql`, whose last statement returns the backend's pid.
-async fn backend_pid(client: &Client, sql: &str) -> Result<i32, EngineError> {
+pub(super) async fn backend_pid(client: &Client, sql: &str) -> Result<i32, EngineError> {
     first_value(&client.simple_query(sql).await.map_err(pg_error)?)
         .and_then(|pid| pid.parse().ok())
         .ok_or_else(|| EngineError::Postgres("no backend pid".into()))

@@ -87,6 +87,8 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
             let changed = change.sql.is_some()
                 || change.redis.is_some()
                 || change.until.is_some()
+                || change.replica.is_some()
+                || change.node.is_some()
                 || !change.sql_on.is_empty()
                 || change.say.is_some()
                 || change.no_rows.is_some();
@@ -105,13 +107,21 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
             continue;
         }
         let target = &mut file.session[session].step[step];
-        if change.sql.is_some() || change.redis.is_some() || change.until.is_some() {
+        if change.sql.is_some()
+            || change.redis.is_some()
+            || change.until.is_some()
+            || change.replica.is_some()
+        {
             // What the step sends is replaced on every engine: the old variants were of the
             // old SQL. A step that now goes to Redis sends no SQL.
             target.sql = change.sql.clone();
             target.redis = change.redis.clone();
             target.until = change.until.clone();
+            target.replica = change.replica.clone();
             target.sql_on.clear();
+        }
+        if change.node.is_some() {
+            target.node = change.node.clone();
         }
         for (engine, sql) in &change.sql_on {
             target.sql_on.insert(engine.clone(), sql.clone());
@@ -228,6 +238,8 @@ fn add_step(
         sql: change.sql.clone(),
         redis: change.redis.clone(),
         until: change.until.clone(),
+        replica: change.replica.clone(),
+        node: change.node.clone(),
         sql_on: change.sql_on.clone(),
         say: say.clone(),
         no_rows: change.no_rows.clone(),

@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{did_you_mean, EngineKind, Place, Scenario, ScenarioError};
+use super::{did_you_mean, EngineKind, Place, Scenario, ScenarioError, Topology};
 use crate::level::Level;
 
 /// `<key>_on.<engine> = ...`: a value for one engine, keyed by the engine's name as written.
@@ -37,6 +37,8 @@ pub(super) struct File {
     /// `setup_on.sqlite = "..."`: the setup on that engine, instead of `setup`.
     #[serde(default)]
     setup_on: RawOn<String>,
+    /// `topology = "primary-standby"`: the nodes the run needs; one server when absent.
+    topology: Option<Spanned<String>>,
     session: Vec<RawSession>,
     interleaving: Vec<RawInterleaving>,
     outcome: RawOutcome,
@@ -50,6 +52,7 @@ pub(super) struct File {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSession {
     name: Spanned<String>,
+    node: Option<Spanned<String>>,
     step: Vec<RawStep>,
     retry_on: Option<Vec<Spanned<String>>>,
     retry_from: Option<Spanned<String>>,
@@ -67,6 +70,10 @@ pub(super) struct RawStep {
     sql: Option<Spanned<String>>,
     redis: Option<Spanned<String>>,
     until: Option<Spanned<String>>,
+    /// `replica = "pause"`, `"resume"` or `"wait LSN"`, on a standby.
+    replica: Option<Spanned<String>>,
+    /// The node the step goes to, instead of its session's.
+    node: Option<Spanned<String>>,
     /// `sql_on.sqlite = "..."`: the step's SQL on that engine, instead of `sql`.
     #[serde(default)]
     sql_on: RawOn<Spanned<String>>,
@@ -119,6 +126,8 @@ pub(super) struct RawFixStep {
     sql: Option<Spanned<String>>,
     redis: Option<Spanned<String>>,
     until: Option<Spanned<String>>,
+    replica: Option<Spanned<String>>,
+    node: Option<Spanned<String>>,
     #[serde(default)]
     sql_on: RawOn<Spanned<String>>,
     say: Option<String>,
@@ -368,7 +377,20 @@ pub(super) fn locate_step(
 
 pub(super) fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, ScenarioError> {
     check_name(&raw.id, "scenario", at)?;
-    let sessions = sessions::validate_sessions(raw, at)?;
+    let topology = match &raw.topology {
+        None => Topology::Single,
+        Some(name) => Topology::named(name.get_ref()).ok_or_else(|| {
+            at.error(
+                name.span(),
+                format!(
+                    "unknown topology `{}`{}",
+                    name.get_ref(),
+                    suggestion(name.get_ref(), &Topology::NAMES)
+                ),
+            )
+        })?,
+    };
+    let sessions = sessions::validate_sessions(raw, topology, at)?;
     let interleavings = sessions::validate_interleavings(raw, &sessions, at)?;
     let decision = outcome::validate_outcome(&raw.outcome, &sessions, at)?;
     let expectations = outcome::validate_expectations(&raw.expect, at)?;
@@ -387,6 +409,7 @@ pub(super) fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, Scenar
         setup: raw.setup.get_ref().clone(),
         setup_at: at.place(raw.setup.span()),
         setup_on,
+        topology,
         sessions,
         interleavings,
         decision,

@@ -10,11 +10,15 @@ use super::{
 use crate::level::Level;
 use crate::scenario::template::SqlTemplate;
 use crate::scenario::{
-    until_key, Interleaving, NoRows, Pinned, Retry, RetryOn, ScenarioError, Session, Step, StepId,
-    StepKind,
+    until_key, Interleaving, Node, NoRows, Pinned, ReplicaAction, Retry, RetryOn, ScenarioError,
+    Session, Step, StepId, StepKind, Topology, PRIMARY,
 };
 
-pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>, ScenarioError> {
+pub(super) fn validate_sessions(
+    raw: &File,
+    topology: Topology,
+    at: &Locator,
+) -> Result<Vec<Session>, ScenarioError> {
     if raw.session.is_empty() {
         return Err(at.error_at(0, "a scenario needs at least one [[session]]"));
     }
@@ -41,6 +45,10 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
                 format!("session `{name}` has no steps"),
             ));
         }
+        let session_node = match &raw_session.node {
+            None => PRIMARY,
+            Some(node) => node_named(node, topology, at)?,
+        };
         let mut steps: Vec<Step> = Vec::new();
         for raw_step in &raw_session.step {
             let step_name = raw_step.name.get_ref();
@@ -63,6 +71,19 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
                 later: &later,
             };
             let (kind, text) = step_kind(raw_step, name, at)?;
+            let node = match &raw_step.node {
+                None => session_node,
+                Some(node) => node_named(node, topology, at)?,
+            };
+            if kind == StepKind::Replica && !topology.is_standby(node) {
+                return Err(at.error(
+                    text.span(),
+                    format!(
+                        "step `{name}.{step_name}` acts on a replica, so it must go to a standby \
+                         (node = \"standby\", with topology = \"primary-standby\")"
+                    ),
+                ));
+            }
             let sql = holes.parse(text, at)?;
             let mut sql_on = Vec::new();
             for (engine, variant) in per_engine(&raw_step.sql_on, at)? {
@@ -93,6 +114,7 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
                 sql,
                 sql_on,
                 say: raw_step.say.clone(),
+                node,
                 no_rows,
             });
         }
@@ -100,6 +122,7 @@ pub(super) fn validate_sessions(raw: &File, at: &Locator) -> Result<Vec<Session>
         let pinned = validate_pinned(raw_session, at)?;
         sessions.push(Session {
             name: name.clone(),
+            node: session_node,
             steps,
             retry,
             pinned,
@@ -120,6 +143,7 @@ fn step_kind<'a>(
         (StepKind::Sql, &raw.sql),
         (StepKind::Redis, &raw.redis),
         (StepKind::Until, &raw.until),
+        (StepKind::Replica, &raw.replica),
     ]
     .into_iter()
     .filter_map(|(kind, text)| text.as_ref().map(|t| (kind, t)))
@@ -129,14 +153,14 @@ fn step_kind<'a>(
         [] => {
             return Err(at.error(
                 raw.name.span(),
-                format!("step `{name}` sends nothing: give it `sql`, `redis` or `until`"),
+                format!("step `{name}` sends nothing: give it `sql`, `redis`, `until` or `replica`"),
             ))
         }
         [_, (_, second), ..] => {
             return Err(at.error(
                 second.span(),
                 format!(
-                    "step `{name}` has more than one of `sql`, `redis` and `until`; a step \
+                    "step `{name}` has more than one of `sql`, `redis`, `until` and `replica`; a step \
                      goes to one place"
                 ),
             ))
@@ -165,7 +189,45 @@ fn step_kind<'a>(
             ),
         ));
     }
+    if kind == StepKind::Replica && ReplicaAction::parse(text.get_ref()).is_none() {
+        return Err(at.error(
+            text.span(),
+            format!(
+                "`replica` is `pause`, `resume` or `wait LSN` (the step waits until the standby \
+                 has replayed the primary's WAL up to LSN), found `{}`",
+                text.get_ref()
+            ),
+        ));
+    }
     Ok((kind, text))
+}
+
+/// The node a session or step names, among the topology's.
+fn node_named(
+    name: &Spanned<String>,
+    topology: Topology,
+    at: &Locator,
+) -> Result<Node, ScenarioError> {
+    if topology == Topology::Single {
+        return Err(at.error(
+            name.span(),
+            format!(
+                "node `{}` needs a topology of several nodes: add topology = \"{}\"",
+                name.get_ref(),
+                Topology::NAMES[0]
+            ),
+        ));
+    }
+    topology.node_named(name.get_ref()).ok_or_else(|| {
+        at.error(
+            name.span(),
+            format!(
+                "topology {topology} has no node `{}`{}",
+                name.get_ref(),
+                suggestion(name.get_ref(), topology.nodes())
+            ),
+        )
+    })
 }
 
 /// The steps a step's SQL may take values from (those before it in its session), and those it

@@ -1,0 +1,140 @@
+//! The database nodes a scenario needs, and the steps that act on a replica.
+//!
+//! A scenario says `topology = "primary-standby"` to run on a primary with a streaming hot
+//! standby; its sessions, and single steps, then name the node they go to (`node = "standby"`).
+//! A lag is a step of the scenario, never luck: `replica = "pause"` stops the standby's replay,
+//! `replica = "resume"` lets it replay everything the primary has written, and
+//! `replica = "wait ${lsn.lsn}"` is an application that waits until the standby has replayed a
+//! position of the primary's WAL (read-your-writes).
+
+use std::fmt;
+
+/// The nodes a run needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// One server: every scenario that names no topology.
+    #[default]
+    Single,
+    /// A primary and a hot standby that streams its WAL (PostgreSQL).
+    PrimaryStandby,
+}
+
+/// The node a session or a step goes to: an index into [`Topology::nodes`].
+pub type Node = usize;
+
+/// The primary, and the only node of a single server.
+pub const PRIMARY: Node = 0;
+
+impl Topology {
+    /// The names a file uses after `topology =`.
+    pub const NAMES: [&'static str; 1] = ["primary-standby"];
+
+    pub fn named(name: &str) -> Option<Topology> {
+        match name {
+            "primary-standby" => Some(Topology::PrimaryStandby),
+            _ => None,
+        }
+    }
+
+    /// The names of its nodes, in index order.
+    pub fn nodes(self) -> &'static [&'static str] {
+        match self {
+            Topology::Single => &["primary"],
+            Topology::PrimaryStandby => &["primary", "standby"],
+        }
+    }
+
+    pub fn node_named(self, name: &str) -> Option<Node> {
+        self.nodes().iter().position(|n| *n == name)
+    }
+
+    /// `standby`; empty for the one node of a single server, which no one needs to see.
+    pub fn node_name(self, node: Node) -> &'static str {
+        match self {
+            Topology::Single => "",
+            _ => self.nodes().get(node).copied().unwrap_or("?"),
+        }
+    }
+
+    /// Whether `node` replays another's WAL (takes no writes, runs no serializable
+    /// transaction, can be paused).
+    pub fn is_standby(self, node: Node) -> bool {
+        self == Topology::PrimaryStandby && node == 1
+    }
+
+    /// What the header says of it: `a primary and a hot standby`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Topology::Single => "one server",
+            Topology::PrimaryStandby => "a primary and a streaming hot standby",
+        }
+    }
+}
+
+impl fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Topology::Single => "single",
+            Topology::PrimaryStandby => "primary-standby",
+        })
+    }
+}
+
+/// What a `replica = "…"` step does on its standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaAction<'a> {
+    /// Stops replaying the primary's WAL: from here on the standby falls behind.
+    Pause,
+    /// Replays again, and returns once the standby has replayed all the primary had written.
+    Resume,
+    /// Waits until the standby has replayed this position of the primary's WAL (`0/3000148`).
+    Wait(&'a str),
+}
+
+impl ReplicaAction<'_> {
+    /// The action a step's text (its holes filled, or as written) names, if any.
+    pub fn parse(text: &str) -> Option<ReplicaAction<'_>> {
+        match text.trim() {
+            "pause" => Some(ReplicaAction::Pause),
+            "resume" => Some(ReplicaAction::Resume),
+            other => {
+                let lsn = other.strip_prefix("wait")?;
+                let lsn = lsn.trim();
+                (lsn.len() < other.len() - 4 && !lsn.is_empty() && !lsn.contains(char::is_whitespace))
+                    .then_some(ReplicaAction::Wait(lsn))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_actions_read_as_written() {
+        assert_eq!(ReplicaAction::parse("pause"), Some(ReplicaAction::Pause));
+        assert_eq!(ReplicaAction::parse(" resume "), Some(ReplicaAction::Resume));
+        assert_eq!(
+            ReplicaAction::parse("wait 0/3000148"),
+            Some(ReplicaAction::Wait("0/3000148"))
+        );
+        assert_eq!(
+            ReplicaAction::parse("wait ${lsn.lsn}"),
+            Some(ReplicaAction::Wait("${lsn.lsn}"))
+        );
+        for bad in ["", "wait", "wait0/1", "wait 0/1 0/2", "stop", "pause now"] {
+            assert_eq!(ReplicaAction::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nodes_by_name() {
+        let pair = Topology::named("primary-standby").unwrap();
+        assert_eq!(pair.node_named("standby"), Some(1));
+        assert!(pair.is_standby(1) && !pair.is_standby(PRIMARY));
+        assert_eq!(Topology::Single.node_named("standby"), None);
+        assert_eq!(Topology::Single.node_name(PRIMARY), "");
+    }
+}
