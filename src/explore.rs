@@ -253,8 +253,13 @@ impl Outcome {
 }
 
 /// How many runs share the orders: as many as asked, else one per core, fewer where their
-/// connections (one per session, two of the tool's) would pass [`MAX_CONNECTIONS`].
+/// connections (one per session, two of the tool's) would pass [`MAX_CONNECTIONS`]. One, for a
+/// scenario that pauses a standby's replay: the replay is the server's, so runs at once would
+/// pause and resume it for each other.
 pub fn jobs(asked: Option<usize>, cores: usize, scenario: &Scenario) -> usize {
+    if scenario.uses_replica() {
+        return 1;
+    }
     let per_run = scenario.sessions.len() + 2;
     asked.unwrap_or_else(|| cores.min(MAX_CONNECTIONS / per_run).max(1))
 }

@@ -2,7 +2,7 @@
 
 use crate::scenario::expected::{Expected, Mechanism};
 use crate::scenario::expr::Unfit;
-use crate::scenario::{display_name, Places, Scenario, StepId};
+use crate::scenario::{display_name, Places, Scenario, StepId, StepKind};
 use crate::timeline::{verb, DbError, ErrorKind, EventKind, RetryReason, StepResult, Timeline};
 
 /// What a run found: the anomaly, what prevented it, or that the run was broken.
@@ -266,7 +266,12 @@ fn broken_phrase(scenario: &Scenario, cause: &Cause) -> String {
 
 /// `John's COMMIT`
 pub fn step_phrase(scenario: &Scenario, step: StepId) -> String {
-    let verb = verb(&scenario.step(step).sql.render(|_| String::new()));
+    let at = scenario.step(step);
+    // A replica step sends no SQL: its name says what it does (`catch-up`, `wait`).
+    let verb = match at.kind {
+        StepKind::Replica => at.name.clone(),
+        _ => verb(&at.sql.render(|_| String::new())),
+    };
     format!(
         "{}'s {verb}",
         display_name(&scenario.sessions[step.session].name)

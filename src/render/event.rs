@@ -114,10 +114,13 @@ pub fn describe_in(scenario: &Scenario, timeline: &Timeline, index: usize) -> De
             lines.push(result_line(scenario, &event.sql, result));
         }
         EventKind::Resumed { result, after } => {
+            let what = match scenario.step(event.step).kind {
+                StepKind::Replica => "the wait ends".to_string(),
+                _ => format!("{} resumes", verb(&event.sql)),
+            };
             let resumed = match after {
                 Some(after) => format!(
-                    "▶ {} resumes after #{} ({})",
-                    verb(&event.sql),
+                    "▶ {what} after #{} ({})",
                     after + 1,
                     step_phrase(scenario, timeline.events[*after].step)
                 ),
@@ -205,6 +208,16 @@ pub fn sent(scenario: &Scenario, step: StepId, text: &str) -> String {
             "" | "primary" => text.to_string(),
             node => format!("{node}> {text}"),
         },
+    }
+}
+
+/// A session's lane title: `John`, or with its node where the run has several: `John
+/// (primary)`.
+pub fn lane(scenario: &Scenario, session: usize) -> String {
+    let name = display_name(&scenario.sessions[session].name);
+    match scenario.topology.node_name(scenario.sessions[session].node) {
+        "" => name,
+        node => format!("{name} ({node})"),
     }
 }
 

@@ -6,7 +6,6 @@
 use super::event::{describe, Tone};
 use super::svg::escape;
 use crate::report::Report;
-use crate::scenario::display_name;
 
 /// The page for `reports` (one, or one per level), in the order given.
 pub fn html(reports: &[Report]) -> String {
@@ -79,10 +78,10 @@ fn run(report: &Report, index: usize, shown: bool) -> String {
             report.engine.detail
         ))
     );
-    for session in &scenario.sessions {
+    for session in 0..scenario.sessions.len() {
         out.push_str(&format!(
             "<div class=\"head\">{}</div>\n",
-            escape(&display_name(&session.name))
+            escape(&super::event::lane(scenario, session))
         ));
     }
     for i in 0..n_events {

@@ -4,7 +4,7 @@ use serde_json::{json as value, Value};
 
 use crate::outcome::{Cause, Verdict};
 use crate::report::Report;
-use crate::scenario::{Scenario, StepId, StepKind};
+use crate::scenario::{Scenario, StepId, StepKind, Topology};
 use crate::timeline::{EventKind, ResultSet, StepResult, Timeline};
 
 /// The version of every JSON document the tool prints (`docs/json-schema/`): 2 since result
@@ -41,6 +41,11 @@ pub(super) fn pretty(value: &Value) -> String {
 
 fn object(report: &Report) -> Value {
     let mut out = run_object(report);
+    if let (Value::Object(out), topology) = (&mut out, report.scenario.topology) {
+        if topology != Topology::Single {
+            out.insert("topology".into(), value!(topology));
+        }
+    }
     if let (Value::Object(out), true) = (&mut out, report.any_pinned()) {
         out.insert("sessions".into(), sessions(report));
     }
@@ -100,6 +105,9 @@ fn run_object(report: &Report) -> Value {
                 "step": step.name,
             });
             out[sent] = value!(event.sql);
+            if scenario.topology != Topology::Single {
+                out["node"] = value!(scenario.topology.nodes()[step.node]);
+            }
             out["attempt"] = value!(event.attempt);
             let fields = event_fields(scenario, event.step.session, &event.kind);
             if let (Value::Object(out), Value::Object(fields)) = (&mut out, fields) {

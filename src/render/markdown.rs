@@ -3,7 +3,6 @@
 
 use super::event::{describe, Tone};
 use crate::report::Report;
-use crate::scenario::display_name;
 
 pub fn markdown(report: &Report) -> String {
     let scenario = &report.scenario;
@@ -27,8 +26,8 @@ pub fn markdown(report: &Report) -> String {
         scenario.story.split_whitespace().collect::<Vec<_>>().join(" ")
     );
     out.push_str("| # |");
-    for session in &scenario.sessions {
-        out.push_str(&format!(" {} |", display_name(&session.name)));
+    for session in 0..scenario.sessions.len() {
+        out.push_str(&format!(" {} |", super::event::lane(scenario, session)));
     }
     out.push_str("\n|---:|");
     out.push_str(&"---|".repeat(scenario.sessions.len()));

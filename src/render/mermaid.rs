@@ -4,7 +4,7 @@
 
 use super::event::{describe, Tone};
 use crate::report::Report;
-use crate::scenario::display_name;
+use crate::scenario::{display_name, Topology};
 use crate::timeline::EventKind;
 
 pub fn mermaid(report: &Report) -> String {
@@ -25,12 +25,20 @@ pub fn mermaid(report: &Report) -> String {
     ));
     // The database in the middle, the sessions on either side of it.
     let half = names.len().div_ceil(2);
-    for name in &names[..half] {
-        out.push_str(&format!("    participant {}\n", id(name)));
+    let participant = |session: usize| match scenario.topology {
+        Topology::Single => format!("    participant {}\n", id(&names[session])),
+        _ => format!(
+            "    participant {} as {}\n",
+            id(&names[session]),
+            text(&super::event::lane(scenario, session))
+        ),
+    };
+    for session in 0..half {
+        out.push_str(&participant(session));
     }
     out.push_str(&format!("    participant DB as {database}\n"));
-    for name in &names[half..] {
-        out.push_str(&format!("    participant {}\n", id(name)));
+    for session in half..names.len() {
+        out.push_str(&participant(session));
     }
     for (index, event) in report.timeline.events.iter().enumerate() {
         let described = describe(report, index);

@@ -6,7 +6,6 @@ use std::fmt::Write;
 
 use super::event::{describe, Tone};
 use crate::report::Report;
-use crate::scenario::display_name;
 use crate::timeline::EventKind;
 
 const WIDTH: f64 = 1000.0;
@@ -129,7 +128,7 @@ pub fn svg(report: &Report) -> String {
     out.push_str(&head);
 
     // Lanes.
-    for (i, session) in scenario.sessions.iter().enumerate() {
+    for i in 0..scenario.sessions.len() {
         let x = MARGIN + i as f64 * lane;
         let shade = if i % 2 == 0 { "#f5f7fa" } else { "#eef2f7" };
         let _ = writeln!(
@@ -144,7 +143,7 @@ pub fn svg(report: &Report) -> String {
             18.0,
             INK,
             "bold",
-            &display_name(&session.name),
+            &super::event::lane(scenario, i),
         );
     }
 

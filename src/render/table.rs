@@ -190,7 +190,10 @@ pub(super) fn timeline_table(
     let name = |s: usize| display_name(&scenario.sessions[s].name);
     if share >= NARROWEST_LANE {
         let mut header = vec![Cell::new("#")];
-        header.extend((0..scenario.sessions.len()).map(|s| Cell::new(paint.bold(&name(s)))));
+        header.extend(
+            (0..scenario.sessions.len())
+                .map(|s| Cell::new(paint.bold(&super::event::lane(scenario, s)))),
+        );
         table.set_header(header);
         for (i, event) in timeline.events.iter().enumerate().skip(from) {
             let mut row = vec![index_cell(i)];

@@ -365,6 +365,14 @@ impl Scenario {
             .any(Step::is_redis)
     }
 
+    /// Whether any step acts on a standby's replay (`replica = …`).
+    pub fn uses_replica(&self) -> bool {
+        self.sessions
+            .iter()
+            .flat_map(|s| &s.steps)
+            .any(|step| step.kind == StepKind::Replica)
+    }
+
     pub fn step(&self, id: StepId) -> &Step {
         &self.sessions[id.session].steps[id.step]
     }
