@@ -152,6 +152,7 @@ async fn prepare(scenario: &Scenario, level: Level, conninfo: &str) -> (Engine, 
         pg_bindir: None,
         mariadb_bindir: None,
         redis_url: None,
+        topology: Default::default(),
     };
     let (mut engine, _) = Engine::connect(&options).await.expect("connect");
     let mut run = engine.prepare(scenario, level).await.expect("prepare");

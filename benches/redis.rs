@@ -135,6 +135,7 @@ async fn step_figures(redis: &BenchRedis, dir: &Path) {
         pg_bindir: None,
         mariadb_bindir: None,
         redis_url: Some(redis.url()),
+        topology: Default::default(),
     };
     let (mut engine, _) = Engine::connect(&options).await.expect("engine");
     let run_options = RunOptions {

@@ -43,6 +43,7 @@ async fn engine_figures(choice: Choice) {
         pg_bindir: None,
         mariadb_bindir: None,
         redis_url: None,
+        topology: Default::default(),
     };
     let (mut engine, _) = Engine::connect(&options).await.expect("engine");
     let info = engine.info().clone();
@@ -122,11 +123,15 @@ async fn wait_detection(engine: &mut Engine) {
             (1, "BEGIN"),
             (0, "UPDATE accounts SET balance = 1 WHERE id = 1"),
         ] {
-            run.send(session, sql);
+            run.send(session, anomalies::scenario::PRIMARY, sql);
             run.settle(session, deadline()).await.expect("settle");
         }
         let started = Instant::now();
-        run.send(1, "UPDATE accounts SET balance = 2 WHERE id = 1");
+        run.send(
+            1,
+            anomalies::scenario::PRIMARY,
+            "UPDATE accounts SET balance = 2 WHERE id = 1",
+        );
         let settled = run.settle(1, deadline()).await.expect("settle");
         waits.push(started.elapsed());
         assert_eq!(

@@ -222,7 +222,7 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
                 render::check::text(&reports, style(args.selection.color, args.selection.width));
             if !skipped.is_empty() {
                 text.push_str(&format!(
-                    "not run, the fix is not available there: {}\n",
+                    "not run, the engine lacks what it needs: {}\n",
                     skipped
                         .iter()
                         .map(|n| n.to_string())

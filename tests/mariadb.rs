@@ -21,6 +21,7 @@ fn throwaway() -> ConnectOptions {
         pg_bindir: None,
         mariadb_bindir: None,
         redis_url: None,
+        topology: Default::default(),
     }
 }
 
@@ -57,19 +58,23 @@ fn a_wait_that_ended_is_never_reported_as_waiting() {
                 (1, "BEGIN"),
                 (0, "UPDATE accounts SET balance = balance - 1 WHERE id = 1"),
             ] {
-                run.send(session, sql);
+                run.send(session, anomalies::scenario::PRIMARY, sql);
                 assert!(matches!(
                     run.settle(session, deadline()).await.unwrap(),
                     Settled::Done(_)
                 ));
             }
-            run.send(1, "UPDATE accounts SET balance = balance - 2 WHERE id = 1");
+            run.send(
+                1,
+                anomalies::scenario::PRIMARY,
+                "UPDATE accounts SET balance = balance - 2 WHERE id = 1",
+            );
             assert_eq!(
                 run.settle(1, deadline()).await.unwrap(),
                 Settled::Waiting(vec![0]),
                 "round {round}: John waits for Alice"
             );
-            run.send(0, "COMMIT");
+            run.send(0, anomalies::scenario::PRIMARY, "COMMIT");
             assert!(matches!(
                 run.settle(0, deadline()).await.unwrap(),
                 Settled::Done(_)
@@ -102,13 +107,18 @@ fn a_step_of_several_statements_reports_its_last_rows_or_its_failure() {
             .unwrap();
         run.send(
             0,
+            anomalies::scenario::PRIMARY,
             "UPDATE accounts SET balance = 7 WHERE id = 1; SELECT balance FROM accounts",
         );
         let Settled::Done(StepResult::Rows(rows)) = run.settle(0, deadline()).await.unwrap() else {
             panic!("rows");
         };
         assert_eq!(rows.rows, vec![vec![Some("7".to_string())]]);
-        run.send(0, "SELECT 1; SELECT missing FROM accounts");
+        run.send(
+            0,
+            anomalies::scenario::PRIMARY,
+            "SELECT 1; SELECT missing FROM accounts",
+        );
         let Settled::Done(StepResult::Failed(error)) = run.settle(0, deadline()).await.unwrap()
         else {
             panic!("the second statement fails");
@@ -117,7 +127,7 @@ fn a_step_of_several_statements_reports_its_last_rows_or_its_failure() {
             (error.kind, error.code.as_str()),
             (ErrorKind::UndefinedObject, "1054")
         );
-        run.send(0, "SELECT 2 AS two");
+        run.send(0, anomalies::scenario::PRIMARY, "SELECT 2 AS two");
         let Settled::Done(StepResult::Rows(rows)) = run.settle(0, deadline()).await.unwrap() else {
             panic!("rows");
         };

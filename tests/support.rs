@@ -54,9 +54,12 @@ pub fn processes_mentioning(path: &Path) -> Vec<String> {
 
 /// How many of the built-in scenarios and their fixes can run on `engine`: a fix that needs
 /// what the engine lacks is not run there.
+/// A scenario that needs nodes of several servers runs on PostgreSQL only.
 pub fn builtin_variants(engine: anomalies::scenario::EngineKind) -> usize {
+    use anomalies::scenario::{EngineKind, Topology};
     anomalies::scenario::Scenario::builtins()
         .iter()
+        .filter(|scenario| scenario.topology == Topology::Single || engine == EngineKind::Postgres)
         .map(|scenario| {
             1 + scenario
                 .fixes

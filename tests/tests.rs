@@ -20,6 +20,7 @@ mod outcome_forms;
 mod per_engine;
 mod pictures;
 mod redis;
+mod replica;
 mod roles;
 mod runner;
 mod session_level;

@@ -14,9 +14,7 @@ mod fill;
 mod redis;
 
 use crate::engine::{EngineError, Run, Settled};
-use crate::scenario::{
-    Interleaving, NoRows, ReplicaAction, RetryOn, Scenario, StepId, StepKind,
-};
+use crate::scenario::{Interleaving, NoRows, ReplicaAction, RetryOn, Scenario, StepId, StepKind};
 use crate::timeline::{ErrorKind, Event, EventKind, Impossible, RetryReason, StepResult, Timeline};
 
 #[derive(Debug, Clone, Copy)]
@@ -228,9 +226,8 @@ impl Replay<'_, '_> {
             StepKind::Redis => return self.redis(id, sql, deferred).await,
             StepKind::Until => return self.until(id, sql, deferred).await,
             StepKind::Replica => {
-                let action = ReplicaAction::parse(&sql).ok_or_else(|| {
-                    EngineError::Setup(format!("`{sql}` is no replica step"))
-                })?;
+                let action = ReplicaAction::parse(&sql)
+                    .ok_or_else(|| EngineError::Setup(format!("`{sql}` is no replica step")))?;
                 self.run.send_replica(id.session, action)?;
             }
         }

@@ -1,8 +1,8 @@
 //! Scenario files: TOML text in, a validated [`Scenario`] out. No I/O but reading a file.
 
+mod engine_kind;
 pub mod expected;
 pub mod expr;
-mod engine_kind;
 mod load;
 mod per_engine;
 #[cfg(test)]

@@ -101,8 +101,10 @@ impl ReplicaAction<'_> {
             other => {
                 let lsn = other.strip_prefix("wait")?;
                 let lsn = lsn.trim();
-                (lsn.len() < other.len() - 4 && !lsn.is_empty() && !lsn.contains(char::is_whitespace))
-                    .then_some(ReplicaAction::Wait(lsn))
+                (lsn.len() < other.len() - 4
+                    && !lsn.is_empty()
+                    && !lsn.contains(char::is_whitespace))
+                .then_some(ReplicaAction::Wait(lsn))
             }
         }
     }
@@ -115,7 +117,10 @@ mod tests {
     #[test]
     fn replica_actions_read_as_written() {
         assert_eq!(ReplicaAction::parse("pause"), Some(ReplicaAction::Pause));
-        assert_eq!(ReplicaAction::parse(" resume "), Some(ReplicaAction::Resume));
+        assert_eq!(
+            ReplicaAction::parse(" resume "),
+            Some(ReplicaAction::Resume)
+        );
         assert_eq!(
             ReplicaAction::parse("wait 0/3000148"),
             Some(ReplicaAction::Wait("0/3000148"))
@@ -126,6 +131,84 @@ mod tests {
         );
         for bad in ["", "wait", "wait0/1", "wait 0/1 0/2", "stop", "pause now"] {
             assert_eq!(ReplicaAction::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A scenario file with `head` at the top and `step` in the one session's one step.
+    fn parsed(head: &str, session: &str, step: &str) -> Result<crate::scenario::Scenario, String> {
+        let text = format!(
+            "id = \"t\"\ntitle = \"t\"\nanomaly = \"a\"\ncode = \"c\"\nstory = \"s\"\n{head}\n\
+             setup = \"CREATE TABLE t (id int)\"\n\
+             [[session]]\nname = \"john\"\n{session}\n\
+             [[session.step]]\nname = \"read\"\nsay = \"x\"\n{step}\n\
+             [[interleaving]]\nname = \"i\"\nsteps = [\"john.read\"]\n\
+             [outcome]\nfinal = \"SELECT 1 AS one\"\nanomaly_if = \"final.one = 2\"\n\
+             anomaly = \"x\"\nprevented = \"y\"\n"
+        );
+        crate::scenario::Scenario::parse(&text, "t.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sessions_and_steps_name_their_nodes() {
+        let pair = "topology = \"primary-standby\"";
+        let scenario = parsed(pair, "node = \"standby\"", "sql = \"SELECT 1\"").unwrap();
+        assert_eq!(scenario.topology, Topology::PrimaryStandby);
+        assert_eq!(
+            (
+                scenario.sessions[0].node,
+                scenario.sessions[0].steps[0].node
+            ),
+            (1, 1)
+        );
+        let scenario = parsed(pair, "", "sql = \"SELECT 1\"\nnode = \"standby\"").unwrap();
+        assert_eq!(
+            (
+                scenario.sessions[0].node,
+                scenario.sessions[0].steps[0].node
+            ),
+            (0, 1)
+        );
+        let scenario = parsed(pair, "node = \"standby\"", "replica = \"wait 0/1\"").unwrap();
+        assert!(scenario.uses_replica() && !scenario.uses_redis());
+    }
+
+    #[test]
+    fn a_bad_topology_node_or_replica_step_is_placed_and_explained() {
+        let pair = "topology = \"primary-standby\"";
+        let cases = [
+            (
+                "topology = \"primary-stanby\"",
+                "",
+                "sql = \"SELECT 1\"",
+                "t.toml:6:12: unknown topology `primary-stanby`; did you mean `primary-standby`?",
+            ),
+            (
+                "",
+                "node = \"standby\"",
+                "sql = \"SELECT 1\"",
+                "t.toml:10:8: node `standby` needs a topology of several nodes: add topology = \"primary-standby\"",
+            ),
+            (
+                pair,
+                "node = \"stanby\"",
+                "sql = \"SELECT 1\"",
+                "t.toml:10:8: topology primary-standby has no node `stanby`; did you mean `standby`?",
+            ),
+            (
+                pair,
+                "",
+                "replica = \"pause\"",
+                "t.toml:14:11: step `john.read` acts on a replica, so it must go to a standby (node = \"standby\", with topology = \"primary-standby\")",
+            ),
+            (
+                pair,
+                "node = \"standby\"",
+                "replica = \"stop\"",
+                "t.toml:14:11: `replica` is `pause`, `resume` or `wait LSN` (the step waits until the standby has replayed the primary's WAL up to LSN), found `stop`",
+            ),
+        ];
+        for (head, session, step, error) in cases {
+            assert_eq!(parsed(head, session, step).unwrap_err(), error);
         }
     }
 

@@ -107,11 +107,7 @@ pub(super) fn launch(
         slot_dir.join("sock").display()
     );
     let mut command = Command::new(postgres);
-    command
-        .arg("-D")
-        .arg(&data_dir)
-        .arg("-k")
-        .arg(&socket_dir);
+    command.arg("-D").arg(&data_dir).arg("-k").arg(&socket_dir);
     for setting in super::server::SETTINGS {
         command.arg("-c").arg(setting);
     }

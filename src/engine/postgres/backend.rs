@@ -73,13 +73,17 @@ impl Backend for PgEngine {
     }
 
     fn detail_at(&self, scenario: &Scenario, levels: &[SessionLevel]) -> String {
-        let standby_reads = scenario.sessions.iter().zip(levels).any(|(session, level)| {
-            level.effective == Level::Serializable
-                && session
-                    .steps
-                    .iter()
-                    .any(|step| scenario.topology.is_standby(step.node))
-        });
+        let standby_reads = scenario
+            .sessions
+            .iter()
+            .zip(levels)
+            .any(|(session, level)| {
+                level.effective == Level::Serializable
+                    && session
+                        .steps
+                        .iter()
+                        .any(|step| scenario.topology.is_standby(step.node))
+            });
         match standby_reads {
             true => "; the standby runs serializable as repeatable read (a hot standby has no \
                      serializable transactions)"
@@ -196,6 +200,7 @@ mod tests {
             pg_bindir: pg_bindir.map(PathBuf::from),
             mariadb_bindir: None,
             redis_url: None,
+            topology: Default::default(),
         }
     }
 

@@ -278,15 +278,12 @@ impl PgEngine {
                 None => Ok(Vec::new()),
             }
         };
-        let (data, mut sessions, on_standby) =
-            match tokio::try_join!(data, sessions, on_standby) {
-                Ok(connected) => connected,
-                Err(error) => {
-                    return Err(
-                        out_of_connections(&self.admin, error, scenario, role.is_some()).await,
-                    )
-                }
-            };
+        let (data, mut sessions, on_standby) = match tokio::try_join!(data, sessions, on_standby) {
+            Ok(connected) => connected,
+            Err(error) => {
+                return Err(out_of_connections(&self.admin, error, scenario, role.is_some()).await)
+            }
+        };
         for (session, standby) in sessions.iter_mut().zip(on_standby) {
             session.standby = standby;
         }

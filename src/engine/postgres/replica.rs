@@ -190,27 +190,32 @@ pub(super) async fn connect_sessions(
     scenario: &Scenario,
     levels: &[SessionLevel],
 ) -> Result<Vec<Option<(Arc<Client>, i32)>>, EngineError> {
-    let connects = scenario.sessions.iter().zip(levels).map(|(session, level)| {
-        let reads_there = session.steps.iter().any(|step| {
-            step.kind == StepKind::Sql && scenario.topology.is_standby(step.node)
-        });
-        let level = on_standby(level);
-        let init = format!(
-            "SET search_path TO {schema}; {}; SELECT pg_catalog.pg_backend_pid()",
-            characteristics_sql(&level)
-        );
-        let name = format!("anomalies {} (standby)", session.name);
-        async move {
-            if !reads_there {
-                return Ok(None);
+    let connects = scenario
+        .sessions
+        .iter()
+        .zip(levels)
+        .map(|(session, level)| {
+            let reads_there = session
+                .steps
+                .iter()
+                .any(|step| step.kind == StepKind::Sql && scenario.topology.is_standby(step.node));
+            let level = on_standby(level);
+            let init = format!(
+                "SET search_path TO {schema}; {}; SELECT pg_catalog.pg_backend_pid()",
+                characteristics_sql(&level)
+            );
+            let name = format!("anomalies {} (standby)", session.name);
+            async move {
+                if !reads_there {
+                    return Ok(None);
+                }
+                let mut config = base.clone();
+                config.application_name(&name);
+                let client = connect(&config, tls, "the standby").await?;
+                let pid = backend_pid(&client, &init).await?;
+                Ok::<_, EngineError>(Some((Arc::new(client), pid)))
             }
-            let mut config = base.clone();
-            config.application_name(&name);
-            let client = connect(&config, tls, "the standby").await?;
-            let pid = backend_pid(&client, &init).await?;
-            Ok::<_, EngineError>(Some((Arc::new(client), pid)))
-        }
-    });
+        });
     futures_util::future::try_join_all(connects).await
 }
 
@@ -226,11 +231,7 @@ pub(super) fn on_standby(level: &SessionLevel) -> SessionLevel {
 
 impl PgRun {
     /// Sends a replica step ([`action`]) for `session`.
-    pub fn send_replica(
-        &mut self,
-        session: usize,
-        step: ReplicaAction,
-    ) -> Result<(), EngineError> {
+    pub fn send_replica(&mut self, session: usize, step: ReplicaAction) -> Result<(), EngineError> {
         let Some(replica) = self.replica.as_mut() else {
             return Err(EngineError::Setup(
                 "a replica step needs a standby, and this run has none".into(),

@@ -10,7 +10,7 @@ use super::{
 use crate::level::Level;
 use crate::scenario::template::SqlTemplate;
 use crate::scenario::{
-    until_key, Interleaving, Node, NoRows, Pinned, ReplicaAction, Retry, RetryOn, ScenarioError,
+    until_key, Interleaving, NoRows, Node, Pinned, ReplicaAction, Retry, RetryOn, ScenarioError,
     Session, Step, StepId, StepKind, Topology, PRIMARY,
 };
 
@@ -153,16 +153,18 @@ fn step_kind<'a>(
         [] => {
             return Err(at.error(
                 raw.name.span(),
-                format!("step `{name}` sends nothing: give it `sql`, `redis`, `until` or `replica`"),
+                format!(
+                    "step `{name}` sends nothing: give it `sql`, `redis`, `until` or `replica`"
+                ),
             ))
         }
         [_, (_, second), ..] => {
             return Err(at.error(
                 second.span(),
                 format!(
-                    "step `{name}` has more than one of `sql`, `redis`, `until` and `replica`; a step \
+                "step `{name}` has more than one of `sql`, `redis`, `until` and `replica`; a step \
                      goes to one place"
-                ),
+            ),
             ))
         }
     };
