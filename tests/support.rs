@@ -52,14 +52,23 @@ pub fn processes_mentioning(path: &Path) -> Vec<String> {
     found
 }
 
+/// Whether `engine` can give the scenario the nodes it needs: a primary and a standby are
+/// PostgreSQL's only.
+pub fn runs_on(
+    scenario: &anomalies::scenario::Scenario,
+    engine: anomalies::scenario::EngineKind,
+) -> bool {
+    scenario.topology == anomalies::scenario::Topology::Single
+        || engine == anomalies::scenario::EngineKind::Postgres
+}
+
 /// How many of the built-in scenarios and their fixes can run on `engine`: a fix that needs
 /// what the engine lacks is not run there.
 /// A scenario that needs nodes of several servers runs on PostgreSQL only.
 pub fn builtin_variants(engine: anomalies::scenario::EngineKind) -> usize {
-    use anomalies::scenario::{EngineKind, Topology};
     anomalies::scenario::Scenario::builtins()
         .iter()
-        .filter(|scenario| scenario.topology == Topology::Single || engine == EngineKind::Postgres)
+        .filter(|scenario| runs_on(scenario, engine))
         .map(|scenario| {
             1 + scenario
                 .fixes

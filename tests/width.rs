@@ -1,16 +1,23 @@
 //! Tables fit the width they are given (`--width`, else COLUMNS when piped, else 100): columns
 //! shrink and wrap, nothing is cut, and three sessions at 80 columns get one event per row.
 
+use anomalies::scenario::EngineKind;
+
 use crate::support::{anomalies, stderr, stdout};
 
 /// `run SCENARIO --engine sqlite` at a width, with the SQLite version taken out.
 fn table(scenario: &str, width: Option<&str>, columns: Option<&str>) -> String {
+    table_on("sqlite", scenario, width, columns)
+}
+
+/// `run SCENARIO --engine ENGINE` at a width, with the SQLite version taken out.
+fn table_on(engine: &str, scenario: &str, width: Option<&str>, columns: Option<&str>) -> String {
     let mut command = anomalies();
     command.args([
         "run",
         scenario,
         "--engine",
-        "sqlite",
+        engine,
         "--level",
         "serializable",
     ]);
@@ -82,7 +89,12 @@ fn piped_output_takes_columns_then_100_and_width_overrides_both() {
 #[test]
 fn every_builtin_fits_80_columns_and_keeps_every_word() {
     for scenario in anomalies::scenario::Scenario::builtins() {
-        let text = table(&scenario.id, Some("80"), None);
+        // A scenario of several nodes runs on PostgreSQL's primary and standby.
+        let engine = match crate::support::runs_on(&scenario, EngineKind::Sqlite) {
+            true => "sqlite",
+            false => "postgres",
+        };
+        let text = table_on(engine, &scenario.id, Some("80"), None);
         assert!(widest(&text) <= 80, "{}:\n{text}", scenario.id);
         assert!(!text.contains('…'), "{} cut short:\n{text}", scenario.id);
         let words: Vec<&str> = text

@@ -44,6 +44,8 @@ pub struct Scenario {
     pub setup_on: Vec<(EngineKind, String)>,
     /// The nodes the run needs: one server, or a primary and a standby.
     pub topology: Topology,
+    /// For a scenario of several nodes: what the same story does on one server (`explain`).
+    pub one_server: String,
     pub sessions: Vec<Session>,
     pub interleavings: Vec<Interleaving>,
     pub decision: Decision,

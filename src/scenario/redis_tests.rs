@@ -104,11 +104,11 @@ fn steps_go_to_the_database_or_to_redis() {
 fn a_step_sends_exactly_one_thing() {
     assert_eq!(
         error("redis = \"SET lock alice NX PX 50\"", "sql = \"SELECT 1\"\nredis = \"GET lock\""),
-        "locked.toml:13:9: step `alice.lock` has more than one of `sql`, `redis` and `until`; a step goes to one place"
+        "locked.toml:13:9: step `alice.lock` has more than one of `sql`, `redis`, `until` and `replica`; a step goes to one place"
     );
     assert_eq!(
         error("redis = \"SET lock alice NX PX 50\"\n", ""),
-        "locked.toml:11:8: step `alice.lock` sends nothing: give it `sql`, `redis` or `until`"
+        "locked.toml:11:8: step `alice.lock` sends nothing: give it `sql`, `redis`, `until` or `replica`"
     );
     assert_eq!(
         error("until = \"lock expired\"", "until = \"lock gone\""),

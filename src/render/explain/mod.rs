@@ -10,11 +10,22 @@ use super::table::{wrap, Paint};
 use super::Style;
 use crate::level::Level;
 use crate::scenario::expected::{Expected, Mechanism};
-use crate::scenario::{EngineKind, FixInfo, Scenario};
+use crate::scenario::{EngineKind, FixInfo, Scenario, Topology};
 
 mod levels;
 
 const ENGINES: [EngineKind; 3] = EngineKind::ALL;
+
+/// Why `variant` is not run on `engine`: a fix the engine lacks, or nodes the scenario expects
+/// nothing of there (a primary and a standby, where only one engine's expectations are given).
+fn not_run(variant: &Scenario, info: Option<&FixInfo>, engine: EngineKind) -> Option<String> {
+    if let Some(why) = info.and_then(|i| i.unavailable_on(engine)) {
+        return Some(why.to_string());
+    }
+    let expects_nothing = !variant.expectations.iter().any(|e| e.engine == engine);
+    (variant.topology != Topology::Single && expects_nothing)
+        .then(|| format!("it needs {}", variant.topology.describe()))
+}
 
 pub fn text(scenario: &Scenario, style: Style) -> String {
     let paint = Paint(style.color);
@@ -55,7 +66,17 @@ pub fn text(scenario: &Scenario, style: Style) -> String {
     section(&mut out, "What each engine does, level by level");
     out.push_str(&outcome_table(scenario, style));
     out.push('\n');
-    if scenario
+    if scenario.topology != Topology::Single {
+        paragraph(
+            &mut out,
+            &format!(
+                "n/a: the run needs {}, which the tool gives only where the table has \
+                 outcomes.",
+                scenario.topology.describe()
+            ),
+            2,
+        );
+    } else if scenario
         .fixes
         .iter()
         .any(|f| !f.info.unavailable.is_empty())
@@ -89,6 +110,9 @@ pub fn text(scenario: &Scenario, style: Style) -> String {
         );
     }
     for engine in ENGINES {
+        if not_run(scenario, None, engine).is_some() {
+            continue;
+        }
         paragraph(
             &mut out,
             &format!(
@@ -97,6 +121,9 @@ pub fn text(scenario: &Scenario, style: Style) -> String {
             ),
             2,
         );
+    }
+    if !scenario.one_server.is_empty() {
+        paragraph(&mut out, &format!("On one server: {}", scenario.one_server), 2);
     }
     paragraph(
         &mut out,
@@ -202,7 +229,7 @@ fn outcome_table(scenario: &Scenario, style: Style) -> String {
                 Cell::new(if index == 0 { name.as_str() } else { "" }),
                 Cell::new(engine),
             ];
-            match info.and_then(|i| i.unavailable_on(engine)) {
+            match not_run(variant, info, engine) {
                 Some(_) => row.extend(Level::ALL.iter().map(|_| Cell::new("n/a"))),
                 None => row.extend(Level::ALL.iter().map(|level| {
                     Cell::new(
@@ -279,7 +306,7 @@ fn mechanisms_used(scenario: &Scenario) -> Vec<String> {
 
 /// `at read committed: prevented by blocking; ...`, or why the fix is not run on the engine.
 fn fix_line(info: &FixInfo, variant: &Scenario, engine: EngineKind) -> String {
-    match info.unavailable_on(engine) {
+    match not_run(variant, Some(info), engine) {
         Some(why) => format!("not available — {why}"),
         None => levels::by_level(variant, engine),
     }
@@ -289,7 +316,7 @@ pub fn json(scenario: &Scenario) -> String {
     let outcomes = |variant: &Scenario, info: Option<&FixInfo>| -> Value {
         let mut engines = serde_json::Map::new();
         for engine in ENGINES {
-            let value = match info.and_then(|i| i.unavailable_on(engine)) {
+            let value = match not_run(variant, info, engine) {
                 Some(why) => value!({ "available": false, "why": why }),
                 None => {
                     let mut levels = serde_json::Map::new();
@@ -331,6 +358,8 @@ pub fn json(scenario: &Scenario) -> String {
         "story": scenario.story,
         "expected": outcomes(scenario, None),
         "fixes": fixes,
+        "topology": scenario.topology,
+        "one_server": (!scenario.one_server.is_empty()).then_some(&scenario.one_server),
     })))
     .unwrap_or_default();
     text.push('\n');

@@ -39,6 +39,8 @@ pub(super) struct File {
     setup_on: RawOn<String>,
     /// `topology = "primary-standby"`: the nodes the run needs; one server when absent.
     topology: Option<Spanned<String>>,
+    #[serde(default)]
+    one_server: String,
     session: Vec<RawSession>,
     interleaving: Vec<RawInterleaving>,
     outcome: RawOutcome,
@@ -410,6 +412,7 @@ pub(super) fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, Scenar
         setup_at: at.place(raw.setup.span()),
         setup_on,
         topology,
+        one_server: raw.one_server.trim().to_string(),
         sessions,
         interleavings,
         decision,
