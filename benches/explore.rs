@@ -148,6 +148,7 @@ async fn prepare(scenario: &Scenario, level: Level, conninfo: &str) -> (Engine, 
     let options = ConnectOptions {
         choice: Choice::Only(anomalies::scenario::EngineKind::Postgres),
         url: Some(conninfo.to_string()),
+        standby_url: None,
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
         mariadb_bindir: None,

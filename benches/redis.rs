@@ -131,6 +131,7 @@ async fn step_figures(redis: &BenchRedis, dir: &Path) {
     let options = ConnectOptions {
         choice: Choice::Only(EngineKind::Sqlite),
         url: None,
+        standby_url: None,
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
         mariadb_bindir: None,

@@ -39,6 +39,7 @@ async fn engine_figures(choice: Choice) {
     let options = ConnectOptions {
         choice,
         url: None,
+        standby_url: None,
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
         mariadb_bindir: None,

@@ -35,7 +35,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<i32> {
     if spec.duration.is_zero() {
         return Err(usage("--duration must be more than 0".into()).into());
     }
-    let options = connect_options(&args.connection, engine_choice(args.engine));
+    let options = connect_options(&args.connection, engine_choice(args.engine))?;
     let cells = spec.strategies.len() * bench::cells_per_strategy(&spec);
     let bar = progress_bar(cells as u64);
     let report = runtime()?.block_on(app::bench(

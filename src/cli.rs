@@ -162,9 +162,16 @@ pub struct Selection {
 pub struct ConnectionArgs {
     /// A PostgreSQL URL or key=value connection string; PG* variables fill in the rest.
     /// Runs work in schemas of their own and, where the user may create roles, as roles of
-    /// their own, dropped afterwards.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub url: Option<String>,
+    /// their own, dropped afterwards. For a scenario on a primary and a hot standby, give the
+    /// standby too: `--url standby=URL` (and the primary as `--url URL` or `--url
+    /// primary=URL`).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "[NODE=]URL"
+    )]
+    pub url: Vec<String>,
 
     /// Start the throwaway PostgreSQL from the server binaries in this directory (with
     /// `postgres` and `initdb`) instead of searching PATH, pg_config and /usr/lib/postgresql.

@@ -112,7 +112,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         scenarios: vec![scenario],
         levels,
         interleaving: args.interleaving.clone(),
-        connect: connect_options(&args.connection, engine_choice(args.engine)),
+        connect: connect_options(&args.connection, engine_choice(args.engine))?,
         options: run_options(&args.connection),
     };
     let style = style(args.color, args.width);
@@ -256,7 +256,7 @@ fn explore(args: ExploreArgs) -> anyhow::Result<i32> {
         scenario,
         levels: levels(args.level),
         orders,
-        connect: connect_options(&args.connection, engine_choice(args.engine)),
+        connect: connect_options(&args.connection, engine_choice(args.engine))?,
         step_timeout: args.connection.step_timeout,
         keep_lines: matches!(args.format, Format::Json),
         jobs,
@@ -323,14 +323,16 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
     let bar = progress_bar((scenarios.len() * levels.len() * choices.len()) as u64);
     let requests: Vec<Request> = choices
         .into_iter()
-        .map(|choice| Request {
-            scenarios: scenarios.clone(),
-            levels: levels.clone(),
-            interleaving: None,
-            connect: connect_options(&selection.connection, choice),
-            options: run_options(&selection.connection),
+        .map(|choice| {
+            Ok(Request {
+                scenarios: scenarios.clone(),
+                levels: levels.clone(),
+                interleaving: None,
+                connect: connect_options(&selection.connection, choice)?,
+                options: run_options(&selection.connection),
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     // Every engine at once: the output is still in the engines' order.
     let each = runtime()?.block_on(app::run_each(
         &requests,

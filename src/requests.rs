@@ -16,16 +16,43 @@ pub(crate) fn engine_choice(engine: EngineArg) -> Choice {
     }
 }
 
-pub(crate) fn connect_options(connection: &ConnectionArgs, choice: Choice) -> ConnectOptions {
-    ConnectOptions {
+pub(crate) fn connect_options(
+    connection: &ConnectionArgs,
+    choice: Choice,
+) -> anyhow::Result<ConnectOptions> {
+    let (url, standby_url) = node_urls(&connection.url)?;
+    Ok(ConnectOptions {
         choice,
-        url: connection.url.clone(),
+        url,
+        standby_url,
         connect_timeout: connection.connect_timeout,
         pg_bindir: connection.pg_bindir.clone(),
         mariadb_bindir: connection.mariadb_bindir.clone(),
         redis_url: connection.redis_url.clone(),
         topology: Default::default(),
+    })
+}
+
+/// The primary's URL and the standby's, from `--url [NODE=]URL` given once per node. Only a
+/// node's name before `=` makes a prefix: `host=db port=5432` is a connection string.
+fn node_urls(urls: &[String]) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let (mut primary, mut standby) = (None, None);
+    for url in urls {
+        let (slot, url, name) = match url.split_once('=') {
+            Some(("standby", url)) => (&mut standby, url, "standby"),
+            Some(("primary", url)) => (&mut primary, url, "primary"),
+            _ => (&mut primary, url.as_str(), "primary"),
+        };
+        if slot.replace(url.to_string()).is_some() {
+            anyhow::bail!("--url names the {name} twice; give each node once");
+        }
     }
+    if primary.is_none() && standby.is_some() {
+        anyhow::bail!(
+            "--url standby=URL needs the primary's URL too: --url URL or --url primary=URL"
+        );
+    }
+    Ok((primary, standby))
 }
 
 pub(crate) fn run_options(connection: &ConnectionArgs) -> RunOptions {

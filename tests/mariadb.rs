@@ -17,6 +17,7 @@ fn throwaway() -> ConnectOptions {
     ConnectOptions {
         choice: Choice::Only(EngineKind::Mariadb),
         url: None,
+        standby_url: None,
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
         mariadb_bindir: None,

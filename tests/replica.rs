@@ -202,3 +202,72 @@ fn a_damaged_standby_is_copied_from_its_primary_again_with_one_notice() {
     );
     assert_eq!(processes_mentioning(cache.path()), Vec::<String>::new());
 }
+
+#[test]
+fn a_users_primary_and_standby_are_reached_through_a_url_each() {
+    let pair = crate::user_server::UserServer::start_pair();
+    let standby = pair.standby_url.clone().expect("a standby");
+    let run = |extra: &[&str]| {
+        let output = anomalies()
+            .args(["run", "stale-replica-read", "--level", "read-committed"])
+            .args(["--format", "json", "--url", &pair.url, "--url", &standby])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let run: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        (run["verdict"].clone(), run["prevented_by"].clone())
+    };
+    assert_eq!(run(&[]), (Value::from("anomaly"), Value::Null));
+    assert_eq!(
+        run(&["--fix", "remote-apply"]),
+        (Value::from("prevented"), Value::from("blocking"))
+    );
+    // Nothing of the runs is left on the user's primary, nor, replayed, on the standby.
+    let left = pair.until_empty(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'anomalies%' \
+         UNION ALL SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'anomalies_%'",
+    );
+    assert_eq!(left, Vec::<String>::new());
+}
+
+#[test]
+fn a_standby_url_must_name_a_standby_and_come_with_the_primary() {
+    let server = crate::user_server::UserServer::start();
+    let output = anomalies()
+        .args(["run", "stale-replica-read", "--url", &server.url])
+        .arg("--url")
+        .arg(format!("standby={}", server.url))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: the server at --url standby={}/postgres is not a hot standby \
+             (pg_is_in_recovery() is false)\n",
+            server.at
+        )
+    );
+    let alone = anomalies()
+        .args(["run", "stale-replica-read", "--url"])
+        .arg(format!("standby={}", server.url))
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(2));
+    assert_eq!(
+        stderr(&alone),
+        "error: --url standby=URL needs the primary's URL too: --url URL or --url primary=URL\n"
+    );
+    let one = anomalies()
+        .args(["run", "stale-replica-read", "--url", &server.url])
+        .output()
+        .unwrap();
+    assert_eq!(one.status.code(), Some(2));
+    assert_eq!(
+        stderr(&one),
+        "error: stale-replica-read is not available on postgres: it needs a primary with a hot \
+         standby: without --url the tool starts both; with --url, name the standby too (--url \
+         standby=URL)\n"
+    );
+}

@@ -11,6 +11,8 @@ use tokio_postgres::NoTls;
 pub(crate) struct UserServer {
     cluster: Option<Cluster>,
     pub(crate) url: String,
+    /// A pair's standby, as `--url standby=…` names it.
+    pub(crate) standby_url: Option<String>,
     /// `socket:port`, as the tool describes the server (`socket:port/database`).
     pub(crate) at: String,
     runtime: tokio::runtime::Runtime,
@@ -19,17 +21,29 @@ pub(crate) struct UserServer {
 
 impl UserServer {
     pub(crate) fn start() -> UserServer {
+        UserServer::start_with(false)
+    }
+
+    /// A primary and its streaming hot standby.
+    pub(crate) fn start_pair() -> UserServer {
+        UserServer::start_with(true)
+    }
+
+    fn start_with(pair: bool) -> UserServer {
         let bindir = find_bindir().expect("PostgreSQL server binaries are not installed");
-        let cluster = Cluster::start(&bindir).expect("a server starts");
+        let cluster = match pair {
+            true => Cluster::start_pair(&bindir),
+            false => Cluster::start(&bindir),
+        }
+        .expect("a server starts");
         let config = cluster.config();
         let Some(Host::Unix(socket)) = config.get_hosts().first() else {
             panic!("the cluster listens on a unix socket");
         };
-        let url = format!(
-            "host={} port={} user=anomalies dbname=postgres",
-            socket.display(),
-            config.get_ports()[0]
-        );
+        let url = conninfo(&config);
+        let standby_url = cluster
+            .standby_config()
+            .map(|c| format!("standby={}", conninfo(&c)));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -43,6 +57,7 @@ impl UserServer {
         UserServer {
             cluster: Some(cluster),
             url,
+            standby_url,
             at,
             runtime,
             client,
@@ -94,6 +109,18 @@ impl UserServer {
             }
         }
     }
+}
+
+/// `host=SOCKET_DIR port=PORT user=anomalies dbname=postgres`.
+fn conninfo(config: &tokio_postgres::Config) -> String {
+    let Some(Host::Unix(socket)) = config.get_hosts().first() else {
+        panic!("the cluster listens on a unix socket");
+    };
+    format!(
+        "host={} port={} user=anomalies dbname=postgres",
+        socket.display(),
+        config.get_ports()[0]
+    )
 }
 
 impl Drop for UserServer {

@@ -40,6 +40,8 @@ pub struct ConnectOptions {
     /// A URL (or, for PostgreSQL, a libpq key=value string); PostgreSQL's PG* variables fill in
     /// what it leaves out.
     pub url: Option<String>,
+    /// With `url`, the user's hot standby of that server (`--url standby=URL`).
+    pub standby_url: Option<String>,
     pub connect_timeout: Duration,
     /// Server binaries to start a throwaway PostgreSQL from, instead of searching for them.
     pub pg_bindir: Option<PathBuf>,

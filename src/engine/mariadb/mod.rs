@@ -46,6 +46,12 @@ pub(crate) struct MariaEngine {
 
 /// The server the URL names, else a throwaway server started from the installed binaries.
 pub(super) async fn open(options: &ConnectOptions) -> Result<Connected, EngineError> {
+    if options.standby_url.is_some() {
+        return Err(EngineError::Setup(
+            "--url standby=URL names a PostgreSQL hot standby; MariaDB runs on one server here"
+                .into(),
+        ));
+    }
     let Some(url) = &options.url else {
         let bindir = options.mariadb_bindir.clone();
         let server = tokio::task::spawn_blocking(move || MariaServer::start(bindir.as_deref()))

@@ -17,7 +17,11 @@ use crate::timeline::ResultSet;
 /// no URL and the search found no server binaries; an error when `--pg-bindir` has none.
 pub(in crate::engine) async fn open(options: &ConnectOptions) -> Result<Connected, EngineError> {
     if let Some(url) = &options.url {
-        let engine = PgEngine::connect_url(url, options.connect_timeout).await?;
+        let mut engine = PgEngine::connect_url(url, options.connect_timeout).await?;
+        if let Some(standby) = &options.standby_url {
+            let standby = super::replica::connect_users_standby(standby, options.connect_timeout);
+            engine.standby = Some(standby.await?);
+        }
         return Ok((Box::new(engine), None));
     }
     let bindir = match &options.pg_bindir {
@@ -65,8 +69,8 @@ impl Backend for PgEngine {
         match (topology, &self.standby) {
             (Topology::Single, _) | (Topology::PrimaryStandby, Some(_)) => None,
             (Topology::PrimaryStandby, None) => Some(
-                "it needs a primary with a hot standby: without --url the tool starts one, but \
-                 the server at --url has none the tool knows of"
+                "it needs a primary with a hot standby: without --url the tool starts both; with \
+                 --url, name the standby too (--url standby=URL)"
                     .into(),
             ),
         }
@@ -196,6 +200,7 @@ mod tests {
         ConnectOptions {
             choice,
             url: None,
+            standby_url: None,
             connect_timeout: Duration::from_secs(1),
             pg_bindir: pg_bindir.map(PathBuf::from),
             mariadb_bindir: None,

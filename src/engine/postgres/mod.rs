@@ -58,9 +58,8 @@ pub struct PgEngine {
     /// Runs not yet finished; `close` cleans up what an interrupted run left.
     live: Live,
     cluster: Option<Cluster>,
-    /// The hot standby, where there is one: its connection settings (the user's, its host)
-    /// and the tool's own connection to it.
-    standby: Option<(Config, Arc<Client>)>,
+    /// The hot standby, where there is one.
+    standby: Option<replica::Standby>,
 }
 
 pub struct PgRun {
@@ -245,9 +244,9 @@ impl PgEngine {
             ),
         };
         control.batch_execute(&make).await.map_err(pg_error)?;
-        if let Some((_, standby)) = &self.standby {
+        if let Some(standby) = &self.standby {
             // The role logs in on the standby once the standby has it.
-            replica::catch_up(&control, standby).await?;
+            replica::catch_up(&control, &standby.admin).await?;
         }
         // The scenario's own SQL runs as the run's role, if it has one: the setup and the final
         // query on a connection of their own, the steps on the sessions'. The sessions connect
@@ -268,12 +267,12 @@ impl PgEngine {
         let sessions = connect_sessions(&base, &self.tls, &schema, scenario, levels);
         let on_standby = async {
             match &self.standby {
-                Some((config, _)) => {
+                Some(standby) => {
                     let base = match &role {
-                        Some((role, _)) => role.config(config),
-                        None => config.clone(),
+                        Some((role, _)) => role.config(&standby.config),
+                        None => standby.config.clone(),
                     };
-                    replica::connect_sessions(&base, &self.tls, &schema, scenario, levels).await
+                    replica::connect_sessions(&base, &standby.tls, &schema, scenario, levels).await
                 }
                 None => Ok(Vec::new()),
             }
@@ -288,11 +287,11 @@ impl PgEngine {
             session.standby = standby;
         }
         let replica = match &self.standby {
-            Some((_, standby)) => {
+            Some(standby) => {
                 // The standby's sessions read the setup's rows.
-                replica::catch_up(&control, standby).await?;
+                replica::catch_up(&control, &standby.admin).await?;
                 Some(replica::Replica {
-                    admin: standby.clone(),
+                    admin: standby.admin.clone(),
                     paused_by: None,
                 })
             }
@@ -332,9 +331,10 @@ impl PgEngine {
     }
 
     pub async fn close(self) -> Result<(), EngineError> {
-        if let Some((_, standby)) = &self.standby {
+        if let Some(standby) = &self.standby {
             // An interrupted run may have paused it: the clean-up's drops must replay.
             let _ = standby
+                .admin
                 .simple_query("SELECT pg_catalog.pg_wal_replay_resume()")
                 .await;
         }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
 use super::cleanup::own;
-use super::connect::{characteristics_sql, connect, pg_error};
+use super::connect::{characteristics_sql, config_and_tls, connect, describe, no_answer, pg_error};
 use super::session::backend_pid;
 use super::tls::Tls;
 use super::{PgEngine, PgRun, Reply, Sent};
@@ -42,6 +42,48 @@ pub(super) const STANDBY_PID: i32 = 0;
 
 /// The longest the tool waits for the standby to catch up, outside a step.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The engine's hot standby: the settings its connections start from (the primary's user and
+/// password, its own host), how they start (TLS), and the tool's own connection to it.
+pub(super) struct Standby {
+    pub(super) config: Config,
+    pub(super) tls: Tls,
+    pub(super) admin: Arc<Client>,
+}
+
+/// The user's standby (`--url standby=URL`), which must be one: a server in recovery.
+pub(super) async fn connect_users_standby(
+    url: &str,
+    timeout: Duration,
+) -> Result<Standby, EngineError> {
+    let (config, tls) = config_and_tls(url, timeout)?;
+    let target = describe(&config);
+    let admin = connect(&own(&config), &tls, &target).await?;
+    let asked = tokio::time::timeout(
+        timeout,
+        admin.query_one("SELECT pg_catalog.pg_is_in_recovery()", &[]),
+    );
+    let in_recovery: bool = match asked.await {
+        Ok(row) => row.map_err(pg_error)?.get(0),
+        Err(_) => {
+            return Err(EngineError::Connect {
+                target,
+                reason: no_answer(timeout),
+            })
+        }
+    };
+    if !in_recovery {
+        return Err(EngineError::Setup(format!(
+            "the server at --url standby={target} is not a hot standby (pg_is_in_recovery() is \
+             false)"
+        )));
+    }
+    Ok(Standby {
+        config,
+        tls,
+        admin: Arc::new(admin),
+    })
+}
 
 /// The standby a run reads from, and who paused its replay.
 pub(super) struct Replica {
@@ -154,9 +196,7 @@ pub(super) async fn streams(primary: &Client, within: Duration) -> Result<bool, 
 
 /// Connects the tool to the throwaway pair's standby, once the primary streams to it; a
 /// standby that does not stream is copied again, once.
-pub(super) async fn start_standby(
-    engine: &mut PgEngine,
-) -> Result<(Config, Arc<Client>), EngineError> {
+pub(super) async fn start_standby(engine: &mut PgEngine) -> Result<Standby, EngineError> {
     let Some(cluster) = engine.cluster.as_mut() else {
         return Err(EngineError::Setup("no throwaway pair to start".into()));
     };
@@ -174,7 +214,11 @@ pub(super) async fn start_standby(
         .standby_config()
         .ok_or_else(|| EngineError::Setup("the throwaway pair has no standby".into()))?;
     let admin = connect(&own(&config), &engine.tls, "the throwaway standby").await?;
-    Ok((config, Arc::new(admin)))
+    Ok(Standby {
+        config,
+        tls: engine.tls.clone(),
+        admin: Arc::new(admin),
+    })
 }
 
 /// How long a standby that runs gets to start streaming.

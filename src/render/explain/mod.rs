@@ -123,7 +123,11 @@ pub fn text(scenario: &Scenario, style: Style) -> String {
         );
     }
     if !scenario.one_server.is_empty() {
-        paragraph(&mut out, &format!("On one server: {}", scenario.one_server), 2);
+        paragraph(
+            &mut out,
+            &format!("On one server: {}", scenario.one_server),
+            2,
+        );
     }
     paragraph(
         &mut out,
