@@ -70,6 +70,23 @@ fn run_json_matches_its_schema() {
             "json",
         ],
     );
+    // On a primary and a standby: a replica step, each event's node, the run's topology.
+    let replica = valid(
+        "run",
+        &[
+            "run",
+            "stale-replica-read",
+            "--fix",
+            "read-your-writes",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(replica["topology"], "primary-standby");
+    let timeline = replica["timeline"].as_array().unwrap();
+    assert_eq!(timeline[0]["replica"], "pause");
+    assert_eq!(timeline[0]["node"], "standby");
+    assert!(timeline.iter().any(|e| e["node"] == "primary"));
 }
 
 #[test]
@@ -114,6 +131,12 @@ fn check_matrix_explore_explain_list_and_bench_json_match_their_schemas() {
         ],
     );
     valid("explain", &["explain", "lost-update", "--format", "json"]);
+    let explained = valid(
+        "explain",
+        &["explain", "stale-replica-read", "--format", "json"],
+    );
+    assert_eq!(explained["topology"], "primary-standby");
+    assert_eq!(explained["expected"]["sqlite"]["available"], false);
     valid("list", &["list", "--format", "json"]);
     valid(
         "bench",

@@ -6,6 +6,7 @@
 mod fix;
 mod outcome;
 mod sessions;
+mod steps;
 
 use std::ops::Range;
 
