@@ -179,10 +179,14 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 fn matrix(args: MatrixArgs) -> anyhow::Result<i32> {
-    let reports = run_selection(&args.selection, Level::ALL.to_vec(), args.fixes)?.reports;
+    let Runs { reports, not_run } =
+        run_selection(&args.selection, Level::ALL.to_vec(), args.fixes)?;
     let text = match args.format {
         MatrixFormat::Table => {
-            render::matrix::table(&reports, style(args.selection.color, args.selection.width))
+            let mut text =
+                render::matrix::table(&reports, style(args.selection.color, args.selection.width));
+            text.push_str(&not_run_line(&not_run));
+            text
         }
         MatrixFormat::Markdown => render::matrix::markdown(&reports),
         MatrixFormat::Json => render::matrix::json(&reports),
@@ -190,6 +194,19 @@ fn matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     };
     print(&text)?;
     Ok(exit_code(&reports))
+}
+
+/// `not run, the engine lacks what it needs: …`, naming each run an engine could not do (a fix
+/// it lacks, nodes it cannot give); empty when there is none.
+fn not_run_line(not_run: &[anomalies::report::NotRun]) -> String {
+    if not_run.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = not_run.iter().map(ToString::to_string).collect();
+    format!(
+        "not run, the engine lacks what it needs: {}\n",
+        names.join(", ")
+    )
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<i32> {
@@ -220,16 +237,7 @@ fn check(args: CheckArgs) -> anyhow::Result<i32> {
         CheckFormat::Text => {
             let mut text =
                 render::check::text(&reports, style(args.selection.color, args.selection.width));
-            if !skipped.is_empty() {
-                text.push_str(&format!(
-                    "not run, the engine lacks what it needs: {}\n",
-                    skipped
-                        .iter()
-                        .map(|n| n.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
+            text.push_str(&not_run_line(&skipped));
             text
         }
         CheckFormat::Junit => render::check::junit(&reports, &skipped),
