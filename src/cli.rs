@@ -112,7 +112,8 @@ pub struct ExploreArgs {
     pub limit: Option<usize>,
 
     /// Share the orders among this many runs at once, each with its own connections and its
-    /// own schema (or database, or file) [default: the number of cores]
+    /// own schema (or database, or file) [default: the number of cores; always 1 for a
+    /// scenario that pauses a standby's replay, which is the server's]
     #[arg(long, short, value_name = "W", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
 

@@ -24,10 +24,8 @@ pub fn intro_screen(scenario: &Scenario, level: &str, prompt: &str, style: Style
         }
     }
     out.push_str(&format!("\n{}\n", paint.bold("Cast")));
-    let names: Vec<String> = scenario
-        .sessions
-        .iter()
-        .map(|s| display_name(&s.name))
+    let names: Vec<String> = (0..scenario.sessions.len())
+        .map(|session| super::event::lane(scenario, session))
         .collect();
     let name_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
     for (session, name) in scenario.sessions.iter().zip(&names) {
