@@ -41,7 +41,7 @@ pub(super) use backend::open;
 use crate::engine::cluster::Cluster;
 use crate::engine::{final_rows, first_reply, EngineError, EngineInfo, Settled};
 use crate::level::SessionLevel;
-use crate::scenario::{EngineKind, Scenario};
+use crate::scenario::{EngineKind, Scenario, Topology};
 use crate::timeline::{ErrorKind, ResultSet};
 
 type Reply = Pin<Box<dyn Future<Output = Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>>>>;
@@ -244,7 +244,13 @@ impl PgEngine {
             ),
         };
         control.batch_execute(&make).await.map_err(pg_error)?;
-        if let Some(standby) = &self.standby {
+        // Only a scenario of several nodes reads from the standby; the rest run on the primary
+        // as on one server, and never wait for it.
+        let standby = self
+            .standby
+            .as_ref()
+            .filter(|_| scenario.topology == Topology::PrimaryStandby);
+        if let Some(standby) = standby {
             // The role logs in on the standby once the standby has it.
             replica::catch_up(&control, &standby.admin).await?;
         }
@@ -266,7 +272,7 @@ impl PgEngine {
         };
         let sessions = connect_sessions(&base, &self.tls, &schema, scenario, levels);
         let on_standby = async {
-            match &self.standby {
+            match standby {
                 Some(standby) => {
                     let base = match &role {
                         Some((role, _)) => role.config(&standby.config),
@@ -286,7 +292,7 @@ impl PgEngine {
         for (session, standby) in sessions.iter_mut().zip(on_standby) {
             session.standby = standby;
         }
-        let replica = match &self.standby {
+        let replica = match standby {
             Some(standby) => {
                 // The standby's sessions read the setup's rows.
                 replica::catch_up(&control, &standby.admin).await?;
