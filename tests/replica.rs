@@ -223,6 +223,29 @@ fn a_users_primary_and_standby_are_reached_through_a_url_each() {
         run(&["--fix", "remote-apply"]),
         (Value::from("prevented"), Value::from("blocking"))
     );
+    // A standby left paused (a run killed while it held the pause) is named in the error.
+    pair.on_standby("SELECT pg_wal_replay_pause()::text");
+    let output = anomalies()
+        .args([
+            "run",
+            "stale-replica-read",
+            "--url",
+            &pair.url,
+            "--url",
+            &standby,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(
+        err.starts_with("error: PostgreSQL: the standby did not replay the primary's WAL within 10s: its replay is paused") ||
+        err.starts_with("error: PostgreSQL: the standby did not replay the primary's WAL within 10s: its replay is pause requested"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    pair.on_standby("SELECT pg_wal_replay_resume()::text");
+    assert_eq!(run(&[]), (Value::from("anomaly"), Value::Null));
     // Nothing of the runs is left on the user's primary, nor, replayed, on the standby.
     let left = pair.until_empty(
         "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'anomalies%' \

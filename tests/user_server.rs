@@ -98,6 +98,28 @@ impl UserServer {
         })
     }
 
+    /// Runs `sql` on the pair's standby, on a connection of its own; its first column.
+    pub(crate) fn on_standby(&self, sql: &str) -> Vec<String> {
+        let config = self
+            .cluster
+            .as_ref()
+            .and_then(Cluster::standby_config)
+            .expect("a pair");
+        self.runtime.block_on(async {
+            let (client, connection) = config.connect(NoTls).await.unwrap();
+            let connection = tokio::spawn(connection);
+            let rows = client.simple_query(sql).await.unwrap();
+            drop(client);
+            let _ = connection.await;
+            rows.iter()
+                .filter_map(|message| match message {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
     /// Asks the server until `sql` returns no rows; the backends of a closed client take a
     /// moment to exit.
     pub(crate) fn until_empty(&self, sql: &str) -> Vec<String> {

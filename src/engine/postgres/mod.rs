@@ -299,6 +299,7 @@ impl PgEngine {
                 Some(replica::Replica {
                     admin: standby.admin.clone(),
                     paused_by: None,
+                    held: standby.held.clone(),
                 })
             }
             None => None,
@@ -337,8 +338,9 @@ impl PgEngine {
     }
 
     pub async fn close(self) -> Result<(), EngineError> {
-        if let Some(standby) = &self.standby {
-            // An interrupted run may have paused it: the clean-up's drops must replay.
+        let held = |s: &&replica::Standby| s.held.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(standby) = self.standby.as_ref().filter(held) {
+            // An interrupted run paused it: the clean-up's drops must replay.
             let _ = standby
                 .admin
                 .simple_query("SELECT pg_catalog.pg_wal_replay_resume()")

@@ -14,6 +14,7 @@
 //!   server shows `wait_event = 'SyncRep'`, which the probe asks while the replay is paused
 //!   (a pid of 0 in its answer: the session that paused it).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ pub(super) const PROBE_WITH_STANDBY: &str =
 pub(super) const STANDBY_PID: i32 = 0;
 
 /// The longest the tool waits for the standby to catch up, outside a step.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The engine's hot standby: the settings its connections start from (the primary's user and
 /// password, its own host), how they start (TLS), and the tool's own connection to it.
@@ -49,6 +50,9 @@ pub(super) struct Standby {
     pub(super) config: Config,
     pub(super) tls: Tls,
     pub(super) admin: Arc<Client>,
+    /// Whether a run of this engine holds the replay paused: `close` resumes it then, and
+    /// only then (a user may have paused their standby for reasons of their own).
+    pub(super) held: Arc<AtomicBool>,
 }
 
 /// The user's standby (`--url standby=URL`), which must be one: a server in recovery.
@@ -82,6 +86,7 @@ pub(super) async fn connect_users_standby(
         config,
         tls,
         admin: Arc::new(admin),
+        held: Arc::default(),
     })
 }
 
@@ -90,6 +95,8 @@ pub(super) struct Replica {
     /// The tool's own connection to the standby (its superuser on a throwaway pair).
     pub(super) admin: Arc<Client>,
     pub(super) paused_by: Option<usize>,
+    /// The engine's [`Standby::held`].
+    pub(super) held: Arc<AtomicBool>,
 }
 
 /// Waits until the standby has replayed all the primary has flushed: the role, the schema and
@@ -102,10 +109,26 @@ pub(super) async fn catch_up(primary: &Client, standby: &Client) -> Result<(), E
     };
     match tokio::time::timeout(CATCH_UP_TIMEOUT, wait).await {
         Ok(done) => done.map_err(pg_error),
-        Err(_) => Err(EngineError::Postgres(format!(
-            "the standby did not replay the primary's WAL within {}",
-            humantime::format_duration(CATCH_UP_TIMEOUT)
-        ))),
+        Err(_) => {
+            // A run killed while it held the pause leaves a user's standby paused; say so.
+            let paused = standby
+                .query_one("SELECT pg_catalog.pg_get_wal_replay_pause_state()", &[])
+                .await
+                .ok()
+                .map(|row| row.get::<_, String>(0))
+                .filter(|state| state != "not paused");
+            let why = match paused {
+                Some(state) => format!(
+                    ": its replay is {state} (a run killed while it held the pause leaves it so; \
+                     SELECT pg_wal_replay_resume() on the standby lets it go on)"
+                ),
+                None => String::new(),
+            };
+            Err(EngineError::Postgres(format!(
+                "the standby did not replay the primary's WAL within {}{why}",
+                humantime::format_duration(CATCH_UP_TIMEOUT)
+            )))
+        }
     }
 }
 
@@ -218,6 +241,7 @@ pub(super) async fn start_standby(engine: &mut PgEngine) -> Result<Standby, Engi
         config,
         tls: engine.tls.clone(),
         admin: Arc::new(admin),
+        held: Arc::default(),
     })
 }
 
@@ -282,8 +306,14 @@ impl PgRun {
             ));
         };
         match step {
-            ReplicaAction::Pause => replica.paused_by = Some(session),
-            ReplicaAction::Resume => replica.paused_by = None,
+            ReplicaAction::Pause => {
+                replica.paused_by = Some(session);
+                replica.held.store(true, Ordering::Relaxed);
+            }
+            ReplicaAction::Resume => {
+                replica.paused_by = None;
+                replica.held.store(false, Ordering::Relaxed);
+            }
             ReplicaAction::Wait(_) => {}
         }
         let reply = action(replica, &self.control, step);
@@ -315,6 +345,7 @@ impl PgRun {
                 .simple_query("SELECT pg_catalog.pg_wal_replay_resume()")
                 .await
                 .map_err(pg_error)?;
+            replica.held.store(false, Ordering::Relaxed);
         }
         Ok(())
     }
