@@ -83,19 +83,7 @@ impl UserServer {
     pub(crate) fn query_in(&self, database: &str, sql: &str) -> Vec<String> {
         let mut config = self.cluster.as_ref().expect("the server runs").config();
         config.dbname(database);
-        self.runtime.block_on(async {
-            let (client, connection) = config.connect(NoTls).await.unwrap();
-            let connection = tokio::spawn(connection);
-            let rows = client.simple_query(sql).await.unwrap();
-            drop(client);
-            let _ = connection.await;
-            rows.iter()
-                .filter_map(|message| match message {
-                    tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-                    _ => None,
-                })
-                .collect()
-        })
+        self.first_column(&config, sql)
     }
 
     /// Runs `sql` on the pair's standby, on a connection of its own; its first column.
@@ -105,6 +93,10 @@ impl UserServer {
             .as_ref()
             .and_then(Cluster::standby_config)
             .expect("a pair");
+        self.first_column(&config, sql)
+    }
+
+    fn first_column(&self, config: &tokio_postgres::Config, sql: &str) -> Vec<String> {
         self.runtime.block_on(async {
             let (client, connection) = config.connect(NoTls).await.unwrap();
             let connection = tokio::spawn(connection);

@@ -270,6 +270,16 @@ pub(crate) fn prepare_install(
 ) -> Result<InstallLog, CacheError> {
     remove_any(&slot_dir.join("data"))?;
     remove_any(&slot_dir.join("data.tmp"))?;
+    fresh_log(slot_dir, name, owner)
+}
+
+/// A fresh log file `name` in a held slot, owned by the server's user, open for a program's
+/// standard output and error.
+pub(crate) fn fresh_log(
+    slot_dir: &Path,
+    name: &str,
+    owner: Option<&Owner>,
+) -> Result<InstallLog, CacheError> {
     let path = slot_dir.join(name);
     let stderr =
         File::create(&path).map_err(io_error(format!("cannot create {}", path.display())))?;

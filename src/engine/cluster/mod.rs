@@ -203,14 +203,7 @@ impl Cluster {
     /// The standby's connection settings, like [`Cluster::config`]'s; `None` for a single
     /// server.
     pub fn standby_config(&self) -> Option<tokio_postgres::Config> {
-        let standby = self.standby.as_ref()?;
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host_path(&standby.socket_dir)
-            .port(PORT)
-            .user(DB_USER)
-            .dbname(DB_NAME);
-        Some(config)
+        Some(socket_config(&self.standby.as_ref()?.socket_dir))
     }
 
     /// What starting had to repair in the cache (a damaged slot initialised again, a stale
@@ -222,13 +215,7 @@ impl Cluster {
     /// Connection settings: host = the private socket directory, port, user = "anomalies",
     /// dbname = "postgres".
     pub fn config(&self) -> tokio_postgres::Config {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host_path(&self.socket_dir)
-            .port(PORT)
-            .user(DB_USER)
-            .dbname(DB_NAME);
-        config
+        socket_config(&self.socket_dir)
     }
 
     /// Major version from the binaries, e.g. 15.
@@ -321,6 +308,17 @@ impl Healer<'_> {
         ));
         Ok(())
     }
+}
+
+/// A server's connection settings: its private socket directory, the port, the superuser.
+fn socket_config(socket_dir: &Path) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(socket_dir)
+        .port(PORT)
+        .user(DB_USER)
+        .dbname(DB_NAME);
+    config
 }
 
 /// The superuser that `initdb` makes; all connections log in as it.

@@ -17,7 +17,9 @@ use crate::engine::cache::Flavor;
 
 /// What the shared cache code needs to know of PostgreSQL: fast shutdown is SIGINT, immediate
 /// shutdown SIGQUIT; it refuses to run as root.
-pub(super) static FLAVOR: Flavor = Flavor {
+pub(super) static FLAVOR: Flavor = POSTMASTER;
+
+const POSTMASTER: Flavor = Flavor {
     engine: "PostgreSQL",
     throwaway: "throwaway PostgreSQL cluster",
     users: &["postgres", "nobody"],
@@ -30,14 +32,9 @@ pub(super) static FLAVOR: Flavor = Flavor {
 
 /// A hot standby's: it logs another ready line.
 pub(super) static STANDBY_FLAVOR: Flavor = Flavor {
-    engine: "PostgreSQL",
     throwaway: "throwaway PostgreSQL standby",
-    users: &["postgres", "nobody"],
     ready: "database system is ready to accept read-only connections",
-    stop_signal: Signal::SIGINT,
-    quit_signal: Signal::SIGQUIT,
-    failure_reason: |lines| failure_reason(lines.iter().copied()),
-    logs_to_stdout: false,
+    ..POSTMASTER
 };
 
 /// The server's settings: fast and disposable rather than durable.

@@ -9,7 +9,7 @@
 //! The primary keeps 32 MB of WAL for a standby that fell behind while it was down (a
 //! compaction writes WAL before the standby runs).
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,7 +21,7 @@ use super::slot::SOCKET_NAME;
 use super::{io_error, ClusterError, DB_USER, PORT};
 use crate::engine::cache::orphan;
 use crate::engine::cache::process::Server;
-use crate::engine::cache::slot::{give, private_dir, remove_any, Owner};
+use crate::engine::cache::slot::{fresh_log, give, private_dir, remove_any, InstallLog, Owner};
 use crate::engine::cache::spawn::{confine, spawn_lasting};
 
 /// The name the standby gives itself upstream, which `synchronous_standby_names` names.
@@ -53,13 +53,11 @@ pub(super) fn basebackup_once(
     remove_any(&dir)?;
     let tmp = slot_dir.join("standby.tmp");
     remove_any(&tmp)?;
-    let log_path = slot_dir.join("basebackup.log");
-    let stderr = File::create(&log_path)
-        .map_err(io_error(format!("cannot create {}", log_path.display())))?;
-    give(&log_path, owner)?;
-    let stdout = stderr
-        .try_clone()
-        .map_err(io_error(format!("cannot reopen {}", log_path.display())))?;
+    let InstallLog {
+        path: log_path,
+        stdout,
+        stderr,
+    } = fresh_log(slot_dir, "basebackup.log", owner)?;
     let program = super::binaries::program(bindir, "pg_basebackup");
     let mut command = Command::new(&program);
     command

@@ -21,8 +21,8 @@ use std::time::Duration;
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
 use super::cleanup::own;
-use super::connect::{characteristics_sql, config_and_tls, connect, describe, no_answer, pg_error};
-use super::session::backend_pid;
+use super::connect::{config_and_tls, connect, describe, no_answer, pg_error};
+use super::session::connect_session;
 use super::tls::Tls;
 use super::{PgEngine, PgRun, Reply, Sent};
 use crate::engine::EngineError;
@@ -268,20 +268,13 @@ pub(super) async fn connect_sessions(
                 .iter()
                 .any(|step| step.kind == StepKind::Sql && scenario.topology.is_standby(step.node));
             let level = on_standby(level);
-            let init = format!(
-                "SET search_path TO {schema}; {}; SELECT pg_catalog.pg_backend_pid()",
-                characteristics_sql(&level)
-            );
             let name = format!("anomalies {} (standby)", session.name);
             async move {
                 if !reads_there {
                     return Ok(None);
                 }
-                let mut config = base.clone();
-                config.application_name(&name);
-                let client = connect(&config, tls, "the standby").await?;
-                let pid = backend_pid(&client, &init).await?;
-                Ok::<_, EngineError>(Some((Arc::new(client), pid)))
+                let connected = connect_session(base, tls, schema, &name, &level, "the standby");
+                Ok::<_, EngineError>(Some(connected.await?))
             }
         });
     futures_util::future::try_join_all(connects).await

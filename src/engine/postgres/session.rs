@@ -28,27 +28,40 @@ pub(super) async fn connect_sessions(
         .sessions
         .iter()
         .zip(levels)
-        .map(|(session, level)| {
-            let init = format!(
-                "SET search_path TO {schema}; {}; SELECT pg_catalog.pg_backend_pid()",
-                characteristics_sql(level)
-            );
+        .map(|(session, level)| async move {
             let name = format!("anomalies {}", session.name);
-            async move {
-                let mut config = base.clone();
-                config.application_name(&name);
-                let client = connect(&config, tls, "the server").await?;
-                let pid = backend_pid(&client, &init).await?;
-                Ok::<_, EngineError>(PgSession {
-                    client: Arc::new(client),
-                    pid,
-                    standby: None,
-                    in_flight: None,
-                    on: Sent::Primary { may_wait: true },
-                })
-            }
+            let (client, pid) =
+                connect_session(base, tls, schema, &name, level, "the server").await?;
+            Ok::<_, EngineError>(PgSession {
+                client,
+                pid,
+                standby: None,
+                in_flight: None,
+                on: Sent::Primary { may_wait: true },
+            })
         });
     futures_util::future::try_join_all(connects).await
+}
+
+/// One session's connection, named `name`, in the run's schema at `level`; and its backend's
+/// pid.
+pub(super) async fn connect_session(
+    base: &Config,
+    tls: &Tls,
+    schema: &str,
+    name: &str,
+    level: &SessionLevel,
+    server: &str,
+) -> Result<(Arc<Client>, i32), EngineError> {
+    let init = format!(
+        "SET search_path TO {schema}; {}; SELECT pg_catalog.pg_backend_pid()",
+        characteristics_sql(level)
+    );
+    let mut config = base.clone();
+    config.application_name(name);
+    let client = connect(&config, tls, server).await?;
+    let pid = backend_pid(&client, &init).await?;
+    Ok((Arc::new(client), pid))
 }
 
 /// Runs the scenario's setup on `data`, whose search path is the run's schema, and puts the
@@ -81,7 +94,7 @@ pub(super) async fn connect_data(
 }
 
 /// Runs `sql`, whose last statement returns the backend's pid.
-pub(super) async fn backend_pid(client: &Client, sql: &str) -> Result<i32, EngineError> {
+async fn backend_pid(client: &Client, sql: &str) -> Result<i32, EngineError> {
     first_value(&client.simple_query(sql).await.map_err(pg_error)?)
         .and_then(|pid| pid.parse().ok())
         .ok_or_else(|| EngineError::Postgres("no backend pid".into()))
