@@ -8,6 +8,7 @@ mod footprint;
 mod probe;
 mod reply;
 mod run;
+pub mod galera;
 pub mod server;
 mod worker;
 
