@@ -300,7 +300,7 @@ fn a_held_node_applies_nothing_until_released() {
         let (applied_held, queued) = galera::applied(&mut reader).await.unwrap();
         assert_eq!(applied_held, applied_before, "the held node applied nothing");
         assert!(queued >= 1, "what it received waits in its queue ({queued})");
-        let state = value(&mut reader, "SHOW STATUS LIKE 'wsrep_local_state_comment'").await;
+        let state = value(&mut reader, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'").await;
         println!("held: {state:?}, {queued} write sets queued");
 
         // A read that waits for the node to catch up waits for the release.
@@ -333,7 +333,7 @@ fn a_held_node_applies_nothing_until_released() {
         assert_eq!(fresh, HELD_ROUNDS.to_string());
         let (applied_after, _) = galera::applied(&mut reader).await.unwrap();
         assert!(applied_after >= applied_before + HELD_ROUNDS as u64);
-        let state = value(&mut reader, "SHOW STATUS LIKE 'wsrep_local_state_comment'").await;
+        let state = value(&mut reader, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'").await;
         assert_eq!(state, "Synced");
     });
 }

@@ -248,7 +248,7 @@ impl Server {
         (self.flavor.failure_reason)(&lines)
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let log = lock_log(&self.log);
         let skip = log.len().saturating_sub(LOG_SHOW);
         format_log("its log", log.iter().skip(skip).map(String::as_str))

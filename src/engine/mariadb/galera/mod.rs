@@ -298,7 +298,13 @@ impl Starter<'_> {
     /// Waits until `node` says it is synced in a cluster of `size`.
     fn synced(&self, node: &Node, number: usize, size: usize) -> Result<(), MariaError> {
         let deadline = Instant::now() + SYNC_TIMEOUT;
-        match sync::wait_synced(number, &node.paths.socket(), size, deadline)? {
+        let asked = sync::wait_synced(number, &node.paths.socket(), size, deadline);
+        let asked = asked.map_err(|err| MariaError::GaleraNode {
+            node: number,
+            nodes: self.nodes,
+            reason: format!("{err}{}", node.server.log_tail()),
+        })?;
+        match asked {
             Ok(()) => Ok(()),
             Err(state) => Err(MariaError::GaleraNode {
                 node: number,

@@ -15,9 +15,13 @@ use crate::engine::cache::spawn::confine;
 use crate::engine::cache::{io_error, orphan, CacheError, Flavor};
 
 /// The single server's flavor under the cluster's name, so that messages about the slots say
-/// what they are for ("all 8 throwaway Galera cluster slots … are in use").
+/// what they are for ("all 8 throwaway Galera cluster slots … are in use"), and with the
+/// server's own ready line: a node first logs `WSREP: Synchronized with group, ready for
+/// connections` from its applier, before the server listens or handles SIGTERM (a node
+/// stopped then never stopped: seen in the tests).
 pub(super) static GALERA_FLAVOR: Flavor = Flavor {
     throwaway: "throwaway Galera cluster",
+    ready: ": ready for connections",
     ..FLAVOR
 };
 
