@@ -57,8 +57,13 @@ async fn one_row(cluster: &GaleraCluster) -> Vec<Conn> {
         .await
         .unwrap();
     for conn in conns.iter_mut() {
-        conn.query_drop("SET SESSION wsrep_sync_wait = 1").await.unwrap();
-        assert_eq!(value(conn, "SELECT v FROM galera_test.t WHERE id = 1").await, "0");
+        conn.query_drop("SET SESSION wsrep_sync_wait = 1")
+            .await
+            .unwrap();
+        assert_eq!(
+            value(conn, "SELECT v FROM galera_test.t WHERE id = 1").await,
+            "0"
+        );
     }
     conns
 }
@@ -71,7 +76,10 @@ fn slot_entries(slot: &Path) -> Vec<String> {
         .collect();
     names.sort();
     for entry in std::fs::read_dir(slot.join("run")).unwrap() {
-        names.push(format!("run/{}", entry.unwrap().file_name().to_string_lossy()));
+        names.push(format!(
+            "run/{}",
+            entry.unwrap().file_name().to_string_lossy()
+        ));
     }
     names
 }
@@ -81,7 +89,11 @@ fn a_cluster_starts_synced_replicates_and_stops_leaving_only_its_slot() {
     let cache = open_tempdir();
     let cluster = start(Some(cache.path()), 2);
     assert_eq!(cluster.nodes(), 2);
-    assert!(cluster.version().contains("MariaDB"), "{}", cluster.version());
+    assert!(
+        cluster.version().contains("MariaDB"),
+        "{}",
+        cluster.version()
+    );
     assert_eq!(cluster.notice(), None);
     for node in 1..=2 {
         let socket = cluster.socket(node).unwrap();
@@ -126,7 +138,10 @@ fn a_cluster_starts_synced_replicates_and_stops_leaving_only_its_slot() {
     // The next start finds the template whole.
     let again = start(Some(cache.path()), 3);
     assert_eq!(again.notice(), None);
-    assert_eq!(query(&again.socket(3).unwrap(), "SHOW DATABASES LIKE 'galera%'"), "");
+    assert_eq!(
+        query(&again.socket(3).unwrap(), "SHOW DATABASES LIKE 'galera%'"),
+        ""
+    );
     drop(again);
     assert_eq!(processes_mentioning(cache.path()), Vec::<String>::new());
 }
@@ -141,15 +156,25 @@ fn overlapping_writes_from_two_nodes_fail_the_later_committer_with_1213() {
         one.query_drop("BEGIN").await.unwrap();
         two.query_drop("BEGIN").await.unwrap();
         // No lock crosses nodes: both updates return at once.
-        one.query_drop("UPDATE galera_test.t SET v = 1 WHERE id = 1").await.unwrap();
-        two.query_drop("UPDATE galera_test.t SET v = 2 WHERE id = 1").await.unwrap();
+        one.query_drop("UPDATE galera_test.t SET v = 1 WHERE id = 1")
+            .await
+            .unwrap();
+        two.query_drop("UPDATE galera_test.t SET v = 2 WHERE id = 1")
+            .await
+            .unwrap();
         one.query_drop("COMMIT").await.unwrap();
-        let err = two.query_drop("COMMIT").await.expect_err("the later commit fails");
+        let err = two
+            .query_drop("COMMIT")
+            .await
+            .expect_err("the later commit fails");
         match err {
             mysql_async::Error::Server(err) => assert_eq!(err.code, 1213, "{}", err.message),
             other => panic!("not a server error: {other}"),
         }
-        assert_eq!(value(two, "SELECT v FROM galera_test.t WHERE id = 1").await, "1");
+        assert_eq!(
+            value(two, "SELECT v FROM galera_test.t WHERE id = 1").await,
+            "1"
+        );
     });
 }
 
@@ -182,7 +207,12 @@ fn two_clusters_at_once_get_their_own_slots_and_ports() {
     assert_ne!(first.slot_dir(), second.slot_dir());
     let addresses = |cluster: &GaleraCluster| -> Vec<String> {
         (1..=2)
-            .map(|node| query(&cluster.socket(node).unwrap(), "SELECT @@wsrep_node_address"))
+            .map(|node| {
+                query(
+                    &cluster.socket(node).unwrap(),
+                    "SELECT @@wsrep_node_address",
+                )
+            })
             .collect()
     };
     let mut all = addresses(&first);
@@ -192,7 +222,10 @@ fn two_clusters_at_once_get_their_own_slots_and_ports() {
     unique.dedup();
     assert_eq!(unique.len(), 4, "{all:?}");
     for cluster in [&first, &second] {
-        let size = query(&cluster.socket(1).unwrap(), "SHOW STATUS LIKE 'wsrep_cluster_size'");
+        let size = query(
+            &cluster.socket(1).unwrap(),
+            "SHOW STATUS LIKE 'wsrep_cluster_size'",
+        );
         assert_eq!(size, "wsrep_cluster_size\t2", "the clusters stay apart");
     }
     first.stop().unwrap();
@@ -205,8 +238,9 @@ fn as_root_the_nodes_run_as_an_unprivileged_user() {
     let cluster = start(None, 2);
     let ours = nix::unistd::Uid::effective();
     for node in 1..=2 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", cluster.pid(node).unwrap()))
-            .unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", cluster.pid(node).unwrap()))
+                .unwrap();
         let uid: u32 = status
             .lines()
             .find_map(|line| line.strip_prefix("Uid:"))
@@ -231,7 +265,11 @@ const HOLDER: &str = "ANOMALIES_TEST_GALERA_HOLDER";
 fn a_killed_run_leaves_no_node_running() {
     if let Some(cache) = std::env::var_os(HOLDER) {
         let cluster = start(Some(Path::new(&cache)), 2);
-        println!("holder-pids {} {}", cluster.pid(1).unwrap(), cluster.pid(2).unwrap());
+        println!(
+            "holder-pids {} {}",
+            cluster.pid(1).unwrap(),
+            cluster.pid(2).unwrap()
+        );
         let _ = std::io::stdin().read_line(&mut String::new());
         panic!("the holder was not killed");
     }
@@ -253,7 +291,11 @@ fn a_killed_run_leaves_no_node_running() {
         .map_while(Result::ok)
         .find_map(|line| {
             let pids = line.strip_prefix("holder-pids ")?;
-            Some(pids.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+            Some(
+                pids.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect(),
+            )
         })
         .expect("the holder prints its nodes' pids");
     assert_eq!(pids.len(), 2);

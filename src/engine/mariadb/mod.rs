@@ -5,10 +5,10 @@
 mod bench;
 mod connect;
 mod footprint;
+pub mod galera;
 mod probe;
 mod reply;
 mod run;
-pub mod galera;
 pub mod server;
 mod worker;
 

@@ -48,10 +48,10 @@ use super::connect::opts_for_socket;
 use super::server::binaries::{self, Binaries};
 use super::server::process::RUN_DIR;
 use super::server::{Healer, MariaError};
+use crate::engine::cache::io_error;
 use crate::engine::cache::process::Server;
 use crate::engine::cache::slot::{cache_root, private_dir, remove_any, server_user, take_slot};
 use crate::engine::cache::slot::{Owner, TakenSlot};
-use crate::engine::cache::io_error;
 use node::{find_provider, free_ports, launch, Launch, NodePaths, GALERA_FLAVOR};
 
 /// The most nodes a cluster may have (and the fewest).
@@ -188,11 +188,7 @@ fn remove_node(paths: &NodePaths) -> Result<(), crate::engine::cache::CacheError
     remove_any(&paths.run_dir)
 }
 
-fn start_with(
-    binaries: &Binaries,
-    root: &Path,
-    nodes: usize,
-) -> Result<GaleraCluster, MariaError> {
+fn start_with(binaries: &Binaries, root: &Path, nodes: usize) -> Result<GaleraCluster, MariaError> {
     if !(MIN_NODES..=MAX_NODES).contains(&nodes) {
         return Err(MariaError::GaleraNode {
             node: nodes,
@@ -202,7 +198,9 @@ fn start_with(
     }
     let provider = find_provider().map_err(|looked| MariaError::NoGalera { looked })?;
     let owner = server_user(&GALERA_FLAVOR)?;
-    let engine_dir = root.join(format!("mariadb-{}", binaries.series)).join("galera");
+    let engine_dir = root
+        .join(format!("mariadb-{}", binaries.series))
+        .join("galera");
     let last_socket = move |slot: &Path| NodePaths::of(slot, MAX_NODES).socket();
     let TakenSlot {
         number: slot,

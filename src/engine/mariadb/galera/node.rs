@@ -162,7 +162,10 @@ pub(super) fn launch(node: &Launch<'_>) -> Result<Server, CacheError> {
         .args(SETTINGS)
         .args(GALERA_SETTINGS)
         .arg(path_setting("wsrep-provider", node.provider))
-        .arg(format!("--wsrep-cluster-address=gcomm://{}", peers.join(",")))
+        .arg(format!(
+            "--wsrep-cluster-address=gcomm://{}",
+            peers.join(",")
+        ))
         .arg(format!("--wsrep-node-address={host}:{}", node.ports.group))
         .arg(format!("--wsrep-node-name={}", node.name))
         .arg(format!("--wsrep-sst-method={SST_METHOD}"))

@@ -24,7 +24,8 @@ pub(super) struct NodeState {
 }
 
 /// The question.
-const STATE_SQL: &str = "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+const STATE_SQL: &str =
+    "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
      WHERE VARIABLE_NAME IN ('WSREP_LOCAL_STATE_COMMENT', 'WSREP_CLUSTER_SIZE')";
 
 async fn state_of(conn: &mut Conn) -> Result<NodeState, mysql_async::Error> {

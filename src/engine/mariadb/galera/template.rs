@@ -74,8 +74,10 @@ pub(super) fn install_sst_script(slot_dir: &Path, owner: Option<&Owner>) -> Resu
     let script = bin.join(format!("wsrep_sst_{SST_METHOD}"));
     let tmp = bin.join(format!("wsrep_sst_{SST_METHOD}.tmp"));
     fs::write(&tmp, SST_SCRIPT).map_err(io_error(format!("cannot write {}", tmp.display())))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
-        .map_err(io_error(format!("cannot make {} executable", tmp.display())))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io_error(format!(
+        "cannot make {} executable",
+        tmp.display()
+    )))?;
     give(&tmp, owner)?;
     fs::rename(&tmp, &script).map_err(io_error(format!("cannot write {}", script.display())))
 }
@@ -97,7 +99,11 @@ pub(super) fn unusable_state(data_dir: &Path) -> Option<String> {
         && uuid.chars().any(|c| c.is_ascii_hexdigit() && c != '0')
         && seqno.parse::<i64>().is_ok_and(|seqno| seqno >= 0)
         && safe == "1";
-    (!whole).then(|| format!("its Galera state is not a clean stop (seqno {seqno:?}, safe_to_bootstrap {safe:?})"))
+    (!whole).then(|| {
+        format!(
+            "its Galera state is not a clean stop (seqno {seqno:?}, safe_to_bootstrap {safe:?})"
+        )
+    })
 }
 
 /// Whether the slot's template has been bootstrapped: its `grastate.dat` exists.
@@ -173,7 +179,13 @@ pub(super) fn copy_template(
 }
 
 fn copy_tree(from: &Path, to: &Path, owner: Option<&Owner>) -> Result<(), CacheError> {
-    let failed = || io_error(format!("cannot copy {} to {}", from.display(), to.display()));
+    let failed = || {
+        io_error(format!(
+            "cannot copy {} to {}",
+            from.display(),
+            to.display()
+        ))
+    };
     let meta = fs::symlink_metadata(from).map_err(failed())?;
     if meta.is_dir() {
         fs::create_dir(to).map_err(failed())?;
@@ -185,8 +197,10 @@ fn copy_tree(from: &Path, to: &Path, owner: Option<&Owner>) -> Result<(), CacheE
         // std copies with copy_file_range, which clones where the file system can.
         fs::copy(from, to).map_err(failed())?;
     }
-    fs::set_permissions(to, meta.permissions())
-        .map_err(io_error(format!("cannot set the permissions of {}", to.display())))?;
+    fs::set_permissions(to, meta.permissions()).map_err(io_error(format!(
+        "cannot set the permissions of {}",
+        to.display()
+    )))?;
     give(to, owner)
 }
 
@@ -204,7 +218,8 @@ mod tests {
 
     #[test]
     fn only_a_clean_stop_makes_a_template() {
-        let clean = "# GALERA saved state\nversion: 2.1\nuuid:    64b0db85-edc5-11f1-aac7-e7490426c6e7\n\
+        let clean =
+            "# GALERA saved state\nversion: 2.1\nuuid:    64b0db85-edc5-11f1-aac7-e7490426c6e7\n\
                      seqno:   1\nsafe_to_bootstrap: 1\n";
         check(Some(clean), None);
         check(None, None);
@@ -217,7 +232,10 @@ mod tests {
             Some("its Galera state is not a clean stop (seqno \"1\", safe_to_bootstrap \"0\")"),
         );
         check(
-            Some(&clean.replace("64b0db85-edc5-11f1-aac7-e7490426c6e7", "00000000-0000-0000-0000-000000000000")),
+            Some(&clean.replace(
+                "64b0db85-edc5-11f1-aac7-e7490426c6e7",
+                "00000000-0000-0000-0000-000000000000",
+            )),
             Some("its Galera state is not a clean stop (seqno \"1\", safe_to_bootstrap \"1\")"),
         );
     }

@@ -231,7 +231,11 @@ pub(in crate::engine::mariadb) struct Healer<'a> {
 impl Healer<'_> {
     /// Initialises the slot if it has no data directory, or heals it if the checks fail. A
     /// slot this run has just made is initialised without a note.
-    pub(in crate::engine::mariadb) fn prepare(&self, fresh: bool, notes: &mut Vec<String>) -> Result<(), MariaError> {
+    pub(in crate::engine::mariadb) fn prepare(
+        &self,
+        fresh: bool,
+        notes: &mut Vec<String>,
+    ) -> Result<(), MariaError> {
         if fresh {
             return install_once(self.binaries, self.slot_dir, self.owner);
         }
@@ -264,7 +268,11 @@ impl Healer<'_> {
         }
     }
 
-    pub(in crate::engine::mariadb) fn heal(&self, wrong: &str, notes: &mut Vec<String>) -> Result<(), MariaError> {
+    pub(in crate::engine::mariadb) fn heal(
+        &self,
+        wrong: &str,
+        notes: &mut Vec<String>,
+    ) -> Result<(), MariaError> {
         set_aside(self.slot_dir)?;
         install_once(self.binaries, self.slot_dir, self.owner)?;
         notes.push(format!(

@@ -41,7 +41,8 @@ const PID_NAME: &str = "mariadbd.pid";
 
 /// Settings that shape the data directory's files, the same for `mariadb-install-db` and every
 /// start: a redo log of 8 MB rather than 96 MB, so a slot is 26 MB, and no binary log.
-pub(in crate::engine::mariadb) const FILE_SETTINGS: &[&str] = &["--innodb-log-file-size=8M", "--skip-log-bin"];
+pub(in crate::engine::mariadb) const FILE_SETTINGS: &[&str] =
+    &["--innodb-log-file-size=8M", "--skip-log-bin"];
 
 /// The server's settings beside the paths: fast and disposable rather than durable.
 pub(in crate::engine::mariadb) const SETTINGS: &[&str] = &[
