@@ -16,7 +16,8 @@
 //!
 //! SQL reaches each node on its private socket only (`--skip-networking`, no grant tables, as
 //! the single server); the nodes talk to each other on loopback TCP ports the kernel picks
-//! (group communication, and incremental state transfer). Node 1 bootstraps; the others join
+//! (group communication, and incremental state transfer), drawn below the kernel's ephemeral
+//! range and checked free (`node.rs` says why). Node 1 bootstraps; the others join
 //! one at a time, each once the one before it says it is `Synced`. The start returns when
 //! every node says `Synced` in a cluster of all of them.
 //!
@@ -52,7 +53,7 @@ use crate::engine::cache::io_error;
 use crate::engine::cache::process::Server;
 use crate::engine::cache::slot::{cache_root, private_dir, remove_any, server_user, take_slot};
 use crate::engine::cache::slot::{Owner, TakenSlot};
-use node::{find_provider, free_ports, launch, Launch, NodePaths, GALERA_FLAVOR};
+use node::{find_provider, free_ports, launch, Launch, NodePaths, Ports, GALERA_FLAVOR};
 
 /// The most nodes a cluster may have (and the fewest).
 pub const MAX_NODES: usize = 3;
@@ -237,11 +238,12 @@ fn start_with(binaries: &Binaries, root: &Path, nodes: usize) -> Result<GaleraCl
         nodes,
     };
     // On an error, dropping `cluster` stops the nodes already started.
-    let mut peers = Vec::new();
+    let (mut peers, mut taken) = (Vec::new(), Vec::new());
     for number in 1..=nodes {
-        let (node, group_port) = starter.start_node(&cluster.slot_dir, number, &peers)?;
+        let (node, ports) = starter.start_node(&cluster.slot_dir, number, &peers, &taken)?;
         cluster.nodes.push(node);
-        peers.push(group_port);
+        peers.push(ports.group);
+        taken.extend([ports.group, ports.ist]);
     }
     // Every node agrees on the whole cluster (the first ones saw it grow).
     for number in 1..=nodes {
@@ -267,11 +269,12 @@ impl Starter<'_> {
         slot_dir: &Path,
         number: usize,
         peers: &[u16],
-    ) -> Result<(Node, u16), MariaError> {
+        taken: &[u16],
+    ) -> Result<(Node, Ports), MariaError> {
         let paths = NodePaths::of(slot_dir, number);
         template::copy_template(&slot_dir.join("data"), &paths.data_dir, self.owner)?;
         private_dir(&paths.run_dir, self.owner)?;
-        let ports = free_ports()?;
+        let ports = free_ports(taken)?;
         let server = launch(&Launch {
             server: &self.binaries.server,
             provider: self.provider,
@@ -290,29 +293,20 @@ impl Starter<'_> {
         })?;
         let node = Node { server, paths };
         self.synced(&node, number, number)?;
-        Ok((node, ports.group))
+        Ok((node, ports))
     }
 
     /// Waits until `node` says it is synced in a cluster of `size`.
     fn synced(&self, node: &Node, number: usize, size: usize) -> Result<(), MariaError> {
         let deadline = Instant::now() + SYNC_TIMEOUT;
-        let asked = sync::wait_synced(number, &node.paths.socket(), size, deadline);
-        let asked = asked.map_err(|err| MariaError::GaleraNode {
-            node: number,
-            nodes: self.nodes,
-            reason: format!("{err}{}", node.server.log_tail()),
-        })?;
-        match asked {
+        match sync::wait_synced((number, self.nodes), &node.paths.socket(), size, deadline)? {
             Ok(()) => Ok(()),
-            Err(state) => Err(MariaError::GaleraNode {
+            Err(last) => Err(MariaError::GaleraNode {
                 node: number,
                 nodes: self.nodes,
                 reason: format!(
-                    "not synced in a cluster of {size} within {} s: it says {:?} in a cluster \
-                     of {} ({})",
+                    "not synced in a cluster of {size} within {} s: {last} ({})",
                     SYNC_TIMEOUT.as_secs(),
-                    state.state,
-                    state.cluster_size,
                     node.server.log_reason()
                 ),
             }),

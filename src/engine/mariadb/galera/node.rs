@@ -12,7 +12,7 @@ use super::template::SST_METHOD;
 use crate::engine::cache::process::Server;
 use crate::engine::cache::slot::Owner;
 use crate::engine::cache::spawn::confine;
-use crate::engine::cache::{io_error, orphan, CacheError, Flavor};
+use crate::engine::cache::{orphan, CacheError, Flavor};
 
 /// The single server's flavor under the cluster's name, so that messages about the slots say
 /// what they are for ("all 8 throwaway Galera cluster slots … are in use"), and with the
@@ -71,16 +71,39 @@ pub(super) struct Ports {
     pub(super) ist: u16,
 }
 
-/// Two ports the kernel says are free (bound to port 0, then let go just before the node
-/// binds them), so that two clusters at once, from one cache or two, never share one.
-pub(super) fn free_ports() -> Result<Ports, CacheError> {
-    let failed = io_error("cannot find a free loopback port for a Galera node");
-    let bind = || TcpListener::bind(("127.0.0.1", 0)).and_then(|l| Ok((l.local_addr()?.port(), l)));
-    // Both held at once, so that the kernel does not hand out the same port twice.
-    match (bind(), bind()) {
-        (Ok((group, _first)), Ok((ist, _second))) => Ok(Ports { group, ist }),
-        (Err(err), _) | (_, Err(err)) => Err(failed(err)),
+/// Where the nodes' ports are drawn from: below the kernel's ephemeral range (32768–60999 on
+/// Linux by default), so that no outgoing connection can take one between its draw and the
+/// node's bind. A port drawn from the kernel (bind to port 0) was: a joiner's own connection to
+/// the group took its incremental-transfer port, which it binds only later, and the joiner
+/// aborted ("IST will be unavailable", then "Will never receive state").
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// How many draws a port gets before the start gives up.
+const DRAWS: usize = 100;
+
+/// Two free loopback ports, drawn at random from [`PORTS`] (so that two clusters at once, from
+/// one cache or two, almost never draw the same) and checked free by binding them; none of
+/// `taken` (the cluster's other nodes' ports, not yet bound when a node is being started).
+pub(super) fn free_ports(taken: &[u16]) -> Result<Ports, CacheError> {
+    let mut drawn = Vec::with_capacity(2);
+    for _ in 0..DRAWS {
+        let port = fastrand::u16(PORTS);
+        if taken.contains(&port) || drawn.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            drawn.push(port);
+            if let [group, ist] = drawn[..] {
+                return Ok(Ports { group, ist });
+            }
+        }
     }
+    Err(CacheError::Io {
+        what: format!(
+            "cannot find two free loopback ports between {} and {} for a Galera node",
+            PORTS.start, PORTS.end
+        ),
+        err: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    })
 }
 
 /// The paths of node `number` (1, 2, 3) in a slot.

@@ -42,30 +42,51 @@ async fn state_of(conn: &mut Conn) -> Result<NodeState, mysql_async::Error> {
 }
 
 /// Asks node `node` at `socket` until it says `Synced` in a cluster of `size`, or `deadline`
-/// passes: then the state it last said (the caller adds the reason from its log).
+/// passes: then what it last said (the caller adds the reason from its log). A joiner that has
+/// just said it is ready may still close a new connection before its handshake ("Aborted
+/// connection … closed normally without authentication", while it drains what its
+/// incremental transfer brought), or refuse a question (1047): those are asked again too.
 pub(super) fn wait_synced(
-    node: usize,
+    (node, nodes): (usize, usize),
     socket: &Path,
     size: usize,
     deadline: Instant,
-) -> Result<Result<(), NodeState>, MariaError> {
+) -> Result<Result<(), String>, MariaError> {
     let opts = opts_for_socket(socket);
-    let sql = |what, err| MariaError::GaleraSql { node, what, err };
-    on_own_runtime(node, async move {
-        let mut conn = Conn::new(opts)
-            .await
-            .map_err(|err| sql("cannot connect", err))?;
+    on_own_runtime((node, nodes), async move {
+        let mut conn: Option<Conn> = None;
         loop {
-            let state = state_of(&mut conn)
-                .await
-                .map_err(|err| sql("cannot ask its state", err))?;
-            if state.state == "Synced" && state.cluster_size == size {
-                let _ = conn.disconnect().await;
-                return Ok(Ok(()));
-            }
+            let said = match conn.as_mut() {
+                Some(open) => state_of(open).await.map_err(|err| {
+                    conn = None;
+                    format!("cannot say its state ({err})")
+                }),
+                None => match Conn::new(opts.clone()).await {
+                    Ok(open) => {
+                        conn = Some(open);
+                        continue;
+                    }
+                    Err(err) => Err(format!("it cannot be connected to ({err})")),
+                },
+            };
+            let last = match said {
+                Ok(state) if state.state == "Synced" && state.cluster_size == size => {
+                    if let Some(open) = conn {
+                        let _ = open.disconnect().await;
+                    }
+                    return Ok(Ok(()));
+                }
+                Ok(state) => format!(
+                    "it says {:?} in a cluster of {}",
+                    state.state, state.cluster_size
+                ),
+                Err(err) => err,
+            };
             if Instant::now() >= deadline {
-                let _ = conn.disconnect().await;
-                return Ok(Err(state));
+                if let Some(open) = conn {
+                    let _ = open.disconnect().await;
+                }
+                return Ok(Err(last));
             }
             tokio::time::sleep(POLL_GAP).await;
         }
@@ -75,7 +96,7 @@ pub(super) fn wait_synced(
 /// Runs `future` to its end on a current-thread runtime in a thread of its own: the caller
 /// may itself be a runtime's blocking thread, where a runtime cannot be entered again.
 fn on_own_runtime<T: Send>(
-    node: usize,
+    (node, nodes): (usize, usize),
     future: impl Future<Output = Result<T, MariaError>> + Send,
 ) -> Result<T, MariaError> {
     std::thread::scope(|scope| {
@@ -85,7 +106,7 @@ fn on_own_runtime<T: Send>(
                 .build()
                 .map_err(|err| MariaError::GaleraNode {
                     node,
-                    nodes: 0,
+                    nodes,
                     reason: format!("cannot make a runtime to ask it: {err}"),
                 })?;
             runtime.block_on(future)
@@ -93,7 +114,7 @@ fn on_own_runtime<T: Send>(
         thread.join().unwrap_or_else(|_| {
             Err(MariaError::GaleraNode {
                 node,
-                nodes: 0,
+                nodes,
                 reason: "asking it panicked".into(),
             })
         })

@@ -34,7 +34,7 @@ pub(super) const SST_METHOD: &str = "anomalies";
 const SST_SCRIPT: &str = r#"#!/bin/sh
 # wsrep_sst_anomalies: written by anomalies; a state transfer that moves no data.
 set -eu
-role= gtid= domain=0 datadir= address=
+role= gtid= domain=0 datadir= address= parent=
 while [ $# -gt 0 ]; do
   case "$1" in
     --role) role=$2; shift ;;
@@ -42,6 +42,7 @@ while [ $# -gt 0 ]; do
     --gtid) gtid=$2; shift ;;
     --gtid-domain-id) domain=$2; shift ;;
     --datadir) datadir=$2; shift ;;
+    --parent) parent=$2; shift ;;
     --mysqld-args) break ;;
   esac
   shift
@@ -51,13 +52,19 @@ case "$role" in
     fifo="${datadir%/}/anomalies-sst"
     rm -f "$fifo"
     mkfifo -m 600 "$fifo"
+    # Should the server die first (tail notices within a second), its end wakes the read
+    # below, so that this script, which holds the server's log pipe too, ends with it.
+    (tail --pid="$parent" -f /dev/null; : > "$fifo") </dev/null >/dev/null 2>&1 &
+    watchdog=$!
     echo "ready $fifo"
-    read -r state < "$fifo"
+    read -r state < "$fifo" || state=
+    kill "$watchdog" 2>/dev/null || :
     rm -f "$fifo"
     echo "$state"
     ;;
   donor)
-    echo "$gtid $domain" > "$address"
+    # Bounded: a joiner that died leaves no reader.
+    timeout 30 sh -c 'echo "$1" > "$2"' sh "$gtid $domain" "$address"
     echo "done $gtid $domain"
     ;;
   *)
@@ -142,7 +149,7 @@ fn bootstrap(healer: &Healer<'_>, provider: &Path) -> Result<(), MariaError> {
     let paths = NodePaths::template(slot_dir);
     private_dir(&paths.run_dir, healer.owner)?;
     paths.stop_orphan()?;
-    let ports: Ports = super::node::free_ports()?;
+    let ports: Ports = super::node::free_ports(&[])?;
     let mut server = launch(&Launch {
         server: &healer.binaries.server,
         provider,
@@ -159,10 +166,9 @@ fn bootstrap(healer: &Healer<'_>, provider: &Path) -> Result<(), MariaError> {
     remove_any(&paths.run_dir)?;
     match unusable_state(&paths.data_dir) {
         None => Ok(()),
-        Some(wrong) => Err(MariaError::GaleraNode {
-            node: 0,
-            nodes: 0,
-            reason: format!("the template's bootstrap left {wrong}"),
+        Some(wrong) => Err(MariaError::GaleraTemplate {
+            dir: paths.data_dir,
+            reason: format!("was bootstrapped and stopped, yet {wrong}"),
         }),
     }
 }

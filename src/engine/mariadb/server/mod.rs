@@ -98,13 +98,9 @@ pub enum MariaError {
         nodes: usize,
         reason: String,
     },
-    /// A SQL question to a Galera node (whether it is synced) that failed.
-    #[error("Galera node {node}: {what}: {err}")]
-    GaleraSql {
-        node: usize,
-        what: &'static str,
-        err: mysql_async::Error,
-    },
+    /// The cluster's template, bootstrapped once, that did not stop as a template must.
+    #[error("the Galera template in {} {reason}", .dir.display())]
+    GaleraTemplate { dir: PathBuf, reason: String },
 }
 
 /// A running throwaway server and the slot it holds.
