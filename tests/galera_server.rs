@@ -345,7 +345,26 @@ fn a_held_node_applies_nothing_until_released() {
         let state = value(&mut reader, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'").await;
         println!("held: {state:?}, {queued} write sets queued");
 
-        // A read that waits for the node to catch up waits for the release.
+        // A read that waits for the node to catch up gives up after the provider's causal
+        // read timeout, with 1205.
+        let short = "SET GLOBAL wsrep_provider_options = 'repl.causal_read_timeout=PT0.3S'";
+        reader.query_drop(short).await.unwrap();
+        let mut impatient = connect(&cluster, 2).await;
+        impatient.query_drop("SET SESSION wsrep_sync_wait = 1").await.unwrap();
+        let started = Instant::now();
+        let given_up = impatient
+            .query_drop("SELECT v FROM galera_test.t WHERE id = 1")
+            .await
+            .expect_err("a sync-wait read on a held node times out");
+        match given_up {
+            mysql_async::Error::Server(err) => assert_eq!(err.code, 1205, "{}", err.message),
+            other => panic!("not a server error: {other}"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let long = "SET GLOBAL wsrep_provider_options = 'repl.causal_read_timeout=PT30S'";
+        reader.query_drop(long).await.unwrap();
+
+        // Else it waits for the release.
         const WAITING: &str = "SELECT v FROM galera_test.t WHERE id = 1 /* sync wait */";
         let mut waiter = connect(&cluster, 2).await;
         waiter.query_drop("SET SESSION wsrep_sync_wait = 1").await.unwrap();

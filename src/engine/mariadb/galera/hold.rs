@@ -19,7 +19,7 @@
 //!
 //! A read on a held node with `wsrep_sync_wait = 1` waits for the node to catch up, which it
 //! cannot while held: it waits until the release, or fails with error 1205 (lock wait timeout)
-//! after `innodb_lock_wait_timeout`. While it waits the server shows it in PROCESSLIST with its
+//! after the provider's `repl.causal_read_timeout` (30 s by default). While it waits the server shows it in PROCESSLIST with its
 //! statement and the state `starting`, `COMMAND = Query`: nothing that says it waits for the
 //! cluster; [`sync_waiting`] finds it by that.
 
