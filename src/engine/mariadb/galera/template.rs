@@ -53,7 +53,8 @@ case "$role" in
     rm -f "$fifo"
     mkfifo -m 600 "$fifo"
     # Should the server die first (tail notices within a second), its end wakes the read
-    # below, so that this script, which holds the server's log pipe too, ends with it.
+    # below, so that this script, which holds the server's log pipe too, ends with it. After
+    # a transfer the tail is left to end with its server, within a second of it.
     (tail --pid="$parent" -f /dev/null; : > "$fifo") </dev/null >/dev/null 2>&1 &
     watchdog=$!
     echo "ready $fifo"
