@@ -2,7 +2,8 @@
 //! issue 17 reproduce (the later of two overlapping committers fails with 1213; `FOR UPDATE`
 //! on two nodes is granted on both at once), it stops leaving only its slot, two at once get
 //! their own slots and ports, as root its nodes run as an unprivileged user, a killed run's
-//! nodes die with it, and a node's appliers can be held and released.
+//! nodes die with it, and a node's appliers can be held and released (and are released when
+//! the holder's connection ends).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -396,5 +397,36 @@ fn a_held_node_applies_nothing_until_released() {
         assert!(applied_after >= applied_before + HELD_ROUNDS as u64);
         let state = value(&mut reader, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'").await;
         assert_eq!(state, "Synced");
+    });
+}
+
+#[test]
+fn a_hold_ends_with_its_connection() {
+    let cluster = start(None, 2);
+    runtime().block_on(async {
+        let mut conns = one_row(&cluster).await;
+        let mut holder = connect(&cluster, 2).await;
+        galera::hold_appliers(&mut holder).await.unwrap();
+        conns[0]
+            .query_drop("UPDATE galera_test.t SET v = 5 WHERE id = 1")
+            .await
+            .unwrap();
+        // Closed without UNLOCK TABLES, as by a holder that forgot or died.
+        drop(holder);
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            value(&mut conns[1], "SELECT v FROM galera_test.t WHERE id = 1"),
+        )
+        .await
+        .expect("the node applies again once its holder has gone");
+        assert_eq!(read, "5");
+        let state = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                     WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while value(&mut conns[1], state).await != "Synced" {
+            assert!(Instant::now() < deadline, "the node stays desynced");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(value(&mut conns[1], "SELECT @@wsrep_desync").await, "0");
     });
 }

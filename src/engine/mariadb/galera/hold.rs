@@ -3,13 +3,13 @@
 //!
 //! The mechanism is one statement on a connection of its own to node K:
 //! [`HOLD_APPLIERS`], `FLUSH TABLES WITH READ LOCK`. On a Galera node MariaDB does more than
-//! take the global read lock: it desyncs the node and pauses its provider (`wsrep_desync_count`
-//! goes to 1 and the node says `Donor/Desynced`), so that
+//! take the global read lock: it desyncs the node and pauses its provider (the node says
+//! `Donor/Desynced`), so that
 //!
 //! - the node's applier stops at the next write set (`wsrep_last_committed` stays put, the
-//!   received ones queue up in `wsrep_local_recv_queue`);
-//! - flow control is not raised for it, so commits on the other nodes return at once (40 in a
-//!   row, past the default `gcs.fc_limit` of 16, each in milliseconds);
+//!   others queue up in `wsrep_local_recv_queue`: 19 of 20 in the tests);
+//! - flow control is not raised for it, so commits on the other nodes return at once (20 in a
+//!   row in the tests, past the default `gcs.fc_limit` of 16);
 //! - reads on K with `wsrep_sync_wait = 0` see the old values every time.
 //!
 //! [`RELEASE_APPLIERS`], `UNLOCK TABLES`, resumes the provider and resyncs the node; so does
@@ -19,9 +19,9 @@
 //!
 //! A read on a held node with `wsrep_sync_wait = 1` waits for the node to catch up, which it
 //! cannot while held: it waits until the release, or fails with error 1205 (lock wait timeout)
-//! after the provider's `repl.causal_read_timeout` (30 s by default). While it waits the server shows it in PROCESSLIST with its
-//! statement and the state `starting`, `COMMAND = Query`: nothing that says it waits for the
-//! cluster; [`sync_waiting`] finds it by that.
+//! after the provider's `repl.causal_read_timeout` (30 s by default). While it waits the
+//! server shows it in PROCESSLIST with its statement and the state `starting`, `COMMAND =
+//! Query`: nothing that says it waits for the cluster; [`sync_waiting`] finds it by that.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
