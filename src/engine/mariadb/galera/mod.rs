@@ -58,8 +58,9 @@ use crate::engine::cache::slot::{cache_root, private_dir, remove_any, server_use
 use crate::engine::cache::slot::{Owner, TakenSlot};
 use node::{find_provider, free_ports, launch, Launch, NodePaths, Ports, GALERA_FLAVOR};
 
-/// The most nodes a cluster may have (and the fewest).
+/// The most nodes a cluster may have: each has its own paths in the slot (`node-K/`).
 pub const MAX_NODES: usize = 3;
+/// The fewest: one node is the single server.
 pub const MIN_NODES: usize = 2;
 
 /// How long a started node gets to say it is `Synced`: a join takes well under a second here.
@@ -194,10 +195,10 @@ fn remove_node(paths: &NodePaths) -> Result<(), crate::engine::cache::CacheError
 
 fn start_with(binaries: &Binaries, root: &Path, nodes: usize) -> Result<GaleraCluster, MariaError> {
     if !(MIN_NODES..=MAX_NODES).contains(&nodes) {
-        return Err(MariaError::GaleraNode {
-            node: nodes,
+        return Err(MariaError::GaleraSize {
             nodes,
-            reason: format!("a throwaway cluster has {MIN_NODES} or {MAX_NODES} nodes"),
+            min: MIN_NODES,
+            max: MAX_NODES,
         });
     }
     let provider = find_provider().map_err(|looked| MariaError::NoGalera { looked })?;
@@ -314,5 +315,29 @@ impl Starter<'_> {
                 ),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<GaleraCluster>();
+    }
+
+    #[test]
+    fn a_cluster_of_one_or_four_is_refused_before_anything_starts() {
+        let cache = tempfile::tempdir().unwrap();
+        for nodes in [1, 4] {
+            let err = GaleraCluster::start_in(None, cache.path(), nodes).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("a throwaway Galera cluster has 2 to 3 nodes, not {nodes}")
+            );
+        }
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
     }
 }

@@ -98,6 +98,13 @@ pub enum MariaError {
         nodes: usize,
         reason: String,
     },
+    /// A cluster of a size the throwaway cannot be.
+    #[error("a throwaway Galera cluster has {min} to {max} nodes, not {nodes}")]
+    GaleraSize {
+        nodes: usize,
+        min: usize,
+        max: usize,
+    },
     /// The cluster's template, bootstrapped once, that did not stop as a template must.
     #[error("the Galera template in {} {reason}", .dir.display())]
     GaleraTemplate { dir: PathBuf, reason: String },
