@@ -3,7 +3,7 @@
 //! on two nodes is granted on both at once), it stops leaving only its slot, two at once get
 //! their own slots and ports, as root its nodes run as an unprivileged user, a killed run's
 //! nodes die with it, and a node's appliers can be held and released (and are released when
-//! the holder's connection ends).
+//! the holder's connection ends); a template whose bootstrap was cut short heals, with a notice.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -429,4 +429,40 @@ fn a_hold_ends_with_its_connection() {
         }
         assert_eq!(value(&mut conns[1], "SELECT @@wsrep_desync").await, "0");
     });
+}
+
+#[test]
+fn a_template_whose_bootstrap_was_cut_short_heals_with_a_notice() {
+    let cache = open_tempdir();
+    let first = start(Some(cache.path()), 2);
+    let slot = first.slot_dir().to_path_buf();
+    first.stop().unwrap();
+    // What a run killed during the template's bootstrap leaves: a state that is not a stop.
+    let grastate = slot.join("data").join("grastate.dat");
+    let text = std::fs::read_to_string(&grastate).unwrap();
+    let cut = text
+        .lines()
+        .map(|line| match line.starts_with("seqno:") {
+            true => "seqno:   -1".to_string(),
+            false => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&grastate, cut).unwrap();
+    let healed = start(Some(cache.path()), 2);
+    let notice = healed.notice().expect("a notice of the repair");
+    assert!(
+        notice.contains("was damaged (its Galera state is not a clean stop (seqno \"-1\""),
+        "{notice}"
+    );
+    assert_eq!(notice.lines().count(), 1);
+    let status = query(
+        &healed.socket(2).unwrap(),
+        "SHOW STATUS LIKE 'wsrep_cluster_size'",
+    );
+    assert_eq!(status, "wsrep_cluster_size\t2");
+    healed.stop().unwrap();
+    let again = start(Some(cache.path()), 2);
+    assert_eq!(again.notice(), None, "healed once, whole since");
+    again.stop().unwrap();
 }
