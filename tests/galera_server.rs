@@ -130,6 +130,13 @@ fn a_cluster_starts_synced_replicates_and_stops_leaving_only_its_slot() {
     cluster.stop().unwrap();
     for pid in pids {
         assert!(!is_running(pid), "a node still runs after stop");
+        // Nor the joiner's SST watchdog, which watches its server's pid.
+        let watchdog = format!("--pid={pid} ");
+        let left: Vec<String> = processes_mentioning(Path::new("/dev/null"))
+            .into_iter()
+            .filter(|process| process.contains(&watchdog))
+            .collect();
+        assert_eq!(left, Vec::<String>::new());
     }
     assert_eq!(processes_mentioning(cache.path()), Vec::<String>::new());
     assert_eq!(

@@ -171,7 +171,12 @@ impl GaleraCluster {
     fn stop_all(&mut self) -> Result<(), MariaError> {
         let mut first = None;
         while let Some(mut node) = self.nodes.pop() {
+            let group = nix::unistd::Pid::from_raw(node.server.child.id() as i32);
             let stopped = node.server.stop().map_err(MariaError::from);
+            // What the node left in its process group: a joiner's SST watchdog (`tail --pid`),
+            // which would otherwise notice its server's end up to a second later. The group
+            // cannot be another's: its id stays taken while any member lives.
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
             let removed = remove_node(&node.paths).map_err(MariaError::from);
             if let Err(err) = stopped.and(removed) {
                 first.get_or_insert(err);
