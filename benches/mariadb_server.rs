@@ -5,11 +5,14 @@
 //!   included), each in a fresh private cache;
 //! - install: the `mariadb-install-db` part of it, timed apart from the server's first start;
 //! - warm start: a cached slot to a server that accepts connections;
-//! - stop: SIGTERM (fast shutdown) until the server has exited.
+//! - stop: SIGTERM (fast shutdown) until the server has exited;
+//! - Galera (alone with `-- galera`): a cold cluster of 2 (the template made and bootstrapped in a fresh cache), warm
+//!   starts of 2 and 3 nodes (every node Synced in the whole cluster) and their stops.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use anomalies::engine::mariadb::galera::GaleraCluster;
 use anomalies::engine::mariadb::server::MariaServer;
 
 #[path = "support/stats.rs"]
@@ -18,8 +21,14 @@ use stats::stats;
 
 const COLD_ROUNDS: usize = 5;
 const WARM_ROUNDS: usize = 30;
+const GALERA_COLD_ROUNDS: usize = 3;
+const GALERA_WARM_ROUNDS: usize = 10;
 
 fn main() {
+    // `cargo bench --bench mariadb_server -- galera`: the cluster's figures only.
+    if std::env::args().any(|arg| arg == "galera") {
+        return galera();
+    }
     let mut colds = Vec::new();
     let mut installs = Vec::new();
     for _ in 0..COLD_ROUNDS {
@@ -53,6 +62,47 @@ fn main() {
     }
     println!("  warm start:                   {}", stats(&mut warms));
     println!("  stop:                         {}", stats(&mut stops));
+    galera();
+}
+
+/// The Galera cluster's cold start, warm starts of 2 and 3 nodes, and their stops.
+fn galera() {
+    let mut colds = Vec::new();
+    for _ in 0..GALERA_COLD_ROUNDS {
+        let cache = open_tempdir();
+        let started = Instant::now();
+        let cluster = GaleraCluster::start_in(None, cache.path(), 2).expect("a cold start");
+        colds.push(started.elapsed());
+        cluster.stop().expect("a stop");
+    }
+    let cache = open_tempdir();
+    GaleraCluster::start_in(None, cache.path(), 2)
+        .expect("a first start")
+        .stop()
+        .expect("a stop");
+    println!("\nthrowaway Galera cluster");
+    println!("  cold start, 2 nodes:          {}", stats(&mut colds));
+    for nodes in [2, 3] {
+        let mut warms = Vec::new();
+        let mut stops = Vec::new();
+        for _ in 0..GALERA_WARM_ROUNDS {
+            let started = Instant::now();
+            let cluster = GaleraCluster::start_in(None, cache.path(), nodes).expect("a warm start");
+            warms.push(started.elapsed());
+            assert!(cluster.notice().is_none(), "{:?}", cluster.notice());
+            let started = Instant::now();
+            cluster.stop().expect("a stop");
+            stops.push(started.elapsed());
+        }
+        println!(
+            "  warm start, {nodes} nodes:          {}",
+            stats(&mut warms)
+        );
+        println!(
+            "  stop, {nodes} nodes:                {}",
+            stats(&mut stops)
+        );
+    }
 }
 
 /// How long `mariadb-install-db` ran: from its log's birth to the manifest written after it

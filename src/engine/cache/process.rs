@@ -240,7 +240,15 @@ impl Server {
         }
     }
 
-    fn log_tail(&self) -> String {
+    /// Why the server's log says it is unwell, on one line ([`Flavor::failure_reason`] over
+    /// the lines kept): for a server that started but will not do what it should.
+    pub(crate) fn log_reason(&self) -> String {
+        let log = lock_log(&self.log);
+        let lines: Vec<&str> = log.iter().map(String::as_str).collect();
+        (self.flavor.failure_reason)(&lines)
+    }
+
+    pub(crate) fn log_tail(&self) -> String {
         let log = lock_log(&self.log);
         let skip = log.len().saturating_sub(LOG_SHOW);
         format_log("its log", log.iter().skip(skip).map(String::as_str))

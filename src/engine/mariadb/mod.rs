@@ -5,6 +5,7 @@
 mod bench;
 mod connect;
 mod footprint;
+pub mod galera;
 mod probe;
 mod reply;
 mod run;

@@ -18,22 +18,22 @@ const SYSTEM_BIN: &str = "/usr/bin";
 
 /// The programs a throwaway server needs, and what the server says it is.
 #[derive(Debug, Clone)]
-pub(super) struct Binaries {
+pub(in crate::engine::mariadb) struct Binaries {
     /// `mariadbd` (or `mysqld`).
-    pub(super) server: PathBuf,
+    pub(in crate::engine::mariadb) server: PathBuf,
     /// `mariadb-install-db` (or `mysql_install_db`).
-    pub(super) install_db: PathBuf,
+    pub(in crate::engine::mariadb) install_db: PathBuf,
     /// As `SELECT VERSION()` says it: `10.11.19-MariaDB-0+deb12u1`.
-    pub(super) version: String,
+    pub(in crate::engine::mariadb) version: String,
     /// Major and minor version, which name the cache directory: `10.11`.
-    pub(super) series: String,
+    pub(in crate::engine::mariadb) series: String,
 }
 
 /// Finds the server in `bindir` when one is given, else on PATH or in /usr/sbin (`mariadbd`
 /// anywhere before `mysqld`); then `mariadb-install-db` beside it, in `../bin` or
 /// `../scripts` (a tarball's layout), and, for a server found by searching, on PATH or in
 /// /usr/bin.
-pub(super) fn find(bindir: Option<&Path>) -> Result<Binaries, MariaError> {
+pub(in crate::engine::mariadb) fn find(bindir: Option<&Path>) -> Result<Binaries, MariaError> {
     let dirs: Vec<PathBuf> = match bindir {
         Some(dir) => vec![dir.to_path_buf()],
         None => search_path(SYSTEM_SBIN),

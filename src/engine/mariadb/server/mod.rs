@@ -26,10 +26,10 @@
 //! own their slot. Connections need no password: the server skips its grant tables, so any user
 //! name logs in with every privilege.
 
-mod binaries;
+pub(in crate::engine::mariadb) mod binaries;
 mod health;
 mod install;
-mod process;
+pub(in crate::engine::mariadb) mod process;
 
 use std::fmt;
 use std::fs::File;
@@ -85,6 +85,29 @@ pub enum MariaError {
     /// The cache, the slot or the server process, which every engine's throwaway shares.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// No Galera provider (`libgalera_smm.so`) where it is looked for.
+    #[error(
+        "no Galera provider (libgalera_smm.so) in {looked}: install it (apt-get install \
+         galera-4)"
+    )]
+    NoGalera { looked: String },
+    /// A Galera node that would not start, or did not join its cluster in time.
+    #[error("Galera node {node} of {nodes}: {reason}")]
+    GaleraNode {
+        node: usize,
+        nodes: usize,
+        reason: String,
+    },
+    /// A cluster of a size the throwaway cannot be.
+    #[error("a throwaway Galera cluster has {min} to {max} nodes, not {nodes}")]
+    GaleraSize {
+        nodes: usize,
+        min: usize,
+        max: usize,
+    },
+    /// The cluster's template, bootstrapped once, that did not stop as a template must.
+    #[error("the Galera template in {} {reason}", .dir.display())]
+    GaleraTemplate { dir: PathBuf, reason: String },
 }
 
 /// A running throwaway server and the slot it holds.
@@ -202,16 +225,20 @@ fn start_with(binaries: &Binaries, root: &Path) -> Result<MariaServer, MariaErro
 /// Makes a held slot's data directory whole before and after its server's first try: one
 /// that fails the checks, or whose server will not start, is set aside and initialised again,
 /// once. Only ever used on a slot whose lock this run holds.
-struct Healer<'a> {
-    binaries: &'a Binaries,
-    slot_dir: &'a Path,
-    owner: Option<&'a Owner>,
+pub(in crate::engine::mariadb) struct Healer<'a> {
+    pub(in crate::engine::mariadb) binaries: &'a Binaries,
+    pub(in crate::engine::mariadb) slot_dir: &'a Path,
+    pub(in crate::engine::mariadb) owner: Option<&'a Owner>,
 }
 
 impl Healer<'_> {
     /// Initialises the slot if it has no data directory, or heals it if the checks fail. A
     /// slot this run has just made is initialised without a note.
-    fn prepare(&self, fresh: bool, notes: &mut Vec<String>) -> Result<(), MariaError> {
+    pub(in crate::engine::mariadb) fn prepare(
+        &self,
+        fresh: bool,
+        notes: &mut Vec<String>,
+    ) -> Result<(), MariaError> {
         if fresh {
             return install_once(self.binaries, self.slot_dir, self.owner);
         }
@@ -244,7 +271,11 @@ impl Healer<'_> {
         }
     }
 
-    fn heal(&self, wrong: &str, notes: &mut Vec<String>) -> Result<(), MariaError> {
+    pub(in crate::engine::mariadb) fn heal(
+        &self,
+        wrong: &str,
+        notes: &mut Vec<String>,
+    ) -> Result<(), MariaError> {
         set_aside(self.slot_dir)?;
         install_once(self.binaries, self.slot_dir, self.owner)?;
         notes.push(format!(

@@ -17,7 +17,7 @@ use crate::engine::cache::{orphan, CacheError, Flavor};
 /// What the shared cache code needs to know of MariaDB. SIGTERM is its shutdown, which
 /// `innodb_fast_shutdown=2` makes immediate (about 15 ms here); there is no quicker one short
 /// of SIGKILL. It will not run as root without being told to.
-pub(super) static FLAVOR: Flavor = Flavor {
+pub(in crate::engine::mariadb) static FLAVOR: Flavor = Flavor {
     engine: "MariaDB",
     throwaway: "throwaway MariaDB server",
     users: &["mysql", "nobody"],
@@ -35,16 +35,17 @@ pub const LOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The slot's directory of the server's socket, pid file and temporary files (its own: a
 /// starting server removes the `#sql*` files in its tmpdir, another server's included).
-pub(super) const RUN_DIR: &str = "run";
+pub(in crate::engine::mariadb) const RUN_DIR: &str = "run";
 pub(super) const SOCKET_NAME: &str = "mariadbd.sock";
 const PID_NAME: &str = "mariadbd.pid";
 
 /// Settings that shape the data directory's files, the same for `mariadb-install-db` and every
 /// start: a redo log of 8 MB rather than 96 MB, so a slot is 26 MB, and no binary log.
-pub(super) const FILE_SETTINGS: &[&str] = &["--innodb-log-file-size=8M", "--skip-log-bin"];
+pub(in crate::engine::mariadb) const FILE_SETTINGS: &[&str] =
+    &["--innodb-log-file-size=8M", "--skip-log-bin"];
 
 /// The server's settings beside the paths: fast and disposable rather than durable.
-const SETTINGS: &[&str] = &[
+pub(in crate::engine::mariadb) const SETTINGS: &[&str] = &[
     // No TCP: the private socket only.
     "--skip-networking",
     // Every connection is a superuser; there are no accounts to set up or keep.
@@ -124,7 +125,7 @@ pub(super) fn stop_orphan(slot_dir: &Path) -> Result<Option<String>, CacheError>
 }
 
 /// `--name=path`, the path as it is (not necessarily UTF-8).
-pub(super) fn path_setting(name: &str, path: &Path) -> OsString {
+pub(in crate::engine::mariadb) fn path_setting(name: &str, path: &Path) -> OsString {
     let mut setting = OsString::from(format!("--{name}="));
     setting.push(path);
     setting
