@@ -15,6 +15,10 @@ impl PgRun {
     /// standby.
     pub fn send(&mut self, session: usize, sql: &str, standby: bool) {
         let on = &mut self.sessions[session];
+        // `prepare` connects every session with a step on the standby there
+        // (`replica::connect_sessions`), and a scenario of several nodes is refused where
+        // there is no standby (`cannot_run`).
+        debug_assert!(!standby || on.standby.is_some(), "no standby connection");
         let client = match (&on.standby, standby) {
             (Some((client, _)), true) => {
                 on.on = Sent::Standby;
