@@ -134,6 +134,13 @@ async fn explore_all(
     notice: &mut dyn FnMut(&str),
     progress: &mut dyn FnMut(&Explored),
 ) -> Result<Vec<Exploration>, AppError> {
+    if let Some(why) = not_available(engine, &request.scenario) {
+        return Err(AppError::Usage(format!(
+            "{} is not available on {}: {why}",
+            request.scenario.label(),
+            engine.info().name
+        )));
+    }
     let total = request.orders.orders.len() * request.levels.len();
     let started = std::time::Instant::now();
     let mut done = 0;
@@ -267,6 +274,17 @@ fn warn_of_privileges(engine: &Engine, scenarios: &[Scenario], notice: &mut dyn 
     }
 }
 
+/// Why `scenario` cannot run on `engine`, if it cannot: its fix needs what the engine lacks, or
+/// it needs nodes the engine cannot give.
+fn not_available(engine: &Engine, scenario: &Scenario) -> Option<String> {
+    scenario
+        .applied
+        .as_ref()
+        .and_then(|fix| fix.unavailable_on(engine.info().name))
+        .map(str::to_string)
+        .or_else(|| engine.cannot_run(scenario))
+}
+
 /// The options, asking for the nodes the scenarios need (a throwaway PostgreSQL then starts
 /// with a hot standby, which serves the scenarios that need none as one server does).
 fn needing(options: &ConnectOptions, scenarios: &[Scenario]) -> ConnectOptions {
@@ -355,13 +373,7 @@ async fn run_all(
     let mut runs = Runs::default();
     let kind = engine.info().name;
     for (scenario, interleaving) in request.scenarios.iter().zip(interleavings) {
-        let unavailable = scenario
-            .applied
-            .as_ref()
-            .and_then(|fix| fix.unavailable_on(kind))
-            .map(str::to_string)
-            .or_else(|| engine.cannot_run(scenario));
-        if let Some(why) = unavailable {
+        if let Some(why) = not_available(engine, scenario) {
             if request.scenarios.len() == 1 {
                 return Err(AppError::Usage(format!(
                     "{} is not available on {kind}: {why}",

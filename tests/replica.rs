@@ -20,19 +20,42 @@ fn every_variant_matches_its_expectations_on_a_primary_and_standby() {
 #[test]
 fn one_server_engines_refuse_a_scenario_that_needs_a_standby() {
     for (engine, label) in [("sqlite", "SQLite"), ("mariadb", "MariaDB")] {
-        let output = anomalies()
-            .args(["run", "stale-replica-read", "--engine", engine])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-        assert_eq!(
-            stderr(&output),
-            format!(
-                "error: stale-replica-read is not available on {engine}: it needs a primary and \
-                 a streaming hot standby, which {label} does not have here\n"
-            )
-        );
+        for command in ["run", "explore"] {
+            let output = anomalies()
+                .args([command, "stale-replica-read", "--engine", engine])
+                .output()
+                .unwrap();
+            assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+            assert_eq!(
+                stderr(&output),
+                format!(
+                    "error: stale-replica-read is not available on {engine}: it needs a primary \
+                     and a streaming hot standby, which {label} does not have here\n"
+                ),
+                "{command}"
+            );
+        }
     }
+    // As a fix the engine lacks is, by explore too.
+    let output = anomalies()
+        .args([
+            "explore",
+            "lost-update",
+            "--fix",
+            "for-update",
+            "--engine",
+            "sqlite",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output)
+            .starts_with("error: lost-update --fix for-update is not available on sqlite: "),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(stdout(&output), "");
 }
 
 /// Each order of `args`'s explore, `--repeat`ed: (order, outcome).
