@@ -289,8 +289,13 @@ fn not_available(engine: &Engine, scenario: &Scenario) -> Option<String> {
 /// with a hot standby, which serves the scenarios that need none as one server does).
 fn needing(options: &ConnectOptions, scenarios: &[Scenario]) -> ConnectOptions {
     let mut options = options.clone();
-    if let Some(scenario) = scenarios.iter().find(|s| s.topology != Topology::Single) {
-        options.topology = scenario.topology;
+    for scenario in scenarios {
+        options.topology = match (options.topology, scenario.topology) {
+            // A cluster as large as the largest scenario needs.
+            (Topology::MultiMaster(a), Topology::MultiMaster(b)) => Topology::MultiMaster(a.max(b)),
+            (Topology::Single, needed) => needed,
+            (kept, _) => kept,
+        };
     }
     options
 }

@@ -321,6 +321,7 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
             EnginesArg::Auto => vec![Choice::Auto],
             EnginesArg::Only(kind) => vec![Choice::Only(*kind)],
             EnginesArg::All => EngineKind::ALL.map(Choice::Only).to_vec(),
+            EnginesArg::Galera => vec![Choice::Galera],
         };
         for choice in expanded {
             if !choices.contains(&choice) {
