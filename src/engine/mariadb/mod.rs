@@ -218,10 +218,7 @@ impl Backend for MariaEngine {
             (Topology::MultiMaster(n), Some(cluster)) if usize::from(n) > cluster.nodes() => Some(
                 format!("it needs {n} nodes and the cluster has {}", cluster.nodes()),
             ),
-            // Work in progress on this branch: sessions do not reach their nodes yet.
-            (Topology::MultiMaster(_), Some(_)) => Some(
-                "sessions on the cluster's nodes are not wired in yet (galera-runs branch)".into(),
-            ),
+            (Topology::MultiMaster(_), Some(_)) => None,
             (other, _) => Some(format!(
                 "it needs {}, which MariaDB does not have here",
                 other.describe()
@@ -289,35 +286,72 @@ impl Backend for MariaEngine {
 
         // A step's row count is the rows it matched, as on PostgreSQL and SQLite (MariaDB would
         // otherwise count only rows whose value changed).
-        let session_opts: Opts = OptsBuilder::from_opts(self.opts.clone())
-            .db_name(Some(database.clone()))
-            .client_found_rows(true)
-            .into();
+        // A step's row count is the rows it matched, as on PostgreSQL and SQLite (MariaDB would
+        // otherwise count only rows whose value changed). On a cluster, each node's own.
+        let node_opts = |node: usize| -> Opts {
+            let base = match &self.galera {
+                Some(cluster) => cluster.opts(node + 1).unwrap_or_else(|| self.opts.clone()),
+                None => self.opts.clone(),
+            };
+            OptsBuilder::from_opts(base)
+                .db_name(Some(database.clone()))
+                .client_found_rows(true)
+                .into()
+        };
+        let nodes = match (&self.galera, scenario.topology) {
+            (Some(_), Topology::MultiMaster(n)) => usize::from(n),
+            _ => 1,
+        };
         let timeout = self.timeout;
-        let connects = levels.iter().map(|level| {
-            let opts = &session_opts;
-            let target = &target;
-            async move {
-                let worker = Worker::start(connect(opts, timeout, target).await?);
-                worker.query(&characteristics_sql(level)).await?;
-                Ok::<_, EngineError>(MariaSession {
-                    worker,
-                    in_flight: None,
-                })
+        let mut other_nodes = Vec::new();
+        if nodes > 1 {
+            // The final query and the data's save and reset run on node 1, and read what every
+            // node committed.
+            control.query("SET SESSION wsrep_sync_wait = 1").await?;
+            for node in 1..nodes {
+                let worker = Worker::start(connect(&node_opts(node), timeout, &target).await?);
+                own_limits(&worker, self.mariadb).await?;
+                worker.query("SET SESSION wsrep_sync_wait = 1").await?;
+                other_nodes.push(worker);
             }
-        });
+        }
+        let connects = scenario
+            .sessions
+            .iter()
+            .zip(levels)
+            .map(|(session, level)| {
+                let node = if nodes > 1 { session.node } else { 0 };
+                let opts = node_opts(node);
+                let target = &target;
+                async move {
+                    let worker = Worker::start(connect(&opts, timeout, target).await?);
+                    worker.query(&characteristics_sql(level)).await?;
+                    Ok::<_, EngineError>(MariaSession {
+                        worker,
+                        in_flight: None,
+                        node,
+                    })
+                }
+            });
         let sessions = futures_util::future::try_join_all(connects).await?;
         if let Some(run) = lock(&self.live).iter_mut().find(|r| r.database == database) {
-            run.connections.extend(sessions.iter().map(|s| s.worker.id));
+            // Connection ids are each node's own: the clean-up kills those of node 1 only (a
+            // cluster's other nodes stop with it).
+            run.connections
+                .extend(sessions.iter().filter(|s| s.node == 0).map(|s| s.worker.id));
         }
-        Ok(Box::new(MariaRun {
+        let run = MariaRun {
             database,
             live: self.live.clone(),
             control,
+            other_nodes,
             sessions,
             restore: None,
             ticker: crate::engine::probe::Ticker::new()?,
-        }))
+        };
+        // Every session reads the setup's rows, whichever node it is on.
+        run.nodes_caught_up().await?;
+        Ok(Box::new(run))
     }
 
     async fn close(self: Box<Self>) -> Result<(), EngineError> {

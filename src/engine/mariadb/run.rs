@@ -17,6 +17,11 @@ pub(super) struct MariaRun {
     pub(super) database: String,
     pub(super) live: Live,
     pub(super) control: Worker,
+    /// On a Galera cluster, a control worker on each node after the first (the first is
+    /// `control`): connection ids and InnoDB's lock tables are each node's own. Each reads
+    /// with `wsrep_sync_wait = 1`, so that a read of it waits until its node has applied what
+    /// the cluster committed.
+    pub(super) other_nodes: Vec<Worker>,
     pub(super) sessions: Vec<MariaSession>,
     /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
     pub(super) restore: Option<String>,
@@ -26,6 +31,8 @@ pub(super) struct MariaRun {
 pub(super) struct MariaSession {
     pub(super) worker: Worker,
     pub(super) in_flight: Option<oneshot::Receiver<Answer>>,
+    /// The node it is connected to: 0 on one server.
+    pub(super) node: usize,
 }
 
 /// Waits other than InnoDB's row and table locks, as the connection's state names them: a
@@ -41,11 +48,15 @@ impl MariaRun {
         deadline: Instant,
         first: First,
     ) -> Result<Settled, EngineError> {
-        let id = self.sessions[session].worker.id;
+        let (id, node) = (
+            self.sessions[session].worker.id,
+            self.sessions[session].node,
+        );
         let Some(mut reply) = self.sessions[session].in_flight.take() else {
             return Err(EngineError::Mariadb("no step in flight".into()));
         };
-        let watched = watch(&self.ticker, &mut reply, || self.probe(id), first, deadline).await;
+        let probe = || self.probe(id, node);
+        let watched = watch(&self.ticker, &mut reply, probe, first, deadline).await;
         match watched? {
             Watched::Reply(answer) => Ok(Settled::Done(step_result(received(answer)?)?)),
             Watched::Waits(blocked_by) => {
@@ -59,14 +70,34 @@ impl MariaRun {
         }
     }
 
-    fn session_of(&self, id: u32) -> Option<usize> {
-        self.sessions.iter().position(|s| s.worker.id == id)
+    fn session_of(&self, id: u32, node: usize) -> Option<usize> {
+        self.sessions
+            .iter()
+            .position(|s| s.worker.id == id && s.node == node)
     }
 
-    /// Asks the server once whether connection `id` waits, and for which sessions.
-    async fn probe(&self, id: u32) -> Result<Option<Vec<usize>>, EngineError> {
-        let sets = self
-            .control
+    /// The control worker on `node`.
+    pub(super) fn control_on(&self, node: usize) -> &Worker {
+        match node {
+            0 => &self.control,
+            node => &self.other_nodes[node - 1],
+        }
+    }
+
+    /// Waits until every node has applied what the cluster committed (a read at
+    /// `wsrep_sync_wait = 1` on each): after the setup and a reset, so that every session
+    /// reads the same data. Nothing on one server.
+    pub(super) async fn nodes_caught_up(&self) -> Result<(), EngineError> {
+        for worker in &self.other_nodes {
+            worker.query("SELECT 1").await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the server once whether connection `id` on `node` waits, and for which sessions.
+    async fn probe(&self, id: u32, node: usize) -> Result<Option<Vec<usize>>, EngineError> {
+        let control = self.control_on(node);
+        let sets = control
             .query(&format!(
                 "SHOW ENGINE INNODB STATUS; \
                  SELECT STATE, INFO FROM information_schema.PROCESSLIST WHERE ID = {id}"
@@ -80,7 +111,7 @@ impl MariaRun {
         if let Some(blockers) = lock_wait(&status, id) {
             let mut sessions: Vec<usize> = blockers
                 .iter()
-                .filter_map(|b| self.session_of(*b))
+                .filter_map(|b| self.session_of(*b, node))
                 .collect();
             sessions.sort_unstable();
             sessions.dedup();
@@ -99,8 +130,7 @@ impl MariaRun {
         let Some(name) = get_lock_name(&statement) else {
             return Ok(Some(Vec::new()));
         };
-        let holder = self
-            .control
+        let holder = control
             .value(&format!("SELECT IS_USED_LOCK({name})"))
             .await?
             .and_then(|holder| holder.parse::<u32>().ok());
@@ -108,7 +138,7 @@ impl MariaRun {
             // Free, or already granted to it: the wait is over, its answer is on the way.
             None => None,
             Some(holder) if holder == id => None,
-            Some(holder) => Some(self.session_of(holder).into_iter().collect()),
+            Some(holder) => Some(self.session_of(holder, node).into_iter().collect()),
         })
     }
 }
@@ -148,8 +178,13 @@ impl BackendRun for MariaRun {
     }
 
     async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
-        let id = self.sessions[session].worker.id;
-        self.control.query(&format!("KILL QUERY {id}")).await?;
+        let (id, node) = (
+            self.sessions[session].worker.id,
+            self.sessions[session].node,
+        );
+        self.control_on(node)
+            .query(&format!("KILL QUERY {id}"))
+            .await?;
         if let Some(reply) = self.sessions[session].in_flight.take() {
             // The killed statement answers 1317; it is not a step result.
             let _ = reply.await;
@@ -201,7 +236,8 @@ impl BackendRun for MariaRun {
         }
         received(restored.await)?
             .map(|_| ())
-            .map_err(|e| EngineError::Mariadb(e.to_string()))
+            .map_err(|e| EngineError::Mariadb(e.to_string()))?;
+        self.nodes_caught_up().await
     }
 
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
