@@ -340,11 +340,20 @@ impl Backend for MariaEngine {
             run.connections
                 .extend(sessions.iter().filter(|s| s.node == 0).map(|s| s.worker.id));
         }
+        let mut holders = Vec::new();
+        if nodes > 1 && scenario.uses_replica() {
+            for node in 0..nodes {
+                holders.push(Worker::start(
+                    connect(&node_opts(node), timeout, &target).await?,
+                ));
+            }
+        }
         let run = MariaRun {
             database,
             live: self.live.clone(),
             control,
             other_nodes,
+            holders,
             sessions,
             restore: None,
             ticker: crate::engine::probe::Ticker::new()?,

@@ -7,10 +7,12 @@ use tokio::time::Instant;
 use async_trait::async_trait;
 
 use super::footprint::{drop_database, lock, Live};
+use super::galera::hold;
 use super::probe::{get_lock_name, lock_wait};
 use super::worker::{received, step_result, Answer, Worker};
 use crate::engine::probe::{watch, First, Ticker, Watched};
 use crate::engine::{final_rows, first_reply, snapshot_sql, BackendRun, EngineError, Settled};
+use crate::scenario::ReplicaAction;
 use crate::timeline::ResultSet;
 
 pub(super) struct MariaRun {
@@ -22,6 +24,9 @@ pub(super) struct MariaRun {
     /// with `wsrep_sync_wait = 1`, so that a read of it waits until its node has applied what
     /// the cluster committed.
     pub(super) other_nodes: Vec<Worker>,
+    /// On a Galera cluster, for a scenario with replica steps, a connection per node that
+    /// holds its appliers (`replica = "pause"`) and releases them (`"resume"`).
+    pub(super) holders: Vec<Worker>,
     pub(super) sessions: Vec<MariaSession>,
     /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
     pub(super) restore: Option<String>,
@@ -34,6 +39,10 @@ pub(super) struct MariaSession {
     /// The node it is connected to: 0 on one server.
     pub(super) node: usize,
 }
+
+/// What a replica step answers: the last write set its node has applied.
+const APPLIED: &str = "SELECT VARIABLE_VALUE AS applied FROM information_schema.GLOBAL_STATUS \
+     WHERE VARIABLE_NAME = 'WSREP_LAST_COMMITTED'";
 
 /// Waits other than InnoDB's row and table locks, as the connection's state names them: a
 /// `GET_LOCK` (`User lock`) or a metadata lock (`Waiting for table metadata lock`).
@@ -148,6 +157,32 @@ impl BackendRun for MariaRun {
     fn send(&mut self, session: usize, sql: &str) {
         let answer = self.sessions[session].worker.submit(sql);
         self.sessions[session].in_flight = Some(answer);
+    }
+
+    /// On a Galera node: `pause` holds the node's appliers (`FLUSH TABLES WITH READ LOCK`, on
+    /// a connection of its own: see `galera/hold.rs`), `resume` releases them and returns once
+    /// the node has applied what the cluster committed (a read at `wsrep_sync_wait = 1`).
+    fn send_replica(&mut self, session: usize, action: ReplicaAction) -> Result<(), EngineError> {
+        let node = self.sessions[session].node;
+        let Some(holder) = self.holders.get(node) else {
+            return Err(EngineError::Setup(
+                "a replica step needs a node of a cluster, and this run has none".into(),
+            ));
+        };
+        let sql = match action {
+            ReplicaAction::Pause => format!("{}; {APPLIED}", hold::HOLD_APPLIERS),
+            ReplicaAction::Resume => format!(
+                "{}; SET SESSION wsrep_sync_wait = 1; {APPLIED}",
+                hold::RELEASE_APPLIERS
+            ),
+            ReplicaAction::Wait(_) => {
+                return Err(EngineError::Setup(
+                    "`replica = \"wait LSN\"` is PostgreSQL's; a Galera node has no LSN".into(),
+                ))
+            }
+        };
+        self.sessions[session].in_flight = Some(holder.submit(&sql));
+        Ok(())
     }
 
     /// Waits for the step's reply, asking the server on the probe schedule (`engine/probe.rs`)

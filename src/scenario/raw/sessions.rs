@@ -87,7 +87,9 @@ pub(super) fn validate_sessions(
                     ));
                 }
             }
-            if kind == StepKind::Replica && !topology.is_standby(node) {
+            let on_a_replica =
+                topology.is_standby(node) || matches!(topology, Topology::MultiMaster(_));
+            if kind == StepKind::Replica && !on_a_replica {
                 return Err(at.error(
                     text.span(),
                     format!(
