@@ -31,7 +31,7 @@ use crate::engine::{
     Backend, BackendRun, Choice, ConnectOptions, Connected, EngineError, EngineInfo,
 };
 use crate::level::{Level, SessionLevel};
-use crate::scenario::{display_name, EngineKind, Scenario, Topology};
+use crate::scenario::{display_name, EngineKind, Scenario, StepKind, Topology};
 
 pub(crate) struct MariaEngine {
     info: EngineInfo,
@@ -321,6 +321,7 @@ impl Backend for MariaEngine {
             .zip(levels)
             .map(|(session, level)| {
                 let node = if nodes > 1 { session.node } else { 0 };
+                let runs_sql = session.steps.iter().any(|s| s.kind == StepKind::Sql);
                 let opts = node_opts(node);
                 let target = &target;
                 async move {
@@ -330,6 +331,7 @@ impl Backend for MariaEngine {
                         worker,
                         in_flight: None,
                         node,
+                        runs_sql,
                     })
                 }
             });

@@ -13,7 +13,7 @@ use super::worker::{received, step_result, Answer, Worker};
 use crate::engine::probe::{watch, First, Ticker, Watched};
 use crate::engine::{final_rows, first_reply, snapshot_sql, BackendRun, EngineError, Settled};
 use crate::scenario::ReplicaAction;
-use crate::timeline::ResultSet;
+use crate::timeline::{ResultSet, StepResult};
 
 pub(super) struct MariaRun {
     pub(super) database: String,
@@ -38,6 +38,8 @@ pub(super) struct MariaSession {
     pub(super) in_flight: Option<oneshot::Receiver<Answer>>,
     /// The node it is connected to: 0 on one server.
     pub(super) node: usize,
+    /// Whether it sends SQL at all (a session of replica steps only does not).
+    pub(super) runs_sql: bool,
 }
 
 /// What a replica step answers: the last write set its node has applied.
@@ -67,7 +69,9 @@ impl MariaRun {
         let probe = || self.probe(id, node);
         let watched = watch(&self.ticker, &mut reply, probe, first, deadline).await;
         match watched? {
-            Watched::Reply(answer) => Ok(Settled::Done(step_result(received(answer)?)?)),
+            Watched::Reply(answer) => Ok(Settled::Done(
+                self.across_nodes(session, step_result(received(answer)?)?),
+            )),
             Watched::Waits(blocked_by) => {
                 self.sessions[session].in_flight = Some(reply);
                 Ok(Settled::Waiting(blocked_by))
@@ -76,6 +80,30 @@ impl MariaRun {
                 self.sessions[session].in_flight = Some(reply);
                 Ok(Settled::TimedOut)
             }
+        }
+    }
+
+    /// On a Galera cluster, a deadlock error (1213) for a session that no other session shares
+    /// a node with came from another node: the node's certification refused its commit, or an
+    /// applied write set from another node aborted it. Said as what it is.
+    fn across_nodes(&self, session: usize, result: StepResult) -> StepResult {
+        let node = self.sessions[session].node;
+        let alone = self
+            .sessions
+            .iter()
+            .enumerate()
+            .all(|(other, s)| other == session || s.node != node || !s.runs_sql);
+        match result {
+            StepResult::Failed(mut error)
+                if !self.other_nodes.is_empty() && alone && error.code == "1213" =>
+            {
+                error.message = format!(
+                    "another node committed a conflicting write first (Galera: {})",
+                    error.message
+                );
+                StepResult::Failed(error)
+            }
+            result => result,
         }
     }
 
@@ -206,10 +234,8 @@ impl BackendRun for MariaRun {
             return Ok(None);
         };
         self.sessions[session].in_flight = None;
-        Ok(Some((
-            session,
-            Settled::Done(step_result(received(answer)?)?),
-        )))
+        let result = self.across_nodes(session, step_result(received(answer)?)?);
+        Ok(Some((session, Settled::Done(result))))
     }
 
     async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {

@@ -160,6 +160,8 @@ pub(super) struct RawFixStep {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFixSession {
     name: Spanned<String>,
+    /// The node the session connects to instead (a fix that routes it elsewhere).
+    node: Option<Spanned<RawNode>>,
     retry_on: Option<Vec<Spanned<String>>>,
     retry_from: Option<Spanned<String>>,
     attempts: Option<Spanned<u32>>,
