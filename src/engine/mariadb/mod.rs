@@ -288,12 +288,14 @@ impl Backend for MariaEngine {
         // otherwise count only rows whose value changed).
         // A step's row count is the rows it matched, as on PostgreSQL and SQLite (MariaDB would
         // otherwise count only rows whose value changed). On a cluster, each node's own.
-        let node_opts = |node: usize| -> Opts {
-            let base = match &self.galera {
+        let base_opts = |node: usize| -> Opts {
+            match &self.galera {
                 Some(cluster) => cluster.opts(node + 1).unwrap_or_else(|| self.opts.clone()),
                 None => self.opts.clone(),
-            };
-            OptsBuilder::from_opts(base)
+            }
+        };
+        let node_opts = |node: usize| -> Opts {
+            OptsBuilder::from_opts(base_opts(node))
                 .db_name(Some(database.clone()))
                 .client_found_rows(true)
                 .into()
@@ -308,10 +310,16 @@ impl Backend for MariaEngine {
             // The final query and the data's save and reset run on node 1, and read what every
             // node committed.
             control.query("SET SESSION wsrep_sync_wait = 1").await?;
+            // The other nodes apply the run's database (DDL in total order) when they get to
+            // it: the tool's workers there connect to no database, and every node has caught
+            // up before a session connects to the database there.
             for node in 1..nodes {
-                let worker = Worker::start(connect(&node_opts(node), timeout, &target).await?);
+                let at = format!("node {} of the throwaway cluster", node + 1);
+                let worker = Worker::start(connect(&base_opts(node), timeout, &at).await?);
                 own_limits(&worker, self.mariadb).await?;
-                worker.query("SET SESSION wsrep_sync_wait = 1").await?;
+                worker
+                    .query("SET SESSION wsrep_sync_wait = 1; SELECT 1")
+                    .await?;
                 other_nodes.push(worker);
             }
         }
@@ -323,9 +331,12 @@ impl Backend for MariaEngine {
                 let node = if nodes > 1 { session.node } else { 0 };
                 let runs_sql = session.steps.iter().any(|s| s.kind == StepKind::Sql);
                 let opts = node_opts(node);
-                let target = &target;
+                let target = match nodes {
+                    1 => target.clone(),
+                    _ => format!("node {} of the throwaway cluster", node + 1),
+                };
                 async move {
-                    let worker = Worker::start(connect(&opts, timeout, target).await?);
+                    let worker = Worker::start(connect(&opts, timeout, &target).await?);
                     worker.query(&characteristics_sql(level)).await?;
                     Ok::<_, EngineError>(MariaSession {
                         worker,
@@ -346,7 +357,7 @@ impl Backend for MariaEngine {
         if nodes > 1 && scenario.uses_replica() {
             for node in 0..nodes {
                 holders.push(Worker::start(
-                    connect(&node_opts(node), timeout, &target).await?,
+                    connect(&base_opts(node), timeout, &target).await?,
                 ));
             }
         }
