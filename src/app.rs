@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use crate::engine::{ConnectOptions, Engine, EngineError, Run};
+use crate::engine::{Choice, ConnectOptions, Engine, EngineError, Run};
 use crate::explore::{Exploration, Explored, Orders, Outcome as ExploreOutcome};
 use crate::level::Level;
 use crate::outcome::judge;
@@ -289,9 +289,23 @@ fn not_available(engine: &Engine, scenario: &Scenario) -> Option<String> {
 /// with a hot standby, which serves the scenarios that need none as one server does).
 fn needing(options: &ConnectOptions, scenarios: &[Scenario]) -> ConnectOptions {
     let mut options = options.clone();
-    if let Some(scenario) = scenarios.iter().find(|s| s.topology != Topology::Single) {
-        options.topology = scenario.topology;
-    }
+    let standby = scenarios
+        .iter()
+        .any(|s| s.topology == Topology::PrimaryStandby);
+    // A Galera cluster as large as the largest scenario needs.
+    let nodes = scenarios
+        .iter()
+        .filter_map(|s| match s.topology {
+            Topology::MultiMaster(n) => Some(n),
+            _ => None,
+        })
+        .max();
+    options.topology = match (options.choice, nodes, standby) {
+        (Choice::Galera, Some(nodes), _) => Topology::MultiMaster(nodes),
+        (Choice::Galera, None, _) => options.topology,
+        (_, _, true) => Topology::PrimaryStandby,
+        _ => options.topology,
+    };
     options
 }
 

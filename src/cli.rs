@@ -259,6 +259,8 @@ pub enum EnginesArg {
     Auto,
     Only(EngineKind),
     All,
+    /// A throwaway MariaDB Galera cluster, for the scenarios of a multi-master topology.
+    Galera,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -357,23 +359,34 @@ pub enum LevelArg {
 pub enum EngineArg {
     Auto,
     Only(EngineKind),
+    /// A throwaway MariaDB Galera cluster, for the scenarios of a multi-master topology.
+    Galera,
 }
 
 /// The engines' names come from the engines themselves, so a new one needs nothing here.
 fn engine_arg() -> impl TypedValueParser<Value = EngineArg> {
-    let names = std::iter::once("auto").chain(EngineKind::ALL.map(EngineKind::name));
-    PossibleValuesParser::new(names.collect::<Vec<_>>())
-        .map(|name| EngineKind::named(&name).map_or(EngineArg::Auto, EngineArg::Only))
+    let names = std::iter::once("auto")
+        .chain(EngineKind::ALL.map(EngineKind::name))
+        .chain(["galera"]);
+    PossibleValuesParser::new(names.collect::<Vec<_>>()).map(|name| {
+        match (name.as_str(), EngineKind::named(&name)) {
+            (_, Some(kind)) => EngineArg::Only(kind),
+            ("galera", None) => EngineArg::Galera,
+            _ => EngineArg::Auto,
+        }
+    })
 }
 
 fn engines_arg() -> impl TypedValueParser<Value = EnginesArg> {
     let names = ["auto", "all"]
         .into_iter()
-        .chain(EngineKind::ALL.map(EngineKind::name));
+        .chain(EngineKind::ALL.map(EngineKind::name))
+        .chain(["galera"]);
     PossibleValuesParser::new(names.collect::<Vec<_>>()).map(|name| {
         match (name.as_str(), EngineKind::named(&name)) {
             (_, Some(kind)) => EnginesArg::Only(kind),
             ("all", None) => EnginesArg::All,
+            ("galera", None) => EnginesArg::Galera,
             _ => EnginesArg::Auto,
         }
     })

@@ -321,6 +321,7 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
             EnginesArg::Auto => vec![Choice::Auto],
             EnginesArg::Only(kind) => vec![Choice::Only(*kind)],
             EnginesArg::All => EngineKind::ALL.map(Choice::Only).to_vec(),
+            EnginesArg::Galera => vec![Choice::Galera],
         };
         for choice in expanded {
             if !choices.contains(&choice) {
@@ -332,8 +333,19 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
     let requests: Vec<Request> = choices
         .into_iter()
         .map(|choice| {
+            // A Galera cluster runs the scenarios of several nodes that each take writes; one
+            // that the user names anyway is refused with the reason.
+            let multi_master: Vec<Scenario> = scenarios
+                .iter()
+                .filter(|s| matches!(s.topology, anomalies::scenario::Topology::MultiMaster(_)))
+                .cloned()
+                .collect();
+            let scenarios = match choice {
+                Choice::Galera if !multi_master.is_empty() => multi_master,
+                _ => scenarios.clone(),
+            };
             Ok(Request {
-                scenarios: scenarios.clone(),
+                scenarios,
                 levels: levels.clone(),
                 interleaving: None,
                 connect: connect_options(&selection.connection, choice)?,

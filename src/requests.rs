@@ -13,6 +13,7 @@ pub(crate) fn engine_choice(engine: EngineArg) -> Choice {
     match engine {
         EngineArg::Auto => Choice::Auto,
         EngineArg::Only(kind) => Choice::Only(kind),
+        EngineArg::Galera => Choice::Galera,
     }
 }
 

@@ -58,8 +58,13 @@ pub fn runs_on(
     scenario: &anomalies::scenario::Scenario,
     engine: anomalies::scenario::EngineKind,
 ) -> bool {
-    scenario.topology == anomalies::scenario::Topology::Single
-        || engine == anomalies::scenario::EngineKind::Postgres
+    // A multi-master cluster is `--engine galera`'s only, which `--engine all` does not start.
+    use anomalies::scenario::{EngineKind, Topology};
+    match scenario.topology {
+        Topology::Single => true,
+        Topology::PrimaryStandby => engine == EngineKind::Postgres,
+        Topology::MultiMaster(_) => false,
+    }
 }
 
 /// How many of the built-in scenarios and their fixes can run on `engine`: a fix that needs

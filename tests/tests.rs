@@ -11,6 +11,7 @@ mod conventions;
 mod damage;
 mod e2e;
 mod explore;
+mod galera_runs;
 mod galera_server;
 mod html;
 mod json_schema;

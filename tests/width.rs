@@ -90,9 +90,13 @@ fn piped_output_takes_columns_then_100_and_width_overrides_both() {
 fn every_builtin_fits_80_columns_and_keeps_every_word() {
     for scenario in anomalies::scenario::Scenario::builtins() {
         // A scenario of several nodes runs on PostgreSQL's primary and standby.
-        let engine = match crate::support::runs_on(&scenario, EngineKind::Sqlite) {
-            true => "sqlite",
-            false => "postgres",
+        let engine = match (
+            crate::support::runs_on(&scenario, EngineKind::Sqlite),
+            scenario.topology,
+        ) {
+            (true, _) => "sqlite",
+            (false, anomalies::scenario::Topology::MultiMaster(_)) => "galera",
+            (false, _) => "postgres",
         };
         let text = table_on(engine, &scenario.id, Some("80"), None);
         assert!(widest(&text) <= 80, "{}:\n{text}", scenario.id);

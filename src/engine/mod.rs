@@ -33,6 +33,9 @@ pub enum Choice {
     /// else installed PostgreSQL server binaries mean a throwaway PostgreSQL; else SQLite.
     Auto,
     Only(EngineKind),
+    /// A throwaway MariaDB Galera cluster (`--engine galera`): the MariaDB engine, on nodes
+    /// that each take writes. It runs the scenarios of a multi-master topology only.
+    Galera,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +215,7 @@ impl Engine {
     ) -> Result<(Engine, Option<String>), EngineError> {
         let kind = match (options.choice, &options.url) {
             (Choice::Only(kind), _) => kind,
+            (Choice::Galera, _) => EngineKind::Mariadb,
             (Choice::Auto, Some(url)) if mariadb::claims_url(url) => EngineKind::Mariadb,
             (Choice::Auto, _) => EngineKind::Postgres,
         };

@@ -4,7 +4,9 @@
 use crate::outcome::{session_list, step_phrase};
 use crate::report::Report;
 use crate::scenario::template::Part;
-use crate::scenario::{display_name, until_key, ReplicaAction, Scenario, StepId, StepKind};
+use crate::scenario::{
+    display_name, until_key, ReplicaAction, Scenario, StepId, StepKind, Topology,
+};
 use crate::timeline::{
     last_verb, verb, DbError, EventKind, Reply, ResultSet, RetryReason, StepResult, Timeline,
 };
@@ -204,8 +206,11 @@ pub fn sent(scenario: &Scenario, step: StepId, text: &str) -> String {
             Some(ReplicaAction::Wait(lsn)) => format!("standby> wait until replayed {lsn}"),
             None => format!("standby> {text}"),
         },
+        // A statement on a standby, or on another node than its session's, says where it
+        // went; on a multi-master cluster each session's lane names its node.
         StepKind::Sql => match scenario.topology.node_name(scenario.step(step).node) {
             "" | "primary" => text.to_string(),
+            _ if matches!(scenario.topology, Topology::MultiMaster(_)) => text.to_string(),
             node => format!("{node}> {text}"),
         },
     }
@@ -215,9 +220,13 @@ pub fn sent(scenario: &Scenario, step: StepId, text: &str) -> String {
 /// (primary)`.
 pub fn lane(scenario: &Scenario, session: usize) -> String {
     let name = display_name(&scenario.sessions[session].name);
-    match scenario.topology.node_name(scenario.sessions[session].node) {
-        "" => name,
-        node => format!("{name} ({node})"),
+    match (
+        scenario.topology,
+        scenario.topology.node_name(scenario.sessions[session].node),
+    ) {
+        (_, "") => name,
+        (Topology::MultiMaster(_), node) => format!("{name} (node {node})"),
+        (_, node) => format!("{name} ({node})"),
     }
 }
 

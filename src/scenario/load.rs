@@ -73,6 +73,18 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "stale-replica-read",
         include_str!("../../scenarios/stale-replica-read.toml"),
     ),
+    (
+        "cross-node-lost-update",
+        include_str!("../../scenarios/cross-node-lost-update.toml"),
+    ),
+    (
+        "cross-node-write-skew",
+        include_str!("../../scenarios/cross-node-write-skew.toml"),
+    ),
+    (
+        "cross-node-for-update",
+        include_str!("../../scenarios/cross-node-for-update.toml"),
+    ),
 ];
 
 /// Old ids of built-ins, each with the id it now has; `load` takes either, so files and CI

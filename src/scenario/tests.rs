@@ -90,14 +90,27 @@ fn every_builtin_is_valid_and_expects_every_level_on_both_engines() {
         );
         let variants = std::iter::once(&scenario).chain(scenario.fixes.iter().map(|f| &*f.variant));
         for variant in variants {
+            // A multi-master scenario runs on a Galera cluster: MariaDB's expectations.
+            if let crate::scenario::Topology::MultiMaster(_) = variant.topology {
+                for level in Level::ALL {
+                    assert!(
+                        variant.expected(EngineKind::Mariadb, level).is_some(),
+                        "{} has no expectation for mariadb {level}",
+                        variant.label()
+                    );
+                }
+            }
             for engine in [EngineKind::Postgres, EngineKind::Sqlite] {
                 // A scenario of several nodes runs where the engine can give them: PostgreSQL.
                 let unavailable = variant
                     .applied
                     .as_ref()
                     .is_some_and(|fix| fix.unavailable_on(engine).is_some())
-                    || (engine != EngineKind::Postgres
-                        && variant.topology != crate::scenario::Topology::Single);
+                    || match variant.topology {
+                        crate::scenario::Topology::Single => false,
+                        crate::scenario::Topology::PrimaryStandby => engine != EngineKind::Postgres,
+                        crate::scenario::Topology::MultiMaster(_) => true,
+                    };
                 for level in Level::ALL {
                     assert!(
                         unavailable || variant.expected(engine, level).is_some(),

@@ -10,14 +10,15 @@
 use std::fmt;
 
 /// The nodes a run needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Topology {
     /// One server: every scenario that names no topology.
     #[default]
     Single,
     /// A primary and a hot standby that streams its WAL (PostgreSQL).
     PrimaryStandby,
+    /// This many nodes that each take writes (MariaDB Galera), named `1`, `2`, `3`.
+    MultiMaster(u8),
 }
 
 /// The node a session or a step goes to: an index into [`Topology::nodes`].
@@ -28,12 +29,29 @@ pub const PRIMARY: Node = 0;
 
 impl Topology {
     /// The names a file uses after `topology =`.
-    pub const NAMES: [&'static str; 1] = ["primary-standby"];
+    pub const NAMES: [&'static str; 2] = ["primary-standby", "multi-master"];
 
+    /// The most nodes a multi-master cluster has here.
+    pub const MAX_NODES: u8 = 3;
+
+    /// The topology a file names; a multi-master cluster as large as it can be, until the
+    /// sessions say how many nodes it needs ([`Topology::sized`]).
     pub fn named(name: &str) -> Option<Topology> {
         match name {
             "primary-standby" => Some(Topology::PrimaryStandby),
+            "multi-master" => Some(Topology::MultiMaster(Topology::MAX_NODES)),
             _ => None,
+        }
+    }
+
+    /// A multi-master cluster of as many nodes as the highest one `used` (two at least).
+    pub fn sized(self, used: impl IntoIterator<Item = Node>) -> Topology {
+        match self {
+            Topology::MultiMaster(_) => {
+                let highest = used.into_iter().max().unwrap_or(0) as u8 + 1;
+                Topology::MultiMaster(highest.max(2))
+            }
+            other => other,
         }
     }
 
@@ -42,6 +60,7 @@ impl Topology {
         match self {
             Topology::Single => &["primary"],
             Topology::PrimaryStandby => &["primary", "standby"],
+            Topology::MultiMaster(n) => &["1", "2", "3"][..usize::from(n).min(3)],
         }
     }
 
@@ -68,7 +87,15 @@ impl Topology {
         match self {
             Topology::Single => "one server",
             Topology::PrimaryStandby => "a primary and a streaming hot standby",
+            Topology::MultiMaster(_) => "a multi-master cluster (MariaDB Galera)",
         }
+    }
+}
+
+/// As a file names it: `primary-standby`, `multi-master`.
+impl serde::Serialize for Topology {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -77,6 +104,7 @@ impl fmt::Display for Topology {
         f.write_str(match self {
             Topology::Single => "single",
             Topology::PrimaryStandby => "primary-standby",
+            Topology::MultiMaster(_) => "multi-master",
         })
     }
 }
@@ -186,7 +214,7 @@ mod tests {
                 "",
                 "node = \"standby\"",
                 "sql = \"SELECT 1\"",
-                "t.toml:10:8: node `standby` needs a topology of several nodes: add topology = \"primary-standby\"",
+                "t.toml:10:8: node `standby` needs a topology of several nodes: add topology = \"primary-standby\" or \"multi-master\"",
             ),
             (
                 pair,

@@ -20,15 +20,18 @@ use mysql_async::{Opts, OptsBuilder};
 use connect::{connect, describe, opts_for_socket, opts_from_url};
 use footprint::{claim_database, create_database, drop_all, end_connections, lock, sweep_stale};
 use footprint::{drop_database, Live, LiveRun, CLEANUP_TIMEOUT};
+use galera::GaleraCluster;
 use run::{MariaRun, MariaSession};
 use server::MariaServer;
 use worker::Worker;
 
 pub(super) use connect::claims_url;
 
-use crate::engine::{Backend, BackendRun, ConnectOptions, Connected, EngineError, EngineInfo};
+use crate::engine::{
+    Backend, BackendRun, Choice, ConnectOptions, Connected, EngineError, EngineInfo,
+};
 use crate::level::{Level, SessionLevel};
-use crate::scenario::{display_name, EngineKind, Scenario};
+use crate::scenario::{display_name, EngineKind, Scenario, StepKind, Topology};
 
 pub(crate) struct MariaEngine {
     info: EngineInfo,
@@ -43,6 +46,8 @@ pub(crate) struct MariaEngine {
     users_server: Option<String>,
     /// The throwaway server, stopped by `close` (and by its `Drop` on a panic).
     server: Option<MariaServer>,
+    /// With `--engine galera`, the throwaway cluster instead, stopped the same way.
+    galera: Option<GaleraCluster>,
 }
 
 /// The server the URL names, else a throwaway server started from the installed binaries.
@@ -52,6 +57,9 @@ pub(super) async fn open(options: &ConnectOptions) -> Result<Connected, EngineEr
             "--url standby=URL names a PostgreSQL hot standby; MariaDB runs on one server here"
                 .into(),
         ));
+    }
+    if options.choice == Choice::Galera {
+        return open_galera(options).await;
     }
     let Some(url) = &options.url else {
         let bindir = options.mariadb_bindir.clone();
@@ -87,6 +95,43 @@ pub(super) async fn open(options: &ConnectOptions) -> Result<Connected, EngineEr
         ..engine
     };
     Ok((Box::new(engine), None))
+}
+
+/// A throwaway Galera cluster of as many nodes as the scenarios need (two at least), the
+/// engine's own connections on node 1.
+async fn open_galera(options: &ConnectOptions) -> Result<Connected, EngineError> {
+    if options.url.is_some() {
+        return Err(EngineError::Setup(
+            "--engine galera starts a cluster of its own; a cluster of yours (--url per node) is \
+             not supported yet"
+                .into(),
+        ));
+    }
+    let nodes = match options.topology {
+        Topology::MultiMaster(n) => usize::from(n),
+        _ => galera::MIN_NODES,
+    };
+    let bindir = options.mariadb_bindir.clone();
+    let cluster =
+        tokio::task::spawn_blocking(move || GaleraCluster::start(bindir.as_deref(), nodes))
+            .await
+            .map_err(|e| EngineError::Setup(format!("starting the cluster panicked: {e}")))??;
+    let notice = cluster.notice().map(str::to_owned);
+    let opts = cluster
+        .opts(1)
+        .ok_or_else(|| EngineError::Setup("the cluster has no node 1".into()))?;
+    let engine =
+        MariaEngine::connect(opts, options.connect_timeout, "the throwaway cluster").await?;
+    drop_all(&engine.admin).await?;
+    let engine = MariaEngine {
+        info: EngineInfo {
+            detail: format!("throwaway Galera cluster, {nodes} nodes"),
+            ..engine.info
+        },
+        galera: Some(cluster),
+        ..engine
+    };
+    Ok((Box::new(engine), notice))
 }
 
 impl MariaEngine {
@@ -125,6 +170,7 @@ impl MariaEngine {
             live: Live::default(),
             users_server: None,
             server: None,
+            galera: None,
         })
     }
 }
@@ -156,6 +202,30 @@ fn characteristics_sql(level: &SessionLevel) -> String {
 
 #[async_trait(?Send)]
 impl Backend for MariaEngine {
+    /// One server runs the single-server scenarios, and a Galera cluster the multi-master
+    /// ones: node 1 of a cluster is no single server (certification, no GET_LOCK across
+    /// nodes), so the single-server expectations are not run there.
+    fn cannot_run(&self, topology: Topology) -> Option<String> {
+        match (topology, &self.galera) {
+            (Topology::Single, None) => None,
+            (Topology::Single, Some(_)) => {
+                Some("it runs on one server: run it with --engine mariadb".into())
+            }
+            (Topology::MultiMaster(_), None) => Some(
+                "it needs a multi-master cluster (MariaDB Galera): run it with --engine galera"
+                    .into(),
+            ),
+            (Topology::MultiMaster(n), Some(cluster)) if usize::from(n) > cluster.nodes() => Some(
+                format!("it needs {n} nodes and the cluster has {}", cluster.nodes()),
+            ),
+            (Topology::MultiMaster(_), Some(_)) => None,
+            (other, _) => Some(format!(
+                "it needs {}, which MariaDB does not have here",
+                other.describe()
+            )),
+        }
+    }
+
     fn info(&self) -> &EngineInfo {
         &self.info
     }
@@ -216,35 +286,94 @@ impl Backend for MariaEngine {
 
         // A step's row count is the rows it matched, as on PostgreSQL and SQLite (MariaDB would
         // otherwise count only rows whose value changed).
-        let session_opts: Opts = OptsBuilder::from_opts(self.opts.clone())
-            .db_name(Some(database.clone()))
-            .client_found_rows(true)
-            .into();
-        let timeout = self.timeout;
-        let connects = levels.iter().map(|level| {
-            let opts = &session_opts;
-            let target = &target;
-            async move {
-                let worker = Worker::start(connect(opts, timeout, target).await?);
-                worker.query(&characteristics_sql(level)).await?;
-                Ok::<_, EngineError>(MariaSession {
-                    worker,
-                    in_flight: None,
-                })
+        // A step's row count is the rows it matched, as on PostgreSQL and SQLite (MariaDB would
+        // otherwise count only rows whose value changed). On a cluster, each node's own.
+        let base_opts = |node: usize| -> Opts {
+            match &self.galera {
+                Some(cluster) => cluster.opts(node + 1).unwrap_or_else(|| self.opts.clone()),
+                None => self.opts.clone(),
             }
-        });
+        };
+        let node_opts = |node: usize| -> Opts {
+            OptsBuilder::from_opts(base_opts(node))
+                .db_name(Some(database.clone()))
+                .client_found_rows(true)
+                .into()
+        };
+        let nodes = match (&self.galera, scenario.topology) {
+            (Some(_), Topology::MultiMaster(n)) => usize::from(n),
+            _ => 1,
+        };
+        let timeout = self.timeout;
+        let mut other_nodes = Vec::new();
+        if nodes > 1 {
+            // The final query and the data's save and reset run on node 1, and read what every
+            // node committed.
+            control.query("SET SESSION wsrep_sync_wait = 1").await?;
+            // The other nodes apply the run's database (DDL in total order) when they get to
+            // it: the tool's workers there connect to no database, and every node has caught
+            // up before a session connects to the database there.
+            for node in 1..nodes {
+                let at = format!("node {} of the throwaway cluster", node + 1);
+                let worker = Worker::start(connect(&base_opts(node), timeout, &at).await?);
+                own_limits(&worker, self.mariadb).await?;
+                worker
+                    .query("SET SESSION wsrep_sync_wait = 1; SELECT 1")
+                    .await?;
+                other_nodes.push(worker);
+            }
+        }
+        let connects = scenario
+            .sessions
+            .iter()
+            .zip(levels)
+            .map(|(session, level)| {
+                let node = if nodes > 1 { session.node } else { 0 };
+                let runs_sql = session.steps.iter().any(|s| s.kind == StepKind::Sql);
+                let opts = node_opts(node);
+                let target = match nodes {
+                    1 => target.clone(),
+                    _ => format!("node {} of the throwaway cluster", node + 1),
+                };
+                async move {
+                    let worker = Worker::start(connect(&opts, timeout, &target).await?);
+                    worker.query(&characteristics_sql(level)).await?;
+                    Ok::<_, EngineError>(MariaSession {
+                        worker,
+                        in_flight: None,
+                        node,
+                        runs_sql,
+                    })
+                }
+            });
         let sessions = futures_util::future::try_join_all(connects).await?;
         if let Some(run) = lock(&self.live).iter_mut().find(|r| r.database == database) {
-            run.connections.extend(sessions.iter().map(|s| s.worker.id));
+            // Connection ids are each node's own: the clean-up kills those of node 1 only (a
+            // cluster's other nodes stop with it).
+            run.connections
+                .extend(sessions.iter().filter(|s| s.node == 0).map(|s| s.worker.id));
         }
-        Ok(Box::new(MariaRun {
+        let mut holders = Vec::new();
+        if nodes > 1 && scenario.uses_replica() {
+            for node in 0..nodes {
+                holders.push(Worker::start(
+                    connect(&base_opts(node), timeout, &target).await?,
+                ));
+            }
+        }
+        let run = MariaRun {
             database,
             live: self.live.clone(),
             control,
+            other_nodes,
+            holders,
             sessions,
             restore: None,
             ticker: crate::engine::probe::Ticker::new()?,
-        }))
+        };
+        // Every session reads the setup's rows, whichever node it is on.
+        run.nodes_caught_up().await?;
+        Ok(Box::new(run))
     }
 
     async fn close(self: Box<Self>) -> Result<(), EngineError> {
@@ -274,6 +403,11 @@ impl Backend for MariaEngine {
             tokio::task::spawn_blocking(move || server.stop())
                 .await
                 .map_err(|e| EngineError::Setup(format!("stopping the server panicked: {e}")))??;
+        }
+        if let Some(cluster) = this.galera {
+            tokio::task::spawn_blocking(move || cluster.stop())
+                .await
+                .map_err(|e| EngineError::Setup(format!("stopping the cluster panicked: {e}")))??;
         }
         result
     }

@@ -7,16 +7,26 @@ use tokio::time::Instant;
 use async_trait::async_trait;
 
 use super::footprint::{drop_database, lock, Live};
+use super::galera::hold;
 use super::probe::{get_lock_name, lock_wait};
 use super::worker::{received, step_result, Answer, Worker};
 use crate::engine::probe::{watch, First, Ticker, Watched};
 use crate::engine::{final_rows, first_reply, snapshot_sql, BackendRun, EngineError, Settled};
-use crate::timeline::ResultSet;
+use crate::scenario::ReplicaAction;
+use crate::timeline::{ResultSet, StepResult};
 
 pub(super) struct MariaRun {
     pub(super) database: String,
     pub(super) live: Live,
     pub(super) control: Worker,
+    /// On a Galera cluster, a control worker on each node after the first (the first is
+    /// `control`): connection ids and InnoDB's lock tables are each node's own. Each reads
+    /// with `wsrep_sync_wait = 1`, so that a read of it waits until its node has applied what
+    /// the cluster committed.
+    pub(super) other_nodes: Vec<Worker>,
+    /// On a Galera cluster, for a scenario with replica steps, a connection per node that
+    /// holds its appliers (`replica = "pause"`) and releases them (`"resume"`).
+    pub(super) holders: Vec<Worker>,
     pub(super) sessions: Vec<MariaSession>,
     /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
     pub(super) restore: Option<String>,
@@ -26,7 +36,15 @@ pub(super) struct MariaRun {
 pub(super) struct MariaSession {
     pub(super) worker: Worker,
     pub(super) in_flight: Option<oneshot::Receiver<Answer>>,
+    /// The node it is connected to: 0 on one server.
+    pub(super) node: usize,
+    /// Whether it sends SQL at all (a session of replica steps only does not).
+    pub(super) runs_sql: bool,
 }
+
+/// What a replica step answers: the last write set its node has applied.
+const APPLIED: &str = "SELECT VARIABLE_VALUE AS applied FROM information_schema.GLOBAL_STATUS \
+     WHERE VARIABLE_NAME = 'WSREP_LAST_COMMITTED'";
 
 /// Waits other than InnoDB's row and table locks, as the connection's state names them: a
 /// `GET_LOCK` (`User lock`) or a metadata lock (`Waiting for table metadata lock`).
@@ -41,13 +59,19 @@ impl MariaRun {
         deadline: Instant,
         first: First,
     ) -> Result<Settled, EngineError> {
-        let id = self.sessions[session].worker.id;
+        let (id, node) = (
+            self.sessions[session].worker.id,
+            self.sessions[session].node,
+        );
         let Some(mut reply) = self.sessions[session].in_flight.take() else {
             return Err(EngineError::Mariadb("no step in flight".into()));
         };
-        let watched = watch(&self.ticker, &mut reply, || self.probe(id), first, deadline).await;
+        let probe = || self.probe(id, node);
+        let watched = watch(&self.ticker, &mut reply, probe, first, deadline).await;
         match watched? {
-            Watched::Reply(answer) => Ok(Settled::Done(step_result(received(answer)?)?)),
+            Watched::Reply(answer) => Ok(Settled::Done(
+                self.across_nodes(session, step_result(received(answer)?)?),
+            )),
             Watched::Waits(blocked_by) => {
                 self.sessions[session].in_flight = Some(reply);
                 Ok(Settled::Waiting(blocked_by))
@@ -59,14 +83,58 @@ impl MariaRun {
         }
     }
 
-    fn session_of(&self, id: u32) -> Option<usize> {
-        self.sessions.iter().position(|s| s.worker.id == id)
+    /// On a Galera cluster, a deadlock error (1213) for a session that no other session shares
+    /// a node with came from another node: the node's certification refused its commit, or an
+    /// applied write set from another node aborted it. Said as what it is.
+    fn across_nodes(&self, session: usize, result: StepResult) -> StepResult {
+        let node = self.sessions[session].node;
+        let alone = self
+            .sessions
+            .iter()
+            .enumerate()
+            .all(|(other, s)| other == session || s.node != node || !s.runs_sql);
+        match result {
+            StepResult::Failed(mut error)
+                if !self.other_nodes.is_empty() && alone && error.code == "1213" =>
+            {
+                error.message = format!(
+                    "another node committed a conflicting write first (Galera: {})",
+                    error.message
+                );
+                StepResult::Failed(error)
+            }
+            result => result,
+        }
     }
 
-    /// Asks the server once whether connection `id` waits, and for which sessions.
-    async fn probe(&self, id: u32) -> Result<Option<Vec<usize>>, EngineError> {
-        let sets = self
-            .control
+    fn session_of(&self, id: u32, node: usize) -> Option<usize> {
+        self.sessions
+            .iter()
+            .position(|s| s.worker.id == id && s.node == node)
+    }
+
+    /// The control worker on `node`.
+    pub(super) fn control_on(&self, node: usize) -> &Worker {
+        match node {
+            0 => &self.control,
+            node => &self.other_nodes[node - 1],
+        }
+    }
+
+    /// Waits until every node has applied what the cluster committed (a read at
+    /// `wsrep_sync_wait = 1` on each): after the setup and a reset, so that every session
+    /// reads the same data. Nothing on one server.
+    pub(super) async fn nodes_caught_up(&self) -> Result<(), EngineError> {
+        for worker in &self.other_nodes {
+            worker.query("SELECT 1").await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the server once whether connection `id` on `node` waits, and for which sessions.
+    async fn probe(&self, id: u32, node: usize) -> Result<Option<Vec<usize>>, EngineError> {
+        let control = self.control_on(node);
+        let sets = control
             .query(&format!(
                 "SHOW ENGINE INNODB STATUS; \
                  SELECT STATE, INFO FROM information_schema.PROCESSLIST WHERE ID = {id}"
@@ -80,7 +148,7 @@ impl MariaRun {
         if let Some(blockers) = lock_wait(&status, id) {
             let mut sessions: Vec<usize> = blockers
                 .iter()
-                .filter_map(|b| self.session_of(*b))
+                .filter_map(|b| self.session_of(*b, node))
                 .collect();
             sessions.sort_unstable();
             sessions.dedup();
@@ -99,8 +167,7 @@ impl MariaRun {
         let Some(name) = get_lock_name(&statement) else {
             return Ok(Some(Vec::new()));
         };
-        let holder = self
-            .control
+        let holder = control
             .value(&format!("SELECT IS_USED_LOCK({name})"))
             .await?
             .and_then(|holder| holder.parse::<u32>().ok());
@@ -108,7 +175,7 @@ impl MariaRun {
             // Free, or already granted to it: the wait is over, its answer is on the way.
             None => None,
             Some(holder) if holder == id => None,
-            Some(holder) => Some(self.session_of(holder).into_iter().collect()),
+            Some(holder) => Some(self.session_of(holder, node).into_iter().collect()),
         })
     }
 }
@@ -118,6 +185,32 @@ impl BackendRun for MariaRun {
     fn send(&mut self, session: usize, sql: &str) {
         let answer = self.sessions[session].worker.submit(sql);
         self.sessions[session].in_flight = Some(answer);
+    }
+
+    /// On a Galera node: `pause` holds the node's appliers (`FLUSH TABLES WITH READ LOCK`, on
+    /// a connection of its own: see `galera/hold.rs`), `resume` releases them and returns once
+    /// the node has applied what the cluster committed (a read at `wsrep_sync_wait = 1`).
+    fn send_replica(&mut self, session: usize, action: ReplicaAction) -> Result<(), EngineError> {
+        let node = self.sessions[session].node;
+        let Some(holder) = self.holders.get(node) else {
+            return Err(EngineError::Setup(
+                "a replica step needs a node of a cluster, and this run has none".into(),
+            ));
+        };
+        let sql = match action {
+            ReplicaAction::Pause => format!("{}; {APPLIED}", hold::HOLD_APPLIERS),
+            ReplicaAction::Resume => format!(
+                "{}; SET SESSION wsrep_sync_wait = 1; {APPLIED}",
+                hold::RELEASE_APPLIERS
+            ),
+            ReplicaAction::Wait(_) => {
+                return Err(EngineError::Setup(
+                    "`replica = \"wait LSN\"` is PostgreSQL's; a Galera node has no LSN".into(),
+                ))
+            }
+        };
+        self.sessions[session].in_flight = Some(holder.submit(&sql));
+        Ok(())
     }
 
     /// Waits for the step's reply, asking the server on the probe schedule (`engine/probe.rs`)
@@ -141,15 +234,18 @@ impl BackendRun for MariaRun {
             return Ok(None);
         };
         self.sessions[session].in_flight = None;
-        Ok(Some((
-            session,
-            Settled::Done(step_result(received(answer)?)?),
-        )))
+        let result = self.across_nodes(session, step_result(received(answer)?)?);
+        Ok(Some((session, Settled::Done(result))))
     }
 
     async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
-        let id = self.sessions[session].worker.id;
-        self.control.query(&format!("KILL QUERY {id}")).await?;
+        let (id, node) = (
+            self.sessions[session].worker.id,
+            self.sessions[session].node,
+        );
+        self.control_on(node)
+            .query(&format!("KILL QUERY {id}"))
+            .await?;
         if let Some(reply) = self.sessions[session].in_flight.take() {
             // The killed statement answers 1317; it is not a step result.
             let _ = reply.await;
@@ -201,7 +297,8 @@ impl BackendRun for MariaRun {
         }
         received(restored.await)?
             .map(|_| ())
-            .map_err(|e| EngineError::Mariadb(e.to_string()))
+            .map_err(|e| EngineError::Mariadb(e.to_string()))?;
+        self.nodes_caught_up().await
     }
 
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {

@@ -73,6 +73,10 @@ impl Backend for PgEngine {
                  --url, name the standby too (--url standby=URL)"
                     .into(),
             ),
+            (Topology::MultiMaster(_), _) => Some(
+                "it needs a multi-master cluster (MariaDB Galera): run it with --engine galera"
+                    .into(),
+            ),
         }
     }
 

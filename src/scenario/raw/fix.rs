@@ -150,6 +150,9 @@ fn apply_fix(base: &File, fix: &RawFix, at: &Locator) -> Result<File, ScenarioEr
             ));
         };
         let target = &mut file.session[index];
+        if change.node.is_some() {
+            target.node = change.node.clone();
+        }
         if change.retry_on.is_some() {
             target.retry_on = change.retry_on.clone();
         }

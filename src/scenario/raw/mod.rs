@@ -17,6 +17,23 @@ use toml::Spanned;
 use super::{did_you_mean, EngineKind, Place, Scenario, ScenarioError, Topology};
 use crate::level::Level;
 
+/// A node as a file names it: `node = "standby"`, or `node = 2` on a multi-master cluster.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum RawNode {
+    Name(String),
+    Number(i64),
+}
+
+impl RawNode {
+    pub(super) fn text(&self) -> String {
+        match self {
+            RawNode::Name(name) => name.clone(),
+            RawNode::Number(number) => number.to_string(),
+        }
+    }
+}
+
 /// `<key>_on.<engine> = ...`: a value for one engine, keyed by the engine's name as written.
 pub(super) type RawOn<T> = IndexMap<Spanned<String>, T>;
 
@@ -55,7 +72,7 @@ pub(super) struct File {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSession {
     name: Spanned<String>,
-    node: Option<Spanned<String>>,
+    node: Option<Spanned<RawNode>>,
     step: Vec<RawStep>,
     retry_on: Option<Vec<Spanned<String>>>,
     retry_from: Option<Spanned<String>>,
@@ -76,7 +93,7 @@ pub(super) struct RawStep {
     /// `replica = "pause"`, `"resume"` or `"wait LSN"`, on a standby.
     replica: Option<Spanned<String>>,
     /// The node the step goes to, instead of its session's.
-    node: Option<Spanned<String>>,
+    node: Option<Spanned<RawNode>>,
     /// `sql_on.sqlite = "..."`: the step's SQL on that engine, instead of `sql`.
     #[serde(default)]
     sql_on: RawOn<Spanned<String>>,
@@ -130,7 +147,7 @@ pub(super) struct RawFixStep {
     redis: Option<Spanned<String>>,
     until: Option<Spanned<String>>,
     replica: Option<Spanned<String>>,
-    node: Option<Spanned<String>>,
+    node: Option<Spanned<RawNode>>,
     #[serde(default)]
     sql_on: RawOn<Spanned<String>>,
     say: Option<String>,
@@ -143,6 +160,8 @@ pub(super) struct RawFixStep {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFixSession {
     name: Spanned<String>,
+    /// The node the session connects to instead (a fix that routes it elsewhere).
+    node: Option<Spanned<RawNode>>,
     retry_on: Option<Vec<Spanned<String>>>,
     retry_from: Option<Spanned<String>>,
     attempts: Option<Spanned<u32>>,
@@ -394,6 +413,7 @@ pub(super) fn validate_base(raw: &File, at: &Locator) -> Result<Scenario, Scenar
         })?,
     };
     let sessions = sessions::validate_sessions(raw, topology, at)?;
+    let topology = topology.sized(sessions.iter().map(|s| s.node));
     let interleavings = sessions::validate_interleavings(raw, &sessions, at)?;
     let decision = outcome::validate_outcome(&raw.outcome, &sessions, at)?;
     let expectations = outcome::validate_expectations(&raw.expect, at)?;

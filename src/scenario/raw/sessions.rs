@@ -75,7 +75,21 @@ pub(super) fn validate_sessions(
                 None => session_node,
                 Some(node) => node_named(node, topology, at)?,
             };
-            if kind == StepKind::Replica && !topology.is_standby(node) {
+            if let (Topology::MultiMaster(_), Some(raw_node)) = (topology, &raw_step.node) {
+                if node != session_node {
+                    return Err(at.error(
+                        raw_node.span(),
+                        format!(
+                            "step `{name}.{step_name}` names another node than its session's: \
+                             on a multi-master cluster each session has one connection, to its \
+                             node; give the step a session of its own"
+                        ),
+                    ));
+                }
+            }
+            let on_a_replica =
+                topology.is_standby(node) || matches!(topology, Topology::MultiMaster(_));
+            if kind == StepKind::Replica && !on_a_replica {
                 return Err(at.error(
                     text.span(),
                     format!(

@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use super::{suggestion, Locator, RawStep};
+use super::{suggestion, Locator, RawNode, RawStep};
 use crate::scenario::{until_key, Node, ReplicaAction, ScenarioError, StepKind, Topology};
 
 /// Where a step goes, and its text: exactly one of `sql`, `redis`, `until` and `replica`.
@@ -82,27 +82,28 @@ pub(super) fn step_kind<'a>(
 
 /// The node a session or step names, among the topology's.
 pub(super) fn node_named(
-    name: &Spanned<String>,
+    node: &Spanned<RawNode>,
     topology: Topology,
     at: &Locator,
 ) -> Result<Node, ScenarioError> {
+    let name = node.get_ref().text();
     if topology == Topology::Single {
         return Err(at.error(
-            name.span(),
+            node.span(),
             format!(
-                "node `{}` needs a topology of several nodes: add topology = \"{}\"",
-                name.get_ref(),
-                Topology::NAMES[0]
+                "node `{name}` needs a topology of several nodes: add topology = \"{}\" or \
+                 \"{}\"",
+                Topology::NAMES[0],
+                Topology::NAMES[1]
             ),
         ));
     }
-    topology.node_named(name.get_ref()).ok_or_else(|| {
+    topology.node_named(&name).ok_or_else(|| {
         at.error(
-            name.span(),
+            node.span(),
             format!(
-                "topology {topology} has no node `{}`{}",
-                name.get_ref(),
-                suggestion(name.get_ref(), topology.nodes())
+                "topology {topology} has no node `{name}`{}",
+                suggestion(&name, topology.nodes())
             ),
         )
     })

@@ -30,7 +30,7 @@
 //!
 //! `hold.rs` holds a node's appliers, so that it serves stale reads on purpose.
 
-mod hold;
+pub(crate) mod hold;
 mod node;
 mod sync;
 mod template;
