@@ -310,9 +310,10 @@ impl Backend for MariaEngine {
             // The final query and the data's save and reset run on node 1, and read what every
             // node committed.
             control.query("SET SESSION wsrep_sync_wait = 1").await?;
-            // The other nodes apply the run's database (DDL in total order) when they get to
-            // it: the tool's workers there connect to no database, and every node has caught
-            // up before a session connects to the database there.
+            // The other nodes apply the run's database (DDL in total order) and its setup when
+            // they get to them: the tool's workers there connect to no database, and every
+            // node has caught up (the database, the setup's rows) before a session connects
+            // there.
             for node in 1..nodes {
                 let at = format!("node {} of the throwaway cluster", node + 1);
                 let worker = Worker::start(connect(&base_opts(node), timeout, &at).await?);
@@ -361,7 +362,7 @@ impl Backend for MariaEngine {
                 ));
             }
         }
-        let run = MariaRun {
+        Ok(Box::new(MariaRun {
             database,
             live: self.live.clone(),
             control,
@@ -370,10 +371,7 @@ impl Backend for MariaEngine {
             sessions,
             restore: None,
             ticker: crate::engine::probe::Ticker::new()?,
-        };
-        // Every session reads the setup's rows, whichever node it is on.
-        run.nodes_caught_up().await?;
-        Ok(Box::new(run))
+        }))
     }
 
     async fn close(self: Box<Self>) -> Result<(), EngineError> {
