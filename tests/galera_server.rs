@@ -5,9 +5,7 @@
 //! nodes die with it, and a node's appliers can be held and released (and are released when
 //! the holder's connection ends); a template whose bootstrap was cut short heals, with a notice.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anomalies::engine::mariadb::galera::{self, GaleraCluster};
@@ -15,7 +13,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use crate::mariadb_server::{is_running, query};
-use crate::support::{open_tempdir, processes_mentioning};
+use crate::support::{open_tempdir, processes_mentioning, spawn_holder};
 
 /// Starts a cluster of `nodes`, in `cache` or else the tool's cache; fails (never skips)
 /// when MariaDB or Galera is not installed.
@@ -282,30 +280,16 @@ fn a_killed_run_leaves_no_node_running() {
         panic!("the holder was not killed");
     }
     let cache = open_tempdir();
-    let mut holder = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "galera_server::a_killed_run_leaves_no_node_running",
-            "--nocapture",
-        ])
-        .env(HOLDER, cache.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(holder.stdout.take().unwrap());
-    let pids: Vec<u32> = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            let pids = line.strip_prefix("holder-pids ")?;
-            Some(
-                pids.split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect(),
-            )
-        })
-        .expect("the holder prints its nodes' pids");
+    let (mut holder, line) = spawn_holder(
+        "galera_server::a_killed_run_leaves_no_node_running",
+        HOLDER,
+        cache.path(),
+        "holder-pids ",
+    );
+    let pids: Vec<u32> = line
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
     assert_eq!(pids.len(), 2);
     holder.kill().unwrap();
     holder.wait().unwrap();

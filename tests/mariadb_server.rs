@@ -3,7 +3,6 @@
 //! a killed run's server dies with it; missing or failing binaries are one line. The damage
 //! cases are in `mariadb_heal.rs`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use anomalies::engine::mariadb::server::{MariaServer, LOCK_WAIT_TIMEOUT};
 use anomalies::engine::EngineError;
 
-use crate::support::{open_tempdir, processes_mentioning};
+use crate::support::{open_tempdir, processes_mentioning, spawn_holder};
 
 /// Starts a server, in `cache` or else the tool's cache; fails (never skips) when MariaDB is
 /// not installed.
@@ -196,23 +195,13 @@ fn a_killed_run_leaves_no_server_running() {
         panic!("the holder was not killed");
     }
     let cache = open_tempdir();
-    let mut holder = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "mariadb_server::a_killed_run_leaves_no_server_running",
-            "--nocapture",
-        ])
-        .env(HOLDER, cache.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(holder.stdout.take().unwrap());
-    let pid: u32 = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("holder-pid ")?.trim().parse().ok())
-        .expect("the holder prints its server's pid");
+    let (mut holder, line) = spawn_holder(
+        "mariadb_server::a_killed_run_leaves_no_server_running",
+        HOLDER,
+        cache.path(),
+        "holder-pid ",
+    );
+    let pid: u32 = line.parse().expect("the holder prints its server's pid");
     assert!(is_running(pid));
     holder.kill().unwrap();
     holder.wait().unwrap();

@@ -67,6 +67,33 @@ pub fn runs_on(
     }
 }
 
+/// Runs the test `test` of this binary again as a holder, with `env` set to `cache`, and
+/// returns it with what follows `prefix` on the first line of its output that starts so: a
+/// holder starts a server, prints its pids and waits until it is killed.
+pub fn spawn_holder(
+    test: &str,
+    env: &str,
+    cache: &Path,
+    prefix: &str,
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .env(env, cache)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(holder.stdout.take().unwrap());
+    let line = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| Some(line.strip_prefix(prefix)?.trim().to_string()))
+        .unwrap_or_else(|| panic!("the holder printed no `{prefix}` line"));
+    (holder, line)
+}
+
 /// How many of the built-in scenarios and their fixes can run on `engine`: a fix that needs
 /// what the engine lacks is not run there.
 /// A scenario that needs nodes of several servers runs on PostgreSQL only.
