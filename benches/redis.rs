@@ -132,6 +132,7 @@ async fn step_figures(redis: &BenchRedis, dir: &Path) {
         choice: Choice::Only(EngineKind::Sqlite),
         url: None,
         standby_url: None,
+        node_urls: Vec::new(),
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
         mariadb_bindir: None,

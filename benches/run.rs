@@ -40,6 +40,7 @@ async fn engine_figures(choice: Choice) {
         choice,
         url: None,
         standby_url: None,
+        node_urls: Vec::new(),
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
         mariadb_bindir: None,

@@ -165,7 +165,7 @@ pub struct ConnectionArgs {
     /// Runs work in schemas of their own and, where the user may create roles, as roles of
     /// their own, dropped afterwards. For a scenario on a primary and a hot standby, give the
     /// standby too: `--url standby=URL` (and the primary as `--url URL` or `--url
-    /// primary=URL`).
+    /// primary=URL`). For your own Galera cluster, one per node: `--url 1=URL --url 2=URL`.
     #[arg(
         long,
         env = "DATABASE_URL",

@@ -333,6 +333,8 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
     let requests: Vec<Request> = choices
         .into_iter()
         .map(|choice| {
+            // `--url 2=URL` makes `auto` a Galera cluster.
+            let connect = connect_options(&selection.connection, choice)?;
             // A Galera cluster runs the scenarios of several nodes that each take writes; one
             // that the user names anyway is refused with the reason.
             let multi_master: Vec<Scenario> = scenarios
@@ -340,7 +342,7 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
                 .filter(|s| matches!(s.topology, anomalies::scenario::Topology::MultiMaster(_)))
                 .cloned()
                 .collect();
-            let scenarios = match choice {
+            let scenarios = match connect.choice {
                 Choice::Galera if !multi_master.is_empty() => multi_master,
                 _ => scenarios.clone(),
             };
@@ -348,7 +350,7 @@ fn run_selection(selection: &Selection, levels: Vec<Level>, fixes: bool) -> anyh
                 scenarios,
                 levels: levels.clone(),
                 interleaving: None,
-                connect: connect_options(&selection.connection, choice)?,
+                connect,
                 options: run_options(&selection.connection),
             })
         })

@@ -17,7 +17,7 @@ use crate::support::{open_tempdir, processes_mentioning, spawn_holder};
 
 /// Starts a cluster of `nodes`, in `cache` or else the tool's cache; fails (never skips)
 /// when MariaDB or Galera is not installed.
-fn start(cache: Option<&Path>, nodes: usize) -> GaleraCluster {
+pub(crate) fn start(cache: Option<&Path>, nodes: usize) -> GaleraCluster {
     let started = match cache {
         Some(cache) => GaleraCluster::start_in(None, cache, nodes),
         None => GaleraCluster::start(None, nodes),

@@ -18,6 +18,7 @@ fn throwaway() -> ConnectOptions {
         choice: Choice::Only(EngineKind::Mariadb),
         url: None,
         standby_url: None,
+        node_urls: Vec::new(),
         connect_timeout: Duration::from_secs(5),
         pg_bindir: None,
         mariadb_bindir: None,

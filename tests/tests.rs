@@ -13,6 +13,7 @@ mod e2e;
 mod explore;
 mod galera_runs;
 mod galera_server;
+mod galera_url;
 mod html;
 mod json_schema;
 mod mariadb;

@@ -46,6 +46,9 @@ pub struct ConnectOptions {
     pub url: Option<String>,
     /// With `url`, the user's hot standby of that server (`--url standby=URL`).
     pub standby_url: Option<String>,
+    /// With `url` as node 1, the other nodes of the user's Galera cluster, node 2 first
+    /// (`--url 1=URL --url 2=URL`); only with [`Choice::Galera`].
+    pub node_urls: Vec<String>,
     pub connect_timeout: Duration,
     /// Server binaries to start a throwaway PostgreSQL from, instead of searching for them.
     pub pg_bindir: Option<PathBuf>,
@@ -213,6 +216,11 @@ impl Engine {
     pub async fn connect(
         options: &ConnectOptions,
     ) -> Result<(Engine, Option<String>), EngineError> {
+        if !options.node_urls.is_empty() && options.choice != Choice::Galera {
+            return Err(EngineError::Setup(
+                "--url 2=URL names a node of a Galera cluster: run it with --engine galera".into(),
+            ));
+        }
         let kind = match (options.choice, &options.url) {
             (Choice::Only(kind), _) => kind,
             (Choice::Galera, _) => EngineKind::Mariadb,

@@ -200,6 +200,15 @@ pub fn sent(scenario: &Scenario, step: StepId, text: &str) -> String {
     match scenario.step(step).kind {
         StepKind::Redis => format!("redis> {text}"),
         StepKind::Until => format!("redis> until {} expired", until_key(text).unwrap_or(text)),
+        // A node of a multi-master cluster has appliers, not a replay (`galera/hold.rs`).
+        StepKind::Replica if matches!(scenario.topology, Topology::MultiMaster(_)) => {
+            let node = scenario.topology.node_name(scenario.step(step).node);
+            match ReplicaAction::parse(text) {
+                Some(ReplicaAction::Pause) => format!("node {node}> hold appliers"),
+                Some(ReplicaAction::Resume) => format!("node {node}> release appliers"),
+                _ => format!("node {node}> {text}"),
+            }
+        }
         StepKind::Replica => match ReplicaAction::parse(text) {
             Some(ReplicaAction::Pause) => "standby> pause replay".to_string(),
             Some(ReplicaAction::Resume) => "standby> resume replay".to_string(),

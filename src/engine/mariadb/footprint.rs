@@ -25,11 +25,12 @@ pub(super) const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A run not yet finished: its database and every connection it opened.
+/// A run not yet finished: its database and every connection it opened, each with its node
+/// (0 on one server).
 #[derive(Debug, Clone)]
 pub(super) struct LiveRun {
     pub(super) database: String,
-    pub(super) connections: Vec<u32>,
+    pub(super) connections: Vec<(usize, u32)>,
 }
 
 pub(super) type Live = Arc<Mutex<Vec<LiveRun>>>;
@@ -86,20 +87,28 @@ pub(super) async fn create_database(
 }
 
 /// Drops the databases killed runs left: ours by name (and, on MariaDB, comment), whose lock
-/// nobody holds.
-pub(super) async fn sweep_stale(admin: &Worker, mariadb: bool) -> Result<(), EngineError> {
+/// nobody holds, on `admin`'s server nor on any of `others` (the other nodes of a cluster:
+/// user-level locks are each node's own).
+pub(super) async fn sweep_stale(
+    admin: &Worker,
+    mariadb: bool,
+    others: &[Worker],
+) -> Result<(), EngineError> {
     let comment = if mariadb {
         format!(" AND SCHEMA_COMMENT = '{COMMENT}'")
     } else {
         String::new()
     };
-    for name in ours(admin, &comment).await? {
-        let free = admin
-            .value(&format!("SELECT IS_FREE_LOCK('{name}')"))
-            .await?;
-        if free.as_deref() == Some("1") {
-            drop_database(admin, &name).await?;
+    'databases: for name in ours(admin, &comment).await? {
+        for node in std::iter::once(admin).chain(others) {
+            let free = node
+                .value(&format!("SELECT IS_FREE_LOCK('{name}')"))
+                .await?;
+            if free.as_deref() != Some("1") {
+                continue 'databases;
+            }
         }
+        drop_database(admin, &name).await?;
     }
     Ok(())
 }
@@ -131,6 +140,9 @@ pub(super) async fn drop_database(conn: &Worker, name: &str) -> Result<(), Engin
 /// Ends a run's connections (a session may sit in a lock wait, holding locks the drop needs)
 /// and waits until the server has let them go.
 pub(super) async fn end_connections(admin: &Worker, ids: &[u32]) -> Result<(), EngineError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     let list = ids
         .iter()
         .map(u32::to_string)

@@ -3,6 +3,7 @@
 //! whether a session waits.
 
 mod bench;
+mod cluster;
 mod connect;
 mod footprint;
 pub mod galera;
@@ -17,10 +18,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mysql_async::{Opts, OptsBuilder};
 
+use cluster::Cluster;
 use connect::{connect, describe, opts_for_socket, opts_from_url};
 use footprint::{claim_database, create_database, drop_all, end_connections, lock, sweep_stale};
 use footprint::{drop_database, Live, LiveRun, CLEANUP_TIMEOUT};
-use galera::GaleraCluster;
 use run::{MariaRun, MariaSession};
 use server::MariaServer;
 use worker::Worker;
@@ -46,8 +47,9 @@ pub(crate) struct MariaEngine {
     users_server: Option<String>,
     /// The throwaway server, stopped by `close` (and by its `Drop` on a panic).
     server: Option<MariaServer>,
-    /// With `--engine galera`, the throwaway cluster instead, stopped the same way.
-    galera: Option<GaleraCluster>,
+    /// With `--engine galera`, the cluster's nodes instead (a throwaway cluster is stopped
+    /// the same way).
+    cluster: Option<Cluster>,
 }
 
 /// The server the URL names, else a throwaway server started from the installed binaries.
@@ -59,7 +61,7 @@ pub(super) async fn open(options: &ConnectOptions) -> Result<Connected, EngineEr
         ));
     }
     if options.choice == Choice::Galera {
-        return open_galera(options).await;
+        return cluster::open(options).await;
     }
     let Some(url) = &options.url else {
         let bindir = options.mariadb_bindir.clone();
@@ -86,7 +88,7 @@ pub(super) async fn open(options: &ConnectOptions) -> Result<Connected, EngineEr
     let target = describe(&opts);
     let user = opts.user().unwrap_or("root").to_string();
     let engine = MariaEngine::connect(opts, options.connect_timeout, &target).await?;
-    sweep_stale(&engine.admin, engine.mariadb).await?;
+    sweep_stale(&engine.admin, engine.mariadb, &[]).await?;
     let engine = MariaEngine {
         // MariaDB runs get no account of their own (yet): a file runs with the user's rights.
         users_server: Some(format!(
@@ -95,43 +97,6 @@ pub(super) async fn open(options: &ConnectOptions) -> Result<Connected, EngineEr
         ..engine
     };
     Ok((Box::new(engine), None))
-}
-
-/// A throwaway Galera cluster of as many nodes as the scenarios need (two at least), the
-/// engine's own connections on node 1.
-async fn open_galera(options: &ConnectOptions) -> Result<Connected, EngineError> {
-    if options.url.is_some() {
-        return Err(EngineError::Setup(
-            "--engine galera starts a cluster of its own; a cluster of yours (--url per node) is \
-             not supported yet"
-                .into(),
-        ));
-    }
-    let nodes = match options.topology {
-        Topology::MultiMaster(n) => usize::from(n),
-        _ => galera::MIN_NODES,
-    };
-    let bindir = options.mariadb_bindir.clone();
-    let cluster =
-        tokio::task::spawn_blocking(move || GaleraCluster::start(bindir.as_deref(), nodes))
-            .await
-            .map_err(|e| EngineError::Setup(format!("starting the cluster panicked: {e}")))??;
-    let notice = cluster.notice().map(str::to_owned);
-    let opts = cluster
-        .opts(1)
-        .ok_or_else(|| EngineError::Setup("the cluster has no node 1".into()))?;
-    let engine =
-        MariaEngine::connect(opts, options.connect_timeout, "the throwaway cluster").await?;
-    drop_all(&engine.admin).await?;
-    let engine = MariaEngine {
-        info: EngineInfo {
-            detail: format!("throwaway Galera cluster, {nodes} nodes"),
-            ..engine.info
-        },
-        galera: Some(cluster),
-        ..engine
-    };
-    Ok((Box::new(engine), notice))
 }
 
 impl MariaEngine {
@@ -170,8 +135,23 @@ impl MariaEngine {
             live: Live::default(),
             users_server: None,
             server: None,
-            galera: None,
+            cluster: None,
         })
+    }
+}
+
+impl MariaEngine {
+    /// The engine's own connection to each node, node 1's first.
+    fn admins(&self) -> impl Iterator<Item = &Worker> {
+        let others = self.cluster.iter().flat_map(|c| &c.admins);
+        std::iter::once(&self.admin).chain(others)
+    }
+
+    /// Notes a connection of the run on `database` to `node`, for the clean-up to end.
+    fn track(&self, database: &str, node: usize, id: u32) {
+        if let Some(run) = lock(&self.live).iter_mut().find(|r| r.database == database) {
+            run.connections.push((node, id));
+        }
     }
 }
 
@@ -206,7 +186,7 @@ impl Backend for MariaEngine {
     /// ones: node 1 of a cluster is no single server (certification, no GET_LOCK across
     /// nodes), so the single-server expectations are not run there.
     fn cannot_run(&self, topology: Topology) -> Option<String> {
-        match (topology, &self.galera) {
+        match (topology, &self.cluster) {
             (Topology::Single, None) => None,
             (Topology::Single, Some(_)) => {
                 Some("it runs on one server: run it with --engine mariadb".into())
@@ -215,8 +195,8 @@ impl Backend for MariaEngine {
                 "it needs a multi-master cluster (MariaDB Galera): run it with --engine galera"
                     .into(),
             ),
-            (Topology::MultiMaster(n), Some(cluster)) if usize::from(n) > cluster.nodes() => Some(
-                format!("it needs {n} nodes and the cluster has {}", cluster.nodes()),
+            (Topology::MultiMaster(n), Some(cluster)) if usize::from(n) > cluster.len() => Some(
+                format!("it needs {n} nodes and the cluster has {}", cluster.len()),
             ),
             (Topology::MultiMaster(_), Some(_)) => None,
             (other, _) => Some(format!(
@@ -268,7 +248,7 @@ impl Backend for MariaEngine {
         let database = claim_database(&control, &scenario.id).await?;
         lock(&self.live).push(LiveRun {
             database: database.clone(),
-            connections: vec![control.id],
+            connections: vec![(0, control.id)],
         });
         create_database(&control, &database, self.mariadb).await?;
         control.query(&scenario.setup).await.map_err(|e| {
@@ -285,22 +265,20 @@ impl Backend for MariaEngine {
         control.query(&format!("USE `{database}`")).await?;
 
         // A step's row count is the rows it matched, as on PostgreSQL and SQLite (MariaDB would
-        // otherwise count only rows whose value changed).
-        // A step's row count is the rows it matched, as on PostgreSQL and SQLite (MariaDB would
         // otherwise count only rows whose value changed). On a cluster, each node's own.
+        let cluster = self.cluster.as_ref();
         let base_opts = |node: usize| -> Opts {
-            match &self.galera {
-                Some(cluster) => cluster.opts(node + 1).unwrap_or_else(|| self.opts.clone()),
-                None => self.opts.clone(),
-            }
+            cluster.map_or_else(|| self.opts.clone(), |c| c.opts(node).clone())
         };
+        let node_target =
+            |node: usize| -> String { cluster.map_or_else(|| target.clone(), |c| c.target(node)) };
         let node_opts = |node: usize| -> Opts {
             OptsBuilder::from_opts(base_opts(node))
                 .db_name(Some(database.clone()))
                 .client_found_rows(true)
                 .into()
         };
-        let nodes = match (&self.galera, scenario.topology) {
+        let nodes = match (cluster, scenario.topology) {
             (Some(_), Topology::MultiMaster(n)) => usize::from(n),
             _ => 1,
         };
@@ -315,8 +293,9 @@ impl Backend for MariaEngine {
             // node has caught up (the database, the setup's rows) before a session connects
             // there.
             for node in 1..nodes {
-                let at = format!("node {} of the throwaway cluster", node + 1);
-                let worker = Worker::start(connect(&base_opts(node), timeout, &at).await?);
+                let worker =
+                    Worker::start(connect(&base_opts(node), timeout, &node_target(node)).await?);
+                self.track(&database, node, worker.id);
                 own_limits(&worker, self.mariadb).await?;
                 worker
                     .query("SET SESSION wsrep_sync_wait = 1; SELECT 1")
@@ -332,10 +311,7 @@ impl Backend for MariaEngine {
                 let node = if nodes > 1 { session.node } else { 0 };
                 let runs_sql = session.steps.iter().any(|s| s.kind == StepKind::Sql);
                 let opts = node_opts(node);
-                let target = match nodes {
-                    1 => target.clone(),
-                    _ => format!("node {} of the throwaway cluster", node + 1),
-                };
+                let target = node_target(node);
                 async move {
                     let worker = Worker::start(connect(&opts, timeout, &target).await?);
                     worker.query(&characteristics_sql(level)).await?;
@@ -348,18 +324,16 @@ impl Backend for MariaEngine {
                 }
             });
         let sessions = futures_util::future::try_join_all(connects).await?;
-        if let Some(run) = lock(&self.live).iter_mut().find(|r| r.database == database) {
-            // Connection ids are each node's own: the clean-up kills those of node 1 only (a
-            // cluster's other nodes stop with it).
-            run.connections
-                .extend(sessions.iter().filter(|s| s.node == 0).map(|s| s.worker.id));
+        for session in &sessions {
+            self.track(&database, session.node, session.worker.id);
         }
         let mut holders = Vec::new();
         if nodes > 1 && scenario.uses_replica() {
             for node in 0..nodes {
-                holders.push(Worker::start(
-                    connect(&base_opts(node), timeout, &target).await?,
-                ));
+                let holder =
+                    Worker::start(connect(&base_opts(node), timeout, &node_target(node)).await?);
+                self.track(&database, node, holder.id);
+                holders.push(holder);
             }
         }
         Ok(Box::new(MariaRun {
@@ -379,8 +353,17 @@ impl Backend for MariaEngine {
             let left: Vec<LiveRun> = lock(&self.live).clone();
             let mut result = Ok(());
             for run in &left {
-                if let Err(e) = end_connections(&self.admin, &run.connections).await {
-                    result = Err(e);
+                // Connection ids are each node's own: each node's admin ends its own.
+                for (node, admin) in self.admins().enumerate() {
+                    let ids: Vec<u32> = run
+                        .connections
+                        .iter()
+                        .filter(|(at, _)| *at == node)
+                        .map(|(_, id)| *id)
+                        .collect();
+                    if let Err(e) = end_connections(admin, &ids).await {
+                        result = Err(e);
+                    }
                 }
                 if let Err(e) = drop_database(&self.admin, &run.database).await {
                     result = Err(e);
@@ -402,7 +385,7 @@ impl Backend for MariaEngine {
                 .await
                 .map_err(|e| EngineError::Setup(format!("stopping the server panicked: {e}")))??;
         }
-        if let Some(cluster) = this.galera {
+        if let Some(cluster) = this.cluster.and_then(|c| c.throwaway) {
             tokio::task::spawn_blocking(move || cluster.stop())
                 .await
                 .map_err(|e| EngineError::Setup(format!("stopping the cluster panicked: {e}")))??;

@@ -205,6 +205,7 @@ mod tests {
             choice,
             url: None,
             standby_url: None,
+            node_urls: Vec::new(),
             connect_timeout: Duration::from_secs(1),
             pg_bindir: pg_bindir.map(PathBuf::from),
             mariadb_bindir: None,
