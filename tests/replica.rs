@@ -226,6 +226,25 @@ fn a_damaged_standby_is_copied_from_its_primary_again_with_one_notice() {
     assert_eq!(processes_mentioning(cache.path()), Vec::<String>::new());
 }
 
+/// The compaction of the primary's catalogs (`VACUUM FULL` in single-user mode, before the
+/// primary starts) keeps the WAL the standby needs: the standby streams again, and is not
+/// copied again (a copy would discard the marker the test leaves in its directory).
+#[test]
+fn a_compacted_primary_keeps_its_standby() {
+    let cache = open_tempdir();
+    let first = run_in(cache.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    let slot = pair_slot(cache.path());
+    let marker = slot.join("standby/anomalies-test-marker");
+    fs::write(&marker, b"the same standby").unwrap();
+    // No record of the last compaction: the next start compacts.
+    fs::remove_file(slot.join("compacted")).unwrap();
+    let compacting = run_in(cache.path());
+    assert!(compacting.status.success(), "{}", stderr(&compacting));
+    assert!(slot.join("compacted").exists(), "the start compacted");
+    assert!(marker.exists(), "the standby was copied again");
+}
+
 #[test]
 fn a_users_primary_and_standby_are_reached_through_a_url_each() {
     let pair = crate::user_server::UserServer::start_pair();

@@ -23,11 +23,15 @@ const COMPACTED: &str = "compacted";
 
 /// Compacts the slot's databases if they have grown by [`COMPACT_GROWTH`] since the last
 /// compaction (or since initdb; a slot from before these records is compacted once); returns a
-/// note if that failed. Run while no server uses the slot.
+/// note if that failed. Run while no server uses the slot, with the server's own `settings`: a
+/// pair's primary keeps the WAL its standby has yet to replay (`wal_keep_size`), or else the
+/// compaction's checkpoint would remove it, and the standby, left behind, would have to be
+/// copied again (10 s of waiting for it to stream first).
 pub(super) fn compact_if_grown(
     postgres: &Path,
     slot_dir: &Path,
     owner: Option<&Owner>,
+    settings: &[&str],
 ) -> Option<String> {
     let size = base_size(slot_dir).ok()?;
     let compacted = fs::read_to_string(slot_dir.join(COMPACTED))
@@ -36,7 +40,7 @@ pub(super) fn compact_if_grown(
     if !compaction_due(compacted, size) {
         return None;
     }
-    let failed = vacuum_full(postgres, slot_dir, owner).err();
+    let failed = vacuum_full(postgres, slot_dir, owner, settings).err();
     // Recorded even after a failure, so that a failing compaction is not tried at every start.
     let recorded = record_size(slot_dir).err().map(|err| err.to_string());
     failed.or(recorded).map(|why| {
@@ -63,7 +67,12 @@ fn compaction_due(compacted: Option<u64>, size: u64) -> bool {
 }
 
 /// `VACUUM FULL` of the `postgres` database, by the server in single-user mode.
-fn vacuum_full(postgres: &Path, slot_dir: &Path, owner: Option<&Owner>) -> Result<(), String> {
+fn vacuum_full(
+    postgres: &Path,
+    slot_dir: &Path,
+    owner: Option<&Owner>,
+    settings: &[&str],
+) -> Result<(), String> {
     let mut command = Command::new(postgres);
     command
         .arg("--single")
@@ -77,6 +86,7 @@ fn vacuum_full(postgres: &Path, slot_dir: &Path, owner: Option<&Owner>) -> Resul
             "-c",
             "lc_messages=C",
         ])
+        .args(settings.iter().flat_map(|setting| ["-c", setting]))
         .arg(DB_NAME)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -276,15 +276,16 @@ impl Healer<'_> {
     ) -> Result<Server, ClusterError> {
         let data_dir = self.slot_dir.join("data");
         notes.extend(stop_orphan(&data_dir, socket_dir)?);
-        notes.extend(compact::compact_if_grown(
-            postgres,
-            self.slot_dir,
-            self.owner,
-        ));
         let extra = match self.pair {
             true => standby::PRIMARY_SETTINGS,
             false => &[],
         };
+        notes.extend(compact::compact_if_grown(
+            postgres,
+            self.slot_dir,
+            self.owner,
+            extra,
+        ));
         match server::launch(postgres, self.slot_dir, socket_dir, self.owner, extra) {
             Err(ClusterError::Cache(CacheError::StartFailed { reason, .. })) => {
                 self.heal(&format!("its server would not start: {reason}"), notes)?;
