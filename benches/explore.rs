@@ -156,7 +156,7 @@ async fn prepare(scenario: &Scenario, level: Level, conninfo: &str) -> (Engine, 
         redis_url: None,
         topology: Default::default(),
     };
-    let (mut engine, _) = Engine::connect(&options).await.expect("connect");
+    let (engine, _) = Engine::connect(&options).await.expect("connect");
     let mut run = engine.prepare(scenario, level).await.expect("prepare");
     run.save_initial_state().await.expect("save");
     (engine, run)

@@ -139,7 +139,7 @@ async fn step_figures(redis: &BenchRedis, dir: &Path) {
         redis_url: Some(redis.url()),
         topology: Default::default(),
     };
-    let (mut engine, _) = Engine::connect(&options).await.expect("engine");
+    let (engine, _) = Engine::connect(&options).await.expect("engine");
     let run_options = RunOptions {
         step_timeout: Duration::from_secs(10),
         stop_when_impossible: false,

@@ -254,10 +254,11 @@ impl Outcome {
 
 /// How many runs share the orders: as many as asked, else one per core, fewer where their
 /// connections (one per session, two of the tool's) would pass [`MAX_CONNECTIONS`]. One, for a
-/// scenario that pauses a standby's replay: the replay is the server's, so runs at once would
-/// pause and resume it for each other.
+/// scenario that uses what the server shares ([`Scenario::shares_the_server`]): runs at once
+/// would pause and resume a standby's replay for each other, or wait for each other's locks
+/// unseen.
 pub fn jobs(asked: Option<usize>, cores: usize, scenario: &Scenario) -> usize {
-    if scenario.uses_replica() {
+    if scenario.shares_the_server() {
         return 1;
     }
     let per_run = scenario.sessions.len() + 2;

@@ -45,7 +45,7 @@ fn deadline() -> tokio::time::Instant {
 #[test]
 fn a_wait_that_ended_is_never_reported_as_waiting() {
     runtime().block_on(async {
-        let (mut engine, _) = Engine::connect(&throwaway())
+        let (engine, _) = Engine::connect(&throwaway())
             .await
             .expect("a MariaDB server");
         let scenario = Scenario::load("lost-update").unwrap();
@@ -99,7 +99,7 @@ fn a_wait_that_ended_is_never_reported_as_waiting() {
 #[test]
 fn a_step_of_several_statements_reports_its_last_rows_or_its_failure() {
     runtime().block_on(async {
-        let (mut engine, _) = Engine::connect(&throwaway())
+        let (engine, _) = Engine::connect(&throwaway())
             .await
             .expect("a MariaDB server");
         let scenario = Scenario::load("lost-update").unwrap();

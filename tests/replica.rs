@@ -88,8 +88,8 @@ fn explored(args: &[&str], repeat: &str) -> Vec<(String, String)> {
 }
 
 /// The paused replay makes the lag a step: the scenario's own order is an anomaly every time,
-/// and with a fix in place no order's outcome depends on timing. Orders in which John reads
-/// while the replay runs are racy, as asynchronous replication is: explore says so.
+/// and with a fix in place no order is ever an anomaly. Orders in which John reads while the
+/// replay runs are racy, as asynchronous replication is: explore says so.
 #[test]
 fn the_lag_is_a_step_and_not_luck() {
     let orders = explored(&[], "10");
@@ -109,10 +109,18 @@ fn the_lag_is_a_step_and_not_luck() {
             assert_eq!(outcome, "anomaly", "{order}");
         }
     }
+    // With a fix, no run of any order is an anomaly. An order that pauses the replay before
+    // John's commit ends the same way every time; one that pauses it after may find his
+    // commit replayed already or not (the replay runs until the pause), so its mechanism may
+    // differ from run to run: seen once in a full suite, `read-your-writes` with `john.lsn
+    // replica.fall-behind john.wait` waited in 4 runs of 5 and read at once in 1.
     for fix in ["remote-apply", "read-your-writes", "primary-read"] {
         for (order, outcome) in explored(&["--fix", fix], "5") {
-            assert!(!outcome.starts_with("racy"), "{fix}: {order}: {outcome}");
-            assert_ne!(outcome, "anomaly", "{fix}: {order}");
+            assert!(!outcome.contains("anomaly"), "{fix}: {order}: {outcome}");
+            let at = |step: &str| order.split(' ').position(|s| s == step).unwrap();
+            if at("replica.fall-behind") < at("john.commit") {
+                assert!(!outcome.starts_with("racy"), "{fix}: {order}: {outcome}");
+            }
         }
     }
 }

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
+mod runs;
+
+use runs::run_all;
+
 use crate::engine::{Choice, ConnectOptions, Engine, EngineError, Run};
 use crate::explore::{Exploration, Explored, Orders, Outcome as ExploreOutcome};
 use crate::level::Level;
@@ -276,7 +280,7 @@ fn warn_of_privileges(engine: &Engine, scenarios: &[Scenario], notice: &mut dyn 
 
 /// Why `scenario` cannot run on `engine`, if it cannot: its fix needs what the engine lacks, or
 /// it needs nodes the engine cannot give.
-fn not_available(engine: &Engine, scenario: &Scenario) -> Option<String> {
+pub(crate) fn not_available(engine: &Engine, scenario: &Scenario) -> Option<String> {
     scenario
         .applied
         .as_ref()
@@ -352,7 +356,7 @@ fn conclude<T>(
     }
 }
 
-fn report(
+pub(crate) fn report(
     engine: &Engine,
     scenario: &Scenario,
     level: Level,
@@ -375,72 +379,6 @@ fn report(
         expected_in: expectation.map(|e| e.table.clone()),
         engine: info,
     }
-}
-
-async fn run_all(
-    engine: &mut Engine,
-    request: &Request,
-    interleavings: &[Interleaving],
-    progress: &mut dyn FnMut(&Report),
-    mut pause: Option<Pause<'_>>,
-) -> Result<Runs, AppError> {
-    let mut runs = Runs::default();
-    let kind = engine.info().name;
-    for (scenario, interleaving) in request.scenarios.iter().zip(interleavings) {
-        if let Some(why) = not_available(engine, scenario) {
-            if request.scenarios.len() == 1 {
-                return Err(AppError::Usage(format!(
-                    "{} is not available on {kind}: {why}",
-                    scenario.label()
-                )));
-            }
-            let info = engine.info();
-            runs.not_run.push(NotRun {
-                label: scenario.label(),
-                engine: format!("{} {}", info.name, info.version),
-                why: why.to_string(),
-            });
-            continue;
-        }
-        let scenario = &scenario.for_engine(kind);
-        // One run serves every level where the engine can reset it to as good as new.
-        let mut kept: Option<Run> = None;
-        for (i, &level) in request.levels.iter().enumerate() {
-            let mut run = match kept.take() {
-                Some(mut run) => match run.relevel(engine, scenario, level).await? {
-                    true => run,
-                    false => {
-                        run.finish().await?;
-                        engine.prepare(scenario, level).await?
-                    }
-                },
-                None => engine.prepare(scenario, level).await?,
-            };
-            if i == 0 && request.levels.len() > 1 && run.relevels() {
-                run.save_initial_state().await?;
-            }
-            let timeline = replay(
-                &mut run,
-                scenario,
-                interleaving,
-                request.options,
-                pause.as_mut().map(|p| &mut **p as Pause<'_>),
-            )
-            .await?;
-            if timeline.stopped {
-                run.finish().await?;
-                return Err(AppError::Quit);
-            }
-            kept = Some(run);
-            let report = report(engine, scenario, level, interleaving, timeline);
-            progress(&report);
-            runs.reports.push(report);
-        }
-        if let Some(run) = kept {
-            run.finish().await?;
-        }
-    }
-    Ok(runs)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

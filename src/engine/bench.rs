@@ -43,7 +43,7 @@ impl Run {
 impl Engine {
     /// `n` Redis lock clients (the bench's `redis-lock`), on the Redis beside the database:
     /// `--redis-url`'s, or a throwaway one started now.
-    pub async fn redis_locks(&mut self, n: usize) -> Result<Vec<RedisLock>, EngineError> {
+    pub async fn redis_locks(&self, n: usize) -> Result<Vec<RedisLock>, EngineError> {
         self.redis().await?.locks(n).await
     }
 }

@@ -105,8 +105,10 @@ pub(crate) trait Backend {
         }
     }
 
+    /// Runs may be prepared and driven at once on one engine (`app.rs`): each has its own
+    /// schema, database or file, and connections.
     async fn prepare(
-        &mut self,
+        &self,
         scenario: &Scenario,
         levels: &[SessionLevel],
     ) -> Result<Box<dyn BackendRun>, EngineError>;
@@ -183,7 +185,7 @@ pub(crate) trait BackendRun {
 pub struct Engine {
     backend: Box<dyn Backend>,
     /// Connected (or started) when the first scenario with Redis steps is prepared.
-    redis: Option<redis::Redis>,
+    redis: tokio::sync::OnceCell<redis::Redis>,
     redis_url: Option<String>,
     connect_timeout: Duration,
 }
@@ -246,7 +248,7 @@ impl Engine {
         };
         let engine = Engine {
             backend,
-            redis: None,
+            redis: tokio::sync::OnceCell::new(),
             redis_url: options.redis_url.clone(),
             connect_timeout: options.connect_timeout,
         };
@@ -270,7 +272,7 @@ impl Engine {
         info.detail
             .push_str(&self.backend.detail_at(scenario, levels));
         if scenario.uses_redis() {
-            info.redis = self.redis.as_ref().map(|r| r.description().to_string());
+            info.redis = self.redis.get().map(|r| r.description().to_string());
         }
         info
     }
@@ -306,7 +308,7 @@ impl Engine {
 
     /// Sets up the scenario's data privately and opens one connection per session, each at its
     /// level in a run at `level` ([`Engine::session_levels`]).
-    pub async fn prepare(&mut self, scenario: &Scenario, level: Level) -> Result<Run, EngineError> {
+    pub async fn prepare(&self, scenario: &Scenario, level: Level) -> Result<Run, EngineError> {
         let levels = self.session_levels(scenario, level);
         let redis = match scenario.uses_redis() {
             true => Some(self.redis().await?.run(scenario.sessions.len()).await?),
@@ -316,20 +318,22 @@ impl Engine {
         Ok(Run { db, redis })
     }
 
-    /// The Redis beside the database: connected, or started, the first time it is needed.
-    async fn redis(&mut self) -> Result<&mut redis::Redis, EngineError> {
-        if self.redis.is_none() {
-            let (redis, _) =
-                redis::Redis::open(self.redis_url.as_deref(), self.connect_timeout).await?;
-            self.redis = Some(redis);
-        }
-        Ok(self.redis.as_mut().expect("just connected"))
+    /// The Redis beside the database: connected, or started, the first time it is needed
+    /// (by one run, while the others that need it wait).
+    async fn redis(&self) -> Result<&redis::Redis, EngineError> {
+        self.redis
+            .get_or_try_init(|| async {
+                let opened =
+                    redis::Redis::open(self.redis_url.as_deref(), self.connect_timeout).await?;
+                Ok(opened.0)
+            })
+            .await
     }
 
     /// Removes whatever a run that did not finish left (schemas, files) and stops a throwaway
     /// server. Safe to call after an interrupted or panicked run.
     pub async fn close(self) -> Result<(), EngineError> {
-        let redis = match self.redis {
+        let redis = match self.redis.into_inner() {
             Some(redis) => redis.close().await,
             None => Ok(()),
         };

@@ -8,6 +8,7 @@ mod per_engine;
 #[cfg(test)]
 mod prose;
 mod raw;
+mod shares;
 pub mod template;
 pub mod topology;
 pub mod version;

@@ -238,7 +238,7 @@ impl Backend for MariaEngine {
     }
 
     async fn prepare(
-        &mut self,
+        &self,
         scenario: &Scenario,
         levels: &[SessionLevel],
     ) -> Result<Box<dyn BackendRun>, EngineError> {

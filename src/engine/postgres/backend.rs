@@ -109,7 +109,7 @@ impl Backend for PgEngine {
     }
 
     async fn prepare(
-        &mut self,
+        &self,
         scenario: &Scenario,
         levels: &[SessionLevel],
     ) -> Result<Box<dyn BackendRun>, EngineError> {

@@ -221,7 +221,7 @@ impl PgEngine {
     }
 
     pub async fn prepare(
-        &mut self,
+        &self,
         scenario: &Scenario,
         levels: &[SessionLevel],
     ) -> Result<PgRun, EngineError> {

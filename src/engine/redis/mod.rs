@@ -17,6 +17,7 @@ pub(crate) mod server;
 pub use lock::RedisLock;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -36,7 +37,7 @@ pub(crate) struct Redis {
     description: String,
     /// This process's part of every key's prefix, and of its connections' names.
     tag: String,
-    runs: u32,
+    runs: AtomicU32,
     connect_timeout: Duration,
 }
 
@@ -96,7 +97,7 @@ impl Redis {
             control,
             description: String::new(),
             tag,
-            runs: 0,
+            runs: AtomicU32::new(0),
             connect_timeout,
             server: None,
         };
@@ -120,8 +121,8 @@ impl Redis {
     }
 
     /// A run's Redis: `sessions` connections, and a prefix no other run shares.
-    pub(crate) async fn run(&mut self, sessions: usize) -> Result<RedisRun, EngineError> {
-        self.runs += 1;
+    pub(crate) async fn run(&self, sessions: usize) -> Result<RedisRun, EngineError> {
+        let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         let mut connections = Vec::with_capacity(sessions);
         for _ in 0..sessions {
             // A session's command may block (BLPOP): the step timeout bounds it, not this.
@@ -132,7 +133,7 @@ impl Redis {
         Ok(RedisRun {
             sessions: connections,
             control: self.control.clone(),
-            prefix: footprint::prefix(&self.tag, self.runs),
+            prefix: footprint::prefix(&self.tag, run),
             keys: BTreeSet::new(),
             owners: HashMap::new(),
         })
@@ -140,9 +141,9 @@ impl Redis {
 
     /// `n` lock clients for the bench, each on a connection of its own, under a prefix no run
     /// shares; their keys go with the process's at [`Redis::close`], or with their leases.
-    pub(crate) async fn locks(&mut self, n: usize) -> Result<Vec<RedisLock>, EngineError> {
-        self.runs += 1;
-        let prefix = footprint::prefix(&self.tag, self.runs);
+    pub(crate) async fn locks(&self, n: usize) -> Result<Vec<RedisLock>, EngineError> {
+        let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        let prefix = footprint::prefix(&self.tag, run);
         let mut locks = Vec::with_capacity(n);
         for worker in 0..n {
             let mut connection = connect(&self.client, self.connect_timeout, None, "Redis").await?;

@@ -8,6 +8,7 @@ mod session;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -31,7 +32,7 @@ pub struct SqliteEngine {
     /// An exclusive `flock` on the folder's lock file for the engine's life: a later run that
     /// can take it knows the owner is gone (killed, say) and removes the folder.
     _lock: Flock<File>,
-    runs: u32,
+    runs: AtomicU32,
 }
 
 /// Every engine's folder starts so, in the temporary directory.
@@ -104,17 +105,17 @@ impl SqliteEngine {
             },
             dir,
             _lock: lock,
-            runs: 0,
+            runs: AtomicU32::new(0),
         })
     }
 
     fn prepare(
-        &mut self,
+        &self,
         scenario: &Scenario,
         levels: &[SessionLevel],
     ) -> Result<SqliteRun, EngineError> {
-        self.runs += 1;
-        let path = self.dir.path().join(format!("run-{}.db", self.runs));
+        let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        let path = self.dir.path().join(format!("run-{run}.db"));
         let setup = Connection::open(&path).map_err(sqlite_error)?;
         setup
             .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get::<_, String>(0))
@@ -196,7 +197,7 @@ impl Backend for SqliteEngine {
     }
 
     async fn prepare(
-        &mut self,
+        &self,
         scenario: &Scenario,
         levels: &[SessionLevel],
     ) -> Result<Box<dyn BackendRun>, EngineError> {

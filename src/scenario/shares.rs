@@ -1,0 +1,57 @@
+//! Whether a scenario's runs meet on what the whole server shares: then they cannot run two at
+//! once (`app/runs.rs`, explore's `--jobs`).
+
+use super::template::Part;
+use super::{Scenario, StepKind};
+
+/// SQL that reaches what the whole server shares, whatever the run's schema or database: a lock
+/// by name (PostgreSQL's advisory locks are the database's, MariaDB's `GET_LOCK` names the
+/// server's), or the global read lock.
+const SERVER_WIDE: [&str; 3] = ["pg_advisory", "get_lock", "flush tables"];
+
+impl Scenario {
+    /// Whether runs of the scenario use what the whole server shares, so that two at once
+    /// would meet there: a standby's replay or a node's appliers (replica steps), or SQL that
+    /// names a server-wide lock ([`SERVER_WIDE`]). Another run's session holding what one of
+    /// its sessions waits for would go unseen: a probe asks only about the run's own sessions.
+    pub fn shares_the_server(&self) -> bool {
+        let texts = self
+            .sessions
+            .iter()
+            .flat_map(|s| &s.steps)
+            .filter(|step| step.kind == StepKind::Sql)
+            .flat_map(|step| std::iter::once(&step.sql).chain(step.sql_on.iter().map(|(_, t)| t)))
+            .flat_map(|template| &template.parts)
+            .filter_map(|part| match part {
+                Part::Text(text) => Some(text.as_str()),
+                Part::Hole(_) => None,
+            })
+            .chain([self.setup.as_str()]);
+        self.uses_replica()
+            || texts
+                .map(str::to_lowercase)
+                .any(|text| SERVER_WIDE.iter().any(|wide| text.contains(wide)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin(id: &str) -> Scenario {
+        Scenario::builtins()
+            .into_iter()
+            .find(|s| s.id == id)
+            .expect("a built-in")
+    }
+
+    #[test]
+    fn what_the_server_shares_is_found() {
+        assert!(!builtin("lost-update").shares_the_server());
+        assert!(!builtin("distributed-lock").shares_the_server());
+        assert!(builtin("stale-replica-read").shares_the_server());
+        assert!(builtin("cross-node-lost-update").shares_the_server());
+        let advisory = builtin("distributed-lock").with_fix("advisory").unwrap();
+        assert!(advisory.shares_the_server());
+    }
+}
