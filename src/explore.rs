@@ -254,11 +254,11 @@ impl Outcome {
 
 /// How many runs share the orders: as many as asked, else one per core, fewer where their
 /// connections (one per session, two of the tool's) would pass [`MAX_CONNECTIONS`]. One, for a
-/// scenario that uses what the server shares ([`Scenario::shares_the_server`]): runs at once
-/// would pause and resume a standby's replay for each other, or wait for each other's locks
-/// unseen.
+/// scenario that must run alone ([`Scenario::runs_alone`]): runs at once would pause and
+/// resume a standby's replay for each other, wait for each other's locks unseen, or outlast a
+/// lease.
 pub fn jobs(asked: Option<usize>, cores: usize, scenario: &Scenario) -> usize {
-    if scenario.shares_the_server() {
+    if scenario.runs_alone() {
         return 1;
     }
     let per_run = scenario.sessions.len() + 2;

@@ -24,6 +24,12 @@ fn listener(reply: Option<&'static [u8]>) -> u16 {
                     let _ = stream.read_exact(&mut rest);
                 }
                 let _ = stream.write_all(reply);
+                // Closed with bytes of the client's unread, the socket would be reset, and the
+                // client could meet the reset before the reply (seen under load): end the
+                // reply, then read what the client still sends until it closes.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let _ = std::io::copy(&mut stream, &mut std::io::sink());
                 continue;
             }
             held.push(stream);

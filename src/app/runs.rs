@@ -5,8 +5,8 @@
 //! database (a round trip, a setup's DDL, a Redis lease running out), the others work. Runs do
 //! not see each other: each has its own schema, database or file, its own connections and its
 //! own Redis key prefix, and a probe asks only about the run's own sessions. What the server
-//! shares is not private, so a scenario that uses it runs alone
-//! ([`Scenario::shares_the_server`]). The reports come back in the request's order, whatever
+//! shares is not private, and a Redis lease is timed, so a scenario that uses either runs
+//! alone ([`Scenario::runs_alone`]). The reports come back in the request's order, whatever
 //! order the runs end in.
 
 use std::cell::RefCell;
@@ -54,11 +54,7 @@ pub(super) async fn run_all(
         let each = each.map(|(scenario, interleaving)| async move {
             // Every permit, for a scenario that must run alone. Permits go in the order asked
             // for, so a scenario that waits for all of them holds back the ones after it.
-            let permits = if scenario.shares_the_server() {
-                AT_ONCE
-            } else {
-                1
-            };
+            let permits = if scenario.runs_alone() { AT_ONCE } else { 1 };
             let _permits = gate
                 .acquire_many(permits as u32)
                 .await
