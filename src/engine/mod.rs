@@ -105,7 +105,7 @@ pub(crate) trait Backend {
         }
     }
 
-    /// Runs may be prepared and driven at once on one engine (`app.rs`): each has its own
+    /// Runs may be prepared and driven at once on one engine (`app/runs.rs`): each has its own
     /// schema, database or file, and connections.
     async fn prepare(
         &self,
