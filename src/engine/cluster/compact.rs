@@ -22,17 +22,15 @@ const COMPACT_GROWTH: u64 = 2 * 1024 * 1024;
 const COMPACTED: &str = "compacted";
 
 /// Compacts the slot's databases if they have grown by [`COMPACT_GROWTH`] since the last
-/// compaction (or since initdb; a slot from before these records is compacted once); returns a
-/// note if that failed. Run while no server uses the slot, with the server's own `settings`: a
-/// pair's primary keeps the WAL its standby has yet to replay (`wal_keep_size`), or else the
-/// compaction's checkpoint would remove it, and the standby, left behind, would have to be
-/// copied again (10 s of waiting for it to stream first).
+/// compaction (or since initdb; a slot from before these records is compacted once): `None`
+/// when none was due, else whether it worked (a note when not). Run while no server uses the
+/// slot, with the server's own `settings`.
 pub(super) fn compact_if_grown(
     postgres: &Path,
     slot_dir: &Path,
     owner: Option<&Owner>,
     settings: &[&str],
-) -> Option<String> {
+) -> Option<Result<(), String>> {
     let size = base_size(slot_dir).ok()?;
     let compacted = fs::read_to_string(slot_dir.join(COMPACTED))
         .ok()
@@ -43,11 +41,12 @@ pub(super) fn compact_if_grown(
     let failed = vacuum_full(postgres, slot_dir, owner, settings).err();
     // Recorded even after a failure, so that a failing compaction is not tried at every start.
     let recorded = record_size(slot_dir).err().map(|err| err.to_string());
-    failed.or(recorded).map(|why| {
-        format!(
+    Some(match failed.or(recorded) {
+        None => Ok(()),
+        Some(why) => Err(format!(
             "compacting the cached PostgreSQL cluster in {} failed ({why})",
             slot_dir.display()
-        )
+        )),
     })
 }
 

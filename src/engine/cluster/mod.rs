@@ -280,12 +280,19 @@ impl Healer<'_> {
             true => standby::PRIMARY_SETTINGS,
             false => &[],
         };
-        notes.extend(compact::compact_if_grown(
-            postgres,
-            self.slot_dir,
-            self.owner,
-            extra,
-        ));
+        if let Some(compacted) =
+            compact::compact_if_grown(postgres, self.slot_dir, self.owner, extra)
+        {
+            notes.extend(compacted.err());
+            // A pair's standby would replay the rewritten catalogs, holding their locks, before
+            // a session could log in there: a login once waited past its 5 s in CI. A fresh
+            // copy of the compacted primary is quick and certain. (The compaction keeps the
+            // pair's `wal_keep_size` all the same: without it, its checkpoint removed the WAL
+            // the standby needed, and each such start waited 10 s for it to stream.)
+            if self.pair {
+                standby::discard(self.slot_dir)?;
+            }
+        }
         match server::launch(postgres, self.slot_dir, socket_dir, self.owner, extra) {
             Err(ClusterError::Cache(CacheError::StartFailed { reason, .. })) => {
                 self.heal(&format!("its server would not start: {reason}"), notes)?;
