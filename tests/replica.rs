@@ -251,7 +251,11 @@ fn a_compacted_primary_gets_a_fresh_standby() {
     fs::remove_file(slot.join("compacted")).unwrap();
     let compacting = run_in(cache.path());
     assert!(compacting.status.success(), "{}", stderr(&compacting));
-    assert!(!stderr(&compacting).contains("notice"), "{}", stderr(&compacting));
+    assert!(
+        !stderr(&compacting).contains("notice"),
+        "{}",
+        stderr(&compacting)
+    );
     assert!(slot.join("compacted").exists(), "the start compacted");
     assert!(!marker.exists(), "the standby is a fresh copy");
     assert!(slot.join("standby/standby.signal").exists());
