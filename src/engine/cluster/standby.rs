@@ -118,8 +118,10 @@ pub(super) fn launch(
     Ok(Standby { server, socket_dir })
 }
 
-/// Removes the standby's copy, to be made again from the primary.
+/// Removes the standby's copy, to be made again from the primary; first stops a standby an
+/// earlier run left running on it, which would otherwise outlive its directory.
 pub(super) fn discard(slot_dir: &Path) -> Result<(), ClusterError> {
+    stop_orphan(&slot_dir.join("standby"), &slot_dir.join("sock-standby"))?;
     remove_any(&slot_dir.join("standby.damaged"))?;
     let dir = slot_dir.join("standby");
     if dir.exists() {
