@@ -25,7 +25,7 @@ pub(crate) fn start(cache: Option<&Path>, nodes: usize) -> GaleraCluster {
     started.unwrap_or_else(|err| panic!("{err} (scripts/test installs MariaDB and galera-4)"))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -9,7 +9,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde_json::Value;
 
-use crate::galera_server::start;
+use crate::galera_server::{runtime, start};
 use crate::support::{anomalies, stderr, stdout};
 
 /// A cluster of the test's own, with a connection per node that reads what the cluster
@@ -23,10 +23,7 @@ struct UserCluster {
 impl UserCluster {
     fn start() -> UserCluster {
         let cluster = start(None, 2);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let conns = runtime.block_on(async {
             let mut conns = Vec::new();
             for node in 1..=2 {

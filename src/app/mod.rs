@@ -68,16 +68,9 @@ pub async fn run(
             .map_err(AppError::Usage)?;
         interleavings.push(interleaving.clone());
     }
-    let mut engine = connect(&needing(&request.connect, &request.scenarios), notice).await?;
+    let engine = connect(&needing(&request.connect, &request.scenarios), notice).await?;
     warn_of_privileges(&engine, &request.scenarios, notice);
-    let outcome = guarded(run_all(
-        &mut engine,
-        request,
-        &interleavings,
-        progress,
-        pause,
-    ))
-    .await;
+    let outcome = guarded(run_all(&engine, request, &interleavings, progress, pause)).await;
     conclude(outcome, engine.close().await)
 }
 

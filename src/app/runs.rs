@@ -33,13 +33,12 @@ enum Ran {
 /// named in [`Runs::not_run`], or is the error when it is the only one. In step mode
 /// (`pause`) one scenario runs at a time.
 pub(super) async fn run_all(
-    engine: &mut Engine,
+    engine: &Engine,
     request: &Request,
     interleavings: &[Interleaving],
     progress: &mut dyn FnMut(&Report),
     mut pause: Option<Pause<'_>>,
 ) -> Result<Runs, AppError> {
-    let engine: &Engine = engine;
     let progress = RefCell::new(progress);
     let mut ran = Vec::new();
     let each = request.scenarios.iter().zip(interleavings);

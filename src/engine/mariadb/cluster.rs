@@ -85,9 +85,7 @@ async fn open_throwaway(options: &ConnectOptions) -> Result<Connected, EngineErr
         admins: Vec::new(),
         throwaway: Some(cluster),
     };
-    let timeout = options.connect_timeout;
-    let engine = MariaEngine::connect(cluster.opts(0).clone(), timeout, &cluster.target(0)).await?;
-    cluster.admins = admins(&cluster, &engine, timeout).await?;
+    let engine = connect_nodes(&mut cluster, options.connect_timeout).await?;
     // The cluster is ours alone: clear what a run killed without a chance to clean up left.
     drop_all(&engine.admin).await?;
     let engine = MariaEngine {
@@ -112,9 +110,7 @@ async fn open_users(first: &str, options: &ConnectOptions) -> Result<Connected, 
         admins: Vec::new(),
         throwaway: None,
     };
-    let timeout = options.connect_timeout;
-    let engine = MariaEngine::connect(cluster.opts(0).clone(), timeout, &cluster.target(0)).await?;
-    cluster.admins = admins(&cluster, &engine, timeout).await?;
+    let engine = connect_nodes(&mut cluster, options.connect_timeout).await?;
     let all: Vec<&Worker> = std::iter::once(&engine.admin)
         .chain(&cluster.admins)
         .collect();
@@ -148,20 +144,20 @@ async fn open_users(first: &str, options: &ConnectOptions) -> Result<Connected, 
     Ok((Box::new(engine), None))
 }
 
-/// The engine's connections to nodes 2 and up, with its own limits.
-async fn admins(
-    cluster: &Cluster,
-    engine: &MariaEngine,
+/// The engine on node 1, and its admin connections to nodes 2 and up, each with the engine's
+/// own limits.
+async fn connect_nodes(
+    cluster: &mut Cluster,
     timeout: std::time::Duration,
-) -> Result<Vec<Worker>, EngineError> {
-    let mut admins = Vec::new();
+) -> Result<MariaEngine, EngineError> {
+    let engine = MariaEngine::connect(cluster.opts(0).clone(), timeout, &cluster.target(0)).await?;
     for node in 1..cluster.len() {
         let admin =
             Worker::start(connect(cluster.opts(node), timeout, &cluster.target(node)).await?);
         own_limits(&admin, engine.mariadb).await?;
-        admins.push(admin);
+        cluster.admins.push(admin);
     }
-    Ok(admins)
+    Ok(engine)
 }
 
 /// What a node says of itself in its `wsrep_%` status.
