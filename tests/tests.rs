@@ -16,6 +16,7 @@ mod galera_server;
 mod galera_url;
 mod html;
 mod json_schema;
+mod kept_run;
 mod mariadb;
 mod mariadb_heal;
 mod mariadb_server;

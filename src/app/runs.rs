@@ -5,8 +5,9 @@
 //! database (a round trip, a setup's DDL), the others work. Runs do
 //! not see each other: each has its own schema, database or file, its own connections and its
 //! own Redis key prefix, and a probe asks only about the run's own sessions. What the server
-//! shares is not private, and a Redis lease is timed, so a scenario that uses either runs
-//! alone ([`Scenario::runs_alone`]). The reports come back in the request's order, whatever
+//! shares is not private, so a scenario that uses it runs alone; and a Redis lease is timed, so
+//! a scenario that uses one runs only beside other such scenarios, which mostly wait
+//! ([`Scenario::company`]). The reports come back in the request's order, whatever
 //! order the runs end in.
 
 use std::cell::RefCell;
@@ -17,11 +18,28 @@ use super::{not_available, report, AppError, Request, Runs};
 use crate::engine::{Engine, Run};
 use crate::report::{NotRun, Report};
 use crate::runner::{replay, Pause};
-use crate::scenario::{Interleaving, Scenario};
+use crate::scenario::{Company, Interleaving, Scenario};
 
 /// How many scenarios run at once on one engine. More than the cores: most of a run is waiting
 /// for the server (1, 4 and 8 at once measured; 4 and 8 gave the same).
 const AT_ONCE: usize = 4;
+
+/// The request's scenarios in order, in groups that run as one: a scenario on its own, or up to
+/// [`AT_ONCE`] timed ones in a row ([`Company::Timed`]), which run at once with nothing else
+/// beside them.
+fn company_groups<T: Copy>(items: &[T], company: impl Fn(&T) -> Company) -> Vec<(Company, Vec<T>)> {
+    let mut groups: Vec<(Company, Vec<T>)> = Vec::new();
+    for item in items {
+        let kind = company(item);
+        match groups.last_mut() {
+            Some((Company::Timed, group)) if kind == Company::Timed && group.len() < AT_ONCE => {
+                group.push(*item)
+            }
+            _ => groups.push((kind, vec![*item])),
+        }
+    }
+    groups
+}
 
 /// What one scenario of the request gave.
 enum Ran {
@@ -50,17 +68,30 @@ pub(super) async fn run_all(
     } else {
         let gate = Semaphore::new(AT_ONCE);
         let (gate, progress) = (&gate, &progress);
-        let each = each.map(|(scenario, interleaving)| async move {
-            // Every permit, for a scenario that must run alone. Permits go in the order asked
-            // for, so a scenario that waits for all of them holds back the ones after it.
-            let permits = if scenario.runs_alone() { AT_ONCE } else { 1 };
+        let each: Vec<_> = each.collect();
+        let groups = company_groups(&each, |(scenario, _)| scenario.company());
+        let groups = groups.into_iter().map(|(company, group)| async move {
+            // Every permit, for runs that must not have just any run beside them. Permits go
+            // in the order asked for, so a group that waits for all of them holds back the
+            // ones after it.
+            let permits = match company {
+                Company::Anyone => 1,
+                Company::Timed | Company::Nobody => AT_ONCE,
+            };
             let _permits = gate
                 .acquire_many(permits as u32)
                 .await
                 .map_err(|e| AppError::Usage(format!("the runs' gate closed: {e}")))?;
-            run_one(engine, request, scenario, interleaving, progress, None).await
+            let runs = group.iter().map(|&(scenario, interleaving)| {
+                run_one(engine, request, scenario, interleaving, progress, None)
+            });
+            futures_util::future::try_join_all(runs).await
         });
-        ran = futures_util::future::try_join_all(each).await?;
+        ran = futures_util::future::try_join_all(groups)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
     }
     let mut runs = Runs::default();
     for one in ran {
@@ -135,4 +166,32 @@ async fn run_one(
         run.finish().await?;
     }
     Ok(Ran::Reports(reports))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timed_scenarios_in_a_row_run_as_one_group() {
+        use Company::*;
+        let items = [
+            Anyone, Timed, Timed, Nobody, Timed, Timed, Timed, Timed, Timed, Anyone,
+        ];
+        let groups: Vec<(Company, usize)> = company_groups(&items, |c| *c)
+            .into_iter()
+            .map(|(company, group)| (company, group.len()))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                (Anyone, 1),
+                (Timed, 2),
+                (Nobody, 1),
+                (Timed, AT_ONCE),
+                (Timed, 5 - AT_ONCE),
+                (Anyone, 1)
+            ]
+        );
+    }
 }

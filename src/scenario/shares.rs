@@ -9,15 +9,38 @@ use super::{Scenario, StepKind};
 /// server's), or the global read lock.
 const SERVER_WIDE: [&str; 3] = ["pg_advisory", "get_lock", "flush tables"];
 
+/// Which runs may run beside a scenario's runs, at once on the one thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Company {
+    /// Any run that welcomes company.
+    Anyone,
+    /// Only other timed runs ([`Company::Timed`]), which spend their time waiting on a lease
+    /// and so hold nobody up; never a run that keeps the thread busy.
+    Timed,
+    /// None: the run meets others on what the whole server shares.
+    Nobody,
+}
+
 impl Scenario {
-    /// Whether a run of the scenario must have the server, and this process's thread, to
-    /// itself: it shares the server ([`Scenario::shares_the_server`]), or its story is timed
-    /// by a Redis lease (100 ms in the built-ins). Beside other runs on the one thread, a run
-    /// can be held up between two steps for longer than the lease, and the story is not told:
-    /// seen once in a CI run, with four scenarios at once on each of three engines, John's
-    /// first `SET NX` got a lock whose lease had already run out.
+    /// Who a run of the scenario may have beside it. Nobody when it shares the server
+    /// ([`Scenario::shares_the_server`]). Only other timed runs when its story is timed by a
+    /// Redis lease (100 ms in the built-ins): beside runs that keep the one thread busy, a run
+    /// can be held up between two steps for longer than the lease, and the story is not told.
+    /// That was seen once in a CI run, with four scenarios at once on each of three engines:
+    /// John's first `SET NX` got a lock whose lease had already run out. Timed runs beside each
+    /// other spend their time waiting for Redis to say a lease is gone.
+    pub fn company(&self) -> Company {
+        match (self.shares_the_server(), self.uses_redis()) {
+            (true, _) => Company::Nobody,
+            (false, true) => Company::Timed,
+            (false, false) => Company::Anyone,
+        }
+    }
+
+    /// Whether a run of the scenario must not have just any run beside it
+    /// ([`Scenario::company`]).
     pub fn runs_alone(&self) -> bool {
-        self.shares_the_server() || self.uses_redis()
+        self.company() != Company::Anyone
     }
 
     /// Whether runs of the scenario use what the whole server shares, so that two at once
@@ -25,8 +48,18 @@ impl Scenario {
     /// names a server-wide lock ([`SERVER_WIDE`]). Another run's session holding what one of
     /// its sessions waits for would go unseen: a probe asks only about the run's own sessions.
     pub fn shares_the_server(&self) -> bool {
-        let texts = self
-            .sessions
+        self.uses_replica()
+            || self
+                .sql_texts()
+                .map(str::to_lowercase)
+                .any(|text| SERVER_WIDE.iter().any(|wide| text.contains(wide)))
+    }
+
+    /// The literal text of every SQL the sessions may run, for every engine: each SQL step's
+    /// (its holes left out) and the setup's (each engine's own too), which may define what a
+    /// step calls.
+    pub fn sql_texts(&self) -> impl Iterator<Item = &str> {
+        self.sessions
             .iter()
             .flat_map(|s| &s.steps)
             .filter(|step| step.kind == StepKind::Sql)
@@ -36,11 +69,8 @@ impl Scenario {
                 Part::Text(text) => Some(text.as_str()),
                 Part::Hole(_) => None,
             })
-            .chain([self.setup.as_str()]);
-        self.uses_replica()
-            || texts
-                .map(str::to_lowercase)
-                .any(|text| SERVER_WIDE.iter().any(|wide| text.contains(wide)))
+            .chain([self.setup.as_str()])
+            .chain(self.setup_on.iter().map(|(_, text)| text.as_str()))
     }
 }
 
@@ -65,6 +95,9 @@ mod tests {
         assert!(advisory.shares_the_server());
         let lease = builtin("distributed-lock").with_fix("redis-setnx").unwrap();
         assert!(!lease.shares_the_server() && lease.runs_alone());
+        assert_eq!(lease.company(), Company::Timed);
+        assert_eq!(advisory.company(), Company::Nobody);
         assert!(!builtin("distributed-lock").runs_alone());
+        assert_eq!(builtin("lost-update").company(), Company::Anyone);
     }
 }

@@ -344,6 +344,7 @@ impl Backend for MariaEngine {
             holders,
             sessions,
             restore: None,
+            restores_all: false,
             ticker: crate::engine::probe::Ticker::new()?,
         }))
     }

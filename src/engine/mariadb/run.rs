@@ -6,12 +6,14 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 
+use super::characteristics_sql;
 use super::footprint::{drop_database, lock, Live};
 use super::galera::hold;
 use super::probe::{get_lock_name, lock_wait};
 use super::worker::{received, step_result, Answer, Worker};
 use crate::engine::probe::{watch, First, Ticker, Watched};
 use crate::engine::{final_rows, first_reply, snapshot_sql, BackendRun, EngineError, Settled};
+use crate::level::SessionLevel;
 use crate::scenario::ReplicaAction;
 use crate::timeline::{ResultSet, StepResult};
 
@@ -30,6 +32,9 @@ pub(super) struct MariaRun {
     pub(super) sessions: Vec<MariaSession>,
     /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
     pub(super) restore: Option<String>,
+    /// Whether the restore gives back all the setup made ([`MariaRun::save_initial_state`]),
+    /// so that the run may serve another level.
+    pub(super) restores_all: bool,
     pub(super) ticker: Ticker,
 }
 
@@ -272,11 +277,62 @@ impl BackendRun for MariaRun {
             .await?;
         let (save, restore) = snapshot_sql(&tables, '`');
         self.control.query(&save).await?;
-        // The tables go back in name order: the restore checks no foreign key meanwhile.
+        // The tables go back in name order: the restore checks no foreign key meanwhile. They
+        // are the run's database's, whatever a final query did with `USE`.
         self.restore = Some(format!(
-            "SET foreign_key_checks = 0; {restore} SET foreign_key_checks = 1"
+            "USE `{}`; SET foreign_key_checks = 0; {restore} SET foreign_key_checks = 1",
+            self.database
         ));
+        // DELETE and INSERT give back the rows, but not an AUTO_INCREMENT counter, a
+        // sequence's position, a system-versioned table's history, nor what a trigger does on
+        // the way.
+        self.restores_all = self
+            .control
+            .value(&format!(
+                "SELECT NOT EXISTS (SELECT 1 FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = '{db}' AND (AUTO_INCREMENT IS NOT NULL \
+                 OR TABLE_TYPE NOT IN ('BASE TABLE', 'VIEW'))) \
+                 AND NOT EXISTS (SELECT 1 FROM information_schema.TRIGGERS \
+                 WHERE TRIGGER_SCHEMA = '{db}')",
+                db = self.database
+            ))
+            .await?
+            .as_deref()
+            == Some("1");
         Ok(())
+    }
+
+    /// Puts the data back and gives every session a connection as good as new at `levels`:
+    /// `COM_RESET_CONNECTION` ends what a session left (its transaction, variables, temporary
+    /// tables, locks), then the database and the level are set as at connect. Only on one
+    /// server (a cluster's nodes would each need their catch-up), with no replica step, and
+    /// where the restore gives back everything the setup made.
+    async fn relevel(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
+        if !self.relevels() || self.restore.is_none() || !self.restores_all {
+            return Ok(false);
+        }
+        // Every session's connection is one server's: where it lacks the reset, none was done.
+        let resets = self.sessions.iter().map(|session| session.worker.reset());
+        for reset in futures_util::future::join_all(resets).await {
+            if !reset? {
+                return Ok(false);
+            }
+        }
+        let restore = self.restore.clone().unwrap_or_default();
+        let sets = self.sessions.iter().zip(levels).map(|(session, level)| {
+            let set = format!("USE `{}`; {}", self.database, characteristics_sql(level));
+            session.worker.submit(&set)
+        });
+        let sets: Vec<_> = sets.collect();
+        self.control.query(&restore).await?;
+        for set in futures_util::future::join_all(sets).await {
+            received(set)?.map_err(|e| EngineError::Mariadb(e.to_string()))?;
+        }
+        Ok(true)
+    }
+
+    fn relevels(&self) -> bool {
+        self.other_nodes.is_empty() && self.holders.is_empty()
     }
 
     async fn reset(&mut self) -> Result<(), EngineError> {

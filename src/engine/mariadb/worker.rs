@@ -22,9 +22,15 @@ pub(super) struct Set {
 
 pub(super) type Answer = Result<Vec<Set>, mysql_async::Error>;
 
-struct Job {
-    sql: String,
-    done: oneshot::Sender<Answer>,
+enum Job {
+    Sql {
+        sql: String,
+        done: oneshot::Sender<Answer>,
+    },
+    /// `COM_RESET_CONNECTION`; answers whether the server has it.
+    Reset {
+        done: oneshot::Sender<Result<bool, mysql_async::Error>>,
+    },
 }
 
 #[derive(Clone)]
@@ -40,8 +46,14 @@ impl Worker {
         let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
         tokio::spawn(async move {
             while let Some(job) = queue.recv().await {
-                let answer = read_sets(&mut conn, &job.sql).await;
-                let _ = job.done.send(answer);
+                match job {
+                    Job::Sql { sql, done } => {
+                        let _ = done.send(read_sets(&mut conn, &sql).await);
+                    }
+                    Job::Reset { done } => {
+                        let _ = done.send(conn.reset().await);
+                    }
+                }
             }
             let _ = conn.disconnect().await;
         });
@@ -52,11 +64,24 @@ impl Worker {
     pub(super) fn submit(&self, sql: &str) -> oneshot::Receiver<Answer> {
         let (done, answer) = oneshot::channel();
         // A closed queue drops `done`, and the receiver reports the connection gone.
-        let _ = self.jobs.send(Job {
+        let _ = self.jobs.send(Job::Sql {
             sql: sql.to_string(),
             done,
         });
         answer
+    }
+
+    /// Resets the connection as the server does for a pooled one (`COM_RESET_CONNECTION`): its
+    /// transaction rolled back, its session variables, user variables, temporary tables,
+    /// prepared statements, table locks and `GET_LOCK` locks gone. `false`, having done
+    /// nothing, on a server without it (MariaDB before 10.2.4, MySQL before 5.7.3).
+    pub(super) async fn reset(&self) -> Result<bool, EngineError> {
+        let (done, answer) = oneshot::channel();
+        let _ = self.jobs.send(Job::Reset { done });
+        answer
+            .await
+            .map_err(|_| EngineError::Mariadb("the connection to the server is gone".into()))?
+            .map_err(|e| EngineError::Mariadb(error_text(&e)))
     }
 
     /// SQL of the tool's own: a server error is an `Err` here.

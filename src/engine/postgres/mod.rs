@@ -68,6 +68,9 @@ pub struct PgRun {
     restore: Option<String>,
     /// Whether the restore gives back exactly what the setup made ([`PgRun::relevel`]).
     restores_all: bool,
+    /// Whether the scenario may define a custom setting, which no reset undefines
+    /// ([`restore::may_define_settings`]).
+    defines_settings: bool,
     live: Live,
     control: Arc<Client>,
     /// Where the setup, the final query and the data's save and reset run: the run's role's
@@ -325,6 +328,7 @@ impl PgEngine {
             schema,
             restore: None,
             restores_all: false,
+            defines_settings: restore::may_define_settings(scenario),
             live: self.live.clone(),
             control,
             data,

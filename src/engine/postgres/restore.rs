@@ -5,6 +5,7 @@ use super::connect::{characteristics_sql, pg_error};
 use super::PgRun;
 use crate::engine::{snapshot_sql, EngineError};
 use crate::level::SessionLevel;
+use crate::scenario::Scenario;
 
 impl PgRun {
     pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
@@ -57,7 +58,11 @@ impl PgRun {
     /// connect. Only where the restore gives back everything the setup made.
     pub async fn relevel(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
         // A session's standby connection would need its own reset: a new run is simpler.
-        if self.restore.is_none() || !self.restores_all || self.replica.is_some() {
+        if self.restore.is_none()
+            || !self.restores_all
+            || self.defines_settings
+            || self.replica.is_some()
+        {
             return Ok(false);
         }
         self.reset().await?;
@@ -106,5 +111,56 @@ impl PgRun {
         }
         restored.map_err(pg_error)?;
         self.standby_caught_up().await
+    }
+}
+
+/// Whether a scenario's SQL may define a custom setting (`SET app.user = …`,
+/// `set_config('app.user', …)`), which `DISCARD ALL` resets to an empty string but cannot
+/// undefine: `current_setting('app.user', true)` then reads `''` where a fresh connection reads
+/// NULL, so a run that may have one is not kept for another level. Judged from the text, which
+/// errs towards a fresh run.
+pub(super) fn may_define_settings(scenario: &Scenario) -> bool {
+    scenario.sql_texts().any(|text| {
+        let text = text.to_lowercase();
+        let words: Vec<&str> = text
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        words.iter().enumerate().any(|(i, word)| {
+            let named = |j: usize| words.get(j).is_some_and(|w| w.contains('.'));
+            match *word {
+                "set_config" | "pg_catalog.set_config" => true,
+                "set" => match words.get(i + 1) {
+                    Some(&"session") | Some(&"local") => named(i + 2),
+                    _ => named(i + 1),
+                },
+                _ => false,
+            }
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_define_settings;
+    use crate::scenario::Scenario;
+
+    #[test]
+    fn a_custom_setting_is_found_in_the_sql() {
+        let with = |sql: &str| {
+            let mut scenario = Scenario::load("lost-update").unwrap();
+            scenario.setup.push_str(sql);
+            may_define_settings(&scenario)
+        };
+        assert!(!with(""));
+        assert!(!with(
+            "SET search_path TO public; SET LOCAL lock_timeout = 1;"
+        ));
+        assert!(with("SET app.user = 'alice';"));
+        assert!(with("set local app.user to 'alice';"));
+        assert!(with("SET SESSION app.user = 1;"));
+        assert!(with(
+            "SELECT pg_catalog.set_config('app.user', 'x', false);"
+        ));
     }
 }
