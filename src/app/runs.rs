@@ -18,27 +18,54 @@ use super::{not_available, report, AppError, Request, Runs};
 use crate::engine::{Engine, Run};
 use crate::report::{NotRun, Report};
 use crate::runner::{replay, Pause};
-use crate::scenario::{Company, Interleaving, Scenario};
+use crate::scenario::{Company, EngineKind, Interleaving, Scenario};
 
 /// How many scenarios run at once on one engine. More than the cores: most of a run is waiting
 /// for the server (1, 4 and 8 at once measured; 4 and 8 gave the same).
 const AT_ONCE: usize = 4;
 
-/// The request's scenarios in order, in groups that run as one: a scenario on its own, or up to
-/// [`AT_ONCE`] timed ones in a row ([`Company::Timed`]), which run at once with nothing else
-/// beside them.
-fn company_groups<T: Copy>(items: &[T], company: impl Fn(&T) -> Company) -> Vec<(Company, Vec<T>)> {
-    let mut groups: Vec<(Company, Vec<T>)> = Vec::new();
+/// The request's scenarios in order, in groups that run as one, each group lanes that run at
+/// once, each lane scenarios that run one after the other on one kept run. A scenario that
+/// welcomes company joins the lane before it when `same_run` says the two can share a run (a
+/// scenario's fixes with its setup and sessions), else starts a group of its own; up to
+/// [`AT_ONCE`] timed ones in a row ([`Company::Timed`]) are a group, a lane each, with nothing
+/// else beside them; one that must run alone is a group alone.
+fn company_groups<T: Copy>(
+    items: &[T],
+    company: impl Fn(&T) -> Company,
+    same_run: impl Fn(&T, &T) -> bool,
+) -> Vec<(Company, Vec<Vec<T>>)> {
+    let mut groups: Vec<(Company, Vec<Vec<T>>)> = Vec::new();
     for item in items {
         let kind = company(item);
-        match groups.last_mut() {
-            Some((Company::Timed, group)) if kind == Company::Timed && group.len() < AT_ONCE => {
-                group.push(*item)
+        match (groups.last_mut(), kind) {
+            (Some((Company::Anyone, lanes)), Company::Anyone)
+                if same_run(lanes[0].last().expect("a lane has a scenario"), item) =>
+            {
+                lanes[0].push(*item)
             }
-            _ => groups.push((kind, vec![*item])),
+            (Some((Company::Timed, lanes)), Company::Timed) if lanes.len() < AT_ONCE => {
+                lanes.push(vec![*item])
+            }
+            _ => groups.push((kind, vec![vec![*item]])),
         }
     }
     groups
+}
+
+/// Whether `b` can run on the run `a` leaves, put back as new: another variant of the same
+/// scenario, with the same sessions on the same nodes and the same setup on this engine. The
+/// engine still decides whether it can relevel the run ([`Run::relevel`]).
+fn same_run(kind: EngineKind, a: &Scenario, b: &Scenario) -> bool {
+    a.id == b.id
+        && a.topology == b.topology
+        && a.uses_redis() == b.uses_redis()
+        && a.sessions.len() == b.sessions.len()
+        && a.sessions
+            .iter()
+            .zip(&b.sessions)
+            .all(|(x, y)| x.name == y.name && x.node == y.node)
+        && a.for_engine(kind).setup == b.for_engine(kind).setup
 }
 
 /// What one scenario of the request gave.
@@ -61,16 +88,21 @@ pub(super) async fn run_all(
     let mut ran = Vec::new();
     let each = request.scenarios.iter().zip(interleavings);
     if pause.is_some() {
-        for (scenario, interleaving) in each {
+        for item in each {
             let pause = pause.as_mut().map(|p| &mut **p as Pause<'_>);
-            ran.push(run_one(engine, request, scenario, interleaving, &progress, pause).await?);
+            ran.extend(run_chain(engine, request, &[item], &progress, pause).await?);
         }
     } else {
         let gate = Semaphore::new(AT_ONCE);
         let (gate, progress) = (&gate, &progress);
         let each: Vec<_> = each.collect();
-        let groups = company_groups(&each, |(scenario, _)| scenario.company());
-        let groups = groups.into_iter().map(|(company, group)| async move {
+        let kind = engine.info().name;
+        let groups = company_groups(
+            &each,
+            |(scenario, _)| scenario.company(),
+            |(a, _), (b, _)| same_run(kind, a, b),
+        );
+        let groups = groups.into_iter().map(|(company, lanes)| async move {
             // Every permit, for runs that must not have just any run beside them. Permits go
             // in the order asked for, so a group that waits for all of them holds back the
             // ones after it.
@@ -82,14 +114,15 @@ pub(super) async fn run_all(
                 .acquire_many(permits as u32)
                 .await
                 .map_err(|e| AppError::Usage(format!("the runs' gate closed: {e}")))?;
-            let runs = group.iter().map(|&(scenario, interleaving)| {
-                run_one(engine, request, scenario, interleaving, progress, None)
-            });
-            futures_util::future::try_join_all(runs).await
+            let lanes = lanes
+                .iter()
+                .map(|lane| run_chain(engine, request, lane, progress, None));
+            futures_util::future::try_join_all(lanes).await
         });
         ran = futures_util::future::try_join_all(groups)
             .await?
             .into_iter()
+            .flatten()
             .flatten()
             .collect();
     }
@@ -103,69 +136,78 @@ pub(super) async fn run_all(
     Ok(runs)
 }
 
-/// One scenario at every level of the request.
-async fn run_one(
+/// Scenarios one after the other, each at every level of the request, on one run where the
+/// engine can put it back as new between them ([`Run::relevel`]).
+async fn run_chain(
     engine: &Engine,
     request: &Request,
-    scenario: &Scenario,
-    interleaving: &Interleaving,
+    chain: &[(&Scenario, &Interleaving)],
     progress: &RefCell<&mut dyn FnMut(&Report)>,
     mut pause: Option<Pause<'_>>,
-) -> Result<Ran, AppError> {
+) -> Result<Vec<Ran>, AppError> {
     let kind = engine.info().name;
-    if let Some(why) = not_available(engine, scenario) {
-        if request.scenarios.len() == 1 {
-            return Err(AppError::Usage(format!(
-                "{} is not available on {kind}: {why}",
-                scenario.label()
-            )));
+    let mut ran = Vec::new();
+    // The run kept for the next level or scenario, and whether its initial state is saved.
+    let mut kept: Option<(Run, bool)> = None;
+    let mut left = chain.len() * request.levels.len();
+    for &(scenario, interleaving) in chain {
+        if let Some(why) = not_available(engine, scenario) {
+            if request.scenarios.len() == 1 {
+                return Err(AppError::Usage(format!(
+                    "{} is not available on {kind}: {why}",
+                    scenario.label()
+                )));
+            }
+            let info = engine.info();
+            ran.push(Ran::NotRun(NotRun {
+                label: scenario.label(),
+                engine: format!("{} {}", info.name, info.version),
+                why: why.to_string(),
+            }));
+            left -= request.levels.len();
+            continue;
         }
-        let info = engine.info();
-        return Ok(Ran::NotRun(NotRun {
-            label: scenario.label(),
-            engine: format!("{} {}", info.name, info.version),
-            why: why.to_string(),
-        }));
+        let scenario = &scenario.for_engine(kind);
+        let mut reports = Vec::new();
+        for &level in &request.levels {
+            left -= 1;
+            let (mut run, mut saved) = match kept.take() {
+                Some((mut run, saved)) => match run.relevel(engine, scenario, level).await? {
+                    true => (run, saved),
+                    false => {
+                        run.finish().await?;
+                        (engine.prepare(scenario, level).await?, false)
+                    }
+                },
+                None => (engine.prepare(scenario, level).await?, false),
+            };
+            if !saved && left > 0 && run.relevels() {
+                run.save_initial_state().await?;
+                saved = true;
+            }
+            let timeline = replay(
+                &mut run,
+                scenario,
+                interleaving,
+                request.options,
+                pause.as_mut().map(|p| &mut **p as Pause<'_>),
+            )
+            .await?;
+            if timeline.stopped {
+                run.finish().await?;
+                return Err(AppError::Quit);
+            }
+            kept = Some((run, saved));
+            let report = report(engine, scenario, level, interleaving, timeline);
+            (progress.borrow_mut())(&report);
+            reports.push(report);
+        }
+        ran.push(Ran::Reports(reports));
     }
-    let scenario = &scenario.for_engine(kind);
-    let mut reports = Vec::new();
-    // One run serves every level where the engine can reset it to as good as new.
-    let mut kept: Option<Run> = None;
-    for (i, &level) in request.levels.iter().enumerate() {
-        let mut run = match kept.take() {
-            Some(mut run) => match run.relevel(engine, scenario, level).await? {
-                true => run,
-                false => {
-                    run.finish().await?;
-                    engine.prepare(scenario, level).await?
-                }
-            },
-            None => engine.prepare(scenario, level).await?,
-        };
-        if i == 0 && request.levels.len() > 1 && run.relevels() {
-            run.save_initial_state().await?;
-        }
-        let timeline = replay(
-            &mut run,
-            scenario,
-            interleaving,
-            request.options,
-            pause.as_mut().map(|p| &mut **p as Pause<'_>),
-        )
-        .await?;
-        if timeline.stopped {
-            run.finish().await?;
-            return Err(AppError::Quit);
-        }
-        kept = Some(run);
-        let report = report(engine, scenario, level, interleaving, timeline);
-        (progress.borrow_mut())(&report);
-        reports.push(report);
-    }
-    if let Some(run) = kept {
+    if let Some((run, _)) = kept {
         run.finish().await?;
     }
-    Ok(Ran::Reports(reports))
+    Ok(ran)
 }
 
 #[cfg(test)]
@@ -178,9 +220,9 @@ mod tests {
         let items = [
             Anyone, Timed, Timed, Nobody, Timed, Timed, Timed, Timed, Timed, Anyone,
         ];
-        let groups: Vec<(Company, usize)> = company_groups(&items, |c| *c)
+        let groups: Vec<(Company, usize)> = company_groups(&items, |c| *c, |_, _| true)
             .into_iter()
-            .map(|(company, group)| (company, group.len()))
+            .map(|(company, lanes)| (company, lanes.len()))
             .collect();
         assert_eq!(
             groups,
@@ -192,6 +234,30 @@ mod tests {
                 (Timed, 5 - AT_ONCE),
                 (Anyone, 1)
             ]
+        );
+    }
+
+    #[test]
+    fn variants_that_can_share_a_run_are_one_lane() {
+        use Company::*;
+        // (company, which run it can share)
+        let items = [
+            (Anyone, 'a'),
+            (Anyone, 'a'),
+            (Anyone, 'b'),
+            (Timed, 'b'),
+            (Anyone, 'b'),
+            (Nobody, 'b'),
+            (Anyone, 'b'),
+            (Anyone, 'b'),
+        ];
+        let groups: Vec<Vec<usize>> = company_groups(&items, |(c, _)| *c, |(_, x), (_, y)| x == y)
+            .into_iter()
+            .map(|(_, lanes)| lanes.iter().map(Vec::len).collect())
+            .collect();
+        assert_eq!(
+            groups,
+            [vec![2], vec![1], vec![1], vec![1], vec![1], vec![2]]
         );
     }
 }

@@ -155,9 +155,14 @@ pub(crate) trait BackendRun {
     async fn reset(&mut self) -> Result<(), EngineError>;
 
     /// Resets the data ([`BackendRun::reset`]) and every session's connection to what a fresh
-    /// one at `levels` would be, and says so; `false`, having done nothing, where the engine
-    /// cannot promise that (then the caller prepares a new run).
-    async fn relevel(&mut self, _levels: &[SessionLevel]) -> Result<bool, EngineError> {
+    /// one at `levels` would be, for `next` (the scenario that ran, or another variant of it
+    /// with the same setup and sessions), and says so; `false`, having done nothing, where the
+    /// engine cannot promise that (then the caller prepares a new run).
+    async fn relevel(
+        &mut self,
+        _next: &Scenario,
+        _levels: &[SessionLevel],
+    ) -> Result<bool, EngineError> {
         Ok(false)
     }
 

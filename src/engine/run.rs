@@ -103,7 +103,7 @@ impl Run {
         level: Level,
     ) -> Result<bool, EngineError> {
         let levels = engine.session_levels(scenario, level);
-        if !self.db.relevel(&levels).await? {
+        if !self.db.relevel(scenario, &levels).await? {
             return Ok(false);
         }
         if let Some(redis) = &mut self.redis {

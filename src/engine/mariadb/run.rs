@@ -14,7 +14,7 @@ use super::worker::{received, step_result, Answer, Worker};
 use crate::engine::probe::{watch, First, Ticker, Watched};
 use crate::engine::{final_rows, first_reply, snapshot_sql, BackendRun, EngineError, Settled};
 use crate::level::SessionLevel;
-use crate::scenario::ReplicaAction;
+use crate::scenario::{ReplicaAction, Scenario};
 use crate::timeline::{ResultSet, StepResult};
 
 pub(super) struct MariaRun {
@@ -307,7 +307,11 @@ impl BackendRun for MariaRun {
     /// tables, locks), then the database and the level are set as at connect. Only on one
     /// server (a cluster's nodes would each need their catch-up), with no replica step, and
     /// where the restore gives back everything the setup made.
-    async fn relevel(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
+    async fn relevel(
+        &mut self,
+        _next: &Scenario,
+        levels: &[SessionLevel],
+    ) -> Result<bool, EngineError> {
         if !self.relevels() || self.restore.is_none() || !self.restores_all {
             return Ok(false);
         }

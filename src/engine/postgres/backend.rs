@@ -175,8 +175,12 @@ impl BackendRun for PgRun {
         PgRun::finish(*self).await
     }
 
-    async fn relevel(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
-        PgRun::relevel(self, levels).await
+    async fn relevel(
+        &mut self,
+        next: &Scenario,
+        levels: &[SessionLevel],
+    ) -> Result<bool, EngineError> {
+        PgRun::relevel(self, next, levels).await
     }
 
     fn relevels(&self) -> bool {

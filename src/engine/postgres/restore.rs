@@ -56,7 +56,13 @@ impl PgRun {
     /// `DISCARD ALL` ends what a session left (its settings, advisory locks, prepared
     /// statements, temporary tables), then the search path and the level are set as at
     /// connect. Only where the restore gives back everything the setup made.
-    pub async fn relevel(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
+    /// `next` is the scenario the run serves from now on: whether it may define a custom
+    /// setting decides the relevel after it.
+    pub async fn relevel(
+        &mut self,
+        next: &Scenario,
+        levels: &[SessionLevel],
+    ) -> Result<bool, EngineError> {
         // A session's standby connection would need its own reset: a new run is simpler.
         if self.restore.is_none()
             || !self.restores_all
@@ -83,6 +89,7 @@ impl PgRun {
         for result in futures_util::future::join_all(resets).await {
             result.map_err(pg_error)?;
         }
+        self.defines_settings = may_define_settings(next);
         Ok(true)
     }
 
