@@ -95,3 +95,23 @@ fn a_postgres_custom_setting_gets_a_fresh_run_per_level() {
     assert_eq!(row(&runs[0], "alice", "who")["mark"], Value::Null);
     as_new("postgres", &runs, false);
 }
+
+/// A scenario's fix with the same setup and sessions runs on the run the scenario left (put
+/// back as new), and sees nothing of it: no row, no mark, no temporary table.
+#[test]
+fn a_fix_after_its_scenario_sees_nothing_it_left() {
+    for engine in ["postgres", "mariadb"] {
+        let output = anomalies()
+            .args(["matrix", "tests/fixtures/kept-run.toml", "--fixes"])
+            .args(["--engine", engine, "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let matrix: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        let cells = matrix["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 8, "{engine}: {matrix}");
+        for cell in cells {
+            assert_eq!(cell["verdict"], "prevented", "{engine}: {cell}");
+        }
+    }
+}
