@@ -25,11 +25,11 @@ use crate::scenario::{Company, EngineKind, Interleaving, Scenario};
 const AT_ONCE: usize = 4;
 
 /// The request's scenarios in order, in groups that run as one, each group lanes that run at
-/// once, each lane scenarios that run one after the other on one kept run. A scenario that
-/// welcomes company joins the lane before it when `same_run` says the two can share a run (a
-/// scenario's fixes with its setup and sessions), else starts a group of its own; up to
-/// [`AT_ONCE`] timed ones in a row ([`Company::Timed`]) are a group, a lane each, with nothing
-/// else beside them; one that must run alone is a group alone.
+/// once, each lane scenarios that run one after the other on one kept run. A scenario joins the
+/// lane before it when both welcome company, or both must run alone, and `same_run` says the
+/// two can share a run (a scenario's fixes with its setup and sessions); else it starts a group
+/// of its own. Up to [`AT_ONCE`] timed ones in a row ([`Company::Timed`]) are a group, a lane
+/// each, with nothing else beside them.
 fn company_groups<T: Copy>(
     items: &[T],
     company: impl Fn(&T) -> Company,
@@ -39,8 +39,9 @@ fn company_groups<T: Copy>(
     for item in items {
         let kind = company(item);
         match (groups.last_mut(), kind) {
-            (Some((Company::Anyone, lanes)), Company::Anyone)
-                if same_run(lanes[0].last().expect("a lane has a scenario"), item) =>
+            (Some((before, lanes)), Company::Anyone | Company::Nobody)
+                if *before == kind
+                    && same_run(lanes[0].last().expect("a lane has a scenario"), item) =>
             {
                 lanes[0].push(*item)
             }

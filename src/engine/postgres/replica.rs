@@ -262,11 +262,8 @@ pub(super) async fn connect_sessions(
         .sessions
         .iter()
         .zip(levels)
-        .map(|(session, level)| {
-            let reads_there = session
-                .steps
-                .iter()
-                .any(|step| step.kind == StepKind::Sql && scenario.topology.is_standby(step.node));
+        .zip(standby_readers(scenario))
+        .map(|((session, level), reads_there)| {
             let level = on_standby(level);
             let name = format!("anomalies {} (standby)", session.name);
             async move {
@@ -278,6 +275,20 @@ pub(super) async fn connect_sessions(
             }
         });
     futures_util::future::try_join_all(connects).await
+}
+
+/// For each session, whether it sends SQL to the standby.
+pub(super) fn standby_readers(scenario: &Scenario) -> Vec<bool> {
+    scenario
+        .sessions
+        .iter()
+        .map(|session| {
+            session
+                .steps
+                .iter()
+                .any(|step| step.kind == StepKind::Sql && scenario.topology.is_standby(step.node))
+        })
+        .collect()
 }
 
 /// A session's level as a hot standby runs it.

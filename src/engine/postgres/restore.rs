@@ -2,7 +2,7 @@
 //! made ready for another level.
 
 use super::connect::{characteristics_sql, pg_error};
-use super::PgRun;
+use super::{replica, PgRun};
 use crate::engine::{snapshot_sql, EngineError};
 use crate::level::SessionLevel;
 use crate::scenario::Scenario;
@@ -55,7 +55,8 @@ impl PgRun {
     /// Puts the data back and gives every session a connection as good as new at `levels`:
     /// `DISCARD ALL` ends what a session left (its settings, advisory locks, prepared
     /// statements, temporary tables), then the search path and the level are set as at
-    /// connect. Only where the restore gives back everything the setup made.
+    /// connect, on the primary and on the standby. Only where the restore gives back everything
+    /// the setup made.
     /// `next` is the scenario the run serves from now on: whether it may define a custom
     /// setting decides the relevel after it.
     pub async fn relevel(
@@ -63,24 +64,43 @@ impl PgRun {
         next: &Scenario,
         levels: &[SessionLevel],
     ) -> Result<bool, EngineError> {
-        // A session's standby connection would need its own reset: a new run is simpler.
-        if self.restore.is_none()
-            || !self.restores_all
-            || self.defines_settings
-            || self.replica.is_some()
+        if self.restore.is_none() || !self.restores_all || self.defines_settings {
+            return Ok(false);
+        }
+        // On a primary with a standby, `next` reads on the standby only where the run has a
+        // session's connection there.
+        let standby_reads = replica::standby_readers(next);
+        if self
+            .sessions
+            .iter()
+            .zip(&standby_reads)
+            .any(|(session, reads)| *reads && session.standby.is_none())
         {
             return Ok(false);
         }
         self.reset().await?;
-        let resets = self.sessions.iter().zip(levels).map(|(session, level)| {
+        // Each connection, the primary's and the standby's, as at connect; a standby runs no
+        // serializable transaction.
+        let connections = self
+            .sessions
+            .iter()
+            .zip(levels)
+            .flat_map(|(session, level)| {
+                let standby = session
+                    .standby
+                    .iter()
+                    .map(move |(client, _)| (client, replica::on_standby(level)));
+                std::iter::once((&session.client, *level)).chain(standby)
+            });
+        let resets = connections.map(|(client, level)| {
             // DISCARD ALL cannot share a query string (an implicit transaction) with the rest;
             // the two go out pipelined, in order.
             let set = format!(
                 "SET search_path TO {}; {}",
                 self.schema,
-                characteristics_sql(level)
+                characteristics_sql(&level)
             );
-            let client = session.client.clone();
+            let client = client.clone();
             async move {
                 let discard = client.batch_execute("DISCARD ALL");
                 tokio::try_join!(discard, client.batch_execute(&set)).map(|_| ())
