@@ -5,10 +5,10 @@
 //! database (a round trip, a setup's DDL), the others work. Runs do
 //! not see each other: each has its own schema, database or file, its own connections and its
 //! own Redis key prefix, and a probe asks only about the run's own sessions. What the server
-//! shares is not private, so a scenario that uses it runs alone; and a Redis lease is timed, so
-//! a scenario that uses one runs only beside other such scenarios, which mostly wait
-//! ([`Scenario::company`]). The reports come back in the request's order, whatever
-//! order the runs end in.
+//! shares is not private, and a Redis lease is timed, so a scenario that uses either runs
+//! alone ([`Scenario::runs_alone`]). A scenario's fixes with its setup and sessions follow it
+//! on the run it leaves, put back as new. The reports come back in the request's order,
+//! whatever order the runs end in.
 
 use std::cell::RefCell;
 
@@ -18,40 +18,34 @@ use super::{not_available, report, AppError, Request, Runs};
 use crate::engine::{Engine, Run};
 use crate::report::{NotRun, Report};
 use crate::runner::{replay, Pause};
-use crate::scenario::{Company, EngineKind, Interleaving, Scenario};
+use crate::scenario::{EngineKind, Interleaving, Scenario};
 
 /// How many scenarios run at once on one engine. More than the cores: most of a run is waiting
 /// for the server (1, 4 and 8 at once measured; 4 and 8 gave the same).
 const AT_ONCE: usize = 4;
 
-/// The request's scenarios in order, in groups that run as one, each group lanes that run at
-/// once, each lane scenarios that run one after the other on one kept run. A scenario joins the
-/// lane before it when both welcome company, or both must run alone, and `same_run` says the
-/// two can share a run (a scenario's fixes with its setup and sessions); else it starts a group
-/// of its own. Up to [`AT_ONCE`] timed ones in a row ([`Company::Timed`]) are a group, a lane
-/// each, with nothing else beside them.
-fn company_groups<T: Copy>(
+/// The request's scenarios in order, in lanes: scenarios that run one after the other on one
+/// kept run, and whether the lane must run alone. A scenario joins the lane before it when both
+/// may have company, or both must run alone, and `same_run` says the two can share a run (a
+/// scenario's fixes with its setup and sessions); else it starts a lane of its own.
+fn lanes<T: Copy>(
     items: &[T],
-    company: impl Fn(&T) -> Company,
+    alone: impl Fn(&T) -> bool,
     same_run: impl Fn(&T, &T) -> bool,
-) -> Vec<(Company, Vec<Vec<T>>)> {
-    let mut groups: Vec<(Company, Vec<Vec<T>>)> = Vec::new();
+) -> Vec<(bool, Vec<T>)> {
+    let mut lanes: Vec<(bool, Vec<T>)> = Vec::new();
     for item in items {
-        let kind = company(item);
-        match (groups.last_mut(), kind) {
-            (Some((before, lanes)), Company::Anyone | Company::Nobody)
-                if *before == kind
-                    && same_run(lanes[0].last().expect("a lane has a scenario"), item) =>
+        let alone = alone(item);
+        match lanes.last_mut() {
+            Some((before, lane))
+                if *before == alone && same_run(lane.last().expect("a lane has one"), item) =>
             {
-                lanes[0].push(*item)
+                lane.push(*item)
             }
-            (Some((Company::Timed, lanes)), Company::Timed) if lanes.len() < AT_ONCE => {
-                lanes.push(vec![*item])
-            }
-            _ => groups.push((kind, vec![vec![*item]])),
+            _ => lanes.push((alone, vec![*item])),
         }
     }
-    groups
+    lanes
 }
 
 /// Whether `b` can run on the run `a` leaves, put back as new: another variant of the same
@@ -98,32 +92,24 @@ pub(super) async fn run_all(
         let (gate, progress) = (&gate, &progress);
         let each: Vec<_> = each.collect();
         let kind = engine.info().name;
-        let groups = company_groups(
+        let lanes = lanes(
             &each,
-            |(scenario, _)| scenario.company(),
+            |(scenario, _)| scenario.runs_alone(),
             |(a, _), (b, _)| same_run(kind, a, b),
         );
-        let groups = groups.into_iter().map(|(company, lanes)| async move {
-            // Every permit, for runs that must not have just any run beside them. Permits go
-            // in the order asked for, so a group that waits for all of them holds back the
-            // ones after it.
-            let permits = match company {
-                Company::Anyone => 1,
-                Company::Timed | Company::Nobody => AT_ONCE,
-            };
+        let lanes = lanes.into_iter().map(|(alone, lane)| async move {
+            // Every permit, for a lane that must run alone. Permits go in the order asked
+            // for, so a lane that waits for all of them holds back the ones after it.
+            let permits = if alone { AT_ONCE } else { 1 };
             let _permits = gate
                 .acquire_many(permits as u32)
                 .await
                 .map_err(|e| AppError::Usage(format!("the runs' gate closed: {e}")))?;
-            let lanes = lanes
-                .iter()
-                .map(|lane| run_chain(engine, request, lane, progress, None));
-            futures_util::future::try_join_all(lanes).await
+            run_chain(engine, request, &lane, progress, None).await
         });
-        ran = futures_util::future::try_join_all(groups)
+        ran = futures_util::future::try_join_all(lanes)
             .await?
             .into_iter()
-            .flatten()
             .flatten()
             .collect();
     }
@@ -216,49 +202,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timed_scenarios_in_a_row_run_as_one_group() {
-        use Company::*;
-        let items = [
-            Anyone, Timed, Timed, Nobody, Timed, Timed, Timed, Timed, Timed, Anyone,
-        ];
-        let groups: Vec<(Company, usize)> = company_groups(&items, |c| *c, |_, _| true)
-            .into_iter()
-            .map(|(company, lanes)| (company, lanes.len()))
-            .collect();
-        assert_eq!(
-            groups,
-            [
-                (Anyone, 1),
-                (Timed, 2),
-                (Nobody, 1),
-                (Timed, AT_ONCE),
-                (Timed, 5 - AT_ONCE),
-                (Anyone, 1)
-            ]
-        );
-    }
-
-    #[test]
     fn variants_that_can_share_a_run_are_one_lane() {
-        use Company::*;
-        // (company, which run it can share)
+        // (alone, which run it can share)
         let items = [
-            (Anyone, 'a'),
-            (Anyone, 'a'),
-            (Anyone, 'b'),
-            (Timed, 'b'),
-            (Anyone, 'b'),
-            (Nobody, 'b'),
-            (Anyone, 'b'),
-            (Anyone, 'b'),
+            (false, 'a'),
+            (false, 'a'),
+            (false, 'b'),
+            (true, 'b'),
+            (true, 'b'),
+            (false, 'b'),
+            (true, 'c'),
+            (false, 'c'),
+            (false, 'c'),
         ];
-        let groups: Vec<Vec<usize>> = company_groups(&items, |(c, _)| *c, |(_, x), (_, y)| x == y)
+        let lanes: Vec<(bool, usize)> = lanes(&items, |(a, _)| *a, |(_, x), (_, y)| x == y)
             .into_iter()
-            .map(|(_, lanes)| lanes.iter().map(Vec::len).collect())
+            .map(|(alone, lane)| (alone, lane.len()))
             .collect();
         assert_eq!(
-            groups,
-            [vec![2], vec![1], vec![1], vec![1], vec![1], vec![2]]
+            lanes,
+            [
+                (false, 2),
+                (false, 1),
+                (true, 2),
+                (false, 1),
+                (true, 1),
+                (false, 2)
+            ]
         );
     }
 }

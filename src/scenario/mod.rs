@@ -15,7 +15,6 @@ pub mod version;
 
 pub use engine_kind::EngineKind;
 pub use load::BUILTIN;
-pub use shares::Company;
 pub use topology::{Node, ReplicaAction, Topology, PRIMARY};
 
 use std::fmt;

@@ -9,38 +9,16 @@ use super::{Scenario, StepKind};
 /// server's), or the global read lock.
 const SERVER_WIDE: [&str; 3] = ["pg_advisory", "get_lock", "flush tables"];
 
-/// Which runs may run beside a scenario's runs, at once on the one thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Company {
-    /// Any run that welcomes company.
-    Anyone,
-    /// Only other timed runs ([`Company::Timed`]), which spend their time waiting on a lease
-    /// and so hold nobody up; never a run that keeps the thread busy.
-    Timed,
-    /// None: the run meets others on what the whole server shares.
-    Nobody,
-}
-
 impl Scenario {
-    /// Who a run of the scenario may have beside it. Nobody when it shares the server
-    /// ([`Scenario::shares_the_server`]). Only other timed runs when its story is timed by a
-    /// Redis lease (100 ms in the built-ins): beside runs that keep the one thread busy, a run
-    /// can be held up between two steps for longer than the lease, and the story is not told.
-    /// That was seen once in a CI run, with four scenarios at once on each of three engines:
-    /// John's first `SET NX` got a lock whose lease had already run out. Timed runs beside each
-    /// other spend their time waiting for Redis to say a lease is gone.
-    pub fn company(&self) -> Company {
-        match (self.shares_the_server(), self.uses_redis()) {
-            (true, _) => Company::Nobody,
-            (false, true) => Company::Timed,
-            (false, false) => Company::Anyone,
-        }
-    }
-
-    /// Whether a run of the scenario must not have just any run beside it
-    /// ([`Scenario::company`]).
+    /// Whether a run of the scenario must have the server, and this process's thread, to
+    /// itself: it shares the server ([`Scenario::shares_the_server`]), or its story is timed
+    /// by a Redis lease (100 ms in the built-ins). Beside other runs on the one thread, a run
+    /// can be held up between two steps for longer than the lease, and the story is not told:
+    /// seen once in a CI run, with four scenarios at once on each of three engines, John's
+    /// first `SET NX` got a lock whose lease had already run out; and twice in loaded test
+    /// runs with the Redis fixes of one engine at once with each other.
     pub fn runs_alone(&self) -> bool {
-        self.company() != Company::Anyone
+        self.shares_the_server() || self.uses_redis()
     }
 
     /// Whether runs of the scenario use what the whole server shares, so that two at once
@@ -95,9 +73,7 @@ mod tests {
         assert!(advisory.shares_the_server());
         let lease = builtin("distributed-lock").with_fix("redis-setnx").unwrap();
         assert!(!lease.shares_the_server() && lease.runs_alone());
-        assert_eq!(lease.company(), Company::Timed);
-        assert_eq!(advisory.company(), Company::Nobody);
+        assert!(advisory.runs_alone());
         assert!(!builtin("distributed-lock").runs_alone());
-        assert_eq!(builtin("lost-update").company(), Company::Anyone);
     }
 }
