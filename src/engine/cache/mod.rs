@@ -2,12 +2,14 @@
 //! lockable slots that keep initialised data directories, owned by an unprivileged user when
 //! run as root (`slot.rs`); the server as a child process whose log is read for readiness,
 //! which dies with us and is stopped on every exit path (`process.rs`, `spawn.rs`); and the
-//! server a killed run left in a slot, stopped by the next run that takes it (`orphan.rs`).
+//! server a killed run left in a slot, stopped by the next run that takes it (`orphan.rs`); a
+//! program's version, asked once per build of it (`printed.rs`).
 //!
 //! An engine says what differs in a [`Flavor`]: its name in messages, the users it may run as,
 //! what it logs when ready, how it is stopped, how to read why it would not start.
 
 pub(crate) mod orphan;
+pub(crate) mod printed;
 pub(crate) mod process;
 pub(crate) mod slot;
 pub(crate) mod spawn;

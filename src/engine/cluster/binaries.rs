@@ -4,8 +4,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::server::FLAVOR;
 use super::ClusterError;
-use crate::engine::cache::{is_executable, printed};
+use crate::engine::cache::is_executable;
+use crate::engine::cache::printed::printed_once;
 
 /// Where the server binaries are: first `postgres` on PATH (its directory, if initdb is beside
 /// it), then `pg_config --bindir`, then the highest-numbered /usr/lib/postgresql/*/bin that
@@ -92,9 +94,7 @@ pub(super) fn major_version_of(postgres: &Path) -> Result<u32, ClusterError> {
         program: postgres.to_path_buf(),
         detail,
     };
-    let mut command = Command::new(postgres);
-    command.arg("--version");
-    let text = printed(command).map_err(failed)?;
+    let text = printed_once(&FLAVOR, postgres, &["--version"]).map_err(failed)?;
     parse_major(&text).ok_or_else(|| failed(format!("unexpected output {:?}", text.trim())))
 }
 

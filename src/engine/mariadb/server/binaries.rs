@@ -2,10 +2,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use super::process::FLAVOR;
 use super::MariaError;
-use crate::engine::cache::{is_executable, printed};
+use crate::engine::cache::is_executable;
+use crate::engine::cache::printed::printed_once;
 
 /// The server's names, the newer first (Debian's `mysqld` is a link to `mariadbd`).
 const SERVERS: &[&str] = &["mariadbd", "mysqld"];
@@ -104,9 +105,7 @@ fn version_of(server: &Path) -> Result<String, MariaError> {
         program: server.to_path_buf(),
         detail,
     };
-    let mut command = Command::new(server);
-    command.args(["--no-defaults", "--version"]);
-    let text = printed(command).map_err(failed)?;
+    let text = printed_once(&FLAVOR, server, &["--no-defaults", "--version"]).map_err(failed)?;
     let version = parse_version(&text)
         .ok_or_else(|| failed(format!("unexpected output {:?}", text.trim())))?;
     if !version.contains("MariaDB") {
