@@ -6,7 +6,8 @@
 #
 # BEFORE and AFTER are two `anomalies` binaries (say, a release build of main in a clone, and
 # target/release/anomalies). Prints each command's median wall time per binary, and the median
-# of the rounds' ratios BEFORE / AFTER.
+# of the rounds' ratios BEFORE / AFTER. With PER_ENGINE=1, also `check --engine E` for each
+# engine.
 set -eu
 
 before=$1
@@ -50,4 +51,9 @@ bench() {
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 bench "matrix --engine postgres" matrix --engine postgres
 bench "check --engine all" check --engine all
+if [ "${PER_ENGINE:-}" = 1 ]; then
+    for engine in postgres mariadb sqlite; do
+        bench "check --engine $engine" check --engine "$engine"
+    done
+fi
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
