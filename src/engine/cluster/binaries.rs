@@ -94,7 +94,7 @@ pub(super) fn major_version_of(postgres: &Path) -> Result<u32, ClusterError> {
         program: postgres.to_path_buf(),
         detail,
     };
-    let text = printed_once(&FLAVOR, postgres, &["--version"]).map_err(failed)?;
+    let text = printed_once(&FLAVOR, postgres, None, &["--version"]).map_err(failed)?;
     parse_major(&text).ok_or_else(|| failed(format!("unexpected output {:?}", text.trim())))
 }
 

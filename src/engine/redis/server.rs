@@ -17,10 +17,11 @@ use std::process::Command;
 use nix::fcntl::Flock;
 use nix::sys::signal::Signal;
 
+use crate::engine::cache::printed::printed_once;
 use crate::engine::cache::process::{failure_line, Server};
 use crate::engine::cache::slot::{cache_root, server_user, take_slot, TakenSlot};
 use crate::engine::cache::spawn::confine;
-use crate::engine::cache::{is_executable, orphan, printed, CacheError, Flavor};
+use crate::engine::cache::{is_executable, orphan, CacheError, Flavor};
 
 pub(super) static FLAVOR: Flavor = Flavor {
     engine: "Redis",
@@ -184,9 +185,8 @@ fn version(program: &Path) -> Result<String, RedisServerError> {
         program: program.to_path_buf(),
         detail,
     };
-    let mut command = Command::new(program);
-    command.arg0("redis-server").arg("--version");
-    let text = printed(command).map_err(failed)?;
+    let text =
+        printed_once(&FLAVOR, program, Some("redis-server"), &["--version"]).map_err(failed)?;
     parse_version(&text).ok_or_else(|| failed(format!("it printed {:?}", text.trim())))
 }
 

@@ -105,7 +105,8 @@ fn version_of(server: &Path) -> Result<String, MariaError> {
         program: server.to_path_buf(),
         detail,
     };
-    let text = printed_once(&FLAVOR, server, &["--no-defaults", "--version"]).map_err(failed)?;
+    let text =
+        printed_once(&FLAVOR, server, None, &["--no-defaults", "--version"]).map_err(failed)?;
     let version = parse_version(&text)
         .ok_or_else(|| failed(format!("unexpected output {:?}", text.trim())))?;
     if !version.contains("MariaDB") {
