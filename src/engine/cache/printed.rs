@@ -1,9 +1,8 @@
 //! What an installed program prints for its version, asked once per build of it. Starting a
 //! server program only to ask its version costs a process and its dynamic linking (about 25 ms
 //! for `postgres --version`, 36 ms for `mariadbd --version`, 10 ms for Redis's on this machine
-//! kind), at every
-//! command; the answer is kept in the cache root instead, beside the program's size,
-//! modification time and inode, and asked again when any of them changed (an upgrade).
+//! kind), at every command; the answer is kept in the cache root instead, beside the program's
+//! size, modification time and inode, and asked again when any of them changed (an upgrade).
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -43,9 +42,7 @@ pub(crate) fn printed_once(
     // Written whole or read as garbage: two writers at once write the same bytes.
     if let Some(dir) = file.parent() {
         let _ = std::fs::create_dir_all(dir);
-    }
-    let _ = std::fs::write(&file, format!("{stamp}\n{}\n{END}\n", text.len()) + &text);
-    if let Some(dir) = file.parent() {
+        let _ = std::fs::write(&file, format!("{stamp}\n{}\n{END}\n", text.len()) + &text);
         forget_the_gone(dir);
     }
     Ok(text)

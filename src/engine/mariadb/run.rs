@@ -322,16 +322,12 @@ impl BackendRun for MariaRun {
                 return Ok(false);
             }
         }
-        let restore = self.restore.clone().unwrap_or_default();
+        self.reset().await?;
         let sets = self.sessions.iter().zip(levels).map(|(session, level)| {
             let set = format!("USE `{}`; {}", self.database, characteristics_sql(level));
-            session.worker.submit(&set)
+            async move { session.worker.query(&set).await }
         });
-        let sets: Vec<_> = sets.collect();
-        self.control.query(&restore).await?;
-        for set in futures_util::future::join_all(sets).await {
-            received(set)?.map_err(|e| EngineError::Mariadb(e.to_string()))?;
-        }
+        futures_util::future::try_join_all(sets).await?;
         Ok(true)
     }
 

@@ -78,10 +78,7 @@ impl Worker {
     pub(super) async fn reset(&self) -> Result<bool, EngineError> {
         let (done, answer) = oneshot::channel();
         let _ = self.jobs.send(Job::Reset { done });
-        answer
-            .await
-            .map_err(|_| EngineError::Mariadb("the connection to the server is gone".into()))?
-            .map_err(|e| EngineError::Mariadb(error_text(&e)))
+        received(answer.await)?.map_err(|e| EngineError::Mariadb(error_text(&e)))
     }
 
     /// SQL of the tool's own: a server error is an `Err` here.
@@ -112,9 +109,7 @@ impl Worker {
 }
 
 /// What a oneshot brought: the answer, or the news that the connection's task has ended.
-pub(super) fn received(
-    answer: Result<Answer, oneshot::error::RecvError>,
-) -> Result<Answer, EngineError> {
+pub(super) fn received<T>(answer: Result<T, oneshot::error::RecvError>) -> Result<T, EngineError> {
     answer.map_err(|_| EngineError::Mariadb("the connection to the server is gone".into()))
 }
 

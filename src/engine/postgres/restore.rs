@@ -56,9 +56,10 @@ impl PgRun {
     /// `DISCARD ALL` ends what a session left (its settings, advisory locks, prepared
     /// statements, temporary tables), then the search path and the level are set as at
     /// connect, on the primary and on the standby. Only where the restore gives back everything
-    /// the setup made.
-    /// `next` is the scenario the run serves from now on: whether it may define a custom
-    /// setting decides the relevel after it.
+    /// the setup made, and no scenario the run served may have defined a custom setting.
+    ///
+    /// `next` is the scenario the run serves from now on: whether it may define one decides
+    /// the relevel after it.
     pub async fn relevel(
         &mut self,
         next: &Scenario,
