@@ -5,9 +5,13 @@
 //! - prepare + finish: a private schema or file, the setup SQL, one connection per session;
 //! - wait detection: from sending a step that blocks on a row lock to knowing it waits, and from
 //!   the blocker's ROLLBACK to knowing the wait ended (PostgreSQL and MariaDB);
-//! - the whole command, server start and stop included, as a user types it.
+//! - the whole command, server start and stop included, as a user types it;
+//! - on SQLite, the anchor: the statements a replay sent, in its order, on plain rusqlite
+//!   connections to a file like the run's (WAL, `synchronous = OFF`), with no runner and no
+//!   engine, paired round by round with the replay.
 //!
 //! PostgreSQL and MariaDB are throwaway servers started from the installed server binaries.
+//! Names after `--` choose engines: `cargo bench --bench run -- sqlite`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,6 +20,7 @@ use anomalies::engine::{Choice, ConnectOptions, Engine, Settled};
 use anomalies::level::Level;
 use anomalies::runner::{replay, RunOptions};
 use anomalies::scenario::{EngineKind, Scenario};
+use anomalies::timeline::{EventKind, Timeline};
 
 #[path = "support/stats.rs"]
 mod stats;
@@ -29,10 +34,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    for kind in EngineKind::ALL {
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    let engines: Vec<EngineKind> = EngineKind::ALL
+        .into_iter()
+        .filter(|kind| chosen.is_empty() || chosen.iter().any(|c| c == kind.name()))
+        .collect();
+    for &kind in &engines {
         runtime.block_on(engine_figures(Choice::Only(kind)));
     }
-    command_figures();
+    command_figures(&engines);
 }
 
 async fn engine_figures(choice: Choice) {
@@ -66,7 +79,7 @@ async fn engine_figures(choice: Choice) {
         ),
         ("job-queue", Some("skip-locked"), Level::ReadCommitted),
     ] {
-        let mut scenario = Scenario::load(id).expect("built-in");
+        let mut scenario = Scenario::load(id).expect("built-in").for_engine(info.name);
         if let Some(fix) = fix {
             scenario = scenario.with_fix(fix).expect("fix");
             let unavailable = scenario
@@ -81,18 +94,26 @@ async fn engine_figures(choice: Choice) {
         let interleaving = &scenario.interleavings[0];
         let mut prepares = Vec::new();
         let mut replays = Vec::new();
+        let mut anchors = Vec::new();
+        let mut ratios = Vec::new();
         for _ in 0..ROUNDS {
             let started = Instant::now();
             let mut run = engine.prepare(&scenario, level).await.expect("prepare");
             let prepared = started.elapsed();
             let started = Instant::now();
-            replay(&mut run, &scenario, interleaving, run_options, None)
+            let timeline = replay(&mut run, &scenario, interleaving, run_options, None)
                 .await
                 .expect("replay");
-            replays.push(started.elapsed());
+            let replayed = started.elapsed();
+            replays.push(replayed);
             let started = Instant::now();
             run.finish().await.expect("finish");
             prepares.push(prepared + started.elapsed());
+            if info.name == EngineKind::Sqlite {
+                let anchor = sqlite_same_statements(&scenario, &timeline);
+                ratios.push(replayed.as_secs_f64() / anchor.as_secs_f64());
+                anchors.push(anchor);
+            }
         }
         let steps = interleaving.steps.len();
         println!(
@@ -100,6 +121,14 @@ async fn engine_figures(choice: Choice) {
             stats(&mut replays),
             stats(&mut prepares)
         );
+        if !anchors.is_empty() {
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "    the same statements on plain rusqlite connections: {}; replay / that: {:.1}x (median of the rounds' ratios)",
+                stats(&mut anchors),
+                ratios[ratios.len() / 2]
+            );
+        }
     }
     if choice != Choice::Only(EngineKind::Sqlite) {
         wait_detection(&mut engine).await;
@@ -162,11 +191,74 @@ async fn wait_detection(engine: &mut Engine) {
     );
 }
 
+/// The statements `timeline` shows sent (a waiting step's first try included, answered
+/// `SQLITE_BUSY` at once as no busy handler retries), a retry's or give-up's ROLLBACK and the
+/// final queries, on plain connections to a new file with `scenario`'s setup: how long SQLite
+/// itself takes for a replay's work. Only the statements are timed.
+fn sqlite_same_statements(scenario: &Scenario, timeline: &Timeline) -> Duration {
+    use rusqlite::Connection;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("anchor.db");
+    let setup = Connection::open(&path).expect("open");
+    setup
+        .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get::<_, String>(0))
+        .expect("wal");
+    setup.execute_batch(&scenario.setup).expect("setup");
+    drop(setup);
+    let sessions: Vec<Connection> = (0..scenario.sessions.len())
+        .map(|_| {
+            let connection = Connection::open(&path).expect("open");
+            connection
+                .pragma_update(None, "synchronous", "OFF")
+                .expect("synchronous");
+            connection
+        })
+        .collect();
+    let last = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open");
+    let finals: Vec<&String> = scenario
+        .decision
+        .final_query
+        .iter()
+        .chain(scenario.decision.named_finals.iter().map(|(_, sql)| sql))
+        .collect();
+    let read_all = |connection: &Connection, sql: &str| -> rusqlite::Result<usize> {
+        let mut batch = rusqlite::Batch::new(connection, sql);
+        let mut values = 0;
+        while let Some(mut statement) = batch.next()? {
+            let columns = statement.column_count();
+            let mut rows = statement.raw_query();
+            while let Some(row) = rows.next()? {
+                for i in 0..columns {
+                    values += usize::from(row.get_ref(i)?.as_str().is_ok());
+                }
+            }
+        }
+        Ok(values)
+    };
+    let started = Instant::now();
+    for event in &timeline.events {
+        let sql = match &event.kind {
+            EventKind::Done { .. } | EventKind::Waiting { .. } | EventKind::Resumed { .. } => {
+                event.sql.as_str()
+            }
+            EventKind::Retried { .. } | EventKind::GaveUp => "ROLLBACK",
+            _ => continue,
+        };
+        // A failure is an answer here too, as in the replay.
+        let _ = read_all(&sessions[event.step.session], sql);
+    }
+    for sql in finals {
+        read_all(&last, sql).expect("the final query");
+    }
+    started.elapsed()
+}
+
 /// The command as a user runs it, twice warm per engine.
-fn command_figures() {
+fn command_figures(engines: &[EngineKind]) {
     let binary = env!("CARGO_BIN_EXE_anomalies");
     println!("\nwhole command, {COMMAND_ROUNDS} runs each (warm cache)");
-    for engine in EngineKind::ALL.map(EngineKind::name) {
+    for engine in engines.iter().map(|kind| kind.name()) {
         let mut times = Vec::new();
         for _ in 0..COMMAND_ROUNDS {
             let started = Instant::now();

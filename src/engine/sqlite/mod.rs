@@ -1,21 +1,24 @@
-//! Embedded SQLite through rusqlite: one thread per session, commands over channels.
+//! Embedded SQLite through rusqlite: a connection per session, each statement run on the
+//! caller's thread.
 //!
-//! SQLite waits inside its busy handler. Ours tells the runner the moment a step starts to wait,
-//! then blocks until the runner says another step finished (retry) or gives up. No timing.
+//! A step whose lock is held waits: SQLite asks the busy handler, ours declines at once, and
+//! the step runs again from that statement when the runner says another step finished. No
+//! timing.
 
 mod bench;
 mod session;
+#[cfg(test)]
+mod tests;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread::JoinHandle;
 
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags};
 use tokio::time::Instant;
 
-use session::{busy_handler, spawn_session, Poke, SessionEvent, SqliteSession, TxnState};
+use session::{Progress, Session, TxnState};
 
 use async_trait::async_trait;
 
@@ -43,10 +46,10 @@ pub struct SqliteRun {
     path: PathBuf,
     /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
     restore: Option<String>,
-    sessions: Vec<SqliteSession>,
-    /// A read-only connection on a thread of its own, for the final query: outside the
-    /// sessions, opened once per run rather than once per order.
-    last: SqliteSession,
+    sessions: Vec<Session>,
+    /// A read-only connection for the final query: outside the sessions, opened once per run
+    /// rather than once per order.
+    last: Session,
     /// Each session's transaction state after its last finished step.
     states: Vec<TxnState>,
 }
@@ -141,7 +144,7 @@ impl SqliteEngine {
             flags |= OpenFlags::SQLITE_OPEN_SHARED_CACHE;
         }
         let mut sessions = Vec::new();
-        for (session, level) in scenario.sessions.iter().zip(levels) {
+        for level in levels.iter().take(scenario.sessions.len()) {
             let connection = Connection::open_with_flags(&path, flags).map_err(sqlite_error)?;
             if reads_uncommitted(level) {
                 connection
@@ -154,14 +157,11 @@ impl SqliteEngine {
                     .map_err(sqlite_error)?;
             }
             no_sync(&connection)?;
-            connection
-                .busy_handler(Some(busy_handler))
-                .map_err(sqlite_error)?;
-            sessions.push(spawn_session(connection, &session.name)?);
+            sessions.push(Session::new(connection).map_err(sqlite_error)?);
         }
         let last = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sqlite_error)?;
-        let last = spawn_session(last, "final")?;
+        let last = Session::new(last).map_err(sqlite_error)?;
         let states = vec![TxnState::None; sessions.len()];
         Ok(SqliteRun {
             path,
@@ -260,69 +260,51 @@ impl BackendRun for SqliteRun {
     }
 
     fn send(&mut self, session: usize, sql: &str) {
-        if let Some(commands) = &self.sessions[session].commands {
-            // A closed channel means the thread ended; settle reports it.
-            let _ = commands.send(sql.to_string());
-        }
+        self.sessions[session].send(sql);
     }
+    /// Runs the step sent; SQLite never makes it wait past its busy handler's first question.
     async fn settle(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
-        let event = tokio::time::timeout_at(deadline, self.sessions[session].events.recv()).await;
-        match event {
-            Err(_) => Ok(Settled::TimedOut),
-            Ok(None) => Err(EngineError::Sqlite(
-                "a session thread ended unexpectedly".to_string(),
-            )),
-            Ok(Some(SessionEvent::Waiting)) => {
-                self.sessions[session].in_busy_handler = true;
-                Ok(Settled::Waiting(self.holders(session)))
-            }
-            Ok(Some(SessionEvent::Done(result, state))) => {
-                self.sessions[session].in_busy_handler = false;
-                self.states[session] = state;
-                Ok(Settled::Done(result))
-            }
+        let progress = self.sessions[session].run(Some(deadline.into_std()));
+        self.states[session] = self.sessions[session].state();
+        match progress {
+            None => Err(EngineError::Sqlite(format!(
+                "session {session} was settled with no step sent"
+            ))),
+            Some(Progress::Waiting) => Ok(Settled::Waiting(self.holders(session))),
+            Some(Progress::TimedOut) => Ok(Settled::TimedOut),
+            Some(Progress::Done(result)) => Ok(Settled::Done(result)),
         }
     }
-    /// Lets a waiting session's busy handler retry, then reports where it stands.
+    /// Runs a waiting step again from the statement that found its lock held.
     async fn recheck(&mut self, session: usize, deadline: Instant) -> Result<Settled, EngineError> {
-        if self.sessions[session].in_busy_handler {
-            self.sessions[session].in_busy_handler = false;
-            let _ = self.sessions[session].pokes.send(Poke::Retry);
-        }
         self.settle(session, deadline).await
     }
+    /// Gives up the step: a waiting one changed nothing, and one past its deadline was
+    /// interrupted already.
     async fn cancel(&mut self, session: usize) -> Result<(), EngineError> {
-        let s = &mut self.sessions[session];
-        s.interrupt.interrupt();
-        if s.in_busy_handler {
-            s.in_busy_handler = false;
-            let _ = s.pokes.send(Poke::GiveUp);
-        }
-        // The interrupted statement's answer is not a step result.
-        self.discard_answer(session).await;
+        self.sessions[session].drop_step();
         Ok(())
     }
     async fn rollback(&mut self, session: usize) -> Result<(), EngineError> {
         if self.states[session] == TxnState::None {
             return Ok(());
         }
-        self.send(session, "ROLLBACK");
-        self.discard_answer(session).await;
+        // A failed ROLLBACK (no transaction left) is no step's result.
+        let _ = self.sessions[session].execute("ROLLBACK");
+        self.states[session] = self.sessions[session].state();
         Ok(())
     }
     async fn save_initial_state(&mut self) -> Result<(), EngineError> {
-        let listed = self
-            .tool_sql(
-                "SELECT name FROM sqlite_master WHERE type = 'table' \
+        let listed = self.tool_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
                  AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
-            )
-            .await?;
+        )?;
         let StepResult::Rows(set) = listed else {
             return Err(EngineError::Sqlite("no table list".into()));
         };
         let tables: Vec<String> = set.rows.iter().filter_map(|row| row[0].clone()).collect();
         let (save, restore) = snapshot_sql(&tables, '"');
-        self.tool_sql(&save).await?;
+        self.tool_sql(&save)?;
         self.restore = Some(restore);
         Ok(())
     }
@@ -335,21 +317,10 @@ impl BackendRun for SqliteRun {
                 "reset before the initial state was saved".into(),
             ));
         };
-        self.tool_sql(&restore).await.map(|_| ())
+        self.tool_sql(&restore).map(|_| ())
     }
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
-        if let Some(commands) = &self.last.commands {
-            let _ = commands.send(sql.to_string());
-        }
-        let result = match self.last.events.recv().await {
-            Some(SessionEvent::Done(result, _)) => result,
-            _ => {
-                return Err(EngineError::Sqlite(
-                    "the final query's thread ended unexpectedly".into(),
-                ))
-            }
-        };
-        final_rows(result, |_| String::new())
+        final_rows(self.last.execute(sql), |_| String::new())
     }
 
     async fn finish(self: Box<Self>) -> Result<(), EngineError> {
@@ -357,24 +328,17 @@ impl BackendRun for SqliteRun {
         for session in 0..this.sessions.len() {
             this.rollback(session).await?;
         }
-        let threads: Vec<JoinHandle<()>> = this
-            .sessions
-            .iter_mut()
-            .chain(std::iter::once(&mut this.last))
-            .filter_map(|s| {
-                s.commands = None;
-                s.thread.take()
-            })
-            .collect();
-        tokio::task::spawn_blocking(move || {
-            for thread in threads {
-                let _ = thread.join();
-            }
-        })
-        .await
-        .map_err(|e| EngineError::Sqlite(format!("a session thread panicked: {e}")))?;
+        let SqliteRun {
+            path,
+            sessions,
+            last,
+            ..
+        } = this;
+        // Closed before their files are removed.
+        drop(sessions);
+        drop(last);
         for suffix in ["", "-wal", "-shm"] {
-            let mut file = this.path.clone().into_os_string();
+            let mut file = path.clone().into_os_string();
             file.push(suffix);
             let _ = std::fs::remove_file(file);
         }
@@ -385,7 +349,7 @@ impl BackendRun for SqliteRun {
         false
     }
 
-    // SQLite's busy handler waits for the runner's word, and SQLite answers a deadlock with
+    // A waiting step runs again only when the runner asks, and SQLite answers a deadlock with
     // SQLITE_BUSY at once instead of waiting: a wait still open now never ends by itself.
     async fn wait_any(
         &mut self,
@@ -412,36 +376,11 @@ impl SqliteRun {
             writers
         }
     }
-    /// Waits for the answer to what `session` was last sent, giving up any lock wait, and keeps
-    /// the transaction state it reports. `None` when the session's thread has ended.
-    async fn answer(&mut self, session: usize) -> Option<StepResult> {
-        loop {
-            match self.sessions[session].events.recv().await? {
-                SessionEvent::Done(result, state) => {
-                    self.states[session] = state;
-                    return Some(result);
-                }
-                SessionEvent::Waiting => {
-                    let _ = self.sessions[session].pokes.send(Poke::GiveUp);
-                }
-            }
-        }
-    }
-    /// The answer to what `session` was last sent is not a step result: wait for it, drop it.
-    async fn discard_answer(&mut self, session: usize) {
-        let _ = self.answer(session).await;
-    }
     /// Runs SQL of the tool's own on session 0's connection, which must be idle.
-    async fn tool_sql(&mut self, sql: &str) -> Result<StepResult, EngineError> {
-        self.send(0, sql);
-        match self.answer(0).await {
-            Some(StepResult::Failed(e)) => {
-                Err(EngineError::Sqlite(format!("{}: {}", e.code, e.message)))
-            }
-            Some(result) => Ok(result),
-            None => Err(EngineError::Sqlite(
-                "a session thread ended unexpectedly".into(),
-            )),
+    fn tool_sql(&mut self, sql: &str) -> Result<StepResult, EngineError> {
+        match self.sessions[0].execute(sql) {
+            StepResult::Failed(e) => Err(EngineError::Sqlite(format!("{}: {}", e.code, e.message))),
+            result => Ok(result),
         }
     }
 }

@@ -1,15 +1,19 @@
-//! A session's thread: its connection, the busy handler that reports waits, and statements run
-//! as steps (a failure is a result, as on PostgreSQL).
+//! A session's connection, driven on the caller's thread: a step's statements one by one, a
+//! failure as a result (as on PostgreSQL), and a lock SQLite cannot take at once as a wait.
+//!
+//! When a lock SQLite needs is held, it asks the busy handler whether to try again. Ours says
+//! no at once and notes that it was asked: the statement ends with `SQLITE_BUSY` before it
+//! changed anything, the step waits, and it runs again from that statement when the runner
+//! says another step finished. A `SQLITE_BUSY` SQLite returns without asking (a snapshot gone
+//! stale, a read transaction that cannot become a write one) is its answer: the step failed.
+//! No thread, no channel and no timing: a statement costs what SQLite takes to run it.
 
-use std::cell::RefCell;
-use std::sync::mpsc as std_mpsc;
-use std::thread::JoinHandle;
+use std::cell::Cell;
+use std::time::Instant;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Batch, Connection, ErrorCode, InterruptHandle, TransactionState};
-use tokio::sync::mpsc;
+use rusqlite::{Batch, Connection, ErrorCode, TransactionState};
 
-use crate::engine::EngineError;
 use crate::timeline::{DbError, ErrorKind, ResultSet, StepResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,142 +26,243 @@ pub(super) enum TxnState {
     Write,
 }
 
-pub(super) struct SqliteSession {
-    pub(super) commands: Option<std_mpsc::Sender<String>>,
-    pub(super) events: mpsc::UnboundedReceiver<SessionEvent>,
-    pub(super) pokes: std_mpsc::Sender<Poke>,
-    pub(super) interrupt: InterruptHandle,
-    /// The busy handler is blocked waiting for a poke.
-    pub(super) in_busy_handler: bool,
-    pub(super) thread: Option<JoinHandle<()>>,
-}
-
-pub(super) enum SessionEvent {
-    Waiting,
-    Done(StepResult, TxnState),
-}
-
-pub(super) enum Poke {
-    Retry,
-    GiveUp,
-}
-
-struct BusyLink {
-    events: mpsc::UnboundedSender<SessionEvent>,
-    pokes: std_mpsc::Receiver<Poke>,
-}
-
 thread_local! {
-    /// The busy handler is a plain `fn`; it finds its session's channels here.
-    static BUSY_LINK: RefCell<Option<BusyLink>> = const { RefCell::new(None) };
+    /// Whether SQLite asked the busy handler during the statement running now.
+    static ASKED: Cell<bool> = const { Cell::new(false) };
+    /// When the statement running now is interrupted (the step timeout).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// Called by SQLite when a lock is taken: report waiting, then wait for the runner's word.
-pub(super) fn busy_handler(_attempt: i32) -> bool {
-    BUSY_LINK.with(|link| {
-        let link = link.borrow();
-        let Some(link) = link.as_ref() else {
-            return false;
-        };
-        if link.events.send(SessionEvent::Waiting).is_err() {
-            return false;
-        }
-        matches!(link.pokes.recv(), Ok(Poke::Retry))
-    })
+/// How many virtual machine instructions SQLite runs between two looks at the deadline.
+const INSTRUCTIONS_PER_LOOK: i32 = 1000;
+
+/// Called by SQLite when a lock it needs is held: note it, and let the statement end.
+fn busy_handler(_attempt: i32) -> bool {
+    ASKED.with(|asked| asked.set(true));
+    false
 }
 
-pub(super) fn spawn_session(
+/// Called by SQLite every [`INSTRUCTIONS_PER_LOOK`] instructions: true interrupts.
+fn past_deadline() -> bool {
+    DEADLINE.with(|deadline| deadline.get().is_some_and(|at| Instant::now() >= at))
+}
+
+/// Where a step stands after [`Session::run`].
+pub(super) enum Progress {
+    Done(StepResult),
+    /// A statement found its lock held; it runs again at the next [`Session::run`].
+    Waiting,
+    /// Interrupted at the deadline; the step is over.
+    TimedOut,
+}
+
+/// A step being run: its statements, the next to run, and what the earlier ones returned.
+struct Step {
+    statements: Vec<String>,
+    next: usize,
+    sets: Vec<ResultSet>,
+    command: StepResult,
+}
+
+pub(super) struct Session {
     connection: Connection,
-    name: &str,
-) -> Result<SqliteSession, EngineError> {
-    let (command_tx, command_rx) = std_mpsc::channel::<String>();
-    let (event_tx, event_rx) = mpsc::unbounded_channel();
-    let (poke_tx, poke_rx) = std_mpsc::channel();
-    let interrupt = connection.get_interrupt_handle();
-    let thread = std::thread::Builder::new()
-        .name(format!("sqlite-{name}"))
-        .spawn(move || {
-            BUSY_LINK.with(|link| {
-                *link.borrow_mut() = Some(BusyLink {
-                    events: event_tx.clone(),
-                    pokes: poke_rx,
-                })
-            });
-            for sql in command_rx {
-                let result = execute(&connection, &sql);
-                let state = match connection.transaction_state(None) {
-                    Ok(TransactionState::Write) => TxnState::Write,
-                    Ok(TransactionState::Read) => TxnState::Read,
-                    _ if !connection.is_autocommit() => TxnState::Open,
-                    _ => TxnState::None,
-                };
-                if event_tx.send(SessionEvent::Done(result, state)).is_err() {
-                    break;
-                }
-            }
-        })
-        .map_err(|e| EngineError::Sqlite(format!("cannot start a session thread: {e}")))?;
-    Ok(SqliteSession {
-        commands: Some(command_tx),
-        events: event_rx,
-        pokes: poke_tx,
-        interrupt,
-        in_busy_handler: false,
-        thread: Some(thread),
-    })
+    step: Option<Step>,
 }
 
-/// Runs a step's statements; like PostgreSQL's simple protocol, the last one that returned rows
-/// speaks for the step, and a failure is a result.
-pub(super) fn execute(connection: &Connection, sql: &str) -> StepResult {
-    let run = || -> rusqlite::Result<StepResult> {
-        let mut batch = Batch::new(connection, sql);
-        let mut sets: Vec<ResultSet> = Vec::new();
-        let mut command = StepResult::Command { rows_affected: 0 };
-        while let Some(mut statement) = batch.next()? {
-            if statement.column_count() == 0 {
-                // SQLite's change count is sticky: BEGIN and COMMIT (read-only statements to
-                // SQLite) would repeat the last UPDATE's count.
-                let read_only = statement.readonly();
-                let changes = statement.execute([])?;
-                command = StepResult::Command {
-                    rows_affected: if read_only { 0 } else { changes as u64 },
-                };
-                continue;
-            }
-            let columns: Vec<String> = statement
-                .column_names()
-                .iter()
-                .map(|c| c.to_string())
-                .collect();
-            let n_columns = columns.len();
-            let mut rows = statement.query([])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let values = (0..n_columns)
-                    .map(|i| row.get_ref(i).map(text))
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                out.push(values);
-            }
-            sets.push(ResultSet {
-                columns,
-                rows: out,
-                earlier: Vec::new(),
-            });
+impl Session {
+    /// A session on `connection`, with the busy handler that reports waits and the look at
+    /// the step's deadline.
+    pub(super) fn new(connection: Connection) -> rusqlite::Result<Session> {
+        connection.busy_handler(Some(busy_handler))?;
+        connection.progress_handler(INSTRUCTIONS_PER_LOOK, Some(past_deadline));
+        Ok(Session {
+            connection,
+            step: None,
+        })
+    }
+
+    /// Takes a step to run: nothing runs until [`Session::run`].
+    pub(super) fn send(&mut self, sql: &str) {
+        self.step = Some(Step::new(sql));
+    }
+
+    /// Forgets the step sent: a waiting one is given up (its statement changed nothing).
+    pub(super) fn drop_step(&mut self) {
+        self.step = None;
+    }
+
+    /// Runs the step sent from where it stands until it ends, waits, or passes `deadline`;
+    /// `None` when no step was sent.
+    pub(super) fn run(&mut self, deadline: Option<Instant>) -> Option<Progress> {
+        let step = self.step.as_mut()?;
+        DEADLINE.with(|d| d.set(deadline));
+        let progress = match step.advance(&self.connection) {
+            Ok(()) => Progress::Done(step.result()),
+            Err(error) if is_busy(&error) && ASKED.with(Cell::get) => Progress::Waiting,
+            Err(error) if is_interrupt(&error) && past_deadline() => Progress::TimedOut,
+            Err(error) => Progress::Done(StepResult::Failed(db_error(&error))),
+        };
+        DEADLINE.with(|d| d.set(None));
+        if !matches!(progress, Progress::Waiting) {
+            self.step = None;
         }
-        // The last set speaks for the step; the earlier ones come with it.
-        Ok(match sets.pop() {
+        Some(progress)
+    }
+
+    /// Runs SQL of the tool's own to its end; a wait is a failure.
+    pub(super) fn execute(&mut self, sql: &str) -> StepResult {
+        self.send(sql);
+        let result = match self.run(None) {
+            Some(Progress::Done(result)) => result,
+            _ => StepResult::Failed(DbError {
+                kind: ErrorKind::Busy,
+                code: "SQLITE_BUSY".into(),
+                message: "database is locked".into(),
+                constraint: None,
+            }),
+        };
+        self.step = None;
+        result
+    }
+
+    /// The session's transaction, as SQLite sees it now.
+    pub(super) fn state(&self) -> TxnState {
+        match self.connection.transaction_state(None) {
+            Ok(TransactionState::Write) => TxnState::Write,
+            Ok(TransactionState::Read) => TxnState::Read,
+            _ if !self.connection.is_autocommit() => TxnState::Open,
+            _ => TxnState::None,
+        }
+    }
+}
+
+impl Step {
+    fn new(sql: &str) -> Step {
+        Step {
+            statements: statements(sql),
+            next: 0,
+            sets: Vec::new(),
+            command: StepResult::Command { rows_affected: 0 },
+        }
+    }
+
+    /// Runs the statements from the next one to the last, or to the first that fails, which is
+    /// then the next one.
+    fn advance(&mut self, connection: &Connection) -> rusqlite::Result<()> {
+        while let Some(sql) = self.statements.get(self.next) {
+            ASKED.with(|asked| asked.set(false));
+            match run_statement(connection, sql)? {
+                Ran::Rows(set) => self.sets.push(set),
+                Ran::Command(command) => self.command = command,
+                Ran::Nothing => {}
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// Like PostgreSQL's simple protocol, the last statement that returned rows speaks for the
+    /// step, and the earlier sets come with it.
+    fn result(&mut self) -> StepResult {
+        let mut sets = std::mem::take(&mut self.sets);
+        match sets.pop() {
             Some(last) => StepResult::Rows(ResultSet {
                 earlier: sets,
                 ..last
             }),
-            None => command,
-        })
+            None => self.command.clone(),
+        }
+    }
+}
+
+/// What one statement gave.
+enum Ran {
+    Rows(ResultSet),
+    Command(StepResult),
+    /// Only comments or white space.
+    Nothing,
+}
+
+/// Runs the one statement in `sql`.
+fn run_statement(connection: &Connection, sql: &str) -> rusqlite::Result<Ran> {
+    let mut batch = Batch::new(connection, sql);
+    let Some(mut statement) = batch.next()? else {
+        return Ok(Ran::Nothing);
     };
-    match run() {
-        Ok(result) => result,
+    if statement.column_count() == 0 {
+        // SQLite's change count is sticky: BEGIN and COMMIT (read-only statements to SQLite)
+        // would repeat the last UPDATE's count.
+        let read_only = statement.readonly();
+        let changes = statement.execute([])?;
+        return Ok(Ran::Command(StepResult::Command {
+            rows_affected: if read_only { 0 } else { changes as u64 },
+        }));
+    }
+    let columns: Vec<String> = statement
+        .column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let n_columns = columns.len();
+    let mut rows = statement.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let values = (0..n_columns)
+            .map(|i| row.get_ref(i).map(text))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        out.push(values);
+    }
+    Ok(Ran::Rows(ResultSet {
+        columns,
+        rows: out,
+        earlier: Vec::new(),
+    }))
+}
+
+/// `sql` cut into its statements, each ending at a semicolon SQLite calls the end of a
+/// complete statement (`sqlite3_complete`: not one in a string, a comment or a trigger's
+/// body); white space and comments after the last one are a statement of nothing.
+pub(super) fn statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut start = 0;
+    for (at, _) in sql.match_indices(';') {
+        let candidate = &sql[start..=at];
+        if is_complete(candidate) {
+            statements.push(candidate.to_string());
+            start = at + 1;
+        }
+    }
+    if !sql[start..].trim().is_empty() {
+        statements.push(sql[start..].to_string());
+    }
+    statements
+}
+
+/// SQLite's own word on whether `sql` ends with a complete statement.
+fn is_complete(sql: &str) -> bool {
+    let Ok(text) = std::ffi::CString::new(sql) else {
+        return false;
+    };
+    // SAFETY: `text` is a NUL-terminated string that lives across the call, which only reads it.
+    unsafe { rusqlite::ffi::sqlite3_complete(text.as_ptr()) != 0 }
+}
+
+/// Runs every statement of `sql` to its end on `connection` (the bench's workers, which wait
+/// with SQLite's own busy timeout): a failure is a result.
+pub(super) fn execute(connection: &Connection, sql: &str) -> StepResult {
+    let mut step = Step::new(sql);
+    match step.advance(connection) {
+        Ok(()) => step.result(),
         Err(error) => StepResult::Failed(db_error(&error)),
     }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+}
+
+fn is_interrupt(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(ErrorCode::OperationInterrupted)
 }
 
 fn text(value: ValueRef<'_>) -> Option<String> {
