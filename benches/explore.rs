@@ -11,6 +11,11 @@
 //! trips an order needs (each step sent, one question per wait, the reset, the final query)
 //! times pgbench's mean latency. Printed: the median over rounds of each round's ratios.
 //!
+//! The same pass also runs as the command does by default on this machine's cores: the orders
+//! shared among `JOBS` runs, each on connections of its own, all on the one thread (each order
+//! to whichever run is free next). The tester has no such mode; that figure is the command's,
+//! beside the serial one, never instead of it.
+//!
 //! The isolation tester cannot skip an order in which a step is due on a session that waits
 //! (it waits for it), so both sides run only the orders explore found possible.
 
@@ -30,6 +35,8 @@ use anomalies::timeline::{EventKind, Timeline};
 use tokio_postgres::config::Host;
 
 const ROUNDS: usize = 7;
+/// Runs sharing the orders in the second pass, as `explore --jobs 2`.
+const JOBS: usize = 2;
 /// Transactions pgbench runs for the floor, each round.
 const FLOOR_TRANSACTIONS: &str = "2000";
 
@@ -40,6 +47,8 @@ const RUN_OPTIONS: RunOptions = RunOptions {
 
 struct Round {
     explore: f64,
+    /// The orders shared among `JOBS` runs.
+    explore_jobs: f64,
     /// pgbench running the first order's statements, the reset and the final query.
     same_work: f64,
     /// Questions (wait probes) asked per order.
@@ -68,6 +77,15 @@ fn main() {
     ] {
         let scenario = Scenario::load(file).expect("bench scenario");
         let (engine, mut run) = runtime.block_on(prepare(&scenario, level, &conninfo));
+        let mut others: Vec<Run> = runtime.block_on(async {
+            let mut others = Vec::new();
+            for _ in 1..JOBS {
+                let mut other = engine.prepare(&scenario, level).await.expect("prepare");
+                other.save_initial_state().await.expect("save");
+                others.push(other);
+            }
+            others
+        });
         let (possible, impossible, round_trips) =
             runtime.block_on(possible_orders(&mut run, &scenario));
         let spec = spec(&scenario, level, &possible);
@@ -80,6 +98,9 @@ fn main() {
             runtime.block_on(pass(&mut run, &scenario, &possible));
             let explore = started.elapsed().as_secs_f64() / n;
             let questions = (run.questions() - asked) as f64 / n;
+            let started = Instant::now();
+            runtime.block_on(pass_shared(&mut run, &mut others, &scenario, &possible));
+            let explore_jobs = started.elapsed().as_secs_f64() / n;
             let all = run_tester(&tester, &conninfo, &spec).as_secs_f64();
             let one = run_tester(&tester, &conninfo, &first).as_secs_f64();
             let latency = pgbench_latency(&pgbench, &conninfo, select1.path(), &[]);
@@ -87,6 +108,7 @@ fn main() {
                 pgbench_latency(&pgbench, &conninfo, same.script.path(), &same.environment);
             rounds.push(Round {
                 explore,
+                explore_jobs,
                 same_work,
                 questions,
                 tester: (all - one) / (n - 1.0),
@@ -99,6 +121,9 @@ fn main() {
             "SET client_min_messages TO warning; DROP SCHEMA bench_same_work CASCADE",
         );
         runtime.block_on(async {
+            for other in others {
+                other.finish().await.expect("finish");
+            }
             run.finish().await.expect("finish");
             engine.close().await.expect("close");
         });
@@ -114,6 +139,10 @@ fn main() {
         println!(
             "  explore:          {:.3} ms an order (median of {ROUNDS} rounds)",
             median_of(&|r| r.explore) * 1e3
+        );
+        println!(
+            "  explore, {JOBS} jobs:  {:.3} ms an order (the orders shared among {JOBS} runs, as the command runs them on 2 cores)",
+            median_of(&|r| r.explore_jobs) * 1e3
         );
         println!(
             "  questions:        {:.2} an order (wait probes)",
@@ -139,6 +168,10 @@ fn main() {
             "  explore is {:.1}× faster than the tester and {:.2}× the floor (medians of the rounds' ratios)",
             median_of(&|r| r.tester / r.explore),
             median_of(&|r| r.explore / r.floor)
+        );
+        println!(
+            "  explore with {JOBS} jobs is {:.1}× faster than the tester",
+            median_of(&|r| r.tester / r.explore_jobs)
         );
     }
     cluster.stop().expect("stop the server");
@@ -210,6 +243,31 @@ async fn pass(run: &mut Run, scenario: &Scenario, orders: &[Interleaving]) {
         std::hint::black_box(judge(scenario, &timeline));
         run.reset().await.expect("reset");
     }
+}
+
+/// Every order as `explore --jobs` runs it: each to whichever of the runs is free next, all
+/// on this thread.
+async fn pass_shared(
+    first: &mut Run,
+    others: &mut [Run],
+    scenario: &Scenario,
+    orders: &[Interleaving],
+) {
+    let next = std::cell::Cell::new(0);
+    let workers = std::iter::once(first).chain(others.iter_mut()).map(|run| {
+        let next = &next;
+        async move {
+            while let Some(order) = orders.get(next.get()) {
+                next.set(next.get() + 1);
+                let timeline = replay(run, scenario, order, RUN_OPTIONS, None)
+                    .await
+                    .expect("replay");
+                std::hint::black_box(judge(scenario, &timeline));
+                run.reset().await.expect("reset");
+            }
+        }
+    });
+    futures_util::future::join_all(workers).await;
 }
 
 /// A pgbench script that does, on one connection, what explore's run does for `order` when

@@ -190,6 +190,27 @@ fn postgres_breaks_a_deadlock_and_the_survivor_goes_on() {
 }
 
 #[test]
+fn a_commit_that_checks_a_deferred_constraint_is_seen_waiting() {
+    // PostgreSQL asks about a COMMIT only where the scenario leaves it a lock to take: here a
+    // deferred unique check. John's INSERT found Alice's uncommitted row of the same seat, so
+    // his COMMIT checks again and waits for her.
+    let run = run_json("deferred-commit", "postgres", "read-committed", &[]);
+    assert_eq!(
+        events(&run),
+        [
+            "alice.book:done",
+            "john.book:done",
+            "john.commit:waiting",
+            "alice.cancel:done",
+            "john.commit:resumed",
+        ]
+    );
+    let timeline = run["timeline"].as_array().unwrap();
+    assert_eq!(timeline[2]["blocked_by"], serde_json::json!(["alice"]));
+    assert_eq!(records(&run["final_state"])[0]["booked"], 1);
+}
+
+#[test]
 fn sqlite_waits_in_its_busy_handler_and_sends_deferred_steps_after() {
     let run = run_json("deadlock", "sqlite", "serializable", &[]);
     assert_eq!(run["prevented_by"], "blocking", "{}", run["summary"]);

@@ -71,6 +71,9 @@ pub struct PgRun {
     /// Whether the scenario may define a custom setting, which no reset undefines
     /// ([`restore::may_define_settings`]).
     defines_settings: bool,
+    /// Whether a `COMMIT` of the scenario can wait for another session
+    /// ([`waits::commits_can_wait`]); where it cannot, it is never asked about.
+    commits_can_wait: bool,
     live: Live,
     control: Arc<Client>,
     /// Where the setup, the final query and the data's save and reset run: the run's role's
@@ -329,6 +332,7 @@ impl PgEngine {
             restore: None,
             restores_all: false,
             defines_settings: restore::may_define_settings(scenario),
+            commits_can_wait: waits::commits_can_wait(scenario, replica.is_some()),
             live: self.live.clone(),
             control,
             data,

@@ -111,6 +111,7 @@ impl PgRun {
             result.map_err(pg_error)?;
         }
         self.defines_settings = may_define_settings(next);
+        self.commits_can_wait = super::waits::commits_can_wait(next, self.replica.is_some());
         Ok(true)
     }
 

@@ -26,7 +26,7 @@ impl PgRun {
             }
             _ => {
                 on.on = Sent::Primary {
-                    may_wait: can_wait(sql),
+                    may_wait: can_wait(sql, self.commits_can_wait),
                 };
                 on.client.clone()
             }

@@ -1,12 +1,30 @@
 //! Which steps can wait for another session at all: the rest are never asked about.
 
+use crate::scenario::Scenario;
+
+/// Whether a `COMMIT` of `scenario`'s can wait for another session. It can only where work is
+/// left for the commit that takes a lock: a deferred constraint or constraint trigger
+/// (`DEFERRABLE`, `SET CONSTRAINTS … DEFERRED`), a `NOTIFY` (its commit takes the database's
+/// notification queue lock); or on a primary with a hot standby, where a commit waits for the
+/// synchronous standby while its replay is paused. Judged from every text the scenario sends, its
+/// setup included (a function that notifies is made there), which errs towards asking.
+pub(super) fn commits_can_wait(scenario: &Scenario, with_standby: bool) -> bool {
+    with_standby
+        || scenario.sql_texts().any(|text| {
+            let text = text.to_lowercase();
+            ["deferr", "trigger", "notify"]
+                .iter()
+                .any(|word| text.contains(word))
+        })
+}
+
 /// Whether `sql` can wait for another session. Only a step made of nothing but statements that
 /// take no lock and run no user code cannot: `BEGIN` / `START TRANSACTION` (the snapshot, and a
 /// DEFERRABLE transaction's wait for a safe one, come with the first query after it),
-/// `ROLLBACK` / `ABORT`, `SAVEPOINT`, `RELEASE` and `ROLLBACK TO`. Anything else can: `COMMIT`
-/// too (deferred constraints and triggers run then, and a synchronous standby is waited for),
+/// `ROLLBACK` / `ABORT`, `SAVEPOINT`, `RELEASE` and `ROLLBACK TO`; and `COMMIT` / `END` where
+/// the scenario leaves a commit nothing to wait for ([`commits_can_wait`]). Anything else can,
 /// and so can whatever this cannot read for sure (a quote, a comment, a dollar sign).
-pub(super) fn can_wait(sql: &str) -> bool {
+pub(super) fn can_wait(sql: &str, commits_can_wait: bool) -> bool {
     if sql.contains(['\'', '"', '$', '-', '/', '(']) {
         return true;
     }
@@ -18,6 +36,10 @@ pub(super) fn can_wait(sql: &str) -> bool {
     if statements.peek().is_none() {
         return true;
     }
+    let commits: &[&str] = match commits_can_wait {
+        true => &[],
+        false => &["COMMIT", "END"],
+    };
     !statements.all(|statement| {
         let first = statement.split_whitespace().next().unwrap_or_default();
         [
@@ -29,13 +51,15 @@ pub(super) fn can_wait(sql: &str) -> bool {
             "RELEASE",
         ]
         .iter()
+        .chain(commits)
         .any(|keyword| first.eq_ignore_ascii_case(keyword))
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::can_wait;
+    use super::{can_wait, commits_can_wait};
+    use crate::scenario::Scenario;
 
     #[test]
     fn only_statements_that_take_no_lock_cannot_wait() {
@@ -47,7 +71,7 @@ mod tests {
             "abort",
             "SAVEPOINT a; RELEASE a; ROLLBACK TO SAVEPOINT a",
         ] {
-            assert!(!can_wait(sql), "{sql}");
+            assert!(!can_wait(sql, true), "{sql}");
         }
         for sql in [
             "COMMIT",
@@ -61,7 +85,38 @@ mod tests {
             "",
             " ; ",
         ] {
-            assert!(can_wait(sql), "{sql}");
+            assert!(can_wait(sql, true), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_commit_is_asked_about_only_where_it_has_a_lock_to_take() {
+        for sql in [
+            "COMMIT",
+            "commit;",
+            "END",
+            "COMMIT AND CHAIN",
+            "BEGIN; COMMIT",
+        ] {
+            assert!(!can_wait(sql, false), "{sql}");
+            assert!(can_wait(sql, true), "{sql}");
+        }
+        for sql in ["UPDATE t SET n = 1; COMMIT", "COMMIT PREPARED 'x'"] {
+            assert!(can_wait(sql, false), "{sql}");
+        }
+        let plain = Scenario::load("lost-update").unwrap();
+        assert!(!commits_can_wait(&plain, false));
+        assert!(commits_can_wait(&plain, true), "a synchronous standby");
+        for sql in [
+            "CREATE TABLE u (n int UNIQUE DEFERRABLE INITIALLY DEFERRED);",
+            "SET CONSTRAINTS ALL DEFERRED;",
+            "NOTIFY jobs;",
+            "SELECT pg_notify('jobs', '');",
+            "CREATE CONSTRAINT TRIGGER t AFTER INSERT ON u FOR EACH ROW EXECUTE FUNCTION f();",
+        ] {
+            let mut scenario = plain.clone();
+            scenario.setup.push_str(sql);
+            assert!(commits_can_wait(&scenario, false), "{sql}");
         }
     }
 }
