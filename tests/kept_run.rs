@@ -2,7 +2,8 @@
 //! a fresh one at each level: the same connections, each at the new level, with nothing a
 //! session left on it at the level before (a setting or user variable, a temporary table) and
 //! the data as the setup made it. Where the engine cannot promise that (a PostgreSQL custom
-//! setting, which no reset undefines), each level gets a fresh run.
+//! setting, which no reset undefines), each level gets a fresh run. Every order explore runs
+//! on one run starts as new too.
 
 use serde_json::Value;
 
@@ -112,6 +113,44 @@ fn a_fix_after_its_scenario_sees_nothing_it_left() {
         assert_eq!(cells.len(), 8, "{engine}: {matrix}");
         for cell in cells {
             assert_eq!(cell["verdict"], "prevented", "{engine}: {cell}");
+        }
+    }
+}
+
+/// Explore runs every order on one run, put back between them: each order starts as a fresh
+/// run would, with no mark, temporary table or row an order before left. Hand count: John
+/// counts 2 accounts only where his count comes after Alice's write, which is last but one:
+/// the 5 orders that end with his count (his first step in any of the 5 places before it).
+/// The other 10 count 1, the fixture's anomaly. An order that saw a mark would be an anomaly
+/// too, and one that met the temporary table an error.
+#[test]
+fn every_order_explore_runs_starts_as_new() {
+    for engine in ["postgres", "mariadb", "sqlite"] {
+        let output = anomalies()
+            .args([
+                "explore",
+                "tests/fixtures/kept-run.toml",
+                "--format",
+                "json",
+            ])
+            .args(["--engine", engine, "--level", "serializable"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{engine}: {}", stderr(&output));
+        let explored: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        let counts = &explored["levels"][0]["counts"];
+        assert_eq!(counts["anomaly"], 10, "{engine}: {counts}");
+        assert_eq!(counts["consistent_read"], 5, "{engine}: {counts}");
+        assert_eq!(counts["error"], 0, "{engine}: {counts}");
+        for order in explored["levels"][0]["orders"].as_array().unwrap() {
+            let last = order["order"].as_array().unwrap().last().unwrap().clone();
+            let prevented = order["outcome"] == "prevented by consistent-read";
+            assert_eq!(prevented, last == "john.count", "{engine}: {order}");
+            assert!(
+                !order["summary"].as_str().unwrap().contains("mark is left")
+                    && !order["summary"].as_str().unwrap().contains("1234"),
+                "{engine}: {order}"
+            );
         }
     }
 }

@@ -9,6 +9,27 @@ use super::{Scenario, StepKind};
 /// server's), or the global read lock.
 const SERVER_WIDE: [&str; 3] = ["pg_advisory", "get_lock", "flush tables"];
 
+/// Statements whose effect outlives the transaction they run in, on the connection (`SET`,
+/// MariaDB's `USE` and `LOCK TABLES`, SQLite's `PRAGMA` and `ATTACH`), by their first word.
+const SESSION_STATEMENTS: [&str; 13] = [
+    "set", "reset", "prepare", "declare", "listen", "load", "discard", "pragma", "attach",
+    "detach", "use", "lock", "handler",
+];
+
+/// Words that name a connection's state anywhere in SQL: a temporary table (`CREATE TEMP`,
+/// `INTO TEMPORARY`), `set_config`, a lock by name, a MariaDB user variable (`@x`), a PRAGMA
+/// function, and what may do any of it (a function, a procedure, a `DO` block's body).
+const SESSION_WORDS: [&str; 8] = [
+    "temp",
+    "set_config",
+    "advisory_lock",
+    "get_lock",
+    "@",
+    "pragma",
+    "function",
+    "procedure",
+];
+
 impl Scenario {
     /// Whether a run of the scenario must have the server, and this process's thread, to
     /// itself: it shares the server ([`Scenario::shares_the_server`]), or its story is timed
@@ -33,6 +54,28 @@ impl Scenario {
                 .any(|text| SERVER_WIDE.iter().any(|wide| text.contains(wide)))
     }
 
+    /// Whether a session of the scenario may leave something on its connection that outlives
+    /// its transaction: a setting or user variable, a temporary table, a prepared statement, a
+    /// cursor held open, a lock by name or on tables, a PRAGMA, an attached database. Then a run
+    /// that serves another order (explore) resets every session's connection first, as between
+    /// levels. Judged from the text, which errs towards resetting: a statement that begins so
+    /// ([`SESSION_STATEMENTS`], but not `SET LOCAL` or `SET CONSTRAINTS`), a word that names
+    /// such state anywhere ([`SESSION_WORDS`]), or a function or procedure, which may do any of
+    /// it.
+    pub fn may_leave_session_state(&self) -> bool {
+        let texts: Vec<String> = self.sql_texts().map(str::to_lowercase).collect();
+        texts.iter().any(|text| {
+            SESSION_WORDS.iter().any(|word| text.contains(word))
+                || text.split(';').any(|statement| {
+                    let mut words = statement.split_whitespace();
+                    let first = words.next().unwrap_or_default();
+                    SESSION_STATEMENTS.contains(&first)
+                        && !(first == "set"
+                            && matches!(words.next(), Some("local" | "constraints")))
+                })
+        })
+    }
+
     /// The literal text of every SQL the sessions may run, for every engine: each SQL step's
     /// (its holes left out) and the setup's (each engine's own too), which may define what a
     /// step calls.
@@ -54,6 +97,7 @@ impl Scenario {
 
 #[cfg(test)]
 mod tests {
+    use super::super::template::SqlTemplate;
     use super::*;
 
     fn builtin(id: &str) -> Scenario {
@@ -75,5 +119,37 @@ mod tests {
         assert!(!lease.shares_the_server() && lease.runs_alone());
         assert!(advisory.runs_alone());
         assert!(!builtin("distributed-lock").runs_alone());
+    }
+
+    #[test]
+    fn what_a_session_may_leave_on_its_connection_is_found() {
+        assert!(!builtin("lost-update").may_leave_session_state());
+        assert!(!builtin("write-skew").may_leave_session_state());
+        let with = |sql: &str| {
+            let mut scenario = builtin("lost-update");
+            scenario.sessions[0].steps[0].sql = SqlTemplate {
+                parts: vec![Part::Text(sql.to_string())],
+            };
+            scenario.may_leave_session_state()
+        };
+        assert!(!with(
+            "BEGIN; SET LOCAL lock_timeout = '1s'; UPDATE accounts SET balance = 1"
+        ));
+        assert!(!with("SET CONSTRAINTS ALL IMMEDIATE"));
+        for sql in [
+            "SET work_mem = '1MB'",
+            "begin; set session characteristics as transaction isolation level serializable",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "CREATE TEMPORARY TABLE t (x int)",
+            "SELECT set_config('app.x', '1', false)",
+            "SELECT pg_advisory_lock(1)",
+            "SELECT GET_LOCK('a', 1)",
+            "SET @mark = 1",
+            "PRAGMA query_only = 1",
+            "PREPARE p AS SELECT 1",
+            "LOCK TABLES accounts WRITE",
+        ] {
+            assert!(with(sql), "{sql}");
+        }
     }
 }

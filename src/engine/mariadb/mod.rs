@@ -345,6 +345,8 @@ impl Backend for MariaEngine {
             sessions,
             restore: None,
             restores_all: false,
+            leaves_state: scenario.may_leave_session_state(),
+            levels: levels.to_vec(),
             ticker: crate::engine::probe::Ticker::new()?,
         }))
     }

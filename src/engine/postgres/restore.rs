@@ -52,11 +52,9 @@ impl PgRun {
         Ok(())
     }
 
-    /// Puts the data back and gives every session a connection as good as new at `levels`:
-    /// `DISCARD ALL` ends what a session left (its settings, advisory locks, prepared
-    /// statements, temporary tables), then the search path and the level are set as at
-    /// connect, on the primary and on the standby. Only where the restore gives back everything
-    /// the setup made, and no scenario the run served may have defined a custom setting.
+    /// Puts the data back and gives every session a connection as good as new at `levels`
+    /// ([`PgRun::reset_connections`]). Only where the restore gives back everything the setup
+    /// made, and no scenario the run served may have defined a custom setting.
     ///
     /// `next` is the scenario the run serves from now on: whether it may define one decides
     /// the relevel after it.
@@ -79,9 +77,20 @@ impl PgRun {
         {
             return Ok(false);
         }
-        self.reset().await?;
-        // Each connection, the primary's and the standby's, as at connect; a standby runs no
-        // serializable transaction.
+        self.restore_data().await?;
+        self.reset_connections(levels).await?;
+        self.defines_settings = may_define_settings(next);
+        self.commits_can_wait = super::waits::commits_can_wait(next, self.replica.is_some());
+        self.leaves_state = next.may_leave_session_state();
+        Ok(true)
+    }
+
+    /// Gives every session a connection as good as new at `levels`, on the primary and on the
+    /// standby: `DISCARD ALL` ends what a session left (its settings, advisory locks, prepared
+    /// statements, temporary tables), then the search path and the level are set as at connect.
+    /// A custom setting a session defined stays defined, reading `''`.
+    async fn reset_connections(&mut self, levels: &[SessionLevel]) -> Result<(), EngineError> {
+        // A standby runs no serializable transaction.
         let connections = self
             .sessions
             .iter()
@@ -110,12 +119,22 @@ impl PgRun {
         for result in futures_util::future::join_all(resets).await {
             result.map_err(pg_error)?;
         }
-        self.defines_settings = may_define_settings(next);
-        self.commits_can_wait = super::waits::commits_can_wait(next, self.replica.is_some());
-        Ok(true)
+        self.levels = levels.to_vec();
+        Ok(())
     }
 
+    /// Puts the data back for another order; where a session may have left state on its
+    /// connection, every connection is reset too, at the levels it has.
     pub async fn reset(&mut self) -> Result<(), EngineError> {
+        self.restore_data().await?;
+        if self.leaves_state {
+            let levels = self.levels.clone();
+            self.reset_connections(&levels).await?;
+        }
+        Ok(())
+    }
+
+    async fn restore_data(&mut self) -> Result<(), EngineError> {
         // The standby replays the restore, and its sessions' transactions end too.
         self.resume_standby().await?;
         let Some(restore) = &self.restore else {

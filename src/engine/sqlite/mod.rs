@@ -44,6 +44,13 @@ const LOCK_FILE: &str = "owner.lock";
 
 pub struct SqliteRun {
     path: PathBuf,
+    /// How the sessions' connections are opened, and each one's level: a reset opens them so
+    /// again.
+    flags: OpenFlags,
+    levels: Vec<SessionLevel>,
+    /// Whether a session may leave state on its connection ([`Scenario::may_leave_session_state`]):
+    /// then each reset opens every session's connection afresh.
+    leaves_state: bool,
     /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
     restore: Option<String>,
     sessions: Vec<Session>,
@@ -143,28 +150,24 @@ impl SqliteEngine {
         if levels.iter().any(reads_uncommitted) {
             flags |= OpenFlags::SQLITE_OPEN_SHARED_CACHE;
         }
-        let mut sessions = Vec::new();
-        for level in levels.iter().take(scenario.sessions.len()) {
-            let connection = Connection::open_with_flags(&path, flags).map_err(sqlite_error)?;
-            if reads_uncommitted(level) {
-                connection
-                    .pragma_update(None, "read_uncommitted", 1)
-                    .map_err(sqlite_error)?;
-            }
-            if level.read_only {
-                connection
-                    .pragma_update(None, "query_only", 1)
-                    .map_err(sqlite_error)?;
-            }
-            no_sync(&connection)?;
-            sessions.push(Session::new(connection).map_err(sqlite_error)?);
-        }
+        let levels: Vec<SessionLevel> = levels
+            .iter()
+            .take(scenario.sessions.len())
+            .copied()
+            .collect();
+        let sessions = levels
+            .iter()
+            .map(|level| open_session(&path, flags, level))
+            .collect::<Result<Vec<_>, _>>()?;
         let last = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sqlite_error)?;
         let last = Session::new(last).map_err(sqlite_error)?;
         let states = vec![TxnState::None; sessions.len()];
         Ok(SqliteRun {
             path,
+            flags,
+            levels,
+            leaves_state: scenario.may_leave_session_state(),
             restore: None,
             sessions,
             last,
@@ -209,6 +212,27 @@ impl Backend for SqliteEngine {
             .close()
             .map_err(|e| EngineError::Sqlite(format!("cannot remove the temporary directory: {e}")))
     }
+}
+
+/// A session's connection to the run's file at `level`.
+fn open_session(
+    path: &Path,
+    flags: OpenFlags,
+    level: &SessionLevel,
+) -> Result<Session, EngineError> {
+    let connection = Connection::open_with_flags(path, flags).map_err(sqlite_error)?;
+    if reads_uncommitted(level) {
+        connection
+            .pragma_update(None, "read_uncommitted", 1)
+            .map_err(sqlite_error)?;
+    }
+    if level.read_only {
+        connection
+            .pragma_update(None, "query_only", 1)
+            .map_err(sqlite_error)?;
+    }
+    no_sync(&connection)?;
+    Session::new(connection).map_err(sqlite_error)
 }
 
 /// The run's file is thrown away at its end: a commit need not wait for the disk. What each
@@ -308,7 +332,16 @@ impl BackendRun for SqliteRun {
         self.restore = Some(restore);
         Ok(())
     }
+    /// Puts the data back for another order; where a session may have left state on its
+    /// connection (a PRAGMA, a temporary table, an attached database), every session's
+    /// connection is opened afresh first, which ends its transaction.
     async fn reset(&mut self) -> Result<(), EngineError> {
+        if self.leaves_state {
+            for (session, level) in self.sessions.iter_mut().zip(&self.levels) {
+                *session = open_session(&self.path, self.flags, level)?;
+            }
+            self.states.fill(TxnState::None);
+        }
         for session in 0..self.sessions.len() {
             self.rollback(session).await?;
         }
