@@ -63,20 +63,23 @@ fn later() -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(10))
 }
 
+/// Sends `sql` on `session` and runs it to its end.
+fn step(session: &mut Session, sql: &str) -> StepResult {
+    session.send(sql);
+    done(session.run(later()))
+}
+
 #[test]
 fn a_held_lock_is_a_wait_and_the_step_goes_on_from_the_statement_that_waited() {
     let (_dir, mut alice, mut bob) = two_sessions();
-    for sql in ["BEGIN", "UPDATE t SET n = 1"] {
-        alice.send(sql);
-        done(alice.run(later()));
-    }
+    step(&mut alice, "BEGIN");
+    step(&mut alice, "UPDATE t SET n = 1");
     assert_eq!(alice.state(), TxnState::Write);
     bob.send("SELECT n FROM t; UPDATE t SET n = n + 10; SELECT n FROM t");
     assert!(matches!(bob.run(later()), Some(Progress::Waiting)));
     // Still waiting while Alice holds the lock, and nothing of Bob's step ran twice.
     assert!(matches!(bob.run(later()), Some(Progress::Waiting)));
-    alice.send("COMMIT");
-    done(alice.run(later()));
+    step(&mut alice, "COMMIT");
     let StepResult::Rows(set) = done(bob.run(later())) else {
         panic!("rows expected");
     };
@@ -89,15 +92,11 @@ fn a_held_lock_is_a_wait_and_the_step_goes_on_from_the_statement_that_waited() {
 #[test]
 fn a_busy_sqlite_answers_without_asking_is_a_failure() {
     let (_dir, mut alice, mut bob) = two_sessions();
-    for sql in ["BEGIN", "SELECT n FROM t"] {
-        alice.send(sql);
-        done(alice.run(later()));
-    }
-    bob.send("UPDATE t SET n = 5");
-    done(bob.run(later()));
+    step(&mut alice, "BEGIN");
+    step(&mut alice, "SELECT n FROM t");
+    step(&mut bob, "UPDATE t SET n = 5");
     // Alice's snapshot is older than Bob's commit: she cannot write, and waiting cannot help.
-    alice.send("UPDATE t SET n = 1");
-    let StepResult::Failed(error) = done(alice.run(later())) else {
+    let StepResult::Failed(error) = step(&mut alice, "UPDATE t SET n = 1") else {
         panic!("a failure expected");
     };
     assert_eq!(error.kind, ErrorKind::Busy);
@@ -115,6 +114,8 @@ fn a_statement_past_its_deadline_is_interrupted() {
         alice.run(Some(deadline)),
         Some(Progress::TimedOut)
     ));
-    alice.send("SELECT n FROM t");
-    assert!(matches!(done(alice.run(later())), StepResult::Rows(_)));
+    assert!(matches!(
+        step(&mut alice, "SELECT n FROM t"),
+        StepResult::Rows(_)
+    ));
 }
