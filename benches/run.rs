@@ -96,6 +96,7 @@ async fn engine_figures(choice: Choice) {
         let mut replays = Vec::new();
         let mut anchors = Vec::new();
         let mut ratios = Vec::new();
+        let mut questions = 0;
         for _ in 0..ROUNDS {
             let started = Instant::now();
             let mut run = engine.prepare(&scenario, level).await.expect("prepare");
@@ -106,6 +107,7 @@ async fn engine_figures(choice: Choice) {
                 .expect("replay");
             let replayed = started.elapsed();
             replays.push(replayed);
+            questions += run.questions();
             let started = Instant::now();
             run.finish().await.expect("finish");
             prepares.push(prepared + started.elapsed());
@@ -117,9 +119,10 @@ async fn engine_figures(choice: Choice) {
         }
         let steps = interleaving.steps.len();
         println!(
-            "  {id} at {level} ({steps} steps): replay {}; prepare + finish {}",
+            "  {id} at {level} ({steps} steps): replay {}; prepare + finish {}; {:.2} questions a replay",
             stats(&mut replays),
-            stats(&mut prepares)
+            stats(&mut prepares),
+            questions as f64 / ROUNDS as f64
         );
         if !anchors.is_empty() {
             ratios.sort_by(f64::total_cmp);

@@ -11,6 +11,7 @@ mod probe;
 mod reply;
 mod run;
 pub mod server;
+mod waits;
 mod worker;
 
 use std::time::Duration;
@@ -318,6 +319,7 @@ impl Backend for MariaEngine {
                     Ok::<_, EngineError>(MariaSession {
                         worker,
                         in_flight: None,
+                        may_wait: true,
                         node,
                         runs_sql,
                     })
@@ -346,6 +348,7 @@ impl Backend for MariaEngine {
             restore: None,
             restores_all: false,
             leaves_state: scenario.may_leave_session_state(),
+            commits_can_wait: waits::commits_can_wait(scenario, nodes > 1),
             levels: levels.to_vec(),
             ticker: crate::engine::probe::Ticker::new()?,
         }))

@@ -10,6 +10,7 @@ use super::characteristics_sql;
 use super::footprint::{drop_database, lock, Live};
 use super::galera::hold;
 use super::probe::{get_lock_name, lock_wait};
+use super::waits;
 use super::worker::{received, step_result, Answer, Worker};
 use crate::engine::probe::{watch, First, Ticker, Watched};
 use crate::engine::{final_rows, first_reply, snapshot_sql, BackendRun, EngineError, Settled};
@@ -38,6 +39,9 @@ pub(super) struct MariaRun {
     /// Whether a session may leave state on its connection ([`Scenario::may_leave_session_state`]):
     /// then each reset also resets every session's connection, as `relevel` does.
     pub(super) leaves_state: bool,
+    /// Whether a commit of the scenario's can wait for another session
+    /// ([`waits::commits_can_wait`]).
+    pub(super) commits_can_wait: bool,
     /// Each session's level, as its connection was last set.
     pub(super) levels: Vec<SessionLevel>,
     pub(super) ticker: Ticker,
@@ -46,6 +50,9 @@ pub(super) struct MariaRun {
 pub(super) struct MariaSession {
     pub(super) worker: Worker,
     pub(super) in_flight: Option<oneshot::Receiver<Answer>>,
+    /// Whether the step in flight can wait at all ([`waits::can_wait`]); if not, it is never
+    /// asked about.
+    pub(super) may_wait: bool,
     /// The node it is connected to: 0 on one server.
     pub(super) node: usize,
     /// Whether it sends SQL at all (a session of replica steps only does not).
@@ -75,6 +82,10 @@ impl MariaRun {
         );
         let Some(mut reply) = self.sessions[session].in_flight.take() else {
             return Err(EngineError::Mariadb("no step in flight".into()));
+        };
+        let first = match self.sessions[session].may_wait {
+            true => first,
+            false => First::Never,
         };
         let probe = || self.probe(id, node);
         let watched = watch(&self.ticker, &mut reply, probe, first, deadline).await;
@@ -195,6 +206,7 @@ impl BackendRun for MariaRun {
     fn send(&mut self, session: usize, sql: &str) {
         let answer = self.sessions[session].worker.submit(sql);
         self.sessions[session].in_flight = Some(answer);
+        self.sessions[session].may_wait = waits::can_wait(sql, self.commits_can_wait);
     }
 
     /// On a Galera node: `pause` holds the node's appliers (`FLUSH TABLES WITH READ LOCK`, on
@@ -220,6 +232,7 @@ impl BackendRun for MariaRun {
             }
         };
         self.sessions[session].in_flight = Some(holder.submit(&sql));
+        self.sessions[session].may_wait = true;
         Ok(())
     }
 
@@ -327,6 +340,7 @@ impl BackendRun for MariaRun {
         }
         self.restore_data().await?;
         self.leaves_state = next.may_leave_session_state();
+        self.commits_can_wait = waits::commits_can_wait(next, false);
         Ok(true)
     }
 
