@@ -57,6 +57,9 @@ pub struct SqliteRun {
     /// A read-only connection for the final query: outside the sessions, opened once per run
     /// rather than once per order.
     last: Session,
+    /// A read-write connection of the tool's own, for saving and restoring the data: a session
+    /// may be read-only (`query_only`).
+    tool: Session,
     /// Each session's transaction state after its last finished step.
     states: Vec<TxnState>,
 }
@@ -162,6 +165,10 @@ impl SqliteEngine {
         let last = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sqlite_error)?;
         let last = Session::new(last).map_err(sqlite_error)?;
+        let tool = Connection::open_with_flags(&path, flags - OpenFlags::SQLITE_OPEN_SHARED_CACHE)
+            .map_err(sqlite_error)?;
+        no_sync(&tool)?;
+        let tool = Session::new(tool).map_err(sqlite_error)?;
         let states = vec![TxnState::None; sessions.len()];
         Ok(SqliteRun {
             path,
@@ -171,6 +178,7 @@ impl SqliteEngine {
             restore: None,
             sessions,
             last,
+            tool,
             states,
         })
     }
@@ -365,11 +373,11 @@ impl BackendRun for SqliteRun {
             path,
             sessions,
             last,
+            tool,
             ..
         } = this;
         // Closed before their files are removed.
-        drop(sessions);
-        drop(last);
+        drop((sessions, last, tool));
         for suffix in ["", "-wal", "-shm"] {
             let mut file = path.clone().into_os_string();
             file.push(suffix);
@@ -409,9 +417,9 @@ impl SqliteRun {
             writers
         }
     }
-    /// Runs SQL of the tool's own on session 0's connection, which must be idle.
+    /// Runs SQL of the tool's own on its own connection, while every session is idle.
     fn tool_sql(&mut self, sql: &str) -> Result<StepResult, EngineError> {
-        match self.sessions[0].execute(sql) {
+        match self.tool.execute(sql) {
             StepResult::Failed(e) => Err(EngineError::Sqlite(format!("{}: {}", e.code, e.message))),
             result => Ok(result),
         }
