@@ -152,7 +152,10 @@ pub(crate) trait BackendRun {
     async fn cancel(&mut self, session: usize) -> Result<(), EngineError>;
     async fn rollback(&mut self, session: usize) -> Result<(), EngineError>;
     async fn save_initial_state(&mut self) -> Result<(), EngineError>;
-    async fn reset(&mut self) -> Result<(), EngineError>;
+    /// Rolls back every session and puts the data back; with `connections`, also resets every
+    /// session's connection as at connect, at the levels it has (a session may have left state
+    /// on it: [`Scenario::may_leave_session_state`]).
+    async fn reset(&mut self, connections: bool) -> Result<(), EngineError>;
 
     /// Resets the data ([`BackendRun::reset`]) and every session's connection to what a fresh
     /// one at `levels` would be, for `next` (the scenario that ran, or another variant of it
@@ -201,6 +204,9 @@ pub struct Engine {
 pub struct Run {
     db: Box<dyn BackendRun>,
     redis: Option<redis::RedisRun>,
+    /// Whether a session of the scenario the run serves may leave state on its connection
+    /// ([`Scenario::may_leave_session_state`]): then [`Run::reset`] resets the connections too.
+    leaves_state: bool,
 }
 
 pub use error::EngineError;
@@ -321,7 +327,11 @@ impl Engine {
             false => None,
         };
         let db = self.backend.prepare(scenario, &levels).await?;
-        Ok(Run { db, redis })
+        Ok(Run {
+            db,
+            redis,
+            leaves_state: scenario.may_leave_session_state(),
+        })
     }
 
     /// The Redis beside the database: connected, or started, the first time it is needed

@@ -83,12 +83,13 @@ impl Run {
     }
 
     /// Rolls back every session and puts the data back as the setup left it (DELETE and
-    /// INSERT from the saved copy: no DDL), so the same connections can replay another order.
+    /// INSERT from the saved copy: no DDL), so the same connections can replay another order;
+    /// where a session may have left state on its connection, the connections are reset too.
     pub async fn reset(&mut self) -> Result<(), EngineError> {
         if let Some(redis) = &mut self.redis {
             redis.reset().await?;
         }
-        self.db.reset().await
+        self.db.reset(self.leaves_state).await
     }
 
     /// Makes the run ready to replay at another level: the data as the setup left it, and each
@@ -106,6 +107,7 @@ impl Run {
         if !self.db.relevel(scenario, &levels).await? {
             return Ok(false);
         }
+        self.leaves_state = scenario.may_leave_session_state();
         if let Some(redis) = &mut self.redis {
             redis.reset().await?;
         }

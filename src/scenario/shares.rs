@@ -47,11 +47,15 @@ impl Scenario {
     /// names a server-wide lock ([`SERVER_WIDE`]). Another run's session holding what one of
     /// its sessions waits for would go unseen: a probe asks only about the run's own sessions.
     pub fn shares_the_server(&self) -> bool {
-        self.uses_replica()
-            || self
-                .sql_texts()
-                .map(str::to_lowercase)
-                .any(|text| SERVER_WIDE.iter().any(|wide| text.contains(wide)))
+        self.uses_replica() || self.mentions(&SERVER_WIDE)
+    }
+
+    /// Whether any SQL the scenario may send ([`Scenario::sql_texts`]) contains one of `words`
+    /// (lowercase), in any case.
+    pub fn mentions(&self, words: &[&str]) -> bool {
+        self.sql_texts()
+            .map(str::to_lowercase)
+            .any(|text| words.iter().any(|word| text.contains(word)))
     }
 
     /// Whether a session of the scenario may leave something on its connection that outlives
@@ -63,17 +67,16 @@ impl Scenario {
     /// such state anywhere ([`SESSION_WORDS`]), or a function or procedure, which may do any of
     /// it.
     pub fn may_leave_session_state(&self) -> bool {
-        let texts: Vec<String> = self.sql_texts().map(str::to_lowercase).collect();
-        texts.iter().any(|text| {
-            SESSION_WORDS.iter().any(|word| text.contains(word))
-                || text.split(';').any(|statement| {
+        self.mentions(&SESSION_WORDS)
+            || self.sql_texts().map(str::to_lowercase).any(|text| {
+                text.split(';').any(|statement| {
                     let mut words = statement.split_whitespace();
                     let first = words.next().unwrap_or_default();
                     SESSION_STATEMENTS.contains(&first)
                         && !(first == "set"
                             && matches!(words.next(), Some("local" | "constraints")))
                 })
-        })
+            })
     }
 
     /// The literal text of every SQL the sessions may run, for every engine: each SQL step's

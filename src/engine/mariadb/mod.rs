@@ -347,7 +347,6 @@ impl Backend for MariaEngine {
             sessions,
             restore: None,
             restores_all: false,
-            leaves_state: scenario.may_leave_session_state(),
             commits_can_wait: waits::commits_can_wait(scenario, nodes > 1),
             levels: levels.to_vec(),
             ticker: crate::engine::probe::Ticker::new()?,

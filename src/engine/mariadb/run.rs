@@ -36,9 +36,6 @@ pub(super) struct MariaRun {
     /// Whether the restore gives back all the setup made ([`MariaRun::save_initial_state`]),
     /// so that the run may serve another level.
     pub(super) restores_all: bool,
-    /// Whether a session may leave state on its connection ([`Scenario::may_leave_session_state`]):
-    /// then each reset also resets every session's connection, as `relevel` does.
-    pub(super) leaves_state: bool,
     /// Whether a commit of the scenario's can wait for another session
     /// ([`waits::commits_can_wait`]).
     pub(super) commits_can_wait: bool,
@@ -199,6 +196,49 @@ impl MariaRun {
             Some(holder) => Some(self.session_of(holder, node).into_iter().collect()),
         })
     }
+
+    /// `COM_RESET_CONNECTION` on every session's connection, which ends what it left (its
+    /// transaction, variables, temporary tables, locks), then its database and `levels` set as
+    /// at connect. False, with nothing changed, where the server has no such reset (before
+    /// MariaDB 10.2.4).
+    async fn reset_connections(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
+        let resets = self.sessions.iter().map(|session| session.worker.reset());
+        for reset in futures_util::future::join_all(resets).await {
+            if !reset? {
+                return Ok(false);
+            }
+        }
+        let sets = self.sessions.iter().zip(levels).map(|(session, level)| {
+            let set = format!("USE `{}`; {}", self.database, characteristics_sql(level));
+            async move { session.worker.query(&set).await }
+        });
+        futures_util::future::try_join_all(sets).await?;
+        self.levels = levels.to_vec();
+        Ok(true)
+    }
+
+    /// Every session's ROLLBACK and the restore, at once; then every node caught up.
+    async fn restore_data(&mut self) -> Result<(), EngineError> {
+        let Some(restore) = self.restore.clone() else {
+            return Err(EngineError::Setup(
+                "reset before the initial state was saved".into(),
+            ));
+        };
+        // Every session's ROLLBACK and the restore go out at once.
+        let rollbacks = self
+            .sessions
+            .iter()
+            .map(|session| session.worker.submit("ROLLBACK"))
+            .collect::<Vec<_>>();
+        let restored = self.control.submit(&restore);
+        for answer in futures_util::future::join_all(rollbacks).await {
+            received(answer)?.map_err(|e| EngineError::Mariadb(e.to_string()))?;
+        }
+        received(restored.await)?
+            .map(|_| ())
+            .map_err(|e| EngineError::Mariadb(e.to_string()))?;
+        self.nodes_caught_up().await
+    }
 }
 
 #[async_trait(?Send)]
@@ -339,7 +379,6 @@ impl BackendRun for MariaRun {
             return Ok(false);
         }
         self.restore_data().await?;
-        self.leaves_state = next.may_leave_session_state();
         self.commits_can_wait = waits::commits_can_wait(next, false);
         Ok(true)
     }
@@ -348,11 +387,11 @@ impl BackendRun for MariaRun {
         self.other_nodes.is_empty() && self.holders.is_empty()
     }
 
-    /// Puts the data back for another order; where a session may have left state on its
-    /// connection, every connection is reset too, at the levels it has. A server without the
-    /// reset cannot: that is said, rather than an order run on what the one before left.
-    async fn reset(&mut self) -> Result<(), EngineError> {
-        if self.leaves_state {
+    /// Puts the data back for another order; with `connections`, every connection is reset
+    /// too, at the levels it has. A server without the reset cannot: that is said, rather than
+    /// an order run on what the one before left.
+    async fn reset(&mut self, connections: bool) -> Result<(), EngineError> {
+        if connections {
             let levels = self.levels.clone();
             if !self.reset_connections(&levels).await? {
                 return Err(EngineError::Mariadb(
@@ -389,50 +428,5 @@ impl BackendRun for MariaRun {
         drop_database(&self.control, &self.database).await?;
         lock(&self.live).retain(|run| run.database != self.database);
         Ok(())
-    }
-}
-
-impl MariaRun {
-    /// `COM_RESET_CONNECTION` on every session's connection, which ends what it left (its
-    /// transaction, variables, temporary tables, locks), then its database and `levels` set as
-    /// at connect. False, with nothing changed, where the server has no such reset (before
-    /// MariaDB 10.2.4).
-    async fn reset_connections(&mut self, levels: &[SessionLevel]) -> Result<bool, EngineError> {
-        let resets = self.sessions.iter().map(|session| session.worker.reset());
-        for reset in futures_util::future::join_all(resets).await {
-            if !reset? {
-                return Ok(false);
-            }
-        }
-        let sets = self.sessions.iter().zip(levels).map(|(session, level)| {
-            let set = format!("USE `{}`; {}", self.database, characteristics_sql(level));
-            async move { session.worker.query(&set).await }
-        });
-        futures_util::future::try_join_all(sets).await?;
-        self.levels = levels.to_vec();
-        Ok(true)
-    }
-
-    /// Every session's ROLLBACK and the restore, at once; then every node caught up.
-    async fn restore_data(&mut self) -> Result<(), EngineError> {
-        let Some(restore) = self.restore.clone() else {
-            return Err(EngineError::Setup(
-                "reset before the initial state was saved".into(),
-            ));
-        };
-        // Every session's ROLLBACK and the restore go out at once.
-        let rollbacks = self
-            .sessions
-            .iter()
-            .map(|session| session.worker.submit("ROLLBACK"))
-            .collect::<Vec<_>>();
-        let restored = self.control.submit(&restore);
-        for answer in futures_util::future::join_all(rollbacks).await {
-            received(answer)?.map_err(|e| EngineError::Mariadb(e.to_string()))?;
-        }
-        received(restored.await)?
-            .map(|_| ())
-            .map_err(|e| EngineError::Mariadb(e.to_string()))?;
-        self.nodes_caught_up().await
     }
 }

@@ -10,11 +10,7 @@ use crate::scenario::Scenario;
 /// towards asking. `BEGIN` and `START TRANSACTION` commit a transaction still open, so they
 /// count as commits.
 pub(super) fn commits_can_wait(scenario: &Scenario, on_a_cluster: bool) -> bool {
-    on_a_cluster
-        || scenario.sql_texts().any(|text| {
-            let text = text.to_lowercase();
-            text.contains("flush") || text.contains("backup")
-        })
+    on_a_cluster || scenario.mentions(&["flush", "backup"])
 }
 
 /// Whether `sql` can wait for another session. Only a step made of nothing but `ROLLBACK`,

@@ -163,8 +163,8 @@ impl BackendRun for PgRun {
         PgRun::save_initial_state(self).await
     }
 
-    async fn reset(&mut self) -> Result<(), EngineError> {
-        PgRun::reset(self).await
+    async fn reset(&mut self, connections: bool) -> Result<(), EngineError> {
+        PgRun::reset(self, connections).await
     }
 
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {

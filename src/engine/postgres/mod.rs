@@ -74,9 +74,6 @@ pub struct PgRun {
     /// Whether a `COMMIT` of the scenario can wait for another session
     /// ([`waits::commits_can_wait`]); where it cannot, it is never asked about.
     commits_can_wait: bool,
-    /// Whether a session may leave state on its connection ([`Scenario::may_leave_session_state`]):
-    /// then each reset also resets every session's connection, as `relevel` does.
-    leaves_state: bool,
     /// Each session's level, as its connection was last set.
     levels: Vec<SessionLevel>,
     live: Live,
@@ -338,7 +335,6 @@ impl PgEngine {
             restores_all: false,
             defines_settings: restore::may_define_settings(scenario),
             commits_can_wait: waits::commits_can_wait(scenario, replica.is_some()),
-            leaves_state: scenario.may_leave_session_state(),
             levels: levels.to_vec(),
             live: self.live.clone(),
             control,

@@ -81,7 +81,6 @@ impl PgRun {
         self.reset_connections(levels).await?;
         self.defines_settings = may_define_settings(next);
         self.commits_can_wait = super::waits::commits_can_wait(next, self.replica.is_some());
-        self.leaves_state = next.may_leave_session_state();
         Ok(true)
     }
 
@@ -123,11 +122,11 @@ impl PgRun {
         Ok(())
     }
 
-    /// Puts the data back for another order; where a session may have left state on its
-    /// connection, every connection is reset too, at the levels it has.
-    pub async fn reset(&mut self) -> Result<(), EngineError> {
+    /// Puts the data back for another order; with `connections`, every connection is reset
+    /// too, at the levels it has.
+    pub async fn reset(&mut self, connections: bool) -> Result<(), EngineError> {
         self.restore_data().await?;
-        if self.leaves_state {
+        if connections {
             let levels = self.levels.clone();
             self.reset_connections(&levels).await?;
         }

@@ -9,13 +9,7 @@ use crate::scenario::Scenario;
 /// synchronous standby while its replay is paused. Judged from every text the scenario sends, its
 /// setup included (a function that notifies is made there), which errs towards asking.
 pub(super) fn commits_can_wait(scenario: &Scenario, with_standby: bool) -> bool {
-    with_standby
-        || scenario.sql_texts().any(|text| {
-            let text = text.to_lowercase();
-            ["deferr", "trigger", "notify"]
-                .iter()
-                .any(|word| text.contains(word))
-        })
+    with_standby || scenario.mentions(&["deferr", "trigger", "notify"])
 }
 
 /// Whether `sql` can wait for another session. Only a step made of nothing but statements that

@@ -48,9 +48,6 @@ pub struct SqliteRun {
     /// again.
     flags: OpenFlags,
     levels: Vec<SessionLevel>,
-    /// Whether a session may leave state on its connection ([`Scenario::may_leave_session_state`]):
-    /// then each reset opens every session's connection afresh.
-    leaves_state: bool,
     /// `DELETE ...; INSERT ... SELECT` for every table, once the initial state is saved.
     restore: Option<String>,
     sessions: Vec<Session>,
@@ -174,7 +171,6 @@ impl SqliteEngine {
             path,
             flags,
             levels,
-            leaves_state: scenario.may_leave_session_state(),
             restore: None,
             sessions,
             last,
@@ -340,11 +336,11 @@ impl BackendRun for SqliteRun {
         self.restore = Some(restore);
         Ok(())
     }
-    /// Puts the data back for another order; where a session may have left state on its
-    /// connection (a PRAGMA, a temporary table, an attached database), every session's
-    /// connection is opened afresh first, which ends its transaction.
-    async fn reset(&mut self) -> Result<(), EngineError> {
-        if self.leaves_state {
+    /// Puts the data back for another order; with `connections` (a session may have left a
+    /// PRAGMA, a temporary table, an attached database), every session's connection is opened
+    /// afresh first, which ends its transaction.
+    async fn reset(&mut self, connections: bool) -> Result<(), EngineError> {
+        if connections {
             for (session, level) in self.sessions.iter_mut().zip(&self.levels) {
                 *session = open_session(&self.path, self.flags, level)?;
             }
