@@ -305,6 +305,23 @@ fn a_killed_run_leaves_no_node_running() {
     next.stop().unwrap();
 }
 
+/// What a node says of its state: `Synced`, `Donor/Desynced`, `Joined`, ….
+const STATE_SQL: &str = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                         WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'";
+
+/// Asks `conn`'s node its state until it says `Synced`, for at most 10 s.
+async fn until_synced(conn: &mut Conn) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = value(conn, STATE_SQL).await;
+        if state == "Synced" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the node stays {state}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// How many times the held node is asked for the row.
 const HELD_ROUNDS: usize = 20;
 
@@ -316,12 +333,16 @@ fn a_held_node_applies_nothing_until_released() {
         let mut holder = connect(&cluster, 2).await;
         let mut reader = conns.pop().unwrap();
         let mut writer = conns.pop().unwrap();
-        reader.query_drop("SET SESSION wsrep_sync_wait = 0").await.unwrap();
+        reader
+            .query_drop("SET SESSION wsrep_sync_wait = 0")
+            .await
+            .unwrap();
         let (applied_before, _) = galera::applied(&mut reader).await.unwrap();
         galera::hold_appliers(&mut holder).await.unwrap();
         let mut stale = 0;
         for round in 1..=HELD_ROUNDS {
-            let commit = writer.query_drop(format!("UPDATE galera_test.t SET v = {round} WHERE id = 1"));
+            let commit =
+                writer.query_drop(format!("UPDATE galera_test.t SET v = {round} WHERE id = 1"));
             tokio::time::timeout(Duration::from_secs(5), commit)
                 .await
                 .expect("a commit on node 1 returns while node 2 is held")
@@ -332,9 +353,15 @@ fn a_held_node_applies_nothing_until_released() {
         }
         assert_eq!(stale, HELD_ROUNDS, "every read on the held node is stale");
         let (applied_held, queued) = galera::applied(&mut reader).await.unwrap();
-        assert_eq!(applied_held, applied_before, "the held node applied nothing");
-        assert!(queued >= 1, "what it received waits in its queue ({queued})");
-        let state = value(&mut reader, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'").await;
+        assert_eq!(
+            applied_held, applied_before,
+            "the held node applied nothing"
+        );
+        assert!(
+            queued >= 1,
+            "what it received waits in its queue ({queued})"
+        );
+        let state = value(&mut reader, STATE_SQL).await;
         println!("held: {state:?}, {queued} write sets queued");
 
         // A read that waits for the node to catch up gives up after the provider's causal
@@ -342,7 +369,10 @@ fn a_held_node_applies_nothing_until_released() {
         let short = "SET GLOBAL wsrep_provider_options = 'repl.causal_read_timeout=PT0.3S'";
         reader.query_drop(short).await.unwrap();
         let mut impatient = connect(&cluster, 2).await;
-        impatient.query_drop("SET SESSION wsrep_sync_wait = 1").await.unwrap();
+        impatient
+            .query_drop("SET SESSION wsrep_sync_wait = 1")
+            .await
+            .unwrap();
         let started = Instant::now();
         let given_up = impatient
             .query_drop("SELECT v FROM galera_test.t WHERE id = 1")
@@ -352,14 +382,21 @@ fn a_held_node_applies_nothing_until_released() {
             mysql_async::Error::Server(err) => assert_eq!(err.code, 1205, "{}", err.message),
             other => panic!("not a server error: {other}"),
         }
-        assert!(started.elapsed() >= Duration::from_millis(300));
+        let waited_for = started.elapsed();
+        assert!(
+            waited_for >= Duration::from_millis(300),
+            "gave up after {waited_for:?}"
+        );
         let long = "SET GLOBAL wsrep_provider_options = 'repl.causal_read_timeout=PT30S'";
         reader.query_drop(long).await.unwrap();
 
         // Else it waits for the release.
         const WAITING: &str = "SELECT v FROM galera_test.t WHERE id = 1 /* sync wait */";
         let mut waiter = connect(&cluster, 2).await;
-        waiter.query_drop("SET SESSION wsrep_sync_wait = 1").await.unwrap();
+        waiter
+            .query_drop("SET SESSION wsrep_sync_wait = 1")
+            .await
+            .unwrap();
         let waited = tokio::spawn(async move {
             let read: Result<Option<i32>, _> = waiter.query_first(WAITING).await;
             read
@@ -373,7 +410,10 @@ fn a_held_node_applies_nothing_until_released() {
             assert!(Instant::now() < deadline, "the sync-wait read never showed");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(!waited.is_finished(), "a sync-wait read on a held node returned");
+        assert!(
+            !waited.is_finished(),
+            "a sync-wait read on a held node returned"
+        );
         galera::release_appliers(&mut holder).await.unwrap();
         let read = tokio::time::timeout(Duration::from_secs(10), waited)
             .await
@@ -381,13 +421,20 @@ fn a_held_node_applies_nothing_until_released() {
             .unwrap()
             .unwrap();
         assert_eq!(read, Some(HELD_ROUNDS as i32));
-        reader.query_drop("SET SESSION wsrep_sync_wait = 1").await.unwrap();
+        reader
+            .query_drop("SET SESSION wsrep_sync_wait = 1")
+            .await
+            .unwrap();
         let fresh = value(&mut reader, "SELECT v FROM galera_test.t WHERE id = 1").await;
         assert_eq!(fresh, HELD_ROUNDS.to_string());
         let (applied_after, _) = galera::applied(&mut reader).await.unwrap();
-        assert!(applied_after >= applied_before + HELD_ROUNDS as u64);
-        let state = value(&mut reader, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'").await;
-        assert_eq!(state, "Synced");
+        assert!(
+            applied_after >= applied_before + HELD_ROUNDS as u64,
+            "applied {applied_before} before the hold, {applied_after} after it"
+        );
+        // The node says `Synced` once it has caught up, which may be a moment after the read
+        // that waited for it returned (it says `Joined` in between).
+        until_synced(&mut reader).await;
     });
 }
 
@@ -411,13 +458,7 @@ fn a_hold_ends_with_its_connection() {
         .await
         .expect("the node applies again once its holder has gone");
         assert_eq!(read, "5");
-        let state = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-                     WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'";
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while value(&mut conns[1], state).await != "Synced" {
-            assert!(Instant::now() < deadline, "the node stays desynced");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_synced(&mut conns[1]).await;
         assert_eq!(value(&mut conns[1], "SELECT @@wsrep_desync").await, "0");
     });
 }
