@@ -305,15 +305,11 @@ fn a_killed_run_leaves_no_node_running() {
     next.stop().unwrap();
 }
 
-/// What a node says of its state: `Synced`, `Donor/Desynced`, `Joined`, ….
-const STATE_SQL: &str = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-                         WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'";
-
 /// Asks `conn`'s node its state until it says `Synced`, for at most 10 s.
 async fn until_synced(conn: &mut Conn) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let state = value(conn, STATE_SQL).await;
+        let state = galera::state_of(conn).await.unwrap().state;
         if state == "Synced" {
             return;
         }
@@ -361,7 +357,7 @@ fn a_held_node_applies_nothing_until_released() {
             queued >= 1,
             "what it received waits in its queue ({queued})"
         );
-        let state = value(&mut reader, STATE_SQL).await;
+        let state = galera::state_of(&mut reader).await.unwrap().state;
         println!("held: {state:?}, {queued} write sets queued");
 
         // A read that waits for the node to catch up gives up after the provider's causal

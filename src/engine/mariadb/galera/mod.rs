@@ -47,6 +47,7 @@ pub use hold::{
     applied, hold_appliers, release_appliers, sync_waiting, APPLIED_SQL, HOLD_APPLIERS,
     RELEASE_APPLIERS,
 };
+pub use sync::{state_of, NodeState};
 
 use super::connect::opts_for_socket;
 use super::server::binaries::{self, Binaries};

@@ -17,10 +17,10 @@ const POLL_GAP: Duration = Duration::from_millis(5);
 
 /// What a node says of itself.
 #[derive(Debug, Default, PartialEq)]
-pub(super) struct NodeState {
+pub struct NodeState {
     /// `Synced`, `Joining`, `Joined`, `Donor/Desynced`, …
-    pub(super) state: String,
-    pub(super) cluster_size: usize,
+    pub state: String,
+    pub cluster_size: usize,
 }
 
 /// The question.
@@ -28,7 +28,8 @@ const STATE_SQL: &str =
     "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
      WHERE VARIABLE_NAME IN ('WSREP_LOCAL_STATE_COMMENT', 'WSREP_CLUSTER_SIZE')";
 
-async fn state_of(conn: &mut Conn) -> Result<NodeState, mysql_async::Error> {
+/// What `conn`'s node says of itself.
+pub async fn state_of(conn: &mut Conn) -> Result<NodeState, mysql_async::Error> {
     let rows: Vec<(String, String)> = conn.query(STATE_SQL).await?;
     let mut state = NodeState::default();
     for (name, value) in rows {
