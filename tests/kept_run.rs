@@ -154,3 +154,46 @@ fn every_order_explore_runs_starts_as_new() {
         }
     }
 }
+
+/// A run a scenario left is rebuilt for the next scenario with as many sessions (`check` runs
+/// `leaves-state` alone, then `as-new` on the run it left): the same connections, renamed for
+/// the new sessions, at each level, with nothing the scenario before left: no table, setting,
+/// temporary table, advisory lock or large object of its role's. A scenario of the fixture
+/// that saw any of it would be an anomaly.
+#[test]
+fn a_run_rebuilt_for_another_scenario_is_as_new() {
+    let output = anomalies()
+        .args(["check", "tests/fixtures/rebuilt", "--engine", "postgres"])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let runs = json_runs(&stdout(&output));
+    assert_eq!(runs.len(), 8);
+    let after = |run: &Value, text: &str| -> String {
+        let line = run["line"].as_str().unwrap();
+        let (_, rest) = line
+            .split_once(text)
+            .unwrap_or_else(|| panic!("no {text:?} in {line}"));
+        rest.split([',', ' ']).next().unwrap().to_string()
+    };
+    let (first, then) = runs.split_at(4);
+    let conn = after(&first[0], "Alice's connection is ");
+    let levels = [
+        "read committed",
+        "read committed",
+        "repeatable read",
+        "serializable",
+    ];
+    for (run, level) in then.iter().zip(levels) {
+        assert_eq!(run["scenario"], "as-new", "{run}");
+        assert_eq!(run["observed"], "prevented by consistent-read", "{run}");
+        assert_eq!(after(run, "Ana's connection is "), conn, "{run}");
+        assert!(after(run, " of run ").ends_with("_leaves_state"), "{run}");
+        let line = run["line"].as_str().unwrap();
+        assert!(
+            line.contains(&format!("called anomalies ana, at {level}, ")),
+            "{run}"
+        );
+    }
+}

@@ -7,8 +7,11 @@
 //! own Redis key prefix, and a probe asks only about the run's own sessions. What the server
 //! shares is not private, and a Redis lease is timed, so a scenario that uses either runs
 //! alone ([`Scenario::runs_alone`]). A scenario's fixes with its setup and sessions follow it
-//! on the run it leaves, put back as new. The reports come back in the request's order,
-//! whatever order the runs end in.
+//! on the run it leaves, put back as new. A lane that ends leaves its run as a spare, which the
+//! next lane to start takes and the engine rebuilds for its scenario where it can
+//! ([`Run::rebuild`]: its connections reset as at login, its data dropped and the new setup
+//! run), so a request's runs share a few sets of connections instead of each opening its own.
+//! The reports come back in the request's order, whatever order the runs end in.
 
 use std::cell::RefCell;
 
@@ -77,42 +80,15 @@ pub(super) async fn run_all(
     request: &Request,
     interleavings: &[Interleaving],
     progress: &mut dyn FnMut(&Report),
-    mut pause: Option<Pause<'_>>,
+    pause: Option<Pause<'_>>,
 ) -> Result<Runs, AppError> {
     let progress = RefCell::new(progress);
-    let mut ran = Vec::new();
-    let each = request.scenarios.iter().zip(interleavings);
-    if pause.is_some() {
-        for item in each {
-            let pause = pause.as_mut().map(|p| &mut **p as Pause<'_>);
-            ran.extend(run_chain(engine, request, &[item], &progress, pause).await?);
-        }
-    } else {
-        let gate = Semaphore::new(AT_ONCE);
-        let (gate, progress) = (&gate, &progress);
-        let each: Vec<_> = each.collect();
-        let kind = engine.info().name;
-        let lanes = lanes(
-            &each,
-            |(scenario, _)| scenario.runs_alone(),
-            |(a, _), (b, _)| same_run(kind, a, b),
-        );
-        let lanes = lanes.into_iter().map(|(alone, lane)| async move {
-            // Every permit, for a lane that must run alone. Permits go in the order asked
-            // for, so a lane that waits for all of them holds back the ones after it.
-            let permits = if alone { AT_ONCE } else { 1 };
-            let _permits = gate
-                .acquire_many(permits as u32)
-                .await
-                .map_err(|e| AppError::Usage(format!("the runs' gate closed: {e}")))?;
-            run_chain(engine, request, &lane, progress, None).await
-        });
-        ran = futures_util::future::try_join_all(lanes)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-    }
+    let spares = Spares::default();
+    let ran = lanes_of(engine, request, interleavings, &progress, &spares, pause).await;
+    // The spares are finished whatever happened to the lanes; the lanes' error comes first.
+    let finished = spares.finish().await;
+    let ran = ran?;
+    finished?;
     let mut runs = Runs::default();
     for one in ran {
         match one {
@@ -123,13 +99,110 @@ pub(super) async fn run_all(
     Ok(runs)
 }
 
+/// Runs that lanes left, each for the next lane with as many sessions ([`Run::can_serve`]).
+#[derive(Default)]
+struct Spares(RefCell<Vec<Run>>);
+
+impl Spares {
+    /// A run of `scenario` at `level`: a spare rebuilt for it, where one can be, else a new one.
+    async fn take(
+        &self,
+        engine: &Engine,
+        scenario: &Scenario,
+        level: crate::level::Level,
+    ) -> Result<Run, AppError> {
+        let spare = {
+            let mut spares = self.0.borrow_mut();
+            let fits = spares.iter().position(|run| run.can_serve(scenario));
+            fits.map(|i| spares.swap_remove(i))
+        };
+        if let Some(mut run) = spare {
+            if run.rebuild(engine, scenario, level).await? {
+                return Ok(run);
+            }
+            run.finish().await?;
+        }
+        Ok(engine.prepare(scenario, level).await?)
+    }
+
+    /// Keeps a run a lane is done with, if another scenario may be served by it; else finishes it.
+    async fn leave(&self, run: Run) -> Result<(), AppError> {
+        match run.rebuilds() {
+            true => self.0.borrow_mut().push(run),
+            false => run.finish().await?,
+        }
+        Ok(())
+    }
+
+    /// Finishes every spare, all at once; the first error, once all have ended.
+    async fn finish(self) -> Result<(), AppError> {
+        let finishes = self.0.into_inner().into_iter().map(Run::finish);
+        let finished = futures_util::future::join_all(finishes).await;
+        Ok(finished.into_iter().collect::<Result<(), _>>()?)
+    }
+}
+
+/// Every lane of the request, up to [`AT_ONCE`] at once (one at a time in step mode).
+async fn lanes_of(
+    engine: &Engine,
+    request: &Request,
+    interleavings: &[Interleaving],
+    progress: &RefCell<&mut dyn FnMut(&Report)>,
+    spares: &Spares,
+    mut pause: Option<Pause<'_>>,
+) -> Result<Vec<Ran>, AppError> {
+    let mut ran = Vec::new();
+    let each = request.scenarios.iter().zip(interleavings);
+    if pause.is_some() {
+        for item in each {
+            let pause = pause.as_mut().map(|p| &mut **p as Pause<'_>);
+            ran.extend(run_chain(engine, request, &[item], progress, spares, pause).await?);
+        }
+    } else {
+        let gate = Semaphore::new(AT_ONCE);
+        let gate = &gate;
+        let each: Vec<_> = each.collect();
+        let kind = engine.info().name;
+        let lanes = lanes(
+            &each,
+            |(scenario, _)| scenario.runs_alone(),
+            |(a, _), (b, _)| same_run(kind, a, b),
+        );
+        // The lanes that must run alone go first, one after the other, and the rest after
+        // them, four at once: a lane that waits for every permit in the middle would hold the
+        // lanes after it back until the ones before it have all ended.
+        let mut lanes: Vec<_> = lanes.into_iter().enumerate().collect();
+        lanes.sort_by_key(|(_, (alone, _))| !alone);
+        let lanes = lanes.into_iter().map(|(i, (alone, lane))| async move {
+            // Every permit, for a lane that must run alone. Permits go in the order asked
+            // for, so a lane that waits for all of them holds back the ones after it.
+            let permits = if alone { AT_ONCE } else { 1 };
+            let _permits = gate
+                .acquire_many(permits as u32)
+                .await
+                .map_err(|e| AppError::Usage(format!("the runs' gate closed: {e}")))?;
+            Ok::<_, AppError>((
+                i,
+                run_chain(engine, request, &lane, progress, spares, None).await?,
+            ))
+        });
+        let mut done = futures_util::future::try_join_all(lanes).await?;
+        // Back in the request's order.
+        done.sort_by_key(|(i, _)| *i);
+        ran = done.into_iter().flat_map(|(_, ran)| ran).collect();
+    }
+    Ok(ran)
+}
+
 /// Scenarios one after the other, each at every level of the request, on one run where the
-/// engine can put it back as new between them ([`Run::relevel`]).
+/// engine can put it back as new between them ([`Run::relevel`]); the run comes from the
+/// spares where one fits, and goes back to them after.
 async fn run_chain(
     engine: &Engine,
     request: &Request,
     chain: &[(&Scenario, &Interleaving)],
     progress: &RefCell<&mut dyn FnMut(&Report)>,
+    spares: &Spares,
     mut pause: Option<Pause<'_>>,
 ) -> Result<Vec<Ran>, AppError> {
     let kind = engine.info().name;
@@ -166,7 +239,7 @@ async fn run_chain(
                         (engine.prepare(scenario, level).await?, false)
                     }
                 },
-                None => (engine.prepare(scenario, level).await?, false),
+                None => (spares.take(engine, scenario, level).await?, false),
             };
             if !saved && left > 0 && run.relevels() {
                 run.save_initial_state().await?;
@@ -192,7 +265,7 @@ async fn run_chain(
         ran.push(Ran::Reports(reports));
     }
     if let Some((run, _)) = kept {
-        run.finish().await?;
+        spares.leave(run).await?;
     }
     Ok(ran)
 }

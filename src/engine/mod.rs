@@ -174,6 +174,23 @@ pub(crate) trait BackendRun {
         false
     }
 
+    /// Makes the run what a fresh run of `next`, another scenario with as many sessions, at
+    /// `levels` would be: the connections reset as at login, the data dropped and `next`'s
+    /// setup run; `false`, having done nothing, where the engine cannot promise that (then the
+    /// caller finishes the run and prepares a new one).
+    async fn rebuild(
+        &mut self,
+        _next: &Scenario,
+        _levels: &[SessionLevel],
+    ) -> Result<bool, EngineError> {
+        Ok(false)
+    }
+
+    /// Whether [`BackendRun::rebuild`] can ever succeed for this run.
+    fn rebuilds(&self) -> bool {
+        false
+    }
+
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError>;
     async fn finish(self: Box<Self>) -> Result<(), EngineError>;
 
@@ -207,6 +224,8 @@ pub struct Run {
     /// Whether a session of the scenario the run serves may leave state on its connection
     /// ([`Scenario::may_leave_session_state`]): then [`Run::reset`] resets the connections too.
     leaves_state: bool,
+    /// How many sessions the run has connections for.
+    sessions: usize,
 }
 
 pub use error::EngineError;
@@ -331,6 +350,7 @@ impl Engine {
             db,
             redis,
             leaves_state: scenario.may_leave_session_state(),
+            sessions: scenario.sessions.len(),
         })
     }
 

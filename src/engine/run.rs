@@ -114,6 +114,43 @@ impl Run {
         Ok(true)
     }
 
+    /// Makes the run ready for another scenario at `level`, one with as many sessions and
+    /// neither with Redis steps, as a fresh run of it would be ([`Engine::prepare`]): every
+    /// connection reset as at login, the run's data dropped and `next`'s setup run, each
+    /// session at its level. `false`, having changed nothing, where the engine cannot promise
+    /// that: then the caller finishes the run and prepares a new one.
+    pub async fn rebuild(
+        &mut self,
+        engine: &Engine,
+        next: &Scenario,
+        level: Level,
+    ) -> Result<bool, EngineError> {
+        if !self.can_serve(next) {
+            return Ok(false);
+        }
+        let levels = engine.session_levels(next, level);
+        if !self.db.rebuild(next, &levels).await? {
+            return Ok(false);
+        }
+        self.leaves_state = next.may_leave_session_state();
+        Ok(true)
+    }
+
+    /// Whether [`Run::rebuild`] may make the run one of `next`'s: the engine can rebuild it,
+    /// `next` has as many sessions, and neither has Redis steps (a Redis run's connections are
+    /// per session, and a lease-timed scenario runs alone anyway).
+    pub fn can_serve(&self, next: &Scenario) -> bool {
+        self.db.rebuilds()
+            && self.redis.is_none()
+            && !next.uses_redis()
+            && next.sessions.len() == self.sessions
+    }
+
+    /// Whether the engine may serve another scenario with this run ([`Run::rebuild`]).
+    pub fn rebuilds(&self) -> bool {
+        self.redis.is_none() && self.db.rebuilds()
+    }
+
     /// Whether the engine may serve another level with this run ([`Run::relevel`]); only then
     /// is saving the initial state for it worth a round trip.
     pub fn relevels(&self) -> bool {

@@ -187,6 +187,18 @@ impl BackendRun for PgRun {
         true
     }
 
+    async fn rebuild(
+        &mut self,
+        next: &Scenario,
+        levels: &[SessionLevel],
+    ) -> Result<bool, EngineError> {
+        PgRun::rebuild(self, next, levels).await
+    }
+
+    fn rebuilds(&self) -> bool {
+        PgRun::rebuilds(self)
+    }
+
     fn questions(&self) -> u64 {
         self.ticker.asked()
     }

@@ -94,6 +94,9 @@ pub struct PgRun {
 struct PgSession {
     client: Arc<Client>,
     pid: i32,
+    /// Its connection's `application_name`, `anomalies <session>`, which `DISCARD ALL` puts
+    /// back to the one it logged in with: set again on every reset.
+    name: String,
     /// Its connection to the standby and that backend's pid, for a session with steps there.
     standby: Option<(Arc<Client>, i32)>,
     in_flight: Option<Reply>,

@@ -1,11 +1,14 @@
 //! A run's data saved once and put back between orders (DELETE and INSERT, no DDL), and a run
-//! made ready for another level.
+//! made ready for another level, or for another scenario.
 
+use super::cleanup::SCHEMA_COMMENT;
 use super::connect::{characteristics_sql, pg_error};
+use super::role::literal;
+use super::session::set_up;
 use super::{replica, PgRun};
 use crate::engine::{snapshot_sql, EngineError};
 use crate::level::SessionLevel;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, Topology};
 
 impl PgRun {
     pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
@@ -84,6 +87,79 @@ impl PgRun {
         Ok(true)
     }
 
+    /// Whether [`PgRun::rebuild`] can serve another scenario with this run: it has a role of
+    /// its own (else the setup ran on the control connection, which holds the schema's lock and
+    /// cannot be reset), no standby, and no scenario it served may have defined a custom setting.
+    pub fn rebuilds(&self) -> bool {
+        self.role.is_some() && self.replica.is_none() && !self.defines_settings
+    }
+
+    /// Makes the run what a fresh run of `next`, a scenario with as many sessions, at `levels`
+    /// would be, and says so (`false`, having done nothing, where it cannot promise that:
+    /// [`PgRun::rebuilds`]). Every connection is reset as at login (`DISCARD ALL` after the
+    /// `ROLLBACK`), everything the run's role owns is dropped (its schema, and whatever else the
+    /// scenario made: a large object, say) and the schema made again, empty, under its name;
+    /// then `next`'s setup runs while each session is set at its level and named after its
+    /// session in `next`. The run keeps its name, its role, its schema's lock and its
+    /// connections: no backend starts, none ends.
+    pub async fn rebuild(
+        &mut self,
+        next: &Scenario,
+        levels: &[SessionLevel],
+    ) -> Result<bool, EngineError> {
+        if !self.rebuilds()
+            || next.topology != Topology::Single
+            || next.sessions.len() != self.sessions.len()
+        {
+            return Ok(false);
+        }
+        let Some(role) = &self.role else {
+            return Ok(false);
+        };
+        let clients = self.sessions.iter().map(|s| &s.client).chain([&self.data]);
+        let discards = clients.map(|client| async move {
+            let rollback = client.simple_query("ROLLBACK");
+            tokio::try_join!(rollback, client.batch_execute("DISCARD ALL")).map(|_| ())
+        });
+        for result in futures_util::future::join_all(discards).await {
+            result.map_err(pg_error)?;
+        }
+        // One transaction: the schema is there again, or the run is as it was.
+        let schema = &self.schema;
+        self.control
+            .batch_execute(&format!(
+                "DROP OWNED BY {role}; CREATE SCHEMA {schema} AUTHORIZATION {role}; \
+                 COMMENT ON SCHEMA {schema} IS '{SCHEMA_COMMENT}'"
+            ))
+            .await
+            .map_err(pg_error)?;
+        for (session, named) in self.sessions.iter_mut().zip(&next.sessions) {
+            session.name = format!("anomalies {}", named.name);
+        }
+        let sets = self.sessions.iter().zip(levels).map(|(session, level)| {
+            let set = format!(
+                "SET search_path TO {schema}; {}; SET application_name TO {}",
+                characteristics_sql(level),
+                literal(&session.name)
+            );
+            async move { session.client.batch_execute(&set).await }
+        });
+        let (set, made) = tokio::join!(
+            futures_util::future::join_all(sets),
+            set_up(&self.data, schema, next, true)
+        );
+        for result in set {
+            result.map_err(pg_error)?;
+        }
+        made?;
+        self.restore = None;
+        self.restores_all = false;
+        self.defines_settings = may_define_settings(next);
+        self.commits_can_wait = super::waits::commits_can_wait(next, false);
+        self.levels = levels.to_vec();
+        Ok(true)
+    }
+
     /// Gives every session a connection as good as new at `levels`, on the primary and on the
     /// standby: `DISCARD ALL` ends what a session left (its settings, advisory locks, prepared
     /// statements, temporary tables), then the search path and the level are set as at connect.
@@ -98,16 +174,19 @@ impl PgRun {
                 let standby = session
                     .standby
                     .iter()
-                    .map(move |(client, _)| (client, replica::on_standby(level)));
-                std::iter::once((&session.client, *level)).chain(standby)
+                    .map(move |(client, _)| (client, replica::on_standby(level), None));
+                std::iter::once((&session.client, *level, Some(&session.name))).chain(standby)
             });
-        let resets = connections.map(|(client, level)| {
+        let resets = connections.map(|(client, level, name)| {
             // DISCARD ALL cannot share a query string (an implicit transaction) with the rest;
-            // the two go out pipelined, in order.
+            // the two go out pipelined, in order. A standby's connection keeps the name it
+            // logged in with; a session's on the primary may have been renamed by a rebuild.
             let set = format!(
-                "SET search_path TO {}; {}",
+                "SET search_path TO {}; {}{}",
                 self.schema,
-                characteristics_sql(&level)
+                characteristics_sql(&level),
+                name.map(|name| format!("; SET application_name TO {}", literal(name)))
+                    .unwrap_or_default()
             );
             let client = client.clone();
             async move {

@@ -143,7 +143,7 @@ pub(super) fn role_comment(database: &str) -> String {
 }
 
 /// `text` as an SQL string literal, as PostgreSQL's `quote_literal` writes it.
-fn literal(text: &str) -> String {
+pub(super) fn literal(text: &str) -> String {
     let quoted = text.replace('\'', "''");
     if text.contains('\\') {
         format!("E'{}'", quoted.replace('\\', "\\\\"))

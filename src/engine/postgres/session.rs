@@ -35,6 +35,7 @@ pub(super) async fn connect_sessions(
             Ok::<_, EngineError>(PgSession {
                 client,
                 pid,
+                name,
                 standby: None,
                 in_flight: None,
                 on: Sent::Primary { may_wait: true },
