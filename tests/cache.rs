@@ -160,6 +160,44 @@ fn a_grown_cache_is_compacted_before_its_server_starts() {
     assert_eq!(processes_mentioning(cache.path()), Vec::<String>::new());
 }
 
+/// A server that stops with its databases grown since the last compaction, by less than a
+/// compaction waits for, first vacuums the catalogs and records the size it left; the next
+/// stop, with no growth since, does not; a compaction removes the record.
+#[test]
+fn a_grown_cache_is_vacuumed_before_its_server_stops() {
+    let cache = open_tempdir();
+    let first = run_lost_update(cache.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    let slot = engine_dir(cache.path(), "pg-").join("slot-0");
+    let (compacted, vacuumed) = (slot.join("compacted"), slot.join("vacuumed"));
+    assert!(!vacuumed.exists(), "a fresh slot was vacuumed");
+    let size: u64 = fs::read_to_string(&compacted)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // As if the databases had grown by 512 kB since the last compaction.
+    write(&compacted, (size - 512 * 1024).to_string().as_bytes());
+    let vacuuming = run_lost_update(cache.path());
+    assert!(vacuuming.status.success(), "{}", stderr(&vacuuming));
+    let recorded = fs::read_to_string(&vacuumed).expect("no record of a vacuum");
+    let again = run_lost_update(cache.path());
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        fs::read_to_string(&vacuumed).unwrap(),
+        recorded,
+        "vacuumed again"
+    );
+    write(&compacted, b"0");
+    let compacting = run_lost_update(cache.path());
+    assert!(compacting.status.success(), "{}", stderr(&compacting));
+    assert!(
+        !vacuumed.exists(),
+        "the compaction kept the vacuum's record"
+    );
+    assert_eq!(processes_mentioning(cache.path()), Vec::<String>::new());
+}
+
 #[test]
 fn a_failing_initdb_is_one_line_and_exit_2() {
     let cache = open_tempdir();

@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::Flock;
 
 pub use binaries::{find_bindir, has_server};
+pub(crate) use compact::CATALOG_VACUUM;
 pub use standby::STANDBY_NAME;
 
 use crate::engine::cache::process::Server;
@@ -216,6 +217,18 @@ impl Cluster {
     /// dbname = "postgres".
     pub fn config(&self) -> tokio_postgres::Config {
         socket_config(&self.socket_dir)
+    }
+
+    /// Whether the catalogs are due a plain `VACUUM` ([`CATALOG_VACUUM`]) before the server
+    /// stops, which keeps the compaction at start rare (`compact.rs`).
+    pub fn vacuum_due(&self) -> bool {
+        compact::vacuum_due(&self.slot_dir)
+    }
+
+    /// Notes that the catalogs were vacuumed, at the slot's size now.
+    pub fn vacuumed(&self) {
+        // Not recorded, the vacuum is only asked for again at the next stop.
+        let _ = compact::record_vacuum(&self.slot_dir);
     }
 
     /// Major version from the binaries, e.g. 15.

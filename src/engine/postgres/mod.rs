@@ -38,7 +38,7 @@ use crate::engine::probe::Ticker;
 
 pub(super) use backend::open;
 
-use crate::engine::cluster::Cluster;
+use crate::engine::cluster::{Cluster, CATALOG_VACUUM};
 use crate::engine::{final_rows, first_reply, EngineError, EngineInfo, Settled};
 use crate::level::SessionLevel;
 use crate::scenario::{EngineKind, Scenario, Topology};
@@ -368,6 +368,18 @@ impl PgEngine {
                 humantime::format_duration(CLOSE_TIMEOUT)
             ))),
         };
+        if let Some(cluster) = self
+            .cluster
+            .as_ref()
+            .filter(|c| result.is_ok() && c.vacuum_due())
+        {
+            // The runs' dead catalog rows made reusable; a failure only leaves them for the
+            // compaction at a later start.
+            let vacuum = self.admin.batch_execute(CATALOG_VACUUM);
+            if let Ok(Ok(())) = tokio::time::timeout(CLOSE_TIMEOUT, vacuum).await {
+                cluster.vacuumed();
+            }
+        }
         drop(self.admin);
         if let Some(cluster) = self.cluster {
             tokio::task::spawn_blocking(move || cluster.stop())
