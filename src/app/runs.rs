@@ -168,11 +168,16 @@ async fn lanes_of(
             |(scenario, _)| scenario.runs_alone(),
             |(a, _), (b, _)| same_run(kind, a, b),
         );
-        // The lanes that must run alone go first, one after the other, and the rest after
-        // them, four at once: a lane that waits for every permit in the middle would hold the
-        // lanes after it back until the ones before it have all ended.
+        // The lanes that must run alone because they share the server go first, one after the
+        // other, and the rest after them, four at once: a lane that waits for every permit in
+        // the middle holds the lanes after it back until the ones before it have all ended. A
+        // lane timed by a Redis lease keeps its place: at the start, while the other engines'
+        // servers start too, a lease ran out before John asked in 3 of 25 `check --engine all`.
         let mut lanes: Vec<_> = lanes.into_iter().enumerate().collect();
-        lanes.sort_by_key(|(_, (alone, _))| !alone);
+        let first = |alone: bool, lane: &[(&Scenario, &Interleaving)]| {
+            alone && !lane.iter().any(|(scenario, _)| scenario.uses_redis())
+        };
+        lanes.sort_by_key(|(_, (alone, lane))| !first(*alone, lane));
         let lanes = lanes.into_iter().map(|(i, (alone, lane))| async move {
             // Every permit, for a lane that must run alone. Permits go in the order asked
             // for, so a lane that waits for all of them holds back the ones after it.
