@@ -227,7 +227,7 @@ impl Cluster {
 
     /// Notes that the catalogs were vacuumed, at the slot's size now.
     pub fn vacuumed(&self) {
-        // Not recorded, the vacuum is only asked for again at the next stop.
+        // A record that cannot be written only has the next stop vacuum again.
         let _ = compact::record_vacuum(&self.slot_dir);
     }
 
