@@ -159,7 +159,8 @@ fn every_order_explore_runs_starts_as_new() {
 /// `leaves-state` alone, then `as-new` on the run it left): the same connections, renamed for
 /// the new sessions, at each level, with nothing the scenario before left: no table, setting,
 /// temporary table, advisory lock or large object of its role's. A scenario of the fixture
-/// that saw any of it would be an anomaly.
+/// that saw any of it would be an anomaly, and so would a level of `leaves-state` that saw the
+/// large object the level before made.
 #[test]
 fn a_run_rebuilt_for_another_scenario_is_as_new() {
     let output = anomalies()
@@ -179,6 +180,11 @@ fn a_run_rebuilt_for_another_scenario_is_as_new() {
     };
     let (first, then) = runs.split_at(4);
     let conn = after(&first[0], "Alice's connection is ");
+    // Each level of the first starts as new too: no large object of the level before.
+    for run in first {
+        assert_eq!(run["scenario"], "leaves-state", "{run}");
+        assert_eq!(run["observed"], "prevented by consistent-read", "{run}");
+    }
     let levels = [
         "read committed",
         "read committed",

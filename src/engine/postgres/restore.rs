@@ -34,10 +34,10 @@ impl PgRun {
             .batch_execute(&format!("{path}{save}"))
             .await
             .map_err(pg_error)?;
-        self.restore = Some(format!("{path}{restore}"));
         // DELETE and INSERT give back the rows, but not a sequence's position, a materialized
-        // view's rows, what a trigger or a rule does on the way, nor rows a policy hides.
-        self.restores_all = self
+        // view's rows, what a trigger or a rule does on the way, nor rows a policy hides; nor a
+        // large object the setup made, which a step may have changed.
+        let row = self
             .data
             .query_one(
                 "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_class c \
@@ -46,12 +46,25 @@ impl PgRun {
                  OR EXISTS (SELECT FROM pg_catalog.pg_trigger t \
                             WHERE t.tgrelid = c.oid AND NOT t.tgisinternal) \
                  OR EXISTS (SELECT FROM pg_catalog.pg_rewrite r \
-                            WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN')))",
+                            WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN'))), \
+                 EXISTS (SELECT FROM pg_catalog.pg_largeobject_metadata \
+                         WHERE lomowner = CURRENT_USER::regrole)",
                 &[&self.schema],
             )
             .await
-            .map_err(pg_error)?
-            .get(0);
+            .map_err(pg_error)?;
+        let (rows_are_all, large_objects): (bool, bool) = (row.get(0), row.get(1));
+        self.restores_all = rows_are_all && !large_objects;
+        // A large object a step made is the run's role's, and goes at each restore; only where
+        // the setup made none, and never as the user, whose own large objects these would be.
+        let unlink = match self.role.is_some() && !large_objects {
+            true => {
+                " SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata \
+                 WHERE lomowner = CURRENT_USER::regrole;"
+            }
+            false => "",
+        };
+        self.restore = Some(format!("{path}{restore}{unlink}"));
         Ok(())
     }
 
