@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use super::{not_available, report, AppError, Request, Runs};
 use crate::engine::{Engine, Run};
+use crate::level::Level;
 use crate::report::{NotRun, Report};
 use crate::runner::{replay, Pause};
 use crate::scenario::{EngineKind, Interleaving, Scenario};
@@ -109,7 +110,7 @@ impl Spares {
         &self,
         engine: &Engine,
         scenario: &Scenario,
-        level: crate::level::Level,
+        level: Level,
     ) -> Result<Run, AppError> {
         let spare = {
             let mut spares = self.0.borrow_mut();

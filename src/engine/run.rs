@@ -140,10 +140,7 @@ impl Run {
     /// `next` has as many sessions, and neither has Redis steps (a Redis run's connections are
     /// per session, and a lease-timed scenario runs alone anyway).
     pub fn can_serve(&self, next: &Scenario) -> bool {
-        self.db.rebuilds()
-            && self.redis.is_none()
-            && !next.uses_redis()
-            && next.sessions.len() == self.sessions
+        self.rebuilds() && !next.uses_redis() && next.sessions.len() == self.sessions
     }
 
     /// Whether the engine may serve another scenario with this run ([`Run::rebuild`]).

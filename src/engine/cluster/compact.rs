@@ -41,12 +41,15 @@ pub(crate) const CATALOG_VACUUM: &str = "VACUUM pg_catalog.pg_attribute, pg_cata
 /// Whether the slot's catalogs are due a plain vacuum before its server stops: `base/` has grown
 /// by [`VACUUM_GROWTH`] since the last compaction or vacuum.
 pub(super) fn vacuum_due(slot_dir: &Path) -> bool {
-    let record = |name: &str| {
-        fs::read_to_string(slot_dir.join(name))
-            .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
-    };
-    base_size(slot_dir).is_ok_and(|size| vacuum_due_at(record(COMPACTED), record(VACUUMED), size))
+    let (compacted, vacuumed) = (record(slot_dir, COMPACTED), record(slot_dir, VACUUMED));
+    base_size(slot_dir).is_ok_and(|size| vacuum_due_at(compacted, vacuumed, size))
+}
+
+/// The size a record in the slot's directory holds (`compacted`, `vacuumed`), if it is there.
+fn record(slot_dir: &Path, name: &str) -> Option<u64> {
+    fs::read_to_string(slot_dir.join(name))
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
 }
 
 /// Whether `base/`, now `size` bytes, has grown enough since the last compaction (`compacted`)
@@ -74,10 +77,7 @@ pub(super) fn compact_if_grown(
     settings: &[&str],
 ) -> Option<Result<(), String>> {
     let size = base_size(slot_dir).ok()?;
-    let compacted = fs::read_to_string(slot_dir.join(COMPACTED))
-        .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok());
-    if !compaction_due(compacted, size) {
+    if !compaction_due(record(slot_dir, COMPACTED), size) {
         return None;
     }
     let failed = vacuum_full(postgres, slot_dir, owner, settings).err();

@@ -4,7 +4,7 @@
 use super::cleanup::SCHEMA_COMMENT;
 use super::connect::{characteristics_sql, pg_error};
 use super::role::literal;
-use super::session::set_up;
+use super::session::{application_name, set_up};
 use super::{replica, PgRun};
 use crate::engine::{snapshot_sql, EngineError};
 use crate::level::SessionLevel;
@@ -126,17 +126,30 @@ impl PgRun {
         {
             return Ok(false);
         }
-        let Some(role) = &self.role else {
+        let Some(role) = self.role.clone() else {
             return Ok(false);
         };
-        let clients = self.sessions.iter().map(|s| &s.client).chain([&self.data]);
-        let discards = clients.map(|client| async move {
-            let rollback = client.simple_query("ROLLBACK");
-            tokio::try_join!(rollback, client.batch_execute("DISCARD ALL")).map(|_| ())
-        });
-        for result in futures_util::future::join_all(discards).await {
+        // Every transaction ends, then every connection is as at login, named for its session
+        // in `next` and at its level: nothing of the role's is in use when it is dropped.
+        let rollbacks = self
+            .sessions
+            .iter()
+            .map(|s| &s.client)
+            .chain([&self.data])
+            .map(|client| client.simple_query("ROLLBACK"));
+        for result in futures_util::future::join_all(rollbacks).await {
             result.map_err(pg_error)?;
         }
+        for (session, named) in self.sessions.iter_mut().zip(&next.sessions) {
+            session.name = application_name(&named.name);
+        }
+        let data = self.data.clone();
+        let (reset, discarded) = tokio::join!(
+            self.reset_connections(levels),
+            data.batch_execute("DISCARD ALL")
+        );
+        reset?;
+        discarded.map_err(pg_error)?;
         // One transaction: the schema is there again, or the run is as it was.
         let schema = &self.schema;
         self.control
@@ -146,30 +159,11 @@ impl PgRun {
             ))
             .await
             .map_err(pg_error)?;
-        for (session, named) in self.sessions.iter_mut().zip(&next.sessions) {
-            session.name = format!("anomalies {}", named.name);
-        }
-        let sets = self.sessions.iter().zip(levels).map(|(session, level)| {
-            let set = format!(
-                "SET search_path TO {schema}; {}; SET application_name TO {}",
-                characteristics_sql(level),
-                literal(&session.name)
-            );
-            async move { session.client.batch_execute(&set).await }
-        });
-        let (set, made) = tokio::join!(
-            futures_util::future::join_all(sets),
-            set_up(&self.data, schema, next, true)
-        );
-        for result in set {
-            result.map_err(pg_error)?;
-        }
-        made?;
+        set_up(&self.data, schema, next, true).await?;
         self.restore = None;
         self.restores_all = false;
         self.defines_settings = may_define_settings(next);
         self.commits_can_wait = super::waits::commits_can_wait(next, false);
-        self.levels = levels.to_vec();
         Ok(true)
     }
 

@@ -29,7 +29,7 @@ pub(super) async fn connect_sessions(
         .iter()
         .zip(levels)
         .map(|(session, level)| async move {
-            let name = format!("anomalies {}", session.name);
+            let name = application_name(&session.name);
             let (client, pid) =
                 connect_session(base, tls, schema, &name, level, "the server").await?;
             Ok::<_, EngineError>(PgSession {
@@ -42,6 +42,11 @@ pub(super) async fn connect_sessions(
             })
         });
     futures_util::future::try_join_all(connects).await
+}
+
+/// The `application_name` of a session's connection: `anomalies Alice`.
+pub(super) fn application_name(session: &str) -> String {
+    format!("anomalies {session}")
 }
 
 /// One session's connection, named `name`, in the run's schema at `level`; and its backend's
