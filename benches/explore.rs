@@ -8,7 +8,7 @@
 //! on one connection. Every side gives the same statistic, the mean time an order adds:
 //! explore's pass divided by its orders; the tester's (all − one) / (orders − 1), which takes
 //! out its start-up and keeps its per-permutation setup and teardown. The floor is the round
-//! trips an order needs (each step sent, one question per wait, the reset, the final query)
+//! trips an order needs (each step sent, one question per wait, the reset sent with the final query)
 //! times pgbench's mean latency. Printed: the median over rounds of each round's ratios.
 //!
 //! The same pass also runs as the command does by default on this machine's cores: the orders
@@ -28,7 +28,7 @@ use anomalies::engine::{Choice, ConnectOptions, Engine, Run};
 use anomalies::explore;
 use anomalies::level::Level;
 use anomalies::outcome::judge;
-use anomalies::runner::{replay, RunOptions};
+use anomalies::runner::{replay_then_reset, RunOptions};
 use anomalies::scenario::{Interleaving, Scenario};
 use anomalies::timeline::{EventKind, Timeline};
 use tokio_postgres::config::Host;
@@ -204,10 +204,9 @@ async fn possible_orders(run: &mut Run, scenario: &Scenario) -> (Vec<Interleavin
     let orders = explore::orders(scenario, None).expect("orders").orders;
     let (mut possible, mut round_trips) = (Vec::new(), 0);
     for order in &orders {
-        let timeline = replay(run, scenario, order, RUN_OPTIONS, None)
+        let timeline = replay_then_reset(run, scenario, order, RUN_OPTIONS)
             .await
             .expect("replay");
-        run.reset().await.expect("reset");
         if timeline.impossible.is_none() {
             round_trips += needed_round_trips(&timeline);
             possible.push(order.clone());
@@ -219,7 +218,8 @@ async fn possible_orders(run: &mut Run, scenario: &Scenario) -> (Vec<Interleavin
 }
 
 /// What an order cannot do without: each statement sent (a step, a retry's or a give-up's
-/// ROLLBACK), the one question that finds each wait, the reset, and the final queries.
+/// ROLLBACK), the one question that finds each wait, and the reset with the final queries,
+/// which can all go at once (`Run::finals_then_reset`).
 fn needed_round_trips(timeline: &Timeline) -> usize {
     let sent = timeline
         .events
@@ -233,18 +233,16 @@ fn needed_round_trips(timeline: &Timeline) -> usize {
             _ => 0,
         })
         .sum::<usize>();
-    let finals = usize::from(timeline.final_state.is_some()) + timeline.named_finals.len();
-    sent + 1 + finals
+    sent + 1
 }
 
 /// Every order as `explore` runs it: replayed, judged, the data put back.
 async fn pass(run: &mut Run, scenario: &Scenario, orders: &[Interleaving]) {
     for order in orders {
-        let timeline = replay(run, scenario, order, RUN_OPTIONS, None)
+        let timeline = replay_then_reset(run, scenario, order, RUN_OPTIONS)
             .await
             .expect("replay");
         std::hint::black_box(judge(scenario, &timeline));
-        run.reset().await.expect("reset");
     }
 }
 
@@ -262,11 +260,10 @@ async fn pass_shared(
         async move {
             while let Some(order) = orders.get(next.get()) {
                 next.set(next.get() + 1);
-                let timeline = replay(run, scenario, order, RUN_OPTIONS, None)
+                let timeline = replay_then_reset(run, scenario, order, RUN_OPTIONS)
                     .await
                     .expect("replay");
                 std::hint::black_box(judge(scenario, &timeline));
-                run.reset().await.expect("reset");
             }
         }
     });

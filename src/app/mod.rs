@@ -15,7 +15,7 @@ use crate::explore::{Exploration, Explored, Orders, Outcome as ExploreOutcome};
 use crate::level::Level;
 use crate::outcome::judge;
 use crate::report::{NotRun, Report};
-use crate::runner::{replay, Pause, RunOptions};
+use crate::runner::{replay_then_reset, Pause, RunOptions};
 use crate::scenario::{Interleaving, Scenario, Topology};
 
 /// What a request ran, and the fixes it did not run because the engine lacks what they need
@@ -216,8 +216,7 @@ async fn explore_one(
     let mut first = None;
     let mut outcomes = Vec::new();
     for _ in 0..repeat.max(1) {
-        let timeline = replay(run, scenario, order, options, None).await?;
-        run.reset().await?;
+        let timeline = replay_then_reset(run, scenario, order, options).await?;
         let report = report(engine, scenario, level, order, timeline);
         outcomes.push(ExploreOutcome::of(&report));
         first.get_or_insert(report);

@@ -192,6 +192,22 @@ pub(crate) trait BackendRun {
     }
 
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError>;
+
+    /// The final queries' answers, then [`BackendRun::reset`]: one after the other here; an
+    /// engine that can send them at once does.
+    async fn finals_then_reset(
+        &mut self,
+        sqls: &[&str],
+        connections: bool,
+    ) -> Result<Vec<ResultSet>, EngineError> {
+        let mut answers = Vec::with_capacity(sqls.len());
+        for sql in sqls {
+            answers.push(self.final_query(sql).await?);
+        }
+        self.reset(connections).await?;
+        Ok(answers)
+    }
+
     async fn finish(self: Box<Self>) -> Result<(), EngineError>;
 
     /// How many times the run has asked the database whether a step waits.

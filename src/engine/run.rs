@@ -159,6 +159,20 @@ impl Run {
         self.db.final_query(sql).await
     }
 
+    /// The final queries' answers on the end state, then [`Run::reset`]: what `explore` does
+    /// after each order, at once where the engine can (PostgreSQL sends the queries, the
+    /// restore and every session's ROLLBACK without waiting for a reply in between).
+    pub async fn finals_then_reset(
+        &mut self,
+        sqls: &[&str],
+    ) -> Result<Vec<ResultSet>, EngineError> {
+        let answers = self.db.finals_then_reset(sqls, self.leaves_state).await?;
+        if let Some(redis) = &mut self.redis {
+            redis.reset().await?;
+        }
+        Ok(answers)
+    }
+
     /// Closes the sessions and removes the run's data.
     pub async fn finish(self) -> Result<(), EngineError> {
         let redis = match self.redis {

@@ -16,7 +16,9 @@ mod retry;
 
 use crate::engine::{EngineError, Run, Settled};
 use crate::scenario::{Interleaving, NoRows, ReplicaAction, RetryOn, Scenario, StepId, StepKind};
-use crate::timeline::{ErrorKind, Event, EventKind, Impossible, RetryReason, StepResult, Timeline};
+use crate::timeline::{
+    ErrorKind, Event, EventKind, Impossible, ResultSet, RetryReason, StepResult, Timeline,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
@@ -84,6 +86,83 @@ pub async fn replay(
     options: RunOptions,
     pause: Option<Pause<'_>>,
 ) -> Result<Timeline, EngineError> {
+    let (mut timeline, ended) = play(run, scenario, interleaving, options, pause).await?;
+    if ended {
+        let mut answers = Vec::new();
+        for sql in finals(scenario) {
+            answers.push(
+                run.final_query(sql)
+                    .await
+                    .map_err(|e| placed(scenario, e))?,
+            );
+        }
+        record_finals(&mut timeline, scenario, answers);
+    }
+    Ok(timeline)
+}
+
+/// [`replay`], then the run put back as the setup left it for the next order ([`Run::reset`]):
+/// what `explore` does after each order, the final queries sent with the reset
+/// ([`Run::finals_then_reset`]).
+pub async fn replay_then_reset(
+    run: &mut Run,
+    scenario: &Scenario,
+    interleaving: &Interleaving,
+    options: RunOptions,
+) -> Result<Timeline, EngineError> {
+    let (mut timeline, ended) = play(run, scenario, interleaving, options, None).await?;
+    match ended {
+        true => {
+            let answers = run.finals_then_reset(&finals(scenario)).await;
+            record_finals(
+                &mut timeline,
+                scenario,
+                answers.map_err(|e| placed(scenario, e))?,
+            );
+        }
+        false => run.reset().await?,
+    }
+    Ok(timeline)
+}
+
+/// The final queries' SQL: the `final` query first, then the named ones.
+fn finals(scenario: &Scenario) -> Vec<&str> {
+    let decision = &scenario.decision;
+    (decision.final_query.iter())
+        .chain(decision.named_finals.iter().map(|(_, sql)| sql))
+        .map(String::as_str)
+        .collect()
+}
+
+fn record_finals(timeline: &mut Timeline, scenario: &Scenario, answers: Vec<ResultSet>) {
+    let decision = &scenario.decision;
+    let mut answers = answers.into_iter();
+    if decision.final_query.is_some() {
+        timeline.final_state = answers.next();
+    }
+    let named = decision.named_finals.iter().map(|(name, _)| name.clone());
+    timeline.named_finals = named.zip(answers).collect();
+}
+
+/// A final query the database refuses is the scenario's own error: placed in its file.
+fn placed(scenario: &Scenario, error: EngineError) -> EngineError {
+    match error {
+        EngineError::Setup(message) => {
+            EngineError::Setup(format!("{}: {message}", scenario.decision.final_at))
+        }
+        other => other,
+    }
+}
+
+/// Runs the interleaving's steps; `true` where it got to its end, so that the final queries
+/// are due, `false` where it stopped early (an impossible order, step mode's stop).
+async fn play(
+    run: &mut Run,
+    scenario: &Scenario,
+    interleaving: &Interleaving,
+    options: RunOptions,
+    pause: Option<Pause<'_>>,
+) -> Result<(Timeline, bool), EngineError> {
     let n_sessions = scenario.sessions.len();
     let mut replay = Replay {
         run,
@@ -114,7 +193,7 @@ pub async fn replay(
                     waiting_for: blocked_by.clone(),
                 });
                 replay.abandon().await?;
-                return Ok(replay.timeline);
+                return Ok((replay.timeline, false));
             }
             State::Waiting { .. } => replay.deferred[id.session].push_back(Queued {
                 step: id,
@@ -149,23 +228,9 @@ pub async fn replay(
     }
     if replay.timeline.stopped {
         replay.abandon().await?;
-        return Ok(replay.timeline);
+        return Ok((replay.timeline, false));
     }
-    // A final query the database refuses is the scenario's own error: placed in its file.
-    let placed = |error: EngineError| match error {
-        EngineError::Setup(message) => {
-            EngineError::Setup(format!("{}: {message}", scenario.decision.final_at))
-        }
-        other => other,
-    };
-    if let Some(sql) = &scenario.decision.final_query {
-        replay.timeline.final_state = Some(replay.run.final_query(sql).await.map_err(placed)?);
-    }
-    for (name, sql) in &scenario.decision.named_finals {
-        let rows = replay.run.final_query(sql).await.map_err(placed)?;
-        replay.timeline.named_finals.push((name.clone(), rows));
-    }
-    Ok(replay.timeline)
+    Ok((replay.timeline, true))
 }
 
 impl Replay<'_, '_> {

@@ -171,6 +171,14 @@ impl BackendRun for PgRun {
         PgRun::final_query(self, sql).await
     }
 
+    async fn finals_then_reset(
+        &mut self,
+        sqls: &[&str],
+        connections: bool,
+    ) -> Result<Vec<ResultSet>, EngineError> {
+        PgRun::finals_then_reset(self, sqls, connections).await
+    }
+
     async fn finish(self: Box<Self>) -> Result<(), EngineError> {
         PgRun::finish(*self).await
     }

@@ -441,7 +441,16 @@ impl PgRun {
     }
 
     pub async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError> {
-        let Settled::Done(result) = step_result(self.data.simple_query(sql).await)? else {
+        let answer = self.data.simple_query(sql).await;
+        self.final_answer(answer)
+    }
+
+    /// A final query's answer as the outcome reads it.
+    fn final_answer(
+        &self,
+        answer: Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>,
+    ) -> Result<ResultSet, EngineError> {
+        let Settled::Done(result) = step_result(answer)? else {
             return Err(EngineError::Setup(
                 "the final check query returned no rows".into(),
             ));

@@ -9,6 +9,8 @@ use super::{replica, PgRun};
 use crate::engine::{snapshot_sql, EngineError};
 use crate::level::SessionLevel;
 use crate::scenario::{Scenario, Topology};
+use crate::timeline::ResultSet;
+use futures_util::TryStreamExt;
 
 impl PgRun {
     pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
@@ -217,6 +219,57 @@ impl PgRun {
             self.reset_connections(&levels).await?;
         }
         Ok(())
+    }
+
+    /// The final queries' answers, then [`PgRun::reset`], with no wait for a reply in between:
+    /// the queries go out first on the data connection and the restore right behind them, while
+    /// every session's ROLLBACK goes at once (what a session's open transaction holds hides
+    /// nothing committed from a final query, and the restore waits for its row locks to go).
+    /// One round trip of waiting in all, where one after the other takes two. With a standby,
+    /// one after the other: its replay is resumed and waited for.
+    pub async fn finals_then_reset(
+        &mut self,
+        sqls: &[&str],
+        connections: bool,
+    ) -> Result<Vec<ResultSet>, EngineError> {
+        let Some(restore) = self.restore.as_ref().filter(|_| self.replica.is_none()) else {
+            let mut answers = Vec::with_capacity(sqls.len());
+            for sql in sqls {
+                answers.push(self.final_query(sql).await?);
+            }
+            self.reset(connections).await?;
+            return Ok(answers);
+        };
+        let mut sent = Vec::with_capacity(sqls.len());
+        for sql in sqls {
+            // Resolves once the query is sent; its answer is read below.
+            sent.push(self.data.simple_query_raw(sql).await);
+        }
+        let answers = sent.into_iter().map(|stream| async move {
+            match stream {
+                Ok(stream) => stream.try_collect::<Vec<_>>().await,
+                Err(error) => Err(error),
+            }
+        });
+        let rollbacks =
+            (self.sessions.iter()).map(|session| session.client.simple_query("ROLLBACK"));
+        let (answers, restored, rolled_back) = tokio::join!(
+            futures_util::future::join_all(answers),
+            self.data.batch_execute(restore),
+            futures_util::future::join_all(rollbacks),
+        );
+        let answers = (answers.into_iter())
+            .map(|answer| self.final_answer(answer))
+            .collect::<Result<Vec<_>, _>>()?;
+        for result in rolled_back {
+            result.map_err(pg_error)?;
+        }
+        restored.map_err(pg_error)?;
+        if connections {
+            let levels = self.levels.clone();
+            self.reset_connections(&levels).await?;
+        }
+        Ok(answers)
     }
 
     async fn restore_data(&mut self) -> Result<(), EngineError> {
