@@ -16,6 +16,7 @@ mod bench;
 mod cleanup;
 mod connect;
 mod passfile;
+mod prepared;
 mod replica;
 mod reply;
 mod restore;
@@ -74,6 +75,9 @@ pub struct PgRun {
     /// Whether a `COMMIT` of the scenario can wait for another session
     /// ([`waits::commits_can_wait`]); where it cannot, it is never asked about.
     commits_can_wait: bool,
+    /// Whether the scenario's queries go as prepared statements after the first reset
+    /// ([`prepared::scenario_prepares`]; never with a standby).
+    prepares: bool,
     /// Each session's level, as its connection was last set.
     levels: Vec<SessionLevel>,
     live: Live,
@@ -100,6 +104,8 @@ struct PgSession {
     /// Its connection to the standby and that backend's pid, for a session with steps there.
     standby: Option<(Arc<Client>, i32)>,
     in_flight: Option<Reply>,
+    /// The queries prepared on its connection to the primary.
+    prepared: prepared::Prepared,
     /// Where the step in flight went, which says how to ask whether it waits.
     on: Sent,
 }
@@ -338,6 +344,7 @@ impl PgEngine {
             restores_all: false,
             defines_settings: restore::may_define_settings(scenario),
             commits_can_wait: waits::commits_can_wait(scenario, replica.is_some()),
+            prepares: replica.is_none() && prepared::scenario_prepares(scenario),
             levels: levels.to_vec(),
             live: self.live.clone(),
             control,

@@ -3,6 +3,7 @@
 
 use super::cleanup::SCHEMA_COMMENT;
 use super::connect::{characteristics_sql, pg_error};
+use super::prepared::{end_sessions, scenario_prepares};
 use super::role::literal;
 use super::session::{application_name, set_up};
 use super::{replica, PgRun};
@@ -95,10 +96,11 @@ impl PgRun {
         {
             return Ok(false);
         }
-        self.restore_data().await?;
+        self.restore_data(false).await?;
         self.reset_connections(levels).await?;
         self.defines_settings = may_define_settings(next);
         self.commits_can_wait = super::waits::commits_can_wait(next, self.replica.is_some());
+        self.prepares = self.replica.is_none() && scenario_prepares(next);
         Ok(true)
     }
 
@@ -166,6 +168,7 @@ impl PgRun {
         self.restores_all = false;
         self.defines_settings = may_define_settings(next);
         self.commits_can_wait = super::waits::commits_can_wait(next, false);
+        self.prepares = scenario_prepares(next);
         Ok(true)
     }
 
@@ -174,6 +177,9 @@ impl PgRun {
     /// statements, temporary tables), then the search path and the level are set as at connect.
     /// A custom setting a session defined stays defined, reading `''`.
     async fn reset_connections(&mut self, levels: &[SessionLevel]) -> Result<(), EngineError> {
+        for session in &mut self.sessions {
+            session.prepared.clear();
+        }
         // A standby runs no serializable transaction.
         let connections = self
             .sessions
@@ -213,7 +219,7 @@ impl PgRun {
     /// Puts the data back for another order; with `connections`, every connection is reset
     /// too, at the levels it has.
     pub async fn reset(&mut self, connections: bool) -> Result<(), EngineError> {
-        self.restore_data().await?;
+        self.restore_data(!connections && self.prepares).await?;
         if connections {
             let levels = self.levels.clone();
             self.reset_connections(&levels).await?;
@@ -251,19 +257,15 @@ impl PgRun {
                 Err(error) => Err(error),
             }
         });
-        let rollbacks =
-            (self.sessions.iter()).map(|session| session.client.simple_query("ROLLBACK"));
-        let (answers, restored, rolled_back) = tokio::join!(
+        let prepare = !connections && self.prepares;
+        let with = futures_util::future::join(
             futures_util::future::join_all(answers),
             self.data.batch_execute(restore),
-            futures_util::future::join_all(rollbacks),
         );
+        let (answers, restored) = end_sessions(&mut self.sessions, prepare, with).await?;
         let answers = (answers.into_iter())
             .map(|answer| self.final_answer(answer))
             .collect::<Result<Vec<_>, _>>()?;
-        for result in rolled_back {
-            result.map_err(pg_error)?;
-        }
         restored.map_err(pg_error)?;
         if connections {
             let levels = self.levels.clone();
@@ -272,7 +274,9 @@ impl PgRun {
         Ok(answers)
     }
 
-    async fn restore_data(&mut self) -> Result<(), EngineError> {
+    /// Every session's ROLLBACK and the restore, at once: one round trip of waiting. With
+    /// `prepare`, the queries due are prepared on the way ([`end_sessions`]).
+    async fn restore_data(&mut self, prepare: bool) -> Result<(), EngineError> {
         // The standby replays the restore, and its sessions' transactions end too.
         self.resume_standby().await?;
         let Some(restore) = &self.restore else {
@@ -280,22 +284,10 @@ impl PgRun {
                 "reset before the initial state was saved".into(),
             ));
         };
-        // Every session's ROLLBACK and the restore go out at once: one round trip of waiting.
-        let rollbacks = self
-            .sessions
-            .iter()
-            .flat_map(|session| {
-                std::iter::once(&session.client).chain(session.standby.iter().map(|(c, _)| c))
-            })
-            .map(|client| client.simple_query("ROLLBACK"));
-        let (rolled_back, restored) = tokio::join!(
-            futures_util::future::join_all(rollbacks),
-            self.data.batch_execute(restore)
-        );
-        for result in rolled_back {
-            result.map_err(pg_error)?;
-        }
-        restored.map_err(pg_error)?;
+        let restore = self.data.batch_execute(restore);
+        end_sessions(&mut self.sessions, prepare, restore)
+            .await?
+            .map_err(pg_error)?;
         self.standby_caught_up().await
     }
 }

@@ -38,6 +38,7 @@ pub(super) async fn connect_sessions(
                 name,
                 standby: None,
                 in_flight: None,
+                prepared: Default::default(),
                 on: Sent::Primary { may_wait: true },
             })
         });

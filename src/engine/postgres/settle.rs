@@ -14,24 +14,28 @@ impl PgRun {
     /// Sends `sql` on the session's connection to the primary or, with `standby`, to the
     /// standby.
     pub fn send(&mut self, session: usize, sql: &str, standby: bool) {
+        let prepares = self.prepares;
         let on = &mut self.sessions[session];
         // `prepare` connects every session with a step on the standby there
         // (`replica::connect_sessions`), and a scenario of several nodes is refused where
         // there is no standby (`cannot_run`).
         debug_assert!(!standby || on.standby.is_some(), "no standby connection");
-        let client = match (&on.standby, standby) {
+        let (client, sql) = match (&on.standby, standby) {
             (Some((client, _)), true) => {
                 on.on = Sent::Standby;
-                client.clone()
+                (client.clone(), sql.to_string())
             }
             _ => {
                 on.on = Sent::Primary {
                     may_wait: can_wait(sql, self.commits_can_wait),
                 };
-                on.client.clone()
+                let sql = match prepares {
+                    true => on.prepared.rewrite(sql),
+                    false => sql.to_string(),
+                };
+                (on.client.clone(), sql)
             }
         };
-        let sql = sql.to_string();
         on.in_flight = Some(Box::pin(async move { client.simple_query(&sql).await }));
     }
 
