@@ -317,3 +317,37 @@ fn a_read_only_first_session_does_not_stop_the_data_being_put_back() {
         assert_eq!(letters, [format!("c{middle}a")], "{engine}: {result}");
     }
 }
+
+// explore-refused: explore-lost-update with John's write naming a column that is not there. On
+// PostgreSQL a query sent once goes as a prepared statement from the next order on; one the
+// server refuses cannot be prepared and goes as text again, so every order fails the same way,
+// with the server's own word (42703), never with a statement the tool prepared.
+#[test]
+fn a_step_the_server_refuses_fails_alike_in_every_order() {
+    let output = anomalies()
+        .args([
+            "explore",
+            "tests/fixtures/explore-refused.toml",
+            "--engine",
+            "postgres",
+        ])
+        .args(["--level", "read-committed", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a broken run: {}",
+        stderr(&output)
+    );
+    let result: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let level = &result["levels"][0];
+    assert_eq!(level["counts"]["error"], 6, "{level}");
+    for order in level["orders"].as_array().unwrap() {
+        let summary = order["summary"].as_str().unwrap();
+        assert!(
+            summary.contains("john.write failed with 42703"),
+            "{summary}"
+        );
+    }
+}

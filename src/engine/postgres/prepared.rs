@@ -100,6 +100,19 @@ pub(super) fn scenario_prepares(scenario: &Scenario) -> bool {
     })
 }
 
+/// A query to prepare, and the name it gets.
+#[derive(Debug)]
+pub(super) struct Due {
+    name: String,
+    query: String,
+}
+
+impl Due {
+    fn sql(&self) -> String {
+        format!("PREPARE {} AS {}", self.name, self.query)
+    }
+}
+
 /// One connection's prepared statements.
 #[derive(Default)]
 pub(super) struct Prepared {
@@ -141,28 +154,23 @@ impl Prepared {
         }
     }
 
-    /// The `PREPARE`s due, each with its query, for [`Prepared::record`].
-    pub(super) fn take_due(&mut self) -> Vec<(String, String)> {
+    /// The queries due, each named, for [`Prepared::record`].
+    pub(super) fn take_due(&mut self) -> Vec<Due> {
         let first = self.names.len();
         std::mem::take(&mut self.due)
             .into_iter()
             .enumerate()
-            .map(|(i, query)| {
-                let name = format!("anomalies_{}", first + i + 1);
-                (format!("PREPARE {name} AS {query}"), query)
+            .map(|(i, query)| Due {
+                name: format!("anomalies_{}", first + i + 1),
+                query,
             })
             .collect()
     }
 
-    /// What became of the `PREPARE`s [`Prepared::take_due`] gave, in its order.
-    pub(super) fn record(&mut self, due: Vec<(String, String)>, prepared: Vec<bool>) {
-        for ((prepare, query), ok) in due.into_iter().zip(prepared) {
-            let name = prepare
-                .split_whitespace()
-                .nth(1)
-                .filter(|_| ok)
-                .map(str::to_string);
-            self.names.insert(query, name);
+    /// Whether each of [`Prepared::take_due`]'s `PREPARE`s took, in its order.
+    pub(super) fn record(&mut self, due: Vec<Due>, prepared: Vec<bool>) {
+        for (Due { name, query }, ok) in due.into_iter().zip(prepared) {
+            self.names.insert(query, ok.then_some(name));
         }
     }
 
@@ -181,7 +189,7 @@ pub(super) async fn end_sessions<T>(
     prepare: bool,
     with: impl Future<Output = T>,
 ) -> Result<T, EngineError> {
-    let due: Vec<Vec<(String, String)>> = (sessions.iter_mut())
+    let due: Vec<Vec<Due>> = (sessions.iter_mut())
         .map(|session| match prepare {
             true => session.prepared.take_due(),
             false => Vec::new(),
@@ -207,14 +215,11 @@ pub(super) async fn end_sessions<T>(
 
 /// `ROLLBACK`, then each `PREPARE` of `due`, sent one behind the other before any answer is
 /// read; whether each `PREPARE` took. A failed one, outside any transaction, changed nothing.
-async fn end_and_prepare(
-    client: &Client,
-    due: &[(String, String)],
-) -> Result<Vec<bool>, tokio_postgres::Error> {
+async fn end_and_prepare(client: &Client, due: &[Due]) -> Result<Vec<bool>, tokio_postgres::Error> {
     let rollback = client.simple_query_raw("ROLLBACK").await;
     let mut prepares = Vec::with_capacity(due.len());
-    for (prepare, _) in due {
-        prepares.push(client.simple_query_raw(prepare).await);
+    for due in due {
+        prepares.push(client.simple_query_raw(&due.sql()).await);
     }
     rollback?.try_collect::<Vec<_>>().await?;
     let mut prepared = Vec::with_capacity(prepares.len());
@@ -262,12 +267,10 @@ mod tests {
         assert_eq!(prepared.rewrite(step), step, "nothing prepared yet");
         assert_eq!(prepared.rewrite(step), step);
         let due = prepared.take_due();
+        let sql: Vec<String> = due.iter().map(|d| d.sql()).collect();
         assert_eq!(
-            due,
-            [(
-                "PREPARE anomalies_1 AS SELECT balance FROM accounts WHERE id = 1".to_string(),
-                "SELECT balance FROM accounts WHERE id = 1".to_string()
-            )],
+            sql,
+            ["PREPARE anomalies_1 AS SELECT balance FROM accounts WHERE id = 1"],
             "one PREPARE for a query sent twice, none for BEGIN"
         );
         prepared.record(due, vec![true]);
@@ -275,7 +278,7 @@ mod tests {
         prepared.rewrite("UPDATE accounts SET balance = 0");
         let due = prepared.take_due();
         assert_eq!(
-            due[0].0,
+            due[0].sql(),
             "PREPARE anomalies_2 AS UPDATE accounts SET balance = 0"
         );
         prepared.record(due, vec![false]);
