@@ -11,14 +11,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 mod fill;
+mod finals;
 mod redis;
 mod retry;
 
 use crate::engine::{EngineError, Run, Settled};
 use crate::scenario::{Interleaving, NoRows, ReplicaAction, RetryOn, Scenario, StepId, StepKind};
-use crate::timeline::{
-    ErrorKind, Event, EventKind, Impossible, ResultSet, RetryReason, StepResult, Timeline,
-};
+use crate::timeline::{ErrorKind, Event, EventKind, Impossible, RetryReason, StepResult, Timeline};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
@@ -89,14 +88,14 @@ pub async fn replay(
     let (mut timeline, ended) = play(run, scenario, interleaving, options, pause).await?;
     if ended {
         let mut answers = Vec::new();
-        for sql in finals(scenario) {
+        for sql in finals::sqls(scenario) {
             answers.push(
                 run.final_query(sql)
                     .await
-                    .map_err(|e| placed(scenario, e))?,
+                    .map_err(|e| finals::placed(scenario, e))?,
             );
         }
-        record_finals(&mut timeline, scenario, answers);
+        finals::record(&mut timeline, scenario, answers);
     }
     Ok(timeline)
 }
@@ -113,45 +112,13 @@ pub async fn replay_then_reset(
     let (mut timeline, ended) = play(run, scenario, interleaving, options, None).await?;
     match ended {
         true => {
-            let answers = run.finals_then_reset(&finals(scenario)).await;
-            record_finals(
-                &mut timeline,
-                scenario,
-                answers.map_err(|e| placed(scenario, e))?,
-            );
+            let answers = run.finals_then_reset(&finals::sqls(scenario)).await;
+            let answers = answers.map_err(|e| finals::placed(scenario, e))?;
+            finals::record(&mut timeline, scenario, answers);
         }
         false => run.reset().await?,
     }
     Ok(timeline)
-}
-
-/// The final queries' SQL: the `final` query first, then the named ones.
-fn finals(scenario: &Scenario) -> Vec<&str> {
-    let decision = &scenario.decision;
-    (decision.final_query.iter())
-        .chain(decision.named_finals.iter().map(|(_, sql)| sql))
-        .map(String::as_str)
-        .collect()
-}
-
-fn record_finals(timeline: &mut Timeline, scenario: &Scenario, answers: Vec<ResultSet>) {
-    let decision = &scenario.decision;
-    let mut answers = answers.into_iter();
-    if decision.final_query.is_some() {
-        timeline.final_state = answers.next();
-    }
-    let named = decision.named_finals.iter().map(|(name, _)| name.clone());
-    timeline.named_finals = named.zip(answers).collect();
-}
-
-/// A final query the database refuses is the scenario's own error: placed in its file.
-fn placed(scenario: &Scenario, error: EngineError) -> EngineError {
-    match error {
-        EngineError::Setup(message) => {
-            EngineError::Setup(format!("{}: {message}", scenario.decision.final_at))
-        }
-        other => other,
-    }
 }
 
 /// Runs the interleaving's steps; `true` where it got to its end, so that the final queries
