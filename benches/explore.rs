@@ -8,8 +8,8 @@
 //! on one connection. Every side gives the same statistic, the mean time an order adds:
 //! explore's pass divided by its orders; the tester's (all − one) / (orders − 1), which takes
 //! out its start-up and keeps its per-permutation setup and teardown. The floor is the round
-//! trips an order needs (each step sent, one question per wait, the reset sent with the final query)
-//! times pgbench's mean latency. Printed: the median over rounds of each round's ratios.
+//! trips an order needs (each step sent, one question per wait, the reset sent with the final
+//! query) times pgbench's mean latency. Printed: the median over rounds of each round's ratios.
 //!
 //! The same pass also runs as the command does by default on this machine's cores: the orders
 //! shared among `JOBS` runs, each on connections of its own, all on the one thread (each order

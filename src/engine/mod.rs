@@ -75,6 +75,21 @@ pub struct EngineInfo {
     pub redis: Option<String>,
 }
 
+/// The final queries, each answered before the next goes, then the reset: what
+/// [`BackendRun::finals_then_reset`] does where an engine sends nothing at once.
+pub(crate) async fn finals_in_turn<R: BackendRun + ?Sized>(
+    run: &mut R,
+    sqls: &[&str],
+    connections: bool,
+) -> Result<Vec<ResultSet>, EngineError> {
+    let mut answers = Vec::with_capacity(sqls.len());
+    for sql in sqls {
+        answers.push(run.final_query(sql).await?);
+    }
+    run.reset(connections).await?;
+    Ok(answers)
+}
+
 /// What one engine's folder implements: a connected database. Everything outside `engine/`
 /// sees only [`Engine`], so a new engine is a folder and one arm in [`Engine::connect`].
 #[async_trait(?Send)]
@@ -193,19 +208,14 @@ pub(crate) trait BackendRun {
 
     async fn final_query(&mut self, sql: &str) -> Result<ResultSet, EngineError>;
 
-    /// The final queries' answers, then [`BackendRun::reset`]: one after the other here; an
-    /// engine that can send them at once does.
+    /// The final queries' answers, then [`BackendRun::reset`]: one after the other here
+    /// ([`finals_in_turn`]); an engine that can send them at once does.
     async fn finals_then_reset(
         &mut self,
         sqls: &[&str],
         connections: bool,
     ) -> Result<Vec<ResultSet>, EngineError> {
-        let mut answers = Vec::with_capacity(sqls.len());
-        for sql in sqls {
-            answers.push(self.final_query(sql).await?);
-        }
-        self.reset(connections).await?;
-        Ok(answers)
+        finals_in_turn(self, sqls, connections).await
     }
 
     async fn finish(self: Box<Self>) -> Result<(), EngineError>;

@@ -9,10 +9,11 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use futures_util::TryStreamExt;
 use tokio_postgres::Client;
 
 use super::connect::pg_error;
+use super::reply::answer;
+use super::waits::{controls_transaction, first_word};
 use super::PgSession;
 use crate::engine::EngineError;
 use crate::scenario::template::Part;
@@ -49,34 +50,11 @@ pub(super) fn statements(sql: &str) -> Option<Vec<&str>> {
     Some(statements)
 }
 
-fn first_word(statement: &str) -> &str {
-    let end = statement
-        .find(|c: char| !c.is_ascii_alphabetic())
-        .unwrap_or(statement.len());
-    &statement[..end]
-}
-
 /// A statement `PREPARE` takes: a query.
 fn is_query(statement: &str) -> bool {
     let word = first_word(statement);
     [
         "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TABLE",
-    ]
-    .iter()
-    .any(|k| word.eq_ignore_ascii_case(k))
-}
-
-fn controls_transaction(statement: &str) -> bool {
-    let word = first_word(statement);
-    [
-        "BEGIN",
-        "START",
-        "COMMIT",
-        "END",
-        "ROLLBACK",
-        "ABORT",
-        "SAVEPOINT",
-        "RELEASE",
     ]
     .iter()
     .any(|k| word.eq_ignore_ascii_case(k))
@@ -95,7 +73,7 @@ pub(super) fn scenario_prepares(scenario: &Scenario) -> bool {
             })
             .collect();
         statements(&text).is_some_and(|statements| {
-            (statements.iter()).all(|s| is_query(s) || controls_transaction(s))
+            (statements.iter()).all(|s| is_query(s) || controls_transaction(s, true))
         })
     })
 }
@@ -221,14 +199,10 @@ async fn end_and_prepare(client: &Client, due: &[Due]) -> Result<Vec<bool>, toki
     for due in due {
         prepares.push(client.simple_query_raw(&due.sql()).await);
     }
-    rollback?.try_collect::<Vec<_>>().await?;
+    answer(rollback).await?;
     let mut prepared = Vec::with_capacity(prepares.len());
     for prepare in prepares {
-        let answer = match prepare {
-            Ok(stream) => stream.try_collect::<Vec<_>>().await,
-            Err(error) => Err(error),
-        };
-        prepared.push(answer.is_ok());
+        prepared.push(answer(prepare).await.is_ok());
     }
     Ok(prepared)
 }

@@ -1,12 +1,21 @@
 //! A server's reply to a step, as the timeline records it: rows, a command, or a database error
 //! with its portable kind.
 
+use futures_util::TryStreamExt;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::{SimpleQueryMessage, SimpleQueryStream};
 
 use super::connect::pg_error;
 use crate::engine::{EngineError, Settled};
 use crate::timeline::{DbError, ErrorKind, ResultSet, StepResult};
+
+/// The whole answer to a query sent with `simple_query_raw`, which resolves once the query is
+/// on the wire: so several can be sent, one behind the other, before any answer is read.
+pub(super) async fn answer(
+    sent: Result<SimpleQueryStream, tokio_postgres::Error>,
+) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+    sent?.try_collect().await
+}
 
 pub(super) fn step_result(
     answer: Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>,

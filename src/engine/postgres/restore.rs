@@ -4,14 +4,14 @@
 use super::cleanup::SCHEMA_COMMENT;
 use super::connect::{characteristics_sql, pg_error};
 use super::prepared::{end_sessions, scenario_prepares};
+use super::reply::answer;
 use super::role::literal;
 use super::session::{application_name, set_up};
 use super::{replica, PgRun};
-use crate::engine::{snapshot_sql, EngineError};
+use crate::engine::{finals_in_turn, snapshot_sql, EngineError};
 use crate::level::SessionLevel;
 use crate::scenario::{Scenario, Topology};
 use crate::timeline::ResultSet;
-use futures_util::TryStreamExt;
 
 impl PgRun {
     pub async fn save_initial_state(&mut self) -> Result<(), EngineError> {
@@ -239,24 +239,13 @@ impl PgRun {
         connections: bool,
     ) -> Result<Vec<ResultSet>, EngineError> {
         let Some(restore) = self.restore.as_ref().filter(|_| self.replica.is_none()) else {
-            let mut answers = Vec::with_capacity(sqls.len());
-            for sql in sqls {
-                answers.push(self.final_query(sql).await?);
-            }
-            self.reset(connections).await?;
-            return Ok(answers);
+            return finals_in_turn(self, sqls, connections).await;
         };
         let mut sent = Vec::with_capacity(sqls.len());
         for sql in sqls {
-            // Resolves once the query is sent; its answer is read below.
             sent.push(self.data.simple_query_raw(sql).await);
         }
-        let answers = sent.into_iter().map(|stream| async move {
-            match stream {
-                Ok(stream) => stream.try_collect::<Vec<_>>().await,
-                Err(error) => Err(error),
-            }
-        });
+        let answers = sent.into_iter().map(answer);
         let prepare = !connections && self.prepares;
         let with = futures_util::future::join(
             futures_util::future::join_all(answers),

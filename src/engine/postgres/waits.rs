@@ -30,24 +30,37 @@ pub(super) fn can_wait(sql: &str, commits_can_wait: bool) -> bool {
     if statements.peek().is_none() {
         return true;
     }
-    let commits: &[&str] = match commits_can_wait {
-        true => &[],
-        false => &["COMMIT", "END"],
+    !statements.all(|statement| controls_transaction(statement, !commits_can_wait))
+}
+
+/// Whether `statement` does nothing but control the transaction: `BEGIN` / `START TRANSACTION`,
+/// `ROLLBACK` / `ABORT`, `SAVEPOINT`, `RELEASE`, `ROLLBACK TO`; and with `commits`, `COMMIT` /
+/// `END`.
+pub(super) fn controls_transaction(statement: &str, commits: bool) -> bool {
+    let first = first_word(statement);
+    let commit: &[&str] = match commits {
+        true => &["COMMIT", "END"],
+        false => &[],
     };
-    !statements.all(|statement| {
-        let first = statement.split_whitespace().next().unwrap_or_default();
-        [
-            "BEGIN",
-            "START",
-            "ROLLBACK",
-            "ABORT",
-            "SAVEPOINT",
-            "RELEASE",
-        ]
-        .iter()
-        .chain(commits)
-        .any(|keyword| first.eq_ignore_ascii_case(keyword))
-    })
+    [
+        "BEGIN",
+        "START",
+        "ROLLBACK",
+        "ABORT",
+        "SAVEPOINT",
+        "RELEASE",
+    ]
+    .iter()
+    .chain(commit)
+    .any(|keyword| first.eq_ignore_ascii_case(keyword))
+}
+
+/// A statement's first word: its keyword.
+pub(super) fn first_word(statement: &str) -> &str {
+    let end = statement
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(statement.len());
+    &statement[..end]
 }
 
 #[cfg(test)]
